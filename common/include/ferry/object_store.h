@@ -1,0 +1,54 @@
+#pragma once
+// The object store: where a volume's chunks, headers and leases live. Keys are
+// relative to the store's root (a directory, or bucket + prefix); see docs/FORMAT.md
+// for the layout Ferry writes. Every implementation is safe to call from many
+// threads at once.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+struct ObjectInfo {
+  std::string key;  // relative to the store root
+  uint64_t size = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+
+  // Stores data under key. When it returns OK the object is durable and any reader
+  // sees all of it or (before) nothing.
+  virtual Status put(const std::string& key, std::span<const uint8_t> data) = 0;
+
+  // Reads up to out.size() bytes starting at offset. Returns the bytes read, which is
+  // less than out.size() only at the end of the object. kNotFound if key is absent.
+  virtual Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) = 0;
+
+  // Reads a whole (small) object.
+  virtual Result<std::string> getAll(const std::string& key) = 0;
+
+  // Every object whose key starts with prefix, in key order.
+  virtual Result<std::vector<ObjectInfo>> list(const std::string& prefix) = 0;
+
+  // Removes key; removing an absent key is OK.
+  virtual Status remove(const std::string& key) = 0;
+
+  // For logs and errors: "file:///srv/ferry" or "s3://bucket/prefix at http://…".
+  virtual std::string describe() const = 0;
+};
+
+// Opens the store a URL names:
+//   file:///path                       a local directory (the embedded default)
+//   s3://bucket[/prefix]?endpoint=http://host:port&region=us-east-1
+//        [&access_key=…&secret_key=…]  any S3-compatible server, path-style
+// Credentials default to AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+Result<std::unique_ptr<ObjectStore>> openStore(const std::string& url);
+
+}  // namespace ferry

@@ -1,0 +1,214 @@
+#include "admin_server.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "engine.h"
+#include "ferry/log.h"
+#include "ferry/strings.h"
+
+namespace ferry {
+namespace {
+
+using nlohmann::json;
+
+json volumeJson(const VolumeStats& v) {
+  return json{{"name", v.name},
+              {"size", v.size},
+              {"chunk_size", v.chunkSize},
+              {"chunks", v.chunks},
+              {"cached_chunks", v.cachedChunks},
+              {"dirty_chunks", v.dirtyChunks},
+              {"remote_chunks", v.remoteChunks},
+              {"cached_bytes", v.cachedBytes},
+              {"dirty_bytes", v.dirtyBytes},
+              {"uploaded_bytes", v.uploadedBytes},
+              {"downloaded_bytes", v.downloadedBytes},
+              {"uploads", v.uploads},
+              {"upload_errors", v.uploadErrors},
+              {"read_hits", v.readHits},
+              {"read_misses", v.readMisses},
+              {"zero_reads", v.zeroReads},
+              {"hit_ratio", v.readHits + v.readMisses == 0
+                                ? 1.0
+                                : static_cast<double>(v.readHits) / static_cast<double>(v.readHits + v.readMisses)},
+              {"upload_queue", v.queued},
+              {"fenced", v.fenced},
+              {"last_error", v.lastError}};
+}
+
+json fail(const Status& s) { return json{{"ok", false}, {"error", s.toString()}, {"errno", s.toErrno()}}; }
+
+Result<uint64_t> sizeArg(const json& req, const char* key, uint64_t dflt) {
+  if (!req.contains(key)) return dflt;
+  const json& v = req[key];
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_string()) return parseSize(v.get<std::string>());
+  return Status::invalid(std::string("'") + key + "' must be a number or a size string like \"10G\"");
+}
+
+json dispatch(Engine& engine, const json& req) {
+  if (!req.is_object() || !req.contains("op") || !req["op"].is_string()) {
+    return fail(Status::invalid("request must be a JSON object with a string \"op\""));
+  }
+  std::string op = req["op"];
+  std::string name = req.value("name", std::string());
+  if (op == "list") {
+    json vols = json::array();
+    for (auto& v : engine.volumes()) vols.push_back({{"name", v->name()}, {"size", v->size()}, {"chunk_size", v->chunkSize()}});
+    return json{{"ok", true}, {"volumes", vols}};
+  }
+  if (op == "create") {
+    auto size = sizeArg(req, "size", 0);
+    if (!size) return fail(size.status());
+    auto chunk = sizeArg(req, "chunk_size", 0);
+    if (!chunk) return fail(chunk.status());
+    if (Status s = checkVolumeName(name); !s) return fail(s);
+    auto v = engine.createVolume(CreateSpec{name, size.value(), chunk.value()});
+    if (!v) return fail(v.status());
+    return json{{"ok", true}, {"volume", volumeJson(v.value()->stats())}};
+  }
+  if (op == "delete") {
+    if (Status s = engine.deleteVolume(name, req.value("force", false)); !s) return fail(s);
+    return json{{"ok", true}};
+  }
+  if (op == "stats") {
+    EngineStats st = engine.stats();
+    json vols = json::array();
+    for (const auto& v : st.volumes) {
+      if (name.empty() || v.name == name) vols.push_back(volumeJson(v));
+    }
+    if (!name.empty() && vols.empty()) return fail(Status::notFound("no volume named " + name));
+    return json{{"ok", true},
+                {"cache_size", st.cacheLimit},
+                {"cached_bytes", st.cachedBytes},
+                {"upload_buffer", st.uploadBuffer},
+                {"dirty_bytes", st.dirtyBytes},
+                {"upload_queue", st.uploadQueue},
+                {"uploads_active", st.uploadsActive},
+                {"volumes", vols}};
+  }
+  if (op == "flush") {
+    for (auto& v : engine.volumes()) {
+      if (!name.empty() && v->name() != name) continue;
+      if (Status s = v->flush(); !s) return fail(s);
+    }
+    return json{{"ok", true}};
+  }
+  if (op == "checkpoint") {
+    int timeout = req.value("timeout", 300);
+    auto map = engine.checkpoint(name, std::chrono::seconds(timeout));
+    if (!map) return fail(map.status());
+    auto v = engine.find(name);
+    json chunks = json::array();
+    for (auto& [idx, gen] : map.value()) chunks.push_back(json::array({idx, gen}));
+    return json{{"ok", true}, {"name", name}, {"size", v ? v->size() : 0},
+                {"chunk_size", v ? v->chunkSize() : 0}, {"chunks", chunks}};
+  }
+  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint)"));
+}
+
+}  // namespace
+
+std::string handleAdminRequest(Engine& engine, const std::string& line) {
+  json reply;
+  try {
+    reply = dispatch(engine, json::parse(line));
+  } catch (const json::exception& e) {
+    reply = fail(Status::invalid(std::string("request is not valid JSON: ") + e.what()));
+  } catch (const std::exception& e) {
+    reply = fail(Status::ioError(e.what()));
+  }
+  return reply.dump() + "\n";
+}
+
+Status AdminServer::start() {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof addr.sun_path) return Status::invalid("admin socket path too long: " + path_);
+  std::strcpy(addr.sun_path, path_.c_str());
+  ::unlink(path_.c_str());
+  listen_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listen_.valid()) return errnoStatus("admin socket", errno);
+  mode_t old = ::umask(0077);
+  int rc = ::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::umask(old);
+  if (rc != 0) return errnoStatus("bind admin socket " + path_, errno);
+  if (::listen(listen_.get(), 16) != 0) return errnoStatus("listen admin socket " + path_, errno);
+  if (::pipe2(wakePipe_, O_CLOEXEC) != 0) return errnoStatus("pipe", errno);
+  acceptor_ = std::thread([this] { acceptLoop(); });
+  return Status::ok();
+}
+
+void AdminServer::stop() {
+  if (stopping_.exchange(true)) return;
+  if (wakePipe_[1] >= 0) {
+    char c = 1;
+    (void)!::write(wakePipe_[1], &c, 1);
+  }
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::thread> clients;
+  {
+    std::lock_guard lock(clientsMu_);
+    clients.swap(clients_);
+  }
+  for (auto& t : clients) t.join();
+  for (int& fd : wakePipe_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  ::unlink(path_.c_str());
+}
+
+void AdminServer::acceptLoop() {
+  while (!stopping_) {
+    pollfd fds[2] = {{listen_.get(), POLLIN, 0}, {wakePipe_[0], POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      logError(std::string("admin socket poll: ") + std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents) return;
+    int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    std::lock_guard lock(clientsMu_);
+    clients_.emplace_back([this, fd] { serve(fd); });
+  }
+}
+
+void AdminServer::serve(int rawFd) {
+  UniqueFd fd(rawFd);
+  std::string buf;
+  char chunk[4096];
+  while (!stopping_) {
+    pollfd fds[2] = {{fd.get(), POLLIN, 0}, {wakePipe_[0], POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[1].revents) return;
+    ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+    if (n <= 0) return;
+    buf.append(chunk, static_cast<size_t>(n));
+    if (buf.size() > (1 << 20)) return;  // no request is this large
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string reply = handleAdminRequest(engine_, buf.substr(0, nl));
+      buf.erase(0, nl + 1);
+      const char* p = reply.data();
+      size_t left = reply.size();
+      while (left > 0) {
+        ssize_t w = ::send(fd.get(), p, left, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        p += w;
+        left -= static_cast<size_t>(w);
+      }
+    }
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,49 @@
+#pragma once
+// Gateway-wide accounting of the cache disk: bytes of cached chunks (bounded by
+// cache-size, freed by evicting clean chunks) and of dirty chunks (bounded by
+// upload-buffer: writes that would dirty more wait here, they never fail).
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+namespace ferry {
+
+class CacheBudget {
+ public:
+  CacheBudget(uint64_t cacheLimit, uint64_t dirtyLimit) : cacheLimit_(cacheLimit), dirtyLimit_(dirtyLimit) {}
+
+  uint64_t cacheLimit() const { return cacheLimit_; }
+  uint64_t dirtyLimit() const { return dirtyLimit_; }
+  uint64_t cached() const { return cached_.load(); }
+  uint64_t dirty() const { return dirty_.load(); }
+
+  // Takes n bytes of cache if they fit.
+  bool tryReserveCached(uint64_t n);
+  // Counts bytes that are already on disk (at start-up), even past the limit.
+  void forceCached(uint64_t n) { cached_ += n; }
+  void releaseCached(uint64_t n);
+
+  bool dirtyFull() const { return dirty_.load() >= dirtyLimit_; }
+  void addDirty(uint64_t n) { dirty_ += n; }
+  void releaseDirty(uint64_t n);
+
+  // Waits until dirty bytes are under the limit, the timeout passes, or wake().
+  void waitForDirtyRoom(std::chrono::milliseconds timeout);
+  // Waits until something was released (cache or dirty), or the timeout passes.
+  void waitForRelease(std::chrono::milliseconds timeout);
+  void wake();
+
+ private:
+  const uint64_t cacheLimit_;
+  const uint64_t dirtyLimit_;
+  std::atomic<uint64_t> cached_{0};
+  std::atomic<uint64_t> dirty_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t releases_ = 0;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry

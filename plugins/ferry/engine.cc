@@ -1,0 +1,373 @@
+#include "engine.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "ferry/log.h"
+#include "ferry/strings.h"
+#include "format.h"
+
+namespace ferry {
+namespace {
+
+int64_t nowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The newest generation of every chunk a store listing shows, as metadata rows.
+Result<std::vector<ChunkRow>> rowsFromStore(ObjectStore& store, const std::string& name, uint64_t chunks,
+                                            uint64_t* maxEpoch) {
+  auto listing = store.list(chunksPrefix(name));
+  if (!listing) return listing.status().withContext("list chunks of volume " + name);
+  std::map<uint64_t, ChunkRow> newest;
+  std::string prefix = chunksPrefix(name);
+  for (const ObjectInfo& o : listing.value()) {
+    auto key = parseChunkKey(std::string_view(o.key).substr(prefix.size()));
+    if (!key || key->index >= chunks) {
+      logError("volume " + name + ": ignoring unexpected object " + o.key);
+      continue;
+    }
+    *maxEpoch = std::max(*maxEpoch, key->generation >> 32);
+    ChunkRow& r = newest[key->index];
+    if (key->generation > r.remoteGen) {
+      r = ChunkRow{key->index, key->generation, o.size == 0 ? uint32_t{kFlagRemoteZero} : 0u};
+    }
+  }
+  std::vector<ChunkRow> rows;
+  for (auto& [_, r] : newest) rows.push_back(r);
+  return rows;
+}
+
+}  // namespace
+
+Result<CreateSpec> parseCreateSpec(const std::string& text) {
+  CreateSpec spec;
+  size_t a = text.find(':');
+  if (a == std::string::npos) return Status::invalid("create=" + text + ": expected NAME:SIZE[:CHUNK]");
+  spec.name = text.substr(0, a);
+  size_t b = text.find(':', a + 1);
+  auto size = parseSize(text.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1));
+  if (!size) return size.status().withContext("create=" + text);
+  spec.size = size.value();
+  if (b != std::string::npos) {
+    auto chunk = parseSize(text.substr(b + 1));
+    if (!chunk) return chunk.status().withContext("create=" + text);
+    spec.chunkSize = chunk.value();
+  }
+  if (Status s = checkVolumeName(spec.name); !s) return s;
+  return spec;
+}
+
+Engine::Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store)
+    : options_(std::move(options)), meta_(std::move(meta)), store_(std::move(store)),
+      budget_(options_.cacheSize, options_.uploadBuffer), uploader_(options_.uploadThreads) {}
+
+Engine::~Engine() { shutdown(); }
+
+Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
+  EngineOptions options = in;
+  if (options.stateDir.empty() || options.stateDir.front() != '/') {
+    return Status::invalid("state= must be an absolute directory path, got '" + options.stateDir + "'");
+  }
+  if (options.storeUrl.empty()) return Status::invalid("store= is required (file:///path or s3://bucket/…)");
+  if (options.uploadBuffer == 0) options.uploadBuffer = options.cacheSize / 2;
+  if (options.cacheSize < 4 * kMaxChunkSize / 16) {
+    return Status::invalid("cache-size must be at least 16M, got " + std::to_string(options.cacheSize));
+  }
+  if (options.uploadBuffer > options.cacheSize) {
+    return Status::invalid("upload-buffer (" + std::to_string(options.uploadBuffer) +
+                           ") must not be larger than cache-size (" + std::to_string(options.cacheSize) + ")");
+  }
+  if (options.uploadThreads < 1 || options.uploadThreads > 256) {
+    return Status::invalid("upload-threads must be between 1 and 256");
+  }
+  auto meta = Metadata::open(options.stateDir, true);
+  if (!meta) return meta.status();
+  auto store = openStore(options.storeUrl);
+  if (!store) return store.status().withContext("store " + options.storeUrl);
+  if (options.wrapStore) store = options.wrapStore(std::move(store).value());
+  std::unique_ptr<Engine> e(new Engine(options, std::move(meta).value(), std::move(store).value()));
+
+  auto rows = e->meta_->volumes();
+  if (!rows) return rows.status();
+  for (const VolumeRow& row : rows.value()) {
+    auto chunks = e->meta_->chunks(row.id);
+    if (!chunks) return chunks.status().withContext("volume " + row.name);
+    auto held = e->openVolume(row, chunks.value(), false);
+    if (!held) return held.status();
+    e->volumes_.emplace(row.name, std::move(held).value());
+  }
+  for (const CreateSpec& spec : options.creates) {
+    if (e->volumes_.count(spec.name)) continue;
+    auto v = e->createLocked(spec);
+    if (!v) return v.status();
+  }
+  return e;
+}
+
+std::string Engine::cachePath(const std::string& name) const { return options_.stateDir + "/" + name + ".cache"; }
+
+Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
+  Held held;
+  held.lease = std::make_unique<LeaseKeeper>(*store_, row.name, meta_->gatewayId(), options_.leaseTtlSeconds);
+  auto epoch = held.lease->acquire(row.epoch, options_.takeover);
+  if (!epoch) return epoch.status();
+  if (Status s = meta_->setEpoch(row.id, epoch.value()); !s) return s;
+
+  size_t cachedRows = 0, dirtyRows = 0;
+  for (const ChunkRow& r : rows) {
+    if (r.flags & kFlagCached) ++cachedRows;
+    if (r.flags & kFlagDirty) ++dirtyRows;
+  }
+  std::string path = cachePath(row.name);
+  std::error_code ec;
+  if (!fresh && cachedRows > 0 && !std::filesystem::exists(path, ec)) {
+    return Status::corruption("volume " + row.name + ": cache file " + path + " is missing but the metadata says " +
+                              std::to_string(cachedRows) + " chunks are cached there (" + std::to_string(dirtyRows) +
+                              " not yet uploaded); restore the file, or delete the volume's state to serve the "
+                              "store's last uploaded content");
+  }
+  auto cache = CacheFile::open(path, row.size, false);
+  if (!cache) return cache.status();
+  held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
+  if (Status s = held.volume->load(rows); !s) return s;
+  logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " +
+          std::to_string(epoch.value()) + ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
+  return held;
+}
+
+Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
+  CreateSpec spec = in;
+  if (spec.chunkSize == 0) spec.chunkSize = kDefaultChunkSize;
+  if (Status s = checkVolumeName(spec.name); !s) return s;
+  if (Status s = checkGeometry(spec.size, spec.chunkSize); !s) return s.withContext("volume " + spec.name);
+  if (spec.chunkSize * 4 > options_.cacheSize) {
+    return Status::invalid("volume " + spec.name + ": chunk size " + std::to_string(spec.chunkSize) +
+                           " needs a cache-size of at least four chunks");
+  }
+  std::vector<ChunkRow> rows;
+  uint64_t minEpoch = 0;
+  auto existing = store_->getAll(headerKey(spec.name));
+  if (existing) {
+    // The store already has this volume (a replaced gateway): serve its content.
+    auto h = decodeHeader(existing.value());
+    if (!h) return h.status().withContext("volume " + spec.name);
+    if (h->size != spec.size || h->chunkSize != spec.chunkSize) {
+      return Status::invalid("volume " + spec.name + " already exists in the store with size " +
+                             std::to_string(h->size) + " and chunk size " + std::to_string(h->chunkSize) +
+                             "; ask for the same geometry to serve it");
+    }
+    auto listed = rowsFromStore(*store_, spec.name, (h->size + h->chunkSize - 1) / h->chunkSize, &minEpoch);
+    if (!listed) return listed.status();
+    rows = std::move(listed).value();
+    logInfo("volume " + spec.name + ": adopting it from the store (" + std::to_string(rows.size()) + " chunks)");
+  } else if (existing.status().code() == Code::kNotFound) {
+    VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, nowUnix()};
+    std::string body = encodeHeader(h);
+    Status s = store_->put(headerKey(spec.name), std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+    if (!s) return s.withContext("create volume " + spec.name);
+  } else {
+    return existing.status().withContext("create volume " + spec.name);
+  }
+  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, nowUnix());
+  if (!row) return row.status();
+  row->epoch = minEpoch;
+  auto held = openVolume(row.value(), {}, true);
+  if (held && !rows.empty()) {
+    if (Status s = held->volume->load(rows); !s) return s;
+    if (Status s = meta_->writeChunks(row->id, rows); !s) return s;
+  }
+  if (!held) {
+    meta_->removeVolume(row->id);
+    return held.status();
+  }
+  auto v = held->volume;
+  std::lock_guard lock(mu_);
+  volumes_.emplace(spec.name, std::move(held).value());
+  return v;
+}
+
+Result<std::shared_ptr<Volume>> Engine::createVolume(const CreateSpec& spec) {
+  std::lock_guard create(createMu_);
+  if (find(spec.name)) return Status::busy("volume " + spec.name + " already exists");
+  return createLocked(spec);
+}
+
+Status Engine::deleteVolume(const std::string& name, bool force) {
+  std::lock_guard create(createMu_);
+  Held held;
+  {
+    std::lock_guard lock(mu_);
+    auto it = volumes_.find(name);
+    if (it == volumes_.end()) return Status::notFound("no volume named " + name);
+    if (it->second.connections > 0 && !force) {
+      return Status::busy("volume " + name + " has " + std::to_string(it->second.connections) +
+                          " open connections; disconnect them first");
+    }
+    held = std::move(it->second);
+    volumes_.erase(it);
+  }
+  held.volume->fence("was deleted");
+  held.volume->releaseBudget();
+  if (Status s = meta_->removeVolume(held.volume->id()); !s) return s;
+  std::error_code ec;
+  std::filesystem::remove(cachePath(name), ec);
+  auto listing = store_->list(volumePrefix(name));
+  if (!listing) return listing.status().withContext("delete volume " + name + " from the store");
+  for (const ObjectInfo& o : listing.value()) {
+    if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name);
+  }
+  logInfo("volume " + name + " deleted");
+  return Status::ok();
+}
+
+std::vector<std::shared_ptr<Volume>> Engine::volumes() {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Volume>> out;
+  for (auto& [_, h] : volumes_) out.push_back(h.volume);
+  return out;
+}
+
+std::shared_ptr<Volume> Engine::find(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = volumes_.find(name);
+  return it == volumes_.end() ? nullptr : it->second.volume;
+}
+
+void Engine::connectionOpened(const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (auto it = volumes_.find(name); it != volumes_.end()) ++it->second.connections;
+}
+
+void Engine::connectionClosed(const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (auto it = volumes_.find(name); it != volumes_.end()) --it->second.connections;
+}
+
+void Engine::enqueueUpload(std::shared_ptr<Volume> volume, uint64_t index) {
+  uploader_.enqueue(std::move(volume), index);
+}
+
+bool Engine::reserveCache(uint64_t bytes) {
+  for (int round = 0; round < 4; ++round) {
+    if (budget_.tryReserveCached(bytes)) return true;
+    std::vector<std::shared_ptr<Volume>> vols;
+    size_t start;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [_, h] : volumes_) vols.push_back(h.volume);
+      start = evictCursor_++;
+    }
+    if (vols.empty()) return false;
+    uint64_t freed = 0;
+    for (size_t i = 0; i < vols.size() && budget_.cached() + bytes > budget_.cacheLimit(); ++i) {
+      freed += vols[(start + i) % vols.size()]->evictSome(16);
+    }
+    if (freed == 0) return budget_.tryReserveCached(bytes);
+  }
+  return budget_.tryReserveCached(bytes);
+}
+
+Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std::string& name,
+                                                                       std::chrono::seconds timeout) {
+  auto v = find(name);
+  if (!v) return Status::notFound("no volume named " + name);
+  if (Status s = v->persist(); !s) return s;
+  if (!v->waitClean(std::chrono::steady_clock::now() + timeout)) {
+    auto st = v->stats();
+    return Status::unavailable("volume " + name + ": " + std::to_string(st.dirtyChunks) +
+                               " chunks still not uploaded after " + std::to_string(timeout.count()) + " s" +
+                               (st.lastError.empty() ? "" : " (last error: " + st.lastError + ")"));
+  }
+  if (Status s = v->persist(); !s) return s;
+  return v->remoteMap();
+}
+
+Status Engine::start() {
+  if (started_) return Status::ok();
+  started_ = true;
+  uploader_.start();
+  background_ = std::thread([this] { backgroundLoop(); });
+  return Status::ok();
+}
+
+void Engine::backgroundLoop() {
+  auto nextRenew = std::chrono::steady_clock::now() + std::chrono::seconds(options_.leaseTtlSeconds) / 3;
+  std::unique_lock lock(bgMu_);
+  while (!bgStop_) {
+    bgCv_.wait_for(lock, std::chrono::milliseconds(options_.commitIntervalMs), [&] { return bgStop_; });
+    if (bgStop_) break;
+    lock.unlock();
+    for (auto& v : volumes()) {
+      if (Status s = v->persist(); !s) logError(s.toString());
+      v->deleteSuperseded();
+    }
+    if (std::chrono::steady_clock::now() >= nextRenew) {
+      nextRenew = std::chrono::steady_clock::now() + std::chrono::seconds(options_.leaseTtlSeconds) / 3;
+      std::vector<std::pair<std::shared_ptr<Volume>, LeaseKeeper*>> leases;
+      {
+        std::lock_guard vl(mu_);
+        for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease.get());
+      }
+      for (auto& [v, lease] : leases) {
+        if (v->fenced()) continue;
+        Status s = lease->renew();
+        if (s.code() == Code::kFenced) {
+          logError(s.message());
+          v->fence(s.message());
+        } else if (!s) {
+          logError("renew lease of volume " + v->name() + ": " + s.toString());
+        }
+      }
+    }
+    lock.lock();
+  }
+}
+
+void Engine::shutdown() {
+  if (shutDown_) return;
+  shutDown_ = true;
+  if (started_) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.shutdownTimeoutSeconds);
+    for (auto& v : volumes()) {
+      if (!v->fenced() && !v->waitClean(deadline)) {
+        logError("volume " + v->name() + ": " + std::to_string(v->stats().dirtyChunks) +
+                 " chunks not uploaded before the shutdown timeout; they stay dirty for the next start");
+      }
+    }
+  }
+  stopping_ = true;
+  budget_.wake();
+  uploader_.stop();
+  {
+    std::lock_guard lock(bgMu_);
+    bgStop_ = true;
+  }
+  bgCv_.notify_all();
+  if (background_.joinable()) background_.join();
+  std::lock_guard lock(mu_);
+  for (auto& [name, h] : volumes_) {
+    if (Status s = h.volume->persist(); !s) logError(s.toString());
+    h.volume->deleteSuperseded();
+    if (h.volume->stats().dirtyChunks == 0 && !h.volume->fenced()) {
+      if (Status s = h.lease->release(); !s) logError("release lease of " + name + ": " + s.toString());
+    }
+  }
+}
+
+EngineStats Engine::stats() {
+  EngineStats s;
+  s.cacheLimit = budget_.cacheLimit();
+  s.cachedBytes = budget_.cached();
+  s.uploadBuffer = budget_.dirtyLimit();
+  s.dirtyBytes = budget_.dirty();
+  s.uploadQueue = uploader_.depth();
+  s.uploadsActive = uploader_.active();
+  for (auto& v : volumes()) s.volumes.push_back(v->stats());
+  return s;
+}
+
+}  // namespace ferry

@@ -1,0 +1,124 @@
+#pragma once
+// The volume engine: the gateway's volumes, their cache and metadata, the store client,
+// the uploader and the background threads (metadata commits, lease renewal). Used by
+// the nbdkit plugin (one Engine per nbdkit process) and by the admin interface.
+//
+// Life cycle: open() (no threads; safe before nbdkit forks) -> start() -> shutdown().
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache_budget.h"
+#include "ferry/object_store.h"
+#include "lease.h"
+#include "metadata.h"
+#include "uploader.h"
+#include "volume.h"
+
+namespace ferry {
+
+struct CreateSpec {
+  std::string name;
+  uint64_t size = 0;
+  uint64_t chunkSize = 0;  // 0 = default
+};
+// "NAME:SIZE[:CHUNK]" as given to create=.
+Result<CreateSpec> parseCreateSpec(const std::string& text);
+
+struct EngineOptions {
+  std::string stateDir;
+  std::string storeUrl;
+  std::vector<CreateSpec> creates;
+  uint64_t cacheSize = uint64_t{1} << 30;
+  uint64_t uploadBuffer = 0;  // 0 = half the cache
+  size_t uploadThreads = 8;
+  int leaseTtlSeconds = 30;
+  int shutdownTimeoutSeconds = 60;
+  int commitIntervalMs = 1000;
+  bool takeover = false;
+  // Test seam: wraps the store client (fault injection). Unset in production.
+  std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
+};
+
+struct EngineStats {
+  uint64_t cacheLimit = 0, cachedBytes = 0, uploadBuffer = 0, dirtyBytes = 0;
+  size_t uploadQueue = 0, uploadsActive = 0;
+  std::vector<VolumeStats> volumes;
+};
+
+class Engine : public VolumeHost {
+ public:
+  static Result<std::unique_ptr<Engine>> open(const EngineOptions& options);
+  ~Engine() override;
+
+  Status start();
+  // Uploads what is dirty (bounded by the shutdown timeout), persists, releases the
+  // leases and stops the threads. What could not be uploaded stays dirty for next time.
+  void shutdown();
+
+  std::vector<std::shared_ptr<Volume>> volumes();
+  std::shared_ptr<Volume> find(const std::string& name);
+  Result<std::shared_ptr<Volume>> createVolume(const CreateSpec& spec);
+  Status deleteVolume(const std::string& name, bool force);
+  // Flushes, then waits until every write acknowledged before the call is in the
+  // store; returns the chunk map of that recovery point (the snapshot hook).
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> checkpoint(const std::string& name,
+                                                                 std::chrono::seconds timeout);
+  EngineStats stats();
+
+  // Connections: a volume with open connections cannot be deleted.
+  void connectionOpened(const std::string& name);
+  void connectionClosed(const std::string& name);
+
+  const std::string& stateDir() const { return options_.stateDir; }
+  const std::string& gatewayId() { return meta_->gatewayId(); }
+
+  // VolumeHost
+  ObjectStore& store() override { return *store_; }
+  Metadata& metadata() override { return *meta_; }
+  CacheBudget& budget() override { return budget_; }
+  void enqueueUpload(std::shared_ptr<Volume> volume, uint64_t index) override;
+  bool reserveCache(uint64_t bytes) override;
+  bool stopping() const override { return stopping_.load(); }
+
+ private:
+  Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
+  struct Held {
+    std::shared_ptr<Volume> volume;
+    std::unique_ptr<LeaseKeeper> lease;
+    int connections = 0;
+  };
+  Result<Held> openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
+  Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
+  std::string cachePath(const std::string& name) const;
+  void backgroundLoop();
+
+  const EngineOptions options_;
+  std::unique_ptr<Metadata> meta_;
+  std::unique_ptr<ObjectStore> store_;
+  CacheBudget budget_;
+  Uploader uploader_;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+  bool shutDown_ = false;
+
+  std::mutex mu_;                        // guards volumes_ and evictCursor_
+  std::map<std::string, Held> volumes_;  // GUARDED_BY(mu_)
+  size_t evictCursor_ = 0;               // GUARDED_BY(mu_)
+  std::mutex createMu_;                  // one create/delete at a time
+
+  std::mutex bgMu_;
+  std::condition_variable bgCv_;
+  bool bgStop_ = false;  // GUARDED_BY(bgMu_)
+  std::thread background_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,50 @@
+#pragma once
+// Object-store layout of a volume, format version 1. docs/FORMAT.md is the spec;
+// keep the two in step.
+//
+//   volumes/<name>/volume.json                  header: format, size, chunk size
+//   volumes/<name>/lease.json                   which gateway may write, until when
+//   volumes/<name>/chunks/<index>.<generation>  chunk content (16 hex digits each);
+//                                               an empty object is a zero tombstone
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+inline constexpr int kFormatVersion = 1;
+inline constexpr uint64_t kDefaultChunkSize = 1 << 20;
+inline constexpr uint64_t kMinChunkSize = 64 << 10;
+inline constexpr uint64_t kMaxChunkSize = 64 << 20;
+
+struct VolumeHeader {
+  int format = kFormatVersion;
+  std::string name;
+  uint64_t size = 0;
+  uint64_t chunkSize = kDefaultChunkSize;
+  int64_t createdUnix = 0;
+};
+
+struct ChunkKey {
+  uint64_t index = 0;
+  uint64_t generation = 0;
+};
+
+std::string volumePrefix(std::string_view volume);
+std::string headerKey(std::string_view volume);
+std::string leaseKey(std::string_view volume);
+std::string chunksPrefix(std::string_view volume);
+std::string chunkKey(std::string_view volume, uint64_t index, uint64_t generation);
+// Parses the part after chunksPrefix(): "<16 hex>.<16 hex>".
+std::optional<ChunkKey> parseChunkKey(std::string_view tail);
+
+std::string encodeHeader(const VolumeHeader& h);
+Result<VolumeHeader> decodeHeader(std::string_view json);
+
+Status checkGeometry(uint64_t size, uint64_t chunkSize);
+
+}  // namespace ferry

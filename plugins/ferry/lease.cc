@@ -1,0 +1,112 @@
+#include "lease.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "format.h"
+
+namespace ferry {
+namespace {
+
+int64_t nowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string hostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+Status putLease(ObjectStore& store, const std::string& key, const LeaseInfo& l) {
+  std::string body = encodeLease(l);
+  return store.put(key, std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+}
+
+}  // namespace
+
+std::string encodeLease(const LeaseInfo& l) {
+  return nlohmann::json{{"format", kFormatVersion}, {"owner", l.owner}, {"host", l.host}, {"epoch", l.epoch},
+                        {"expires", l.expiresUnix}}
+      .dump();
+}
+
+Result<LeaseInfo> decodeLease(std::string_view json) {
+  try {
+    auto j = nlohmann::json::parse(json);
+    LeaseInfo l;
+    l.owner = j.at("owner").get<std::string>();
+    l.host = j.value("host", std::string());
+    l.epoch = j.at("epoch").get<uint64_t>();
+    l.expiresUnix = j.at("expires").get<int64_t>();
+    return l;
+  } catch (const std::exception& e) {
+    return Status::corruption(std::string("lease does not parse: ") + e.what());
+  }
+}
+
+Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force) {
+  std::string key = leaseKey(volume_);
+  uint64_t epoch = minEpoch;
+  auto cur = store_.getAll(key);
+  if (cur) {
+    auto l = decodeLease(cur.value());
+    if (!l) return l.status().withContext("volume " + volume_);
+    int64_t left = l->expiresUnix - nowUnix();
+    if (l->owner != gatewayId_ && left > 0 && !force) {
+      return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
+                          " (its lease expires in " + std::to_string(left) +
+                          " s); stop that gateway first, or take the volume over with takeover=true");
+    }
+    epoch = std::max(epoch, l->epoch);
+  } else if (cur.status().code() != Code::kNotFound) {
+    return cur.status().withContext("read lease of volume " + volume_);
+  }
+  LeaseInfo mine{gatewayId_, hostName(), epoch + 1, nowUnix() + ttl_};
+  if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
+  // Two gateways starting at once both write; the later write wins and the other
+  // sees it here and backs off.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto check = store_.getAll(key);
+  if (!check) return check.status().withContext("read back lease of volume " + volume_);
+  auto l = decodeLease(check.value());
+  if (!l) return l.status();
+  if (l->owner != gatewayId_ || l->epoch != mine.epoch) {
+    return Status::busy("volume " + volume_ + " was taken by gateway " + l->owner + " on " + l->host +
+                        " while this gateway was starting");
+  }
+  epoch_ = mine.epoch;
+  return epoch_;
+}
+
+Status LeaseKeeper::renew() {
+  std::string key = leaseKey(volume_);
+  auto cur = store_.getAll(key);
+  if (!cur) {
+    if (cur.status().code() == Code::kNotFound) {
+      return Status::fenced("lease of volume " + volume_ + " disappeared from the store");
+    }
+    return cur.status();
+  }
+  auto l = decodeLease(cur.value());
+  if (!l) return l.status();
+  if (l->owner != gatewayId_ || l->epoch != epoch_) {
+    return Status::fenced("volume " + volume_ + " was taken over by gateway " + l->owner + " on " + l->host +
+                          " (epoch " + std::to_string(l->epoch) + "); this gateway stops writing it");
+  }
+  return putLease(store_, key, LeaseInfo{gatewayId_, hostName(), epoch_, nowUnix() + ttl_});
+}
+
+Status LeaseKeeper::release() {
+  auto cur = store_.getAll(leaseKey(volume_));
+  if (!cur) return cur.status().code() == Code::kNotFound ? Status::ok() : cur.status();
+  auto l = decodeLease(cur.value());
+  if (!l || l->owner != gatewayId_ || l->epoch != epoch_) return Status::ok();  // not ours any more
+  return putLease(store_, leaseKey(volume_), LeaseInfo{gatewayId_, hostName(), epoch_, 0});
+}
+
+}  // namespace ferry

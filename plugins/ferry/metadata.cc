@@ -1,0 +1,178 @@
+#include "metadata.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <random>
+
+namespace ferry {
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE volumes(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  epoch INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL);
+CREATE TABLE chunks(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  idx INTEGER NOT NULL,
+  remote_gen INTEGER NOT NULL,
+  flags INTEGER NOT NULL,
+  PRIMARY KEY(volume_id, idx)) WITHOUT ROWID;
+)sql";
+
+std::string randomId() {
+  std::random_device rd;
+  static const char kHex[] = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 32; ++i) s.push_back(kHex[rd() % 16]);
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Metadata>> Metadata::open(const std::string& stateDir, bool create) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(stateDir, ec)) {
+    if (!create) return Status::notFound("state directory " + stateDir + " does not exist");
+    std::filesystem::create_directories(stateDir, ec);
+    if (ec) return errnoStatus("create state directory " + stateDir, ec.value());
+  }
+  std::string path = stateDir + "/ferry.db";
+  bool exists = std::filesystem::exists(path, ec);
+  if (!exists && !create) return Status::notFound("metadata database " + path + " does not exist");
+  auto db = SqliteDb::open(path, true);
+  if (!db) return db.status();
+  std::unique_ptr<Metadata> m(new Metadata(std::move(db).value()));
+  if (Status s = m->migrate(); !s) return s.withContext("state directory " + stateDir);
+  return m;
+}
+
+Status Metadata::migrate() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("PRAGMA user_version");
+  if (!st) return st.status();
+  auto row = st->step();
+  if (!row) return row.status();
+  int64_t version = st->int64(0);
+  if (version > kSchemaVersion) {
+    return Status::corruption("metadata schema " + std::to_string(version) +
+                              " is newer than this Ferry understands (" + std::to_string(kSchemaVersion) + ")");
+  }
+  if (version == 0) {
+    // A database with tables but no version is not ours.
+    auto tables = db_.prepare("SELECT count(*) FROM sqlite_master");
+    if (!tables) return tables.status();
+    if (auto r = tables->step(); !r) return r.status();
+    if (tables->int64(0) != 0) return Status::corruption("ferry.db holds tables Ferry did not write");
+    if (Status s = db_.exec("BEGIN"); !s) return s;
+    Status s = db_.exec(kSchemaV1);
+    if (s) {
+      auto ins = db_.prepare("INSERT INTO meta(key, value) VALUES('gateway_id', $1)");
+      s = ins ? ins->bind(1, randomId()).run() : ins.status();
+    }
+    if (s) s = db_.exec("PRAGMA user_version=1; COMMIT");
+    if (!s) {
+      db_.exec("ROLLBACK");
+      return s;
+    }
+  }
+  auto id = db_.prepare("SELECT value FROM meta WHERE key='gateway_id'");
+  if (!id) return id.status();
+  auto r = id->step();
+  if (!r) return r.status();
+  if (!r.value()) return Status::corruption("ferry.db has no gateway id");
+  gatewayId_ = id->text(0);
+  return Status::ok();
+}
+
+Result<std::vector<VolumeRow>> Metadata::volumes() {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT id, name, size, chunk_size, epoch, created FROM volumes ORDER BY name");
+  if (!st) return st.status();
+  std::vector<VolumeRow> out;
+  for (;;) {
+    auto r = st->step();
+    if (!r) return r.status();
+    if (!r.value()) break;
+    out.push_back({st->int64(0), st->text(1), static_cast<uint64_t>(st->int64(2)),
+                   static_cast<uint64_t>(st->int64(3)), static_cast<uint64_t>(st->int64(4)), st->int64(5)});
+  }
+  return out;
+}
+
+Result<VolumeRow> Metadata::addVolume(const std::string& name, uint64_t size, uint64_t chunkSize,
+                                      int64_t createdUnix) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO volumes(name, size, chunk_size, epoch, created) VALUES($1, $2, $3, 0, $4)");
+  if (!st) return st.status();
+  st->bind(1, name).bind(2, static_cast<int64_t>(size)).bind(3, static_cast<int64_t>(chunkSize)).bind(4, createdUnix);
+  if (Status s = st->run(); !s) return s.withContext("add volume " + name);
+  return VolumeRow{db_.lastInsertId(), name, size, chunkSize, 0, createdUnix};
+}
+
+Status Metadata::removeVolume(int64_t id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("DELETE FROM volumes WHERE id=$1");
+  if (!st) return st.status();
+  return st->bind(1, id).run();
+}
+
+Status Metadata::setEpoch(int64_t id, uint64_t epoch) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("UPDATE volumes SET epoch=$1 WHERE id=$2");
+  if (!st) return st.status();
+  return st->bind(1, static_cast<int64_t>(epoch)).bind(2, id).run();
+}
+
+Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT idx, remote_gen, flags FROM chunks WHERE volume_id=$1 ORDER BY idx");
+  if (!st) return st.status();
+  st->bind(1, volumeId);
+  std::vector<ChunkRow> out;
+  for (;;) {
+    auto r = st->step();
+    if (!r) return r.status();
+    if (!r.value()) break;
+    out.push_back({static_cast<uint64_t>(st->int64(0)), static_cast<uint64_t>(st->int64(1)),
+                   static_cast<uint32_t>(st->int64(2))});
+  }
+  return out;
+}
+
+Status Metadata::writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows) {
+  if (rows.empty()) return Status::ok();
+  std::lock_guard lock(mu_);
+  auto up = db_.prepare(
+      "INSERT INTO chunks(volume_id, idx, remote_gen, flags) VALUES($1, $2, $3, $4) "
+      "ON CONFLICT(volume_id, idx) DO UPDATE SET remote_gen=excluded.remote_gen, flags=excluded.flags");
+  if (!up) return up.status();
+  auto del = db_.prepare("DELETE FROM chunks WHERE volume_id=$1 AND idx=$2");
+  if (!del) return del.status();
+  if (Status s = db_.exec("BEGIN IMMEDIATE"); !s) return s;
+  for (const ChunkRow& r : rows) {
+    Status s;
+    if (r.remoteGen == 0 && r.flags == 0) {
+      s = del->bind(1, volumeId).bind(2, static_cast<int64_t>(r.index)).run();
+    } else {
+      s = up->bind(1, volumeId).bind(2, static_cast<int64_t>(r.index)).bind(3, static_cast<int64_t>(r.remoteGen))
+              .bind(4, static_cast<int64_t>(r.flags)).run();
+    }
+    if (!s) {
+      db_.exec("ROLLBACK");
+      return s.withContext("write chunk metadata");
+    }
+  }
+  if (Status s = db_.exec("COMMIT"); !s) {
+    db_.exec("ROLLBACK");
+    return s.withContext("commit chunk metadata");
+  }
+  return Status::ok();
+}
+
+}  // namespace ferry

@@ -1,0 +1,70 @@
+#pragma once
+// The gateway's metadata in SQLite (WAL, synchronous=FULL): the volume table and, per
+// volume, the rows of chunks that are cached, dirty or stored remotely. Chunks with no
+// row are zero, uncached and clean. Schema in docs/volume-engine.md.
+//
+// Thread-safe: one mutex serializes every call.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ferry/sqlite.h"
+#include "ferry/status.h"
+
+namespace ferry {
+
+inline constexpr int kSchemaVersion = 1;
+
+struct VolumeRow {
+  int64_t id = 0;
+  std::string name;
+  uint64_t size = 0;
+  uint64_t chunkSize = 0;
+  uint64_t epoch = 0;  // last lease epoch this gateway took for the volume
+  int64_t createdUnix = 0;
+};
+
+// Chunk flags as stored: a bit set.
+enum ChunkFlags : uint32_t {
+  kFlagCached = 1,      // the cache file holds the chunk's current content
+  kFlagDirty = 2,       // content is newer than the store's newest generation
+  kFlagRemoteZero = 4,  // the newest generation in the store is a zero tombstone
+};
+
+struct ChunkRow {
+  uint64_t index = 0;
+  uint64_t remoteGen = 0;  // newest generation in the store, 0 = none
+  uint32_t flags = 0;
+};
+
+class Metadata {
+ public:
+  // Opens DIR/ferry.db, creating it (and DIR) when create is true. A database from a
+  // newer schema, or a file that is not a database, is refused with a clear error.
+  static Result<std::unique_ptr<Metadata>> open(const std::string& stateDir, bool create);
+
+  const std::string& gatewayId() const { return gatewayId_; }
+
+  Result<std::vector<VolumeRow>> volumes();
+  Result<VolumeRow> addVolume(const std::string& name, uint64_t size, uint64_t chunkSize, int64_t createdUnix);
+  Status removeVolume(int64_t id);
+  Status setEpoch(int64_t id, uint64_t epoch);
+
+  Result<std::vector<ChunkRow>> chunks(int64_t volumeId);
+  // Upserts every row in one transaction; rows with no flags and no generation are
+  // deleted. Durable (fsync) when it returns OK.
+  Status writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows);
+
+ private:
+  explicit Metadata(SqliteDb db) : db_(std::move(db)) {}
+  Status migrate();
+
+  std::mutex mu_;
+  SqliteDb db_;  // GUARDED_BY(mu_)
+  std::string gatewayId_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,161 @@
+#pragma once
+// A volume: a sequence of chunks, each zero, remote (in the store, not cached) or
+// cached in the volume's cache file, and clean or dirty. Reads and writes go to the
+// cache file; the uploader turns dirty chunks into new immutable generations in the
+// store. docs/volume-engine.md describes the states and the durability rules.
+//
+// Locking: mu_ guards every ChunkState field except ioRefs (atomic). No disk or
+// network I/O happens under mu_. A chunk being filled from the store or evicted is
+// `busy`; others wait on cv_ for it. Lock order: persistMu_ -> mu_ -> budget.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cache_budget.h"
+#include "cache_file.h"
+#include "ferry/object_store.h"
+#include "metadata.h"
+
+namespace ferry {
+
+class Volume;
+
+// What a volume needs from the engine that holds it.
+class VolumeHost {
+ public:
+  virtual ~VolumeHost() = default;
+  virtual ObjectStore& store() = 0;
+  virtual Metadata& metadata() = 0;
+  virtual CacheBudget& budget() = 0;
+  virtual void enqueueUpload(std::shared_ptr<Volume> volume, uint64_t index) = 0;
+  // Makes room for bytes in the cache, evicting clean chunks of any volume; false when
+  // nothing can be evicted now (everything dirty or in use).
+  virtual bool reserveCache(uint64_t bytes) = 0;
+  virtual bool stopping() const = 0;
+};
+
+enum class Where : uint8_t { kZero, kRemote, kCached };
+
+struct ChunkState {
+  uint64_t remoteGen = 0;        // newest generation in the store (0 = none)
+  uint32_t writeSeq = 0;         // bumped by every change of content
+  std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
+  Where where = Where::kZero;
+  bool dirty = false;
+  bool remoteZero = false;  // the newest generation is a zero tombstone
+  bool busy = false;        // being filled or evicted: wait on cv_
+  bool queued = false;      // in the upload queue
+  bool uploading = false;
+  bool referenced = false;  // CLOCK bit for eviction
+  bool metaPending = false; // changed since the last persist()
+};
+
+struct VolumeStats {
+  std::string name;
+  uint64_t size = 0;
+  uint64_t chunkSize = 0;
+  uint64_t chunks = 0;
+  uint64_t cachedChunks = 0;
+  uint64_t dirtyChunks = 0;
+  uint64_t remoteChunks = 0;
+  uint64_t cachedBytes = 0;
+  uint64_t dirtyBytes = 0;
+  uint64_t uploadedBytes = 0;
+  uint64_t downloadedBytes = 0;
+  uint64_t uploads = 0;
+  uint64_t uploadErrors = 0;
+  uint64_t readHits = 0;
+  uint64_t readMisses = 0;
+  uint64_t zeroReads = 0;
+  uint64_t queued = 0;
+  bool fenced = false;
+  std::string lastError;
+};
+
+class Volume : public std::enable_shared_from_this<Volume> {
+ public:
+  Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch);
+
+  // Loads persisted chunk rows; queues dirty chunks for upload. Call once, before use.
+  Status load(const std::vector<ChunkRow>& rows);
+
+  const std::string& name() const { return row_.name; }
+  int64_t id() const { return row_.id; }
+  uint64_t size() const { return row_.size; }
+  uint64_t chunkSize() const { return row_.chunkSize; }
+  uint64_t chunkCount() const { return states_.size(); }
+
+  // The data path. Offsets are checked against the size by the caller (nbdkit).
+  Status read(uint64_t offset, std::span<uint8_t> out);
+  Status write(uint64_t offset, std::span<const uint8_t> data, bool fua);
+  Status zero(uint64_t offset, uint64_t length, bool fua);
+  Status flush() { return persist(); }
+
+  // Uploader: stores the chunk's current content as a new generation. buf must hold a
+  // chunk. Returns a transient status to be retried later.
+  Status uploadChunk(uint64_t index, std::vector<uint8_t>& buf);
+  // Puts a dirty chunk whose upload failed back in the queue.
+  void requeue(uint64_t index);
+  // Evictor: frees up to maxChunks clean, unused cached chunks; returns bytes freed.
+  uint64_t evictSome(size_t maxChunks);
+  // Makes every change durable: fdatasync the cache file, then commit chunk rows.
+  Status persist();
+  // Removes superseded generations that persist() made safe to delete.
+  void deleteSuperseded();
+
+  // Blocks until no chunk is dirty or the deadline passes; false on timeout.
+  bool waitClean(std::chrono::steady_clock::time_point deadline);
+  // The newest generation of every stored chunk: what a snapshot would reference.
+  std::vector<std::pair<uint64_t, uint64_t>> remoteMap();
+
+  // After a lease loss: refuse writes and uploads from now on.
+  void fence(const std::string& why);
+  bool fenced() const { return fenced_.load(); }
+  void noteError(const std::string& error);
+
+  VolumeStats stats();
+  // Frees the cache budget this volume holds (before it is deleted).
+  void releaseBudget();
+
+ private:
+  uint64_t chunkLength(uint64_t index) const;
+  uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
+  ChunkRow rowOf(uint64_t index, const ChunkState& st) const;
+  void markMeta(uint64_t index, ChunkState& st);
+  void setDirty(uint64_t index, ChunkState& st, bool dirty);
+  Status fetch(uint64_t index, uint64_t gen, std::vector<uint8_t>& buf);
+  Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
+  Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
+  Status zeroWholeChunk(uint64_t index);
+  // REQUIRES: st.busy set by the caller; mu_ not held.
+  Status materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll);
+
+  VolumeHost& host_;
+  const VolumeRow row_;
+  CacheFile cache_;
+  const uint64_t epoch_;
+  std::atomic<uint64_t> genCounter_{0};
+  std::atomic<bool> fenced_{false};
+
+  std::mutex persistMu_;  // one persist() at a time
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<ChunkState> states_;               // GUARDED_BY(mu_)
+  std::vector<uint64_t> metaPendingList_;        // GUARDED_BY(mu_)
+  std::vector<std::string> supersededPending_;   // GUARDED_BY(mu_): deletable after next persist
+  std::vector<std::string> supersededReady_;     // GUARDED_BY(mu_): deletable now
+  uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
+  std::string lastError_;                        // GUARDED_BY(mu_)
+
+  std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
+  std::atomic<uint64_t> readHits_{0}, readMisses_{0}, zeroReads_{0};
+};
+
+}  // namespace ferry

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Ferry needs to build, test and run on Debian 12. Idempotent:
+# packages already present are not fetched again.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
+  # libraries
+  libsqlite3-dev libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  # nbdkit and libnbd: the server the plugin runs in and the clients the tests use
+  nbdkit nbdkit-plugin-dev libnbd-bin libnbd-dev python3-libnbd
+  # tools used by tests, demo and benchmarks
+  fio sqlite3 curl procps psmisc util-linux qemu-utils
+  # a real S3 server for the tests: single-node Ceph with radosgw
+  radosgw ceph-mon ceph-osd ceph-common
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

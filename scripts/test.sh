@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds Ferry, and runs the whole test suite: the regular
+# build (unit + integration, radosgw started by the suite itself), then an ASan+UBSan
+# build over the unit and integration tests. Ends with ctest's summary.
+#   FERRY_SKIP_SANITIZE=1  skip the sanitizer build (quicker local runs)
+#   FERRY_JOBS=N           build parallelism (default: number of cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=${FERRY_JOBS:-$(nproc)}
+
+bash scripts/deps.sh
+
+echo "== build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+
+status=0
+echo "== tests"
+(cd build && ctest --output-on-failure --label-exclude slow -j1 --timeout 900) || status=1
+
+if [ "${FERRY_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== sanitizer build (ASan+UBSan)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$JOBS"
+  echo "== sanitizer tests (unit + integration)"
+  # nbdkit itself is not instrumented: preload the runtime so the plugin can load.
+  ASAN_LIB=$(gcc -print-file-name=libasan.so)
+  UBSAN_LIB=$(gcc -print-file-name=libubsan.so)
+  export FERRY_NBDKIT_PRELOAD="$ASAN_LIB:$UBSAN_LIB"
+  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build-asan && ctest --output-on-failure -L 'unit|integration' --label-exclude slow -j1 --timeout 900) || status=1
+fi
+
+cd "$ROOT"
+if [ $status -ne 0 ]; then
+  echo "test.sh: FAILED"
+else
+  echo "test.sh: all suites passed"
+fi
+exit $status

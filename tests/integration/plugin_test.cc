@@ -1,0 +1,247 @@
+// nbdkit ferry through real nbdkit and libnbd: data integrity, crash and restart,
+// clean shutdown, replacing a gateway, the lease, faults and bad input.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "test_util.h"
+
+namespace ferry::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class PluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (pluginPath().empty() || !haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit or the plugin is not available";
+    fs::create_directories(dir_ / "store");
+  }
+  std::vector<std::string> args(const std::string& state, std::vector<std::string> extra = {}) {
+    std::vector<std::string> a = {"state=" + (dir_ / state), "store=file://" + (dir_ / "store"),
+                                  "lease-ttl=5", "commit-interval=100"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  std::unique_ptr<Nbdkit> start(const std::string& state, std::vector<std::string> extra = {},
+                                std::vector<std::string> filters = {}) {
+    auto n = std::make_unique<Nbdkit>(dir_ / (state + ".sock"), args(state, std::move(extra)), std::move(filters));
+    EXPECT_TRUE(n->start()) << n->log();
+    return n;
+  }
+  size_t storedChunks(const std::string& volume) {
+    return listFiles(dir_ / ("store/volumes/" + volume + "/chunks")).size();
+  }
+  // Waits until the admin interface reports no dirty chunk.
+  bool waitDrained(const std::string& state, int seconds = 60) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      std::string out = adminRequest((dir_ / state) + "/admin.sock", R"({"op":"stats"})");
+      if (out.find("\"dirty_bytes\":0") != std::string::npos && out.find("\"upload_queue\":0") != std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(PluginTest, ListsEveryVolumeAsAnExportWithItsSize) {
+  auto n = start("s", {"create=alpha:64M", "create=beta:1G:4M"});
+  std::string out;
+  ASSERT_EQ(runCommand("nbdinfo --list --json '" + n->uri("") + "'", &out), 0) << out;
+  EXPECT_NE(out.find("\"export-name\": \"alpha\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"export-name\": \"beta\""), std::string::npos) << out;
+  EXPECT_NE(out.find("67108864"), std::string::npos) << out;
+  EXPECT_NE(out.find("1073741824"), std::string::npos) << out;
+  {
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "beta")) << c.error();
+    EXPECT_EQ(c.size(), 1 << 30);
+    NbdClient bad;
+    EXPECT_FALSE(bad.connect(n->socket(), "nope"));
+  }
+  // nbdkit waits for its clients to disconnect before it stops.
+  EXPECT_EQ(n->stop(), 0) << n->log();
+  EXPECT_NE(n->log().find("no volume named 'nope'"), std::string::npos);
+}
+
+TEST_F(PluginTest, RandomWritesOverTheWholeVolumeReadBackIdentical) {
+  constexpr uint64_t kSize = 32 << 20;
+  auto n = start("s", {"create=vol:32M:256K", "cache-size=16M", "upload-buffer=8M"});
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  std::vector<uint8_t> model(kSize, 0);
+  std::mt19937 rng(42);
+  for (int i = 0; i < 600; ++i) {
+    uint64_t off = (rng() % (kSize / 512)) * 512;
+    size_t len = std::min<uint64_t>(kSize - off, 512 * (1 + rng() % 512));
+    int kind = static_cast<int>(rng() % 10);
+    if (kind == 0) {
+      ASSERT_TRUE(c.zero(len, off)) << c.error();
+      std::fill_n(model.begin() + static_cast<long>(off), len, 0);
+    } else if (kind == 1) {
+      ASSERT_TRUE(c.trim(len, off)) << c.error();
+      std::fill_n(model.begin() + static_cast<long>(off), len, 0);
+    } else {
+      auto d = randomBytes(len, static_cast<uint32_t>(i));
+      ASSERT_TRUE(c.pwrite(d.data(), len, off, kind == 2)) << c.error();
+      std::copy(d.begin(), d.end(), model.begin() + static_cast<long>(off));
+    }
+  }
+  std::vector<uint8_t> back(kSize);
+  for (uint64_t off = 0; off < kSize; off += 4 << 20) ASSERT_TRUE(c.pread(back.data() + off, 4 << 20, off));
+  EXPECT_TRUE(back == model);
+  // Reading past the end is refused, not served.
+  uint8_t b[512];
+  EXPECT_FALSE(c.pread(b, 512, kSize));
+}
+
+TEST_F(PluginTest, KilledAfterFlushLosesNothingAndUploadsOnRestart) {
+  auto data = randomBytes(6 << 20, 1);
+  {
+    // The store is unreachable, so every chunk is still dirty at the kill.
+    fs::rename(dir_ / "store", dir_ / "store.away");
+    fs::create_directories(dir_ / "store");
+    auto n = start("s", {"create=vol:64M"});
+    fs::rename(dir_ / "store", dir_ / "store.tmp");
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+    ASSERT_TRUE(c.pwrite(data.data(), data.size(), 3 << 20)) << c.error();
+    ASSERT_TRUE(c.flush()) << c.error();
+    n->kill9();
+    fs::rename(dir_ / "store.tmp", dir_ / "store");
+    fs::remove_all(dir_ / "store.away");
+  }
+  EXPECT_EQ(storedChunks("vol"), 0u);
+  auto n = start("s", {"create=vol:64M"});
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(c.pread(back.data(), back.size(), 3 << 20));
+  EXPECT_TRUE(back == data);
+  ASSERT_TRUE(waitDrained("s")) << n->log();
+  EXPECT_EQ(storedChunks("vol"), 6u);
+}
+
+TEST_F(PluginTest, CleanShutdownUploadsAndAFreshGatewayServesIt) {
+  auto data = randomBytes(5 << 20, 2);
+  {
+    auto n = start("old", {"create=vol:64M"});
+    {
+      NbdClient c;
+      ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+      ASSERT_TRUE(c.pwrite(data.data(), data.size(), 1 << 20)) << c.error();
+    }  // no flush: the clean stop must still upload everything
+    EXPECT_EQ(n->stop(), 0) << n->log();
+  }
+  // A fresh state directory on the same store: a replaced gateway.
+  auto n = start("new", {"create=vol:64M"});
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(c.pread(back.data(), back.size(), 1 << 20));
+  EXPECT_TRUE(back == data);
+}
+
+TEST_F(PluginTest, SigtermUploadsDirtyChunksBeforeExit) {
+  auto n = start("s", {"create=vol:64M"});
+  {
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+    auto data = randomBytes(4 << 20, 3);
+    ASSERT_TRUE(c.pwrite(data.data(), data.size(), 0)) << c.error();
+  }
+  EXPECT_EQ(n->stop(), 0) << n->log();
+  EXPECT_EQ(storedChunks("vol"), 4u);
+}
+
+TEST_F(PluginTest, SecondGatewayOnTheSameVolumeIsRefused) {
+  auto first = start("one", {"create=vol:64M"});
+  Nbdkit second(dir_ / "two.sock", args("two", {"create=vol:64M"}));
+  EXPECT_FALSE(second.start());
+  EXPECT_NE(second.log().find("is in use by gateway"), std::string::npos) << second.log();
+}
+
+TEST_F(PluginTest, BadInputGetsClearErrors) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  } cases[] = {
+      {{"state=" + (dir_ / "a"), "store=file://" + (dir_ / "store"), "create=../x:1M"}, "volume name"},
+      {{"state=" + (dir_ / "a"), "store=file://" + (dir_ / "store"), "create=x/y:1M"}, "volume name"},
+      {{"state=" + (dir_ / "a")}, "store=URL are required"},
+      {{"state=" + (dir_ / "a"), "store=file://" + (dir_ / "missing")}, "does not exist"},
+      {{"state=" + (dir_ / "a"), "store=s3://bucket"}, "endpoint"},
+      {{"state=" + (dir_ / "a"), "store=file://" + (dir_ / "store"), "create=v:100"}, "multiple of 512"},
+      {{"state=" + (dir_ / "a"), "store=file://" + (dir_ / "store"), "cache-size=1M"}, "cache-size"},
+      {{"state=" + (dir_ / "a"), "store=file://" + (dir_ / "store"), "bogus=1"}, "unknown parameter"},
+  };
+  for (auto& tc : cases) {
+    Nbdkit n(dir_ / "bad.sock", tc.args);
+    EXPECT_FALSE(n.start());
+    EXPECT_NE(n.log().find(tc.expect), std::string::npos) << n.log();
+    fs::remove(dir_ / "bad.sock.log");
+  }
+  // A state directory whose database is not a database.
+  fs::create_directories(dir_ / "corrupt");
+  {
+    std::FILE* f = std::fopen((dir_ / "corrupt/ferry.db").c_str(), "w");
+    std::fputs("garbage garbage garbage garbage garbage garbage garbage garbage garbage garbage", f);
+    std::fclose(f);
+  }
+  Nbdkit n(dir_ / "bad.sock", {"state=" + (dir_ / "corrupt"), "store=file://" + (dir_ / "store")});
+  EXPECT_FALSE(n.start());
+  EXPECT_NE(n.log().find("ferry.db"), std::string::npos) << n.log();
+}
+
+TEST_F(PluginTest, StoreOutageBuffersWritesThenDrains) {
+  auto n = start("s", {"create=vol:64M", "cache-size=32M", "upload-buffer=8M"});
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  fs::rename(dir_ / "store", dir_ / "store.away");  // the store goes away
+  auto data = randomBytes(16 << 20, 4);
+  ASSERT_TRUE(c.pwrite(data.data(), 4 << 20, 0)) << c.error();  // fits in the buffer
+  auto rest = std::async(std::launch::async, [&] {
+    NbdClient c2;
+    if (!c2.connect(n->socket(), "vol")) return false;
+    return c2.pwrite(data.data() + (4 << 20), 12 << 20, 4 << 20);
+  });
+  EXPECT_EQ(rest.wait_for(std::chrono::seconds(2)), std::future_status::timeout)
+      << "writes past the upload buffer must wait for the store";
+  fs::rename(dir_ / "store.away", dir_ / "store");  // back
+  ASSERT_EQ(rest.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  EXPECT_TRUE(rest.get());
+  ASSERT_TRUE(c.flush());
+  ASSERT_TRUE(waitDrained("s")) << n->log();
+  EXPECT_EQ(storedChunks("vol"), 16u);
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(c.pread(back.data(), back.size(), 0));
+  EXPECT_TRUE(back == data);
+}
+
+TEST_F(PluginTest, WorksBehindDelayAndErrorFilters) {
+  std::string errFile = dir_ / "inject";
+  auto n = start("s", {"create=vol:16M", "rdelay=5ms", "wdelay=5ms", "error=EIO", "error-pwrite-rate=1",
+                       "error-pwrite-file=" + errFile},
+                 {"error", "delay"});
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  auto d = randomBytes(1 << 20, 5);
+  ASSERT_TRUE(c.pwrite(d.data(), d.size(), 0)) << c.error();
+  { std::FILE* f = std::fopen(errFile.c_str(), "w"); std::fclose(f); }
+  auto other = randomBytes(1 << 20, 6);
+  EXPECT_FALSE(c.pwrite(other.data(), other.size(), 0));  // injected EIO
+  fs::remove(errFile);
+  std::vector<uint8_t> back(d.size());
+  ASSERT_TRUE(c.pread(back.data(), back.size(), 0)) << c.error();
+  EXPECT_TRUE(back == d) << "a failed write must not touch the data";
+}
+
+}  // namespace
+}  // namespace ferry::testing

@@ -1,0 +1,61 @@
+#pragma once
+// An ObjectStore wrapper that fails, stalls or slows requests on command: the seam
+// for store outages in engine tests (after LevelDB's fault-injection env).
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "ferry/object_store.h"
+
+namespace ferry::testing {
+
+class FaultyStore : public ObjectStore {
+ public:
+  struct Control {
+    std::atomic<bool> down{false};      // every request fails as unavailable
+    std::atomic<bool> denied{false};    // every request fails as permission denied
+    std::atomic<int> latencyMs{0};
+    std::atomic<uint64_t> puts{0}, gets{0};
+  };
+
+  FaultyStore(std::unique_ptr<ObjectStore> inner, std::shared_ptr<Control> control)
+      : inner_(std::move(inner)), c_(std::move(control)) {}
+
+  Status put(const std::string& key, std::span<const uint8_t> data) override {
+    if (Status s = gate(); !s) return s;
+    ++c_->puts;
+    return inner_->put(key, data);
+  }
+  Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {
+    if (Status s = gate(); !s) return s;
+    ++c_->gets;
+    return inner_->get(key, offset, out);
+  }
+  Result<std::string> getAll(const std::string& key) override {
+    if (Status s = gate(); !s) return s;
+    return inner_->getAll(key);
+  }
+  Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
+    if (Status s = gate(); !s) return s;
+    return inner_->list(prefix);
+  }
+  Status remove(const std::string& key) override {
+    if (Status s = gate(); !s) return s;
+    return inner_->remove(key);
+  }
+  std::string describe() const override { return "faulty(" + inner_->describe() + ")"; }
+
+ private:
+  Status gate() {
+    if (int ms = c_->latencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    if (c_->down) return Status::unavailable("injected: store down");
+    if (c_->denied) return Status::denied("injected: access denied");
+    return Status::ok();
+  }
+  std::unique_ptr<ObjectStore> inner_;
+  std::shared_ptr<Control> c_;
+};
+
+}  // namespace ferry::testing

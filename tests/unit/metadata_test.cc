@@ -1,0 +1,64 @@
+#include "metadata.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "test_util.h"
+
+namespace ferry {
+namespace {
+
+TEST(MetadataTest, CreatesSchemaAndKeepsGatewayId) {
+  testing::TempDir dir;
+  std::string id;
+  {
+    auto m = Metadata::open(dir / "state", true);
+    ASSERT_TRUE(m) << m.status().toString();
+    id = m.value()->gatewayId();
+    EXPECT_EQ(id.size(), 32u);
+    ASSERT_TRUE(m.value()->addVolume("v1", 1 << 30, 1 << 20, 1));
+  }
+  auto m = Metadata::open(dir / "state", false);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m.value()->gatewayId(), id);
+  auto vols = m.value()->volumes();
+  ASSERT_TRUE(vols);
+  ASSERT_EQ(vols->size(), 1u);
+  EXPECT_EQ((*vols)[0].name, "v1");
+  EXPECT_FALSE(m.value()->addVolume("v1", 1 << 30, 1 << 20, 1));  // unique name
+}
+
+TEST(MetadataTest, ChunkRowsUpsertAndDelete) {
+  testing::TempDir dir;
+  auto m = Metadata::open(dir.path(), true);
+  ASSERT_TRUE(m);
+  auto v = m.value()->addVolume("v", 1 << 30, 1 << 20, 1);
+  ASSERT_TRUE(v);
+  ASSERT_TRUE(m.value()->writeChunks(v->id, {{1, 5, kFlagCached | kFlagDirty}, {2, 0, kFlagCached}}));
+  ASSERT_TRUE(m.value()->writeChunks(v->id, {{1, 6, kFlagCached}, {2, 0, 0}}));
+  auto rows = m.value()->chunks(v->id);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].index, 1u);
+  EXPECT_EQ((*rows)[0].remoteGen, 6u);
+  EXPECT_EQ((*rows)[0].flags, uint32_t{kFlagCached});
+  ASSERT_TRUE(m.value()->removeVolume(v->id));
+  EXPECT_EQ(m.value()->chunks(v->id).value().size(), 0u);  // cascade
+}
+
+TEST(MetadataTest, RefusesMissingDirAndForeignFiles) {
+  testing::TempDir dir;
+  EXPECT_EQ(Metadata::open(dir / "nope", false).status().code(), Code::kNotFound);
+  {
+    std::ofstream f(dir / "ferry.db");
+    f << "this is not a database, it is a text file that is long enough to have a header";
+  }
+  auto m = Metadata::open(dir.path(), true);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.status().code(), Code::kCorruption);
+  EXPECT_NE(m.status().message().find("ferry.db"), std::string::npos) << m.status().toString();
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,244 @@
+// The engine end to end in-process: volumes over a real file store, with a fault seam
+// under the store client. The same behaviours through real nbdkit are in
+// tests/integration/plugin_test.cc.
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <random>
+#include <thread>
+
+#include "engine.h"
+#include "faulty_store.h"
+#include "format.h"
+#include "test_util.h"
+
+namespace ferry {
+namespace {
+
+using testing::FaultyStore;
+using testing::randomBytes;
+using testing::TempDir;
+
+constexpr uint64_t kChunk = 64 << 10;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineOptions options(const std::string& state, uint64_t volSize = 8 << 20) {
+    EngineOptions o;
+    o.stateDir = dir_ / state;
+    o.storeUrl = "file://" + (dir_ / "store") + "?create";
+    o.creates = {{"vol", volSize, kChunk}};
+    o.cacheSize = 64 << 20;
+    o.uploadThreads = 4;
+    o.leaseTtlSeconds = 3;
+    o.commitIntervalMs = 50;
+    o.shutdownTimeoutSeconds = 10;
+    o.wrapStore = [c = control_](std::unique_ptr<ObjectStore> s) {
+      return std::unique_ptr<ObjectStore>(new FaultyStore(std::move(s), c));
+    };
+    return o;
+  }
+  std::unique_ptr<Engine> open(const EngineOptions& o) {
+    auto e = Engine::open(o);
+    if (!e) {
+      ADD_FAILURE() << e.status().toString();
+      throw std::runtime_error("engine did not open");
+    }
+    EXPECT_TRUE(e.value()->start());
+    return std::move(e).value();
+  }
+  std::vector<std::string> storeChunks() { return testing::listFiles(dir_ / "store", "/chunks/"); }
+
+  TempDir dir_;
+  std::shared_ptr<FaultyStore::Control> control_ = std::make_shared<FaultyStore::Control>();
+};
+
+TEST_F(EngineTest, WritesReadBackAcrossChunksAndUnwrittenReadsZero) {
+  auto e = open(options("s"));
+  auto v = e->find("vol");
+  ASSERT_TRUE(v);
+  auto data = randomBytes(3 * kChunk + 777, 1);
+  ASSERT_TRUE(v->write(kChunk / 2 + 5, data, false));
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(v->read(kChunk / 2 + 5, back));
+  EXPECT_EQ(back, data);
+  std::vector<uint8_t> z(kChunk);
+  ASSERT_TRUE(v->read(6 * kChunk, z));
+  EXPECT_EQ(z, std::vector<uint8_t>(kChunk, 0));
+  EXPECT_EQ(control_->gets.load(), 0u) << "never-written chunks must not touch the store";
+}
+
+TEST_F(EngineTest, UploadsImmutableGenerationsAndSkipsZeroChunks) {
+  auto e = open(options("s"));
+  auto v = e->find("vol");
+  auto a = randomBytes(kChunk, 2);
+  ASSERT_TRUE(v->write(0, a, false));
+  ASSERT_TRUE(v->write(kChunk, std::vector<uint8_t>(kChunk, 0), false));  // zeros: not stored
+  auto map = e->checkpoint("vol", std::chrono::seconds(30));
+  ASSERT_TRUE(map) << map.status().toString();
+  ASSERT_EQ(map->size(), 1u);
+  EXPECT_EQ((*map)[0].first, 0u);
+  uint64_t gen1 = (*map)[0].second;
+  EXPECT_EQ(storeChunks().size(), 1u);
+
+  ASSERT_TRUE(v->write(100, randomBytes(10, 3), false));
+  map = e->checkpoint("vol", std::chrono::seconds(30));
+  ASSERT_TRUE(map);
+  EXPECT_GT((*map)[0].second, gen1);
+  // The superseded generation goes once the new one is recorded.
+  for (int i = 0; i < 100 && storeChunks().size() != 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto files = storeChunks();
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(files[0].find(chunkKey("vol", 0, (*map)[0].second)), std::string::npos);
+}
+
+TEST_F(EngineTest, RestartServesCacheAndUploadsWhatWasDirty) {
+  auto data = randomBytes(5 * kChunk, 4);
+  {
+    auto o = options("s");
+    o.shutdownTimeoutSeconds = 0;
+    auto e = open(o);
+    control_->down = true;  // nothing can be uploaded before the stop
+    auto v = e->find("vol");
+    ASSERT_TRUE(v->write(0, data, false));
+    ASSERT_TRUE(v->flush());
+  }
+  EXPECT_EQ(storeChunks().size(), 0u);
+  control_->down = false;
+  auto e = open(options("s"));
+  auto v = e->find("vol");
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(v->read(0, back));
+  EXPECT_EQ(back, data);
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(storeChunks().size(), 5u);
+}
+
+TEST_F(EngineTest, FreshGatewayServesTheStoresContent) {
+  auto data = randomBytes(4 * kChunk + 100, 5);
+  {
+    auto e = open(options("old"));
+    ASSERT_TRUE(e->find("vol")->write(kChunk, data, false));
+    ASSERT_TRUE(e->find("vol")->zero(kChunk, kChunk, false));  // a zero tombstone over nothing
+    e->shutdown();  // uploads, then releases the lease
+  }
+  auto e = open(options("new"));
+  auto v = e->find("vol");
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(v->read(kChunk, back));
+  std::fill(data.begin(), data.begin() + kChunk, 0);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(EngineTest, SecondGatewayOnTheSameVolumeIsRefused) {
+  auto first = open(options("one"));
+  auto second = Engine::open(options("two"));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), Code::kBusy);
+  EXPECT_NE(second.status().message().find("in use by gateway " + first->gatewayId()), std::string::npos)
+      << second.status().toString();
+}
+
+TEST_F(EngineTest, TakeoverFencesTheOldOwner) {
+  auto first = open(options("one"));
+  auto o = options("two");
+  o.takeover = true;
+  auto second = open(o);
+  ASSERT_TRUE(second);
+  auto v = first->find("vol");
+  for (int i = 0; i < 60 && !v->fenced(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(v->fenced());
+  Status s = v->write(0, randomBytes(512, 6), false);
+  EXPECT_EQ(s.code(), Code::kFenced);
+  EXPECT_NE(s.message().find("taken over"), std::string::npos) << s.toString();
+}
+
+TEST_F(EngineTest, SmallCacheEvictsCleanChunksAndKeepsContent) {
+  auto o = options("s", 64 << 20);
+  o.cacheSize = 16 << 20;
+  o.uploadBuffer = 4 << 20;
+  auto e = open(o);
+  auto v = e->find("vol");
+  std::vector<uint8_t> model(64 << 20, 0);
+  std::mt19937 rng(7);
+  for (int i = 0; i < 400; ++i) {
+    uint64_t off = rng() % (model.size() - 70000);
+    size_t len = 1 + rng() % 70000;
+    auto d = randomBytes(len, static_cast<uint32_t>(i));
+    ASSERT_TRUE(v->write(off, d, false));
+    std::copy(d.begin(), d.end(), model.begin() + static_cast<long>(off));
+  }
+  std::vector<uint8_t> back(model.size());
+  ASSERT_TRUE(v->read(0, back));
+  EXPECT_TRUE(back == model);
+  EXPECT_LE(e->stats().cachedBytes, o.cacheSize);
+  EXPECT_GT(v->stats().readMisses, 0u) << "the cache should have evicted and refetched";
+}
+
+TEST_F(EngineTest, FullUploadBufferMakesWritesWaitThenDrains) {
+  auto o = options("s", 16 << 20);
+  o.cacheSize = 16 << 20;
+  o.uploadBuffer = 4 * kChunk;
+  auto e = open(o);
+  auto v = e->find("vol");
+  control_->down = true;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(v->write(i * kChunk, randomBytes(kChunk, i), false));
+  auto blocked = std::async(std::launch::async, [&] { return v->write(10 * kChunk, randomBytes(100, 9), false); });
+  EXPECT_EQ(blocked.wait_for(std::chrono::milliseconds(500)), std::future_status::timeout)
+      << "a write past the upload buffer must wait, not fail";
+  EXPECT_FALSE(v->stats().lastError.empty());
+  control_->down = false;
+  ASSERT_EQ(blocked.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_TRUE(blocked.get());
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(storeChunks().size(), 5u);
+}
+
+TEST_F(EngineTest, ZeroingAStoredChunkWritesATombstone) {
+  {
+    auto e = open(options("old"));
+    ASSERT_TRUE(e->find("vol")->write(0, randomBytes(2 * kChunk, 10), false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    ASSERT_TRUE(e->find("vol")->zero(0, kChunk, false));
+    auto map = e->checkpoint("vol", std::chrono::seconds(30));
+    ASSERT_TRUE(map);
+    EXPECT_EQ(map->size(), 1u);
+    e->shutdown();
+  }
+  auto e = open(options("new"));
+  std::vector<uint8_t> back(kChunk);
+  ASSERT_TRUE(e->find("vol")->read(0, back));
+  EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0));
+}
+
+TEST_F(EngineTest, DeniedStoreKeepsDataDirtyWithAClearError) {
+  auto e = open(options("s"));
+  control_->denied = true;
+  ASSERT_TRUE(e->find("vol")->write(0, randomBytes(100, 11), false));
+  auto r = e->checkpoint("vol", std::chrono::seconds(2));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.status().message().find("permission denied"), std::string::npos) << r.status().toString();
+  control_->denied = false;
+  EXPECT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+}
+
+TEST_F(EngineTest, CreateAndDeleteVolumes) {
+  auto e = open(options("s"));
+  EXPECT_EQ(e->createVolume({"../x", 1 << 20, 0}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(e->createVolume({"vol", 1 << 20, 0}).status().code(), Code::kBusy);
+  auto v = e->createVolume({"second", 4 << 20, 0});
+  ASSERT_TRUE(v) << v.status().toString();
+  ASSERT_TRUE(v.value()->write(0, randomBytes(4096, 12), false));
+  ASSERT_TRUE(e->checkpoint("second", std::chrono::seconds(30)));
+  e->connectionOpened("second");
+  EXPECT_EQ(e->deleteVolume("second", false).code(), Code::kBusy);
+  e->connectionClosed("second");
+  ASSERT_TRUE(e->deleteVolume("second", false));
+  EXPECT_FALSE(e->find("second"));
+  EXPECT_TRUE(testing::listFiles(dir_ / "store", "volumes/second").empty());
+  EXPECT_EQ(e->deleteVolume("second", false).code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace ferry
