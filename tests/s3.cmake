@@ -15,3 +15,6 @@ set_tests_properties(rgw_stop PROPERTIES FIXTURES_CLEANUP rgw TIMEOUT 60 LABELS 
 ferry_test(s3_xml_test SOURCES unit/s3_xml_test.cc LIBS ferry_common LABELS unit)
 ferry_test(s3_store_test SOURCES integration/s3_store_test.cc LIBS ferry_common
            LABELS integration FIXTURES rgw)
+
+ferry_test(plugin_s3_test SOURCES integration/plugin_s3_test.cc LIBS ferry_common
+           LABELS integration FIXTURES rgw TIMEOUT 600)

@@ -153,6 +153,7 @@ void ferryCleanup() {
     if (gEngine) gEngine->shutdown();
     gAdmin.reset();
     gEngine.reset();
+    nbdkit_debug("ferry: stopped cleanly");
   } catch (const std::exception& e) {
     nbdkit_error("ferry shutdown: %s", e.what());
   }
