@@ -63,7 +63,9 @@ Result<CreateSpec> parseCreateSpec(const std::string& text) {
 
 Engine::Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store)
     : options_(std::move(options)), meta_(std::move(meta)), store_(std::move(store)),
-      budget_(options_.cacheSize, options_.uploadBuffer), uploader_(options_.uploadThreads) {}
+      budget_(options_.cacheSize, options_.uploadBuffer),
+      uploader_(options_.uploadThreads, std::chrono::milliseconds(options_.uploadDelayMs),
+                [this] { return draining_.load() > 0 || budget_.dirty() * 2 >= budget_.dirtyLimit(); }) {}
 
 Engine::~Engine() { shutdown(); }
 
@@ -275,6 +277,7 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std:
                                                                        std::chrono::seconds timeout) {
   auto v = find(name);
   if (!v) return Status::notFound("no volume named " + name);
+  Drain drain(*this);
   if (Status s = v->persist(); !s) return s;
   if (!v->waitClean(std::chrono::steady_clock::now() + timeout)) {
     auto st = v->stats();
@@ -330,6 +333,7 @@ void Engine::backgroundLoop() {
 void Engine::shutdown() {
   if (shutDown_) return;
   shutDown_ = true;
+  Drain drain(*this);
   if (started_) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options_.shutdownTimeoutSeconds);
     for (auto& v : volumes()) {

@@ -43,6 +43,7 @@ struct EngineOptions {
   int leaseTtlSeconds = 30;
   int shutdownTimeoutSeconds = 60;
   int commitIntervalMs = 1000;
+  int uploadDelayMs = 3000;  // how long a dirty chunk may absorb more writes before upload
   bool takeover = false;
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
@@ -100,6 +101,18 @@ class Engine : public VolumeHost {
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
   std::string cachePath(const std::string& name) const;
   void backgroundLoop();
+  // Scope during which queued chunks go up at once.
+  class Drain {
+   public:
+    explicit Drain(Engine& e) : e_(e) {
+      ++e_.draining_;
+      e_.uploader_.poke();
+    }
+    ~Drain() { --e_.draining_; }
+
+   private:
+    Engine& e_;
+  };
 
   const EngineOptions options_;
   std::unique_ptr<Metadata> meta_;
@@ -107,6 +120,7 @@ class Engine : public VolumeHost {
   CacheBudget budget_;
   Uploader uploader_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int> draining_{0};  // checkpoints or a shutdown waiting for uploads
   bool started_ = false;
   bool shutDown_ = false;
 

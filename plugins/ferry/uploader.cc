@@ -28,7 +28,7 @@ void Uploader::stop() {
 void Uploader::enqueue(std::shared_ptr<Volume> volume, uint64_t index) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back({std::move(volume), index});
+    queue_.push_back({std::move(volume), index, std::chrono::steady_clock::now() + delay_});
   }
   cv_.notify_one();
 }
@@ -48,6 +48,12 @@ void Uploader::run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
+      auto readyAt = queue_.front().readyAt;
+      if (readyAt > std::chrono::steady_clock::now() && !hurry_()) {
+        // Not due yet: look again when it is, or soon if pressure builds.
+        cv_.wait_until(lock, std::min(readyAt, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+        continue;
+      }
       item = std::move(queue_.front());
       queue_.pop_front();
     }

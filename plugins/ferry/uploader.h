@@ -4,7 +4,10 @@
 // queue and slows the worker down (exponential backoff with full jitter) until the
 // store answers again; nothing is dropped.
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -18,12 +21,18 @@ class Volume;
 
 class Uploader {
  public:
-  explicit Uploader(size_t threads) : threadCount_(threads) {}
+  // A chunk waits `delay` after it was queued before it goes up, so that a burst of
+  // writes to it costs one upload, not one per write; hurry() returning true (dirty
+  // bytes high, a checkpoint or shutdown waiting) lifts the wait.
+  Uploader(size_t threads, std::chrono::milliseconds delay, std::function<bool()> hurry)
+      : threadCount_(threads), delay_(delay), hurry_(std::move(hurry)) {}
   ~Uploader() { stop(); }
 
   void start();
   void stop();
   void enqueue(std::shared_ptr<Volume> volume, uint64_t index);
+  // Wakes waiting workers to look at hurry() again.
+  void poke() { cv_.notify_all(); }
   size_t depth();
   size_t active() const { return active_.load(); }
 
@@ -33,8 +42,11 @@ class Uploader {
   struct Item {
     std::shared_ptr<Volume> volume;
     uint64_t index;
+    std::chrono::steady_clock::time_point readyAt;
   };
   const size_t threadCount_;
+  const std::chrono::milliseconds delay_;
+  const std::function<bool()> hurry_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Item> queue_;  // GUARDED_BY(mu_)
