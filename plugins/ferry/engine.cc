@@ -65,6 +65,7 @@ Engine::Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::uniqu
     : options_(std::move(options)), meta_(std::move(meta)), store_(std::move(store)),
       budget_(options_.cacheSize, options_.uploadBuffer),
       uploader_(options_.uploadThreads, std::chrono::milliseconds(options_.uploadDelayMs),
+                std::chrono::milliseconds(options_.uploadMaxAgeMs),
                 [this] { return draining_.load() > 0 || budget_.dirty() * 2 >= budget_.dirtyLimit(); }) {}
 
 Engine::~Engine() { shutdown(); }

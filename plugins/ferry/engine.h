@@ -43,7 +43,8 @@ struct EngineOptions {
   int leaseTtlSeconds = 30;
   int shutdownTimeoutSeconds = 60;
   int commitIntervalMs = 1000;
-  int uploadDelayMs = 3000;  // how long a dirty chunk may absorb more writes before upload
+  int uploadDelayMs = 3000;     // a dirty chunk goes up after this long without writes …
+  int uploadMaxAgeMs = 30000;   // … or this long after it became dirty
   bool takeover = false;
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;

@@ -101,6 +101,8 @@ int ferryConfig(const char* key, const char* value) {
       return parseIntParam(key, value, 10, 60000, &gOptions.commitIntervalMs);
     } else if (k == "upload-delay") {
       return parseIntParam(key, value, 0, 3600000, &gOptions.uploadDelayMs);
+    } else if (k == "upload-max-age") {
+      return parseIntParam(key, value, 0, 86400000, &gOptions.uploadMaxAgeMs);
     } else if (k == "takeover") {
       int b = nbdkit_parse_bool(value);
       if (b == -1) return -1;
@@ -273,7 +275,8 @@ nbdkit_plugin makePlugin() {
       "upload-threads=N          parallel uploads (default 8)\n"
       "lease-ttl=SECS            volume lease lifetime in the store (default 30)\n"
       "shutdown-timeout=SECS     how long a clean stop uploads dirty chunks (default 60)\n"
-      "upload-delay=MS           let a dirty chunk absorb writes this long before upload (default 3000)\n"
+      "upload-delay=MS           upload a dirty chunk once idle this long (default 3000)\n"
+      "upload-max-age=MS         … or this long after it became dirty (default 30000)\n"
       "takeover=true             take volumes over from a gateway that still holds them\n"
       "admin-socket=PATH         admin interface (default STATE/admin.sock)";
   p.magic_config_key = nullptr;

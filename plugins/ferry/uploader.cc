@@ -28,7 +28,7 @@ void Uploader::stop() {
 void Uploader::enqueue(std::shared_ptr<Volume> volume, uint64_t index) {
   {
     std::lock_guard lock(mu_);
-    queue_.push_back({std::move(volume), index, std::chrono::steady_clock::now() + delay_});
+    queue_.push({std::move(volume), index, std::chrono::steady_clock::now() + delay_});
   }
   cv_.notify_one();
 }
@@ -48,14 +48,28 @@ void Uploader::run() {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      auto readyAt = queue_.front().readyAt;
-      if (readyAt > std::chrono::steady_clock::now() && !hurry_()) {
+      auto now = std::chrono::steady_clock::now();
+      bool hurry = hurry_();
+      auto readyAt = queue_.top().readyAt;
+      if (readyAt > now && !hurry) {
         // Not due yet: look again when it is, or soon if pressure builds.
-        cv_.wait_until(lock, std::min(readyAt, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+        cv_.wait_until(lock, std::min(readyAt, now + std::chrono::milliseconds(50)));
         continue;
       }
-      item = std::move(queue_.front());
-      queue_.pop_front();
+      item = queue_.top();
+      queue_.pop();
+      if (!hurry) {
+        // Still being written: leave it until it settles (or grows too old).
+        lock.unlock();
+        uint32_t wait = item.volume->uploadWaitMs(item.index, static_cast<uint32_t>(delay_.count()),
+                                                  static_cast<uint32_t>(maxAge_.count()));
+        lock.lock();
+        if (wait > 0) {
+          item.readyAt = now + std::chrono::milliseconds(wait);
+          queue_.push(std::move(item));
+          continue;
+        }
+      }
     }
     ++active_;
     Status s = item.volume->uploadChunk(item.index, buf);

@@ -9,7 +9,7 @@
 #include <condition_variable>
 #include <functional>
 #include <cstdint>
-#include <deque>
+#include <queue>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -21,11 +21,13 @@ class Volume;
 
 class Uploader {
  public:
-  // A chunk waits `delay` after it was queued before it goes up, so that a burst of
-  // writes to it costs one upload, not one per write; hurry() returning true (dirty
-  // bytes high, a checkpoint or shutdown waiting) lifts the wait.
-  Uploader(size_t threads, std::chrono::milliseconds delay, std::function<bool()> hurry)
-      : threadCount_(threads), delay_(delay), hurry_(std::move(hurry)) {}
+  // A chunk goes up once no write has touched it for `idle`, or `maxAge` after it
+  // became dirty, whichever comes first: a burst of writes to it costs one upload, not
+  // one per write. hurry() returning true (dirty bytes high, a checkpoint or shutdown
+  // waiting) lifts the wait.
+  Uploader(size_t threads, std::chrono::milliseconds idle, std::chrono::milliseconds maxAge,
+           std::function<bool()> hurry)
+      : threadCount_(threads), delay_(idle), maxAge_(maxAge), hurry_(std::move(hurry)) {}
   ~Uploader() { stop(); }
 
   void start();
@@ -43,13 +45,15 @@ class Uploader {
     std::shared_ptr<Volume> volume;
     uint64_t index;
     std::chrono::steady_clock::time_point readyAt;
+    bool operator<(const Item& o) const { return readyAt > o.readyAt; }  // min-heap
   };
   const size_t threadCount_;
   const std::chrono::milliseconds delay_;
+  const std::chrono::milliseconds maxAge_;
   const std::function<bool()> hurry_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Item> queue_;  // GUARDED_BY(mu_)
+  std::priority_queue<Item> queue_;  // GUARDED_BY(mu_), earliest readyAt on top
   bool stopping_ = false;   // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;
   std::atomic<size_t> active_{0};

@@ -26,6 +26,12 @@ thread_local std::vector<uint8_t> tlsChunkBuffer;
 
 }  // namespace
 
+uint32_t engineClockMs() {
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
 Volume::Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch)
     : host_(host), row_(std::move(row)), cache_(std::move(cache)), epoch_(epoch),
       states_((row_.size + row_.chunkSize - 1) / row_.chunkSize) {}
@@ -86,6 +92,7 @@ void Volume::markMeta(uint64_t index, ChunkState& st) {
 void Volume::setDirty(uint64_t index, ChunkState& st, bool dirty) {
   if (st.dirty == dirty) return;
   st.dirty = dirty;
+  if (dirty) st.dirtySinceMs = engineClockMs();
   if (st.where == Where::kCached) {
     if (dirty) host_.budget().addDirty(chunkLength(index));
     else host_.budget().releaseDirty(chunkLength(index));
@@ -276,6 +283,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     st.ioRefs.fetch_sub(1);
     setDirty(index, st, true);  // an upload may have finished in between
     ++st.writeSeq;
+    st.lastWriteMs = engineClockMs();
     markMeta(index, st);
     bool enqueue = !st.queued;
     st.queued = true;
@@ -485,6 +493,17 @@ std::vector<std::pair<uint64_t, uint64_t>> Volume::remoteMap() {
     if (states_[i].remoteGen != 0 && !states_[i].remoteZero) out.emplace_back(i, states_[i].remoteGen);
   }
   return out;
+}
+
+uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs) {
+  std::lock_guard lock(mu_);
+  const ChunkState& st = states_[index];
+  if (!st.dirty || fenced_) return 0;
+  uint32_t now = engineClockMs();
+  uint32_t idle = now - st.lastWriteMs;
+  uint32_t age = now - st.dirtySinceMs;
+  if (idle >= idleMs || age >= maxAgeMs) return 0;
+  return std::min(idleMs - idle, maxAgeMs - age);
 }
 
 void Volume::requeue(uint64_t index) {

@@ -46,6 +46,8 @@ enum class Where : uint8_t { kZero, kRemote, kCached };
 struct ChunkState {
   uint64_t remoteGen = 0;        // newest generation in the store (0 = none)
   uint32_t writeSeq = 0;         // bumped by every change of content
+  uint32_t lastWriteMs = 0;      // engine clock (ms) of the last write
+  uint32_t dirtySinceMs = 0;     // engine clock (ms) when it last became dirty
   std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
   Where where = Where::kZero;
   bool dirty = false;
@@ -79,6 +81,9 @@ struct VolumeStats {
   std::string lastError;
 };
 
+// Milliseconds on a steady clock, wrapping every ~49 days; compare by subtraction.
+uint32_t engineClockMs();
+
 class Volume : public std::enable_shared_from_this<Volume> {
  public:
   Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch);
@@ -101,6 +106,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // Uploader: stores the chunk's current content as a new generation. buf must hold a
   // chunk. Returns a transient status to be retried later.
   Status uploadChunk(uint64_t index, std::vector<uint8_t>& buf);
+  // How long the uploader should leave a dirty chunk alone: until it has been idle
+  // for idleMs, but never past maxAgeMs since it became dirty. 0 = upload now.
+  uint32_t uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs);
   // Puts a dirty chunk whose upload failed back in the queue.
   void requeue(uint64_t index);
   // Evictor: frees up to maxChunks clean, unused cached chunks; returns bytes freed.

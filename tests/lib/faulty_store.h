@@ -17,7 +17,7 @@ class FaultyStore : public ObjectStore {
     std::atomic<bool> down{false};      // every request fails as unavailable
     std::atomic<bool> denied{false};    // every request fails as permission denied
     std::atomic<int> latencyMs{0};
-    std::atomic<uint64_t> puts{0}, gets{0};
+    std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
   };
 
   FaultyStore(std::unique_ptr<ObjectStore> inner, std::shared_ptr<Control> control)
@@ -26,6 +26,7 @@ class FaultyStore : public ObjectStore {
   Status put(const std::string& key, std::span<const uint8_t> data) override {
     if (Status s = gate(); !s) return s;
     ++c_->puts;
+    if (key.find("/chunks/") != std::string::npos) ++c_->chunkPuts;
     return inner_->put(key, data);
   }
   Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {

@@ -223,6 +223,38 @@ TEST_F(EngineTest, DeniedStoreKeepsDataDirtyWithAClearError) {
   EXPECT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
 }
 
+TEST_F(EngineTest, ABurstOfWritesToAChunkCostsOneUpload) {
+  auto o = options("s");
+  o.uploadDelayMs = 300;
+  o.uploadMaxAgeMs = 60000;
+  auto e = open(o);
+  auto v = e->find("vol");
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(v->write(static_cast<uint64_t>(i) * 512, randomBytes(512, i), false));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // 800 ms of writes, never idle 300 ms
+  }
+  EXPECT_EQ(control_->chunkPuts.load(), 0u) << "a chunk still being written must not go up";
+  for (int i = 0; i < 100 && control_->chunkPuts.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(control_->chunkPuts.load(), 1u);
+  EXPECT_EQ(v->stats().dirtyChunks, 0u);
+}
+
+TEST_F(EngineTest, AChunkWrittenWithoutPauseStillGoesUpAtItsMaxAge) {
+  auto o = options("s");
+  o.uploadDelayMs = 5000;
+  o.uploadMaxAgeMs = 400;
+  auto e = open(o);
+  auto v = e->find("vol");
+  for (int i = 0; i < 60 && control_->chunkPuts.load() == 0; ++i) {
+    ASSERT_TRUE(v->write(0, randomBytes(512, i), false));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(control_->chunkPuts.load(), 1u);
+}
+
 TEST_F(EngineTest, CreateAndDeleteVolumes) {
   auto e = open(options("s"));
   EXPECT_EQ(e->createVolume({"../x", 1 << 20, 0}).status().code(), Code::kInvalidArgument);

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Ferry against what the S3 store itself accepts, same run: a throwaway radosgw on
+# loopback (tests/rgw/rgw-start.sh), then
+#   1. baseline: THREADS parallel PUTs, then GETs, of 1 MiB objects (bench/s3_baseline)
+#   2. upload drain: fill a volume with the uploader held back, then time the drain
+#   3. cold sequential read: a fresh gateway on the same store reads the volume (fio 1M qd8)
+#   4. cold 4 KiB random reads at qd32 on another fresh gateway
+# Prints MB/s for each and the ratios ferry/store.
+#   bench/s3_vs_store.sh [VOLUME_MB=512] [THREADS=8]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MB=${1:-512}
+THREADS=${2:-8}
+PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
+BASE="$ROOT/build/bench/s3_baseline"
+[ -x "$BASE" ] && [ -f "$PLUGIN" ] || { echo "build first: cmake --build build" >&2; exit 1; }
+
+W=$(mktemp -d "$ROOT/build/bench-s3-XXXXXX")
+RGW="$W/rgw"
+cleanup() {
+  [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  bash tests/rgw/rgw-stop.sh "$RGW" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+EP=$(bash tests/rgw/rgw-start.sh "$RGW" | tail -1)
+export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
+STORE="s3://bench/gw?endpoint=$EP&region=us-east-1&create_bucket=1"
+
+admin() {
+  python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n")
+print(s.makefile().readline().strip())' "$1" "$2"
+}
+start() {  # start STATE_DIR EXTRA...
+  local st=$1; shift
+  rm -f "$W/n.sock"
+  nbdkit -f -U "$W/n.sock" "$PLUGIN" state="$st" store="$STORE" create="vol:${MB}M" \
+    cache-size=4G upload-buffer=2G upload-threads="$THREADS" "$@" 2>>"$W/nbdkit.log" &
+  NPID=$!
+  for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
+  echo "nbdkit did not start:"; tail -20 "$W/nbdkit.log"; exit 1
+}
+stop() { kill "$NPID"; wait "$NPID" || true; NPID=; }
+now() { date +%s.%N; }
+
+read -r PUT GET < <("$BASE" "$STORE" "$THREADS" "$MB" 1M)
+
+start "$W/s1" upload-delay=3600000
+fio --name=fill --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=write --bs=1M --iodepth=8 \
+  --size="${MB}M" --output-format=terse >/dev/null
+t0=$(now)
+admin "$W/s1/admin.sock" '{"op":"checkpoint","name":"vol","timeout":600}' | grep -q '"ok":true'
+t1=$(now)
+DRAIN=$(python3 -c "print(round($MB*1048576/($t1-$t0)/1e6,1))")
+stop
+
+start "$W/s2"
+t0=$(now)
+fio --name=cold --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=read --bs=1M --iodepth=8 \
+  --size="${MB}M" --output-format=terse >/dev/null
+t1=$(now)
+COLD=$(python3 -c "print(round($MB*1048576/($t1-$t0)/1e6,1))")
+stop
+
+start "$W/s3"
+RIOPS=$(fio --name=coldrand --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k \
+  --iodepth=32 --size="${MB}M" --runtime=10 --time_based --norandommap --output-format=json 2>/dev/null |
+  python3 -c 'import json,sys; t=sys.stdin.read(); print(round(json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"]))')
+stop
+
+printf '%-34s %10s %10s %7s\n' measure store ferry ratio
+printf '%-34s %10s %10s %7.2f\n' "upload drain vs parallel PUT MB/s" "$PUT" "$DRAIN" "$(python3 -c "print($DRAIN/$PUT)")"
+printf '%-34s %10s %10s %7.2f\n' "cold seq read vs parallel GET MB/s" "$GET" "$COLD" "$(python3 -c "print($COLD/$GET)")"
+printf '%-34s %10s %10s\n' "cold 4K random read IOPS (qd32)" "-" "$RIOPS"
