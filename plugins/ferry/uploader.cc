@@ -28,7 +28,7 @@ void Uploader::stop() {
 void Uploader::enqueue(std::shared_ptr<Volume> volume, uint64_t index) {
   {
     std::lock_guard lock(mu_);
-    queue_.push({std::move(volume), index, std::chrono::steady_clock::now() + delay_});
+    queue_.push({std::move(volume), index, std::chrono::steady_clock::now() + std::min(delay_, maxAge_)});
   }
   cv_.notify_one();
 }
