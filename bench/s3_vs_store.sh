@@ -46,6 +46,8 @@ start() {  # start STATE_DIR EXTRA...
 stop() { kill "$NPID"; wait "$NPID" || true; NPID=; }
 now() { date +%s.%N; }
 
+# Warm radosgw up first (its data pool is created on the first write), then measure.
+"$BASE" "$STORE" "$THREADS" 64 1M >/dev/null
 read -r PUT GET < <("$BASE" "$STORE" "$THREADS" "$MB" 1M)
 
 start "$W/s1" upload-delay=3600000
@@ -69,9 +71,11 @@ start "$W/s3"
 RIOPS=$(fio --name=coldrand --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k \
   --iodepth=32 --size="${MB}M" --runtime=10 --time_based --norandommap --output-format=json 2>/dev/null |
   python3 -c 'import json,sys; t=sys.stdin.read(); print(round(json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"]))')
+RSTATS=$(admin "$W/s3/admin.sock" '{"op":"stats","name":"vol"}' | python3 -c 'import json,sys
+v=json.load(sys.stdin)["volumes"][0]; print("misses %d hits %d zero %d downloaded %d MB" % (v["read_misses"], v["read_hits"], v["zero_reads"], v["downloaded_bytes"]>>20))')
 stop
 
 printf '%-34s %10s %10s %7s\n' measure store ferry ratio
 printf '%-34s %10s %10s %7.2f\n' "upload drain vs parallel PUT MB/s" "$PUT" "$DRAIN" "$(python3 -c "print($DRAIN/$PUT)")"
 printf '%-34s %10s %10s %7.2f\n' "cold seq read vs parallel GET MB/s" "$GET" "$COLD" "$(python3 -c "print($COLD/$GET)")"
-printf '%-34s %10s %10s\n' "cold 4K random read IOPS (qd32)" "-" "$RIOPS"
+printf '%-34s %10s %10s   (%s)\n' "cold 4K random read IOPS (qd32)" "-" "$RIOPS" "$RSTATS"

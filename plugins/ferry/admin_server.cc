@@ -35,6 +35,7 @@ json volumeJson(const VolumeStats& v) {
               {"upload_errors", v.uploadErrors},
               {"read_hits", v.readHits},
               {"read_misses", v.readMisses},
+              {"range_reads", v.rangeReads},
               {"zero_reads", v.zeroReads},
               {"hit_ratio", v.readHits + v.readMisses == 0
                                 ? 1.0

@@ -24,6 +24,9 @@ bool allZero(const uint8_t* p, size_t n) {
 
 thread_local std::vector<uint8_t> tlsChunkBuffer;
 
+// Reads of a cold chunk up to this size are served by a range GET the first time.
+constexpr size_t kRangeReadMax = 64 << 10;
+
 }  // namespace
 
 uint32_t engineClockMs() {
@@ -136,7 +139,23 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.ioRefs.fetch_sub(1);
       return s;
     }
-    // Remote: fetch the whole chunk once; concurrent readers of it wait on busy.
+    // Remote. The first small read of a cold chunk asks the store for just its bytes
+    // (a range GET: cold random reads cost no more than they need); the next one
+    // brings the whole chunk into the cache.
+    if (out.size() <= kRangeReadMax && !st.touched) {
+      st.touched = true;
+      uint64_t gen = st.remoteGen;
+      lock.unlock();
+      ++readMisses_;
+      ++rangeReads_;
+      auto got = host_.store().get(chunkKey(row_.name, index, gen), inChunk, out);
+      if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
+      downloadedBytes_ += got.value();
+      // A tombstone or a short object reads as zeros past its end.
+      std::memset(out.data() + got.value(), 0, out.size() - got.value());
+      return Status::ok();
+    }
+    // Fetch the whole chunk once; concurrent readers of it wait on busy.
     st.busy = true;
     uint64_t gen = st.remoteGen;
     lock.unlock();
@@ -554,6 +573,7 @@ VolumeStats Volume::stats() {
   v.uploadErrors = uploadErrors_;
   v.readHits = readHits_;
   v.readMisses = readMisses_;
+  v.rangeReads = rangeReads_;
   v.zeroReads = zeroReads_;
   v.fenced = fenced_;
   return v;

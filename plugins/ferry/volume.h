@@ -57,6 +57,7 @@ struct ChunkState {
   bool uploading = false;
   bool referenced = false;  // CLOCK bit for eviction
   bool metaPending = false; // changed since the last persist()
+  bool touched = false;     // a range read was served from the store: fetch whole next time
 };
 
 struct VolumeStats {
@@ -75,6 +76,7 @@ struct VolumeStats {
   uint64_t uploadErrors = 0;
   uint64_t readHits = 0;
   uint64_t readMisses = 0;
+  uint64_t rangeReads = 0;
   uint64_t zeroReads = 0;
   uint64_t queued = 0;
   bool fenced = false;
@@ -163,7 +165,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::string lastError_;                        // GUARDED_BY(mu_)
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
-  std::atomic<uint64_t> readHits_{0}, readMisses_{0}, zeroReads_{0};
+  std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
 };
 
 }  // namespace ferry

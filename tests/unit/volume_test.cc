@@ -131,6 +131,26 @@ TEST_F(EngineTest, FreshGatewayServesTheStoresContent) {
   EXPECT_EQ(back, data);
 }
 
+TEST_F(EngineTest, AColdSmallReadIsARangeReadThenTheChunkIsFetched) {
+  auto data = randomBytes(kChunk, 13);
+  {
+    auto e = open(options("old"));
+    ASSERT_TRUE(e->find("vol")->write(0, data, false));
+    e->shutdown();
+  }
+  auto e = open(options("new"));
+  auto v = e->find("vol");
+  std::vector<uint8_t> small(4096);
+  ASSERT_TRUE(v->read(8192, small));
+  EXPECT_TRUE(std::equal(small.begin(), small.end(), data.begin() + 8192));
+  EXPECT_EQ(v->stats().rangeReads, 1u);
+  EXPECT_EQ(v->stats().cachedChunks, 0u);
+  ASSERT_TRUE(v->read(100, small));
+  EXPECT_TRUE(std::equal(small.begin(), small.end(), data.begin() + 100));
+  EXPECT_EQ(v->stats().cachedChunks, 1u) << "the second read of a chunk brings all of it in";
+  EXPECT_EQ(v->stats().downloadedBytes, 4096u + kChunk);
+}
+
 TEST_F(EngineTest, SecondGatewayOnTheSameVolumeIsRefused) {
   auto first = open(options("one"));
   auto second = Engine::open(options("two"));
