@@ -21,8 +21,12 @@ using ferry::Status;
 
 ferry::EngineOptions gOptions;
 std::string gAdminSocket;
-std::unique_ptr<ferry::Engine> gEngine;
-std::unique_ptr<ferry::AdminServer> gAdmin;
+// Owned by hand, not by static destructors: when nbdkit exits on an error after
+// get_ready (say its socket is taken) it may skip .cleanup, and a static destructor
+// running at exit would talk to the store after libcurl has gone. Freed in .cleanup
+// or .unload; otherwise left to the exiting process.
+ferry::Engine* gEngine = nullptr;
+ferry::AdminServer* gAdmin = nullptr;
 
 struct Handle {
   std::shared_ptr<ferry::Volume> volume;
@@ -136,7 +140,7 @@ int ferryGetReady() {
     });
     auto e = ferry::Engine::open(gOptions);
     if (!e) return fail(e.status());
-    gEngine = std::move(e).value();
+    gEngine = std::move(e).value().release();
     return 0;
   });
 }
@@ -144,8 +148,8 @@ int ferryGetReady() {
 int ferryAfterFork() {
   return guarded("start", [&]() -> int {
     if (Status s = gEngine->start(); !s) return fail(s);
-    gAdmin = std::make_unique<ferry::AdminServer>(
-        *gEngine, gAdminSocket.empty() ? gEngine->stateDir() + "/admin.sock" : gAdminSocket);
+    gAdmin = new ferry::AdminServer(*gEngine,
+                                    gAdminSocket.empty() ? gEngine->stateDir() + "/admin.sock" : gAdminSocket);
     if (Status s = gAdmin->start(); !s) return fail(s);
     return 0;
   });
@@ -153,10 +157,13 @@ int ferryAfterFork() {
 
 void ferryCleanup() {
   try {
+    if (!gEngine) return;
     if (gAdmin) gAdmin->stop();
-    if (gEngine) gEngine->shutdown();
-    gAdmin.reset();
-    gEngine.reset();
+    gEngine->shutdown();
+    delete gAdmin;
+    delete gEngine;
+    gAdmin = nullptr;
+    gEngine = nullptr;
     nbdkit_debug("ferry: stopped cleanly");
   } catch (const std::exception& e) {
     nbdkit_error("ferry shutdown: %s", e.what());
@@ -283,6 +290,7 @@ nbdkit_plugin makePlugin() {
   p.get_ready = ferryGetReady;
   p.after_fork = ferryAfterFork;
   p.cleanup = ferryCleanup;
+  p.unload = ferryCleanup;
   p.list_exports = ferryListExports;
   p.default_export = ferryDefaultExport;
   p.open = ferryOpen;

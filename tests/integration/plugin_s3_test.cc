@@ -54,7 +54,13 @@ class PluginS3Test : public ::testing::Test {
     auto l = s.value()->list("volumes/" + volume + "/chunks/");
     return l ? l->size() : 0;
   }
-  pid_t rgwPid() { return static_cast<pid_t>(std::atoi(readFile(rgwDir_ + "/run/client.rgw.a.pid").c_str())); }
+  // radosgw's pid, to stop and continue it (a store outage). Never 0 or negative:
+  // kill() would signal a whole process group.
+  pid_t rgwPid() {
+    pid_t pid = static_cast<pid_t>(std::atoi(readFile(rgwDir_ + "/run/client.rgw.a.pid").c_str()));
+    if (pid <= 1) throw std::runtime_error("no radosgw pid file in " + rgwDir_ + "/run");
+    return pid;
+  }
 
   TempDir dir_;
   std::string rgwDir_, endpoint_, bucket_;
@@ -132,6 +138,21 @@ TEST_F(PluginS3Test, WrongCredentialsAndMissingBucketFailClearly) {
                                    "create=vol:64M"});
   EXPECT_FALSE(missing.start());
   EXPECT_NE(missing.log().find("does not exist"), std::string::npos) << missing.log();
+}
+
+TEST_F(PluginS3Test, ATakenSocketIsAnErrorExitNotACrash) {
+  // nbdkit binds its socket after get_ready: the engine is open (store client, lease)
+  // when it gives up, and must not crash on the way out.
+  std::string sock = dir_ / "taken.sock";
+  ASSERT_EQ(runCommand("python3 -c \"import socket;socket.socket(socket.AF_UNIX).bind('" + sock + "')\""), 0);
+  std::string preload;
+  if (const char* p = std::getenv("FERRY_NBDKIT_PRELOAD")) preload = std::string("LD_PRELOAD=") + p + " ";
+  std::string out;
+  int rc = runCommand(preload + "timeout 120 nbdkit -f -U " + sock + " " + pluginPath() + " state=" + (dir_ / "s") +
+                          " 'store=" + storeUrl() + "' create=vol:64M",
+                      &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("Address already in use"), std::string::npos) << out;
 }
 
 }  // namespace

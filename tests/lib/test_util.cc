@@ -137,6 +137,7 @@ bool Nbdkit::start(int timeoutMs) {
     int status;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      exitStatus_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -49,6 +49,8 @@ class Nbdkit {
   void kill9();
   bool running();
   std::string log() const;
+  // How the process ended when start() found it gone: exit code, or 128 + signal.
+  int exitStatus() const { return exitStatus_; }
   const std::string& socket() const { return socket_; }
   std::string uri(const std::string& exportName) const;
 
@@ -58,6 +60,7 @@ class Nbdkit {
   std::vector<std::string> filters_;
   std::string logPath_;
   pid_t pid_ = -1;
+  int exitStatus_ = -1;
 };
 
 // One libnbd connection.
