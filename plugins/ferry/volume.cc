@@ -26,6 +26,7 @@ thread_local std::vector<uint8_t> tlsChunkBuffer;
 
 // Reads of a cold chunk up to this size are served by a range GET the first time.
 constexpr size_t kRangeReadMax = 64 << 10;
+constexpr uint8_t kRangeReadsBeforeFetch = 3;
 
 }  // namespace
 
@@ -139,11 +140,11 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.ioRefs.fetch_sub(1);
       return s;
     }
-    // Remote. The first small read of a cold chunk asks the store for just its bytes
-    // (a range GET: cold random reads cost no more than they need); the next one
-    // brings the whole chunk into the cache.
-    if (out.size() <= kRangeReadMax && !st.touched) {
-      st.touched = true;
+    // Remote. The first few small reads of a cold chunk ask the store for just their
+    // bytes (range GETs: cold random reads cost no more than they need); a chunk read
+    // more often than that, or read whole, is brought into the cache.
+    if (out.size() <= kRangeReadMax && st.rangeReads < kRangeReadsBeforeFetch) {
+      ++st.rangeReads;
       uint64_t gen = st.remoteGen;
       lock.unlock();
       ++readMisses_;
@@ -160,17 +161,20 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     uint64_t gen = st.remoteGen;
     lock.unlock();
     ++readMisses_;
+    // A read of the whole chunk lands straight in the caller's buffer.
+    bool whole = inChunk == 0 && out.size() == chunkLength(index);
+    std::span<uint8_t> dst = whole ? out : std::span<uint8_t>();
     std::vector<uint8_t>& buf = tlsChunkBuffer;
-    Status s = fetch(index, gen, buf);
+    Status s = whole ? fetchInto(index, gen, out) : fetch(index, gen, buf);
+    if (!whole && s) dst = std::span(buf.data(), chunkLength(index));
     bool cached = false;
     if (s && host_.reserveCache(chunkLength(index))) {
-      s = cache_.write(base, buf.data(), chunkLength(index));
+      s = cache_.write(base, dst.data(), dst.size());
       if (s) cached = true;
       else host_.budget().releaseCached(chunkLength(index));
-    } else if (s) {
-      // No room (the cache is all dirty or in use): serve this read uncached.
     }
-    if (s) std::memcpy(out.data(), buf.data() + inChunk, out.size());
+    // (With no room in the cache — all dirty or in use — the read is served uncached.)
+    if (s && !whole) std::memcpy(out.data(), buf.data() + inChunk, out.size());
     lock.lock();
     st.busy = false;
     if (cached) {
@@ -184,9 +188,13 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
 }
 
 Status Volume::fetch(uint64_t index, uint64_t gen, std::vector<uint8_t>& buf) {
-  uint64_t len = chunkLength(index);
   buf.resize(row_.chunkSize);
-  auto got = host_.store().get(chunkKey(row_.name, index, gen), 0, std::span(buf.data(), len));
+  return fetchInto(index, gen, std::span(buf.data(), chunkLength(index)));
+}
+
+Status Volume::fetchInto(uint64_t index, uint64_t gen, std::span<uint8_t> buf) {
+  uint64_t len = chunkLength(index);
+  auto got = host_.store().get(chunkKey(row_.name, index, gen), 0, buf.first(len));
   if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
   if (got.value() != len && got.value() != 0) {
     return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) + " generation " +

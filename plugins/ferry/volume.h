@@ -57,7 +57,7 @@ struct ChunkState {
   bool uploading = false;
   bool referenced = false;  // CLOCK bit for eviction
   bool metaPending = false; // changed since the last persist()
-  bool touched = false;     // a range read was served from the store: fetch whole next time
+  uint8_t rangeReads = 0;   // small reads served from the store by range GETs
 };
 
 struct VolumeStats {
@@ -141,6 +141,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void markMeta(uint64_t index, ChunkState& st);
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
   Status fetch(uint64_t index, uint64_t gen, std::vector<uint8_t>& buf);
+  Status fetchInto(uint64_t index, uint64_t gen, std::span<uint8_t> buf);  // buf: the chunk's length
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);
