@@ -38,7 +38,8 @@ Gateway stats (admin socket):
   python3 -c 'import socket;s=socket.socket(socket.AF_UNIX);s.connect("$DEMO/state/admin.sock");s.sendall(b"{\"op\":\"stats\"}\n");print(s.makefile().readline())'
 Chunks land in $DEMO/store/volumes/demo/chunks/ as they are uploaded.
 
-Ctrl-C stops the gateway (it uploads what is dirty first).
+Ctrl-C stops the gateway once its clients have disconnected (nbdkit waits for them);
+it uploads what is dirty before it exits.
 
 INFO
 

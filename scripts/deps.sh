@@ -12,6 +12,8 @@ PACKAGES=(
   nbdkit nbdkit-plugin-dev libnbd-bin libnbd-dev python3-libnbd
   # tools used by tests, demo and benchmarks
   fio sqlite3 curl procps psmisc util-linux qemu-utils
+  # the peer the benchmarks compare with
+  s3backer
   # a real S3 server for the tests: single-node Ceph with radosgw
   radosgw ceph-mon ceph-osd ceph-common
 )

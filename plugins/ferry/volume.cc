@@ -150,6 +150,13 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       ++readMisses_;
       ++rangeReads_;
       auto got = host_.store().get(chunkKey(row_.name, index, gen), inChunk, out);
+      if (!got && got.status().code() == Code::kNotFound) {
+        // A write and an upload replaced this generation (and deleted it) while we
+        // read without a lock: look at the chunk again.
+        lock.lock();
+        if (states_[index].where != Where::kRemote || states_[index].remoteGen != gen) continue;
+        lock.unlock();
+      }
       if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
       downloadedBytes_ += got.value();
       // A tombstone or a short object reads as zeros past its end.
@@ -364,6 +371,9 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   st.queued = false;
   cv_.wait(lock, [&] { return !st.busy; });
   if (!st.dirty) return Status::ok();
+  // Another worker has it in flight; when that one finds the chunk changed since its
+  // copy it queues the chunk again. Two at once could finish out of order.
+  if (st.uploading) return Status::ok();
   if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
   uint32_t seq = st.writeSeq;
   Where where = st.where;

