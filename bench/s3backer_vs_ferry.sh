@@ -5,6 +5,8 @@
 #      store holds everything (s3backer: until its unmount returns; Ferry: until a
 #      checkpoint returns): IOPS = writes / (write time + drain time)
 #   2. cold 4 KiB random reads (qd32) after a remount / on a fresh gateway
+# (s3backer picks virtual-host URLs when given --region; without it, path style and
+# us-east-1, which radosgw on loopback needs.)
 # s3backer is driven by fio with direct=1 (libaio) on its file, Ferry by fio's nbd engine.
 #   bench/s3backer_vs_ferry.sh [VOLUME_MB=1024] [RUNTIME=20] [COLD_IOS=1000]
 set -euo pipefail
@@ -38,9 +40,17 @@ now() { date +%s.%N; }
 fio_val() { python3 -c 'import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index("{"):])["jobs"][0]; r=j[sys.argv[1]]; print(r[sys.argv[2]])' "$@"; }
 
 mount_s3b() {
-  s3backer --baseURL="$EP/" --accessId=TESTKEY --accessKey=TESTSECRET --authVersion=aws4 --region=us-east-1 \
+  s3backer --baseURL="$EP/" --accessId=TESTKEY --accessKey=TESTSECRET --authVersion=aws4 \
     --blockSize=1M --size="${MB}M" --blockCacheSize="$CACHE_BLOCKS" --listBlocks --force s3backer "$W/mnt" \
     >>"$W/s3backer.log" 2>&1
+}
+# The kernel lets go of a FUSE mount before the daemon has finished writing back:
+# wait for the s3backer process itself to exit.
+umount_s3b() {
+  local pid
+  pid=$(pgrep -f "s3backer --baseURL=$EP/" | head -1 || true)
+  umount "$W/mnt"
+  while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 }
 admin() {
   python3 -c 'import socket,sys
@@ -62,17 +72,21 @@ mount_s3b
 t0=$(now)
 S3B_IOS=$(fio --name=w --filename="$W/mnt/file" --ioengine=libaio --direct=1 --rw=randwrite --bs=4k --iodepth=32 \
   --size="${MB}M" --runtime="$RUNTIME" --time_based --norandommap --output-format=json 2>/dev/null | fio_val write total_ios)
-umount "$W/mnt"   # returns once s3backer has written every dirty block
+tw=$(now)
+umount_s3b        # returns once s3backer has written every dirty block and exited
 t1=$(now)
 S3B_W=$(python3 -c "print(round($S3B_IOS/($t1-$t0)))")
+S3B_DETAIL=$(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($S3B_IOS, $tw-$t0, $t1-$tw))")
 
 start_ferry "$W/f1"
 t0=$(now)
 FERRY_IOS=$(fio --name=w --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randwrite --bs=4k --iodepth=32 \
   --size="${MB}M" --runtime="$RUNTIME" --time_based --norandommap --output-format=json 2>/dev/null | fio_val write total_ios)
+tw=$(now)
 admin "$W/f1/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' | grep -q '"ok":true'
 t1=$(now)
 FERRY_W=$(python3 -c "print(round($FERRY_IOS/($t1-$t0)))")
+FERRY_DETAIL=$(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($FERRY_IOS, $tw-$t0, $t1-$tw))")
 stop_ferry
 
 # --- cold random reads
@@ -80,7 +94,7 @@ sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 mount_s3b
 S3B_R=$(fio --name=r --filename="$W/mnt/file" --ioengine=libaio --direct=1 --rw=randread --bs=4k --iodepth=32 \
   --size="${MB}M" --number_ios="$COLD_IOS" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
-umount "$W/mnt"
+umount_s3b
 start_ferry "$W/f2"
 FERRY_R=$(fio --name=r --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k --iodepth=32 \
   --size="${MB}M" --number_ios="$COLD_IOS" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
@@ -89,3 +103,5 @@ stop_ferry
 printf '%-44s %10s %10s %7s\n' measure s3backer ferry ratio
 printf '%-44s %10s %10s %7.1f\n' "sustained 4K random write IOPS (incl. drain)" "$S3B_W" "$FERRY_W" "$(python3 -c "print($FERRY_W/$S3B_W)")"
 printf '%-44s %10.0f %10.0f %7.1f\n' "cold 4K random read IOPS (qd32)" "$S3B_R" "$FERRY_R" "$(python3 -c "print($FERRY_R/$S3B_R)")"
+echo "s3backer: $S3B_DETAIL"
+echo "ferry:    $FERRY_DETAIL"
