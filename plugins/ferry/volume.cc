@@ -64,7 +64,10 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       } else {
         st.where = (r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
       }
-      if (st.dirty) toQueue.push_back(r.index);
+      if (st.dirty) {
+        toQueue.push_back(r.index);
+        ++dirtyChunks_;
+      }
     }
   }
   for (uint64_t idx : toQueue) {
@@ -96,7 +99,12 @@ void Volume::markMeta(uint64_t index, ChunkState& st) {
 void Volume::setDirty(uint64_t index, ChunkState& st, bool dirty) {
   if (st.dirty == dirty) return;
   st.dirty = dirty;
-  if (dirty) st.dirtySinceMs = engineClockMs();
+  if (dirty) {
+    st.dirtySinceMs = engineClockMs();
+    ++dirtyChunks_;
+  } else {
+    --dirtyChunks_;
+  }
   if (st.where == Where::kCached) {
     if (dirty) host_.budget().addDirty(chunkLength(index));
     else host_.budget().releaseDirty(chunkLength(index));
@@ -297,7 +305,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       cv_.notify_all();
       if (!s) return s;
       bool wasDirty = st.dirty;
-      st.dirty = false;  // re-added below, now counted against the cached bytes
+      setDirty(index, st, false);  // re-added below, now counted against the cached bytes
       st.where = Where::kCached;
       if (wasDirty) setDirty(index, st, true);
     }
@@ -452,21 +460,30 @@ uint64_t Volume::evictSome(size_t maxChunks) {
   // The rows must say "not cached" durably before the holes are punched; otherwise a
   // crash in between would leave rows pointing at zeros.
   Status s = persist();
+  Status punched;
+  if (s) {
+    // The rows say "not cached" and the store holds the data, so the chunks are
+    // dropped whatever the punch does (a failed punch only leaves stale bytes that are
+    // overwritten or punched before use); busy, so nobody touches them meanwhile.
+    for (uint64_t i : picked) {
+      if (Status p = cache_.punch(i * row_.chunkSize, chunkLength(i)); !p) punched = p;
+    }
+  }
   uint64_t freed = 0;
   std::lock_guard lock(mu_);
   for (uint64_t i : picked) {
     ChunkState& st = states_[i];
-    if (s) s = cache_.punch(i * row_.chunkSize, chunkLength(i));
+    st.busy = false;
     if (s) {
       freed += chunkLength(i);
     } else {
-      st.where = Where::kCached;  // keep it: the rows are rewritten at the next persist
+      st.where = Where::kCached;  // the rows may not say otherwise: keep it cached
       markMeta(i, st);
     }
-    st.busy = false;
   }
   cv_.notify_all();
   if (!s) lastError_ = s.toString();
+  if (!punched) lastError_ = punched.toString();
   if (freed) host_.budget().releaseCached(freed);
   return freed;
 }
@@ -514,13 +531,7 @@ void Volume::deleteSuperseded() {
 
 bool Volume::waitClean(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mu_);
-  for (;;) {
-    bool clean = std::none_of(states_.begin(), states_.end(), [](const ChunkState& st) { return st.dirty; });
-    if (clean) return true;
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      return std::none_of(states_.begin(), states_.end(), [](const ChunkState& st) { return st.dirty; });
-    }
-  }
+  return cv_.wait_until(lock, deadline, [&] { return dirtyChunks_ == 0; });
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> Volume::remoteMap() {
@@ -579,11 +590,11 @@ VolumeStats Volume::stats() {
         v.cachedBytes += chunkLength(i);
         if (st.dirty) v.dirtyBytes += chunkLength(i);
       }
-      if (st.dirty) ++v.dirtyChunks;
       if (st.queued) ++v.queued;
       if (st.remoteGen != 0 && !st.remoteZero) ++v.remoteChunks;
     }
     v.lastError = lastError_;
+    v.dirtyChunks = dirtyChunks_;
   }
   v.uploadedBytes = uploadedBytes_;
   v.downloadedBytes = downloadedBytes_;
@@ -605,6 +616,7 @@ void Volume::releaseBudget() {
     if (st.dirty) host_.budget().releaseDirty(chunkLength(i));
     host_.budget().releaseCached(chunkLength(i));
     st.where = Where::kZero;
+    if (st.dirty) --dirtyChunks_;
     st.dirty = false;
   }
 }

@@ -163,6 +163,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<std::string> supersededPending_;   // GUARDED_BY(mu_): deletable after next persist
   std::vector<std::string> supersededReady_;     // GUARDED_BY(mu_): deletable now
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
+  uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
   std::string lastError_;                        // GUARDED_BY(mu_)
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
