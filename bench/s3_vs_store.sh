@@ -12,39 +12,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MB=${1:-512}
 THREADS=${2:-8}
-PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
-BASE="$ROOT/build/bench/s3_baseline"
-[ -x "$BASE" ] && [ -f "$PLUGIN" ] || { echo "build first: cmake --build build" >&2; exit 1; }
-
-W=$(mktemp -d "$ROOT/build/bench-s3-XXXXXX")
-RGW="$W/rgw"
-cleanup() {
-  [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  bash tests/rgw/rgw-stop.sh "$RGW" >/dev/null 2>&1 || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-EP=$(bash tests/rgw/rgw-start.sh "$RGW" | tail -1)
-export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 STORE="s3://bench/gw?endpoint=$EP&region=us-east-1&create_bucket=1"
-
-admin() {
-  python3 -c 'import socket,sys
-s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n")
-print(s.makefile().readline().strip())' "$1" "$2"
-}
-start() {  # start STATE_DIR EXTRA...
-  local st=$1; shift
-  rm -f "$W/n.sock"
-  nbdkit -f -U "$W/n.sock" "$PLUGIN" state="$st" store="$STORE" create="vol:${MB}M" \
-    cache-size=4G upload-buffer=2G upload-threads="$THREADS" "$@" 2>>"$W/nbdkit.log" &
-  NPID=$!
-  for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
-  echo "nbdkit did not start:"; tail -20 "$W/nbdkit.log"; exit 1
-}
-stop() { kill "$NPID"; wait "$NPID" || true; NPID=; sync; }  # sync: no phase pays for the last one's writeback
-now() { date +%s.%N; }
+start() { local st=$1; shift; start_ferry "$st" "$STORE" create="vol:${MB}M" cache-size=4G upload-buffer=2G upload-threads="$THREADS" "$@"; }
+stop() { stop_ferry; }
 
 # Warm radosgw up first (its data pool is created on the first write), then measure.
 "$BASE" "$STORE" "$THREADS" 64 1M >/dev/null
@@ -59,18 +31,16 @@ t1=$(now)
 DRAIN=$(python3 -c "print(round($MB*1048576/($t1-$t0)/1e6,1))")
 stop
 
-fio_json() { python3 -c 'import json,sys; t=sys.stdin.read(); r=json.loads(t[t.index("{"):])["jobs"][0]["read"]; print(round(r[sys.argv[1]]/float(sys.argv[2]), 1))' "$@"; }
-
 start "$W/s2"
 COLD=$(fio --name=cold --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=read --bs=1M --iodepth=8 \
-  --size="${MB}M" --output-format=json 2>/dev/null | fio_json bw_bytes 1e6)
+  --size="${MB}M" --output-format=json 2>/dev/null | fio_val read bw_bytes 1e6)
 stop
 
 # Cold random reads: as many 4 KiB reads as the volume has chunks, so most of them
 # are first touches of a chunk (range GETs), as on a large cold volume.
 start "$W/s3"
 RIOPS=$(fio --name=coldrand --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k \
-  --iodepth=32 --size="${MB}M" --number_ios="$MB" --norandommap --output-format=json 2>/dev/null | fio_json iops 1)
+  --iodepth=32 --size="${MB}M" --number_ios="$MB" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
 RSTATS=$(admin "$W/s3/admin.sock" '{"op":"stats","name":"vol"}' | python3 -c 'import json,sys
 v=json.load(sys.stdin)["volumes"][0]; print("range reads %d, whole-chunk misses %d, hits %d" % (v["range_reads"], v["read_misses"]-v["range_reads"], v["read_hits"]))')
 stop

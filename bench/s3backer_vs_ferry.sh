@@ -16,28 +16,14 @@ MB=${1:-1024}
 RUNTIME=${2:-20}
 COLD_IOS=${3:-1000}
 CACHE_BLOCKS=$MB  # both caches hold the whole volume, in 1 MiB blocks
-PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
-BASE="$ROOT/build/bench/s3_baseline"
 command -v s3backer >/dev/null || { echo "s3backer is missing: apt-get install s3backer" >&2; exit 1; }
 [ -e /dev/fuse ] || { echo "no /dev/fuse: cannot run s3backer here" >&2; exit 1; }
-
-W=$(mktemp -d "$ROOT/build/bench-s3b-XXXXXX")
-RGW="$W/rgw"
-cleanup() {
-  mountpoint -q "$W/mnt" && umount "$W/mnt" || true
-  [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  bash tests/rgw/rgw-stop.sh "$RGW" >/dev/null 2>&1 || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-EP=$(bash tests/rgw/rgw-start.sh "$RGW" | tail -1)
-export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+BENCH_MOUNT="$W/mnt"
 "$BASE" "s3://s3backer?endpoint=$EP&create_bucket=1" 4 16 1M >/dev/null   # bucket + warm-up
 STORE="s3://ferry/gw?endpoint=$EP&region=us-east-1&create_bucket=1"
 mkdir -p "$W/mnt"
-now() { date +%s.%N; }
-fio_val() { python3 -c 'import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index("{"):])["jobs"][0]; r=j[sys.argv[1]]; print(r[sys.argv[2]])' "$@"; }
 
 mount_s3b() {
   s3backer --baseURL="$EP/" --accessId=TESTKEY --accessKey=TESTSECRET --authVersion=aws4 \
@@ -52,20 +38,7 @@ umount_s3b() {
   umount "$W/mnt"
   while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 }
-admin() {
-  python3 -c 'import socket,sys
-s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n")
-print(s.makefile().readline().strip())' "$1" "$2"
-}
-start_ferry() {
-  rm -f "$W/n.sock"
-  nbdkit -f -U "$W/n.sock" "$PLUGIN" state="$1" store="$STORE" create="vol:${MB}M" \
-    cache-size=$((MB * 2))M upload-buffer=${MB}M 2>>"$W/nbdkit.log" &
-  NPID=$!
-  for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
-  echo "nbdkit did not start"; tail "$W/nbdkit.log"; exit 1
-}
-stop_ferry() { kill "$NPID"; wait "$NPID" || true; NPID=; sync; }
+start() { start_ferry "$1" "$STORE" create="vol:${MB}M" cache-size=$((MB * 2))M upload-buffer=${MB}M; }
 
 # --- sustained random writes
 mount_s3b
@@ -78,7 +51,7 @@ t1=$(now)
 S3B_W=$(python3 -c "print(round($S3B_IOS/($t1-$t0)))")
 S3B_DETAIL=$(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($S3B_IOS, $tw-$t0, $t1-$tw))")
 
-start_ferry "$W/f1"
+start "$W/f1"
 t0=$(now)
 FERRY_IOS=$(fio --name=w --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randwrite --bs=4k --iodepth=32 \
   --size="${MB}M" --runtime="$RUNTIME" --time_based --norandommap --output-format=json 2>/dev/null | fio_val write total_ios)
@@ -95,7 +68,7 @@ mount_s3b
 S3B_R=$(fio --name=r --filename="$W/mnt/file" --ioengine=libaio --direct=1 --rw=randread --bs=4k --iodepth=32 \
   --size="${MB}M" --number_ios="$COLD_IOS" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
 umount_s3b
-start_ferry "$W/f2"
+start "$W/f2"
 FERRY_R=$(fio --name=r --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k --iodepth=32 \
   --size="${MB}M" --number_ios="$COLD_IOS" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
 stop_ferry

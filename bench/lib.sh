@@ -1,0 +1,53 @@
+# Shared by the S3 benchmarks (sourced, not run): a work dir, a throwaway radosgw,
+# one nbdkit ferry at a time, the admin socket, fio's JSON.
+# Needs before sourcing: ROOT (the checkout). Sets: W, RGW, EP, PLUGIN, BASE, NPID.
+
+PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
+BASE="$ROOT/build/bench/s3_baseline"
+[ -x "$BASE" ] && [ -f "$PLUGIN" ] || { echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 1; }
+
+W=$(mktemp -d "$ROOT/build/bench-XXXXXX")
+RGW="$W/rgw"
+NPID=
+bench_cleanup() {
+  if [ -n "${BENCH_MOUNT:-}" ] && mountpoint -q "$BENCH_MOUNT"; then umount "$BENCH_MOUNT" || true; fi
+  [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  bash "$ROOT/tests/rgw/rgw-stop.sh" "$RGW" >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap bench_cleanup EXIT
+EP=$(bash "$ROOT/tests/rgw/rgw-start.sh" "$RGW" | tail -1)
+export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
+
+now() { date +%s.%N; }
+
+# admin SOCKET JSON -> the answer line
+admin() {
+  python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n")
+print(s.makefile().readline().strip())' "$1" "$2"
+}
+
+# fio ... --output-format=json | fio_val read|write FIELD [DIVISOR]
+fio_val() {
+  python3 -c 'import json,sys
+t=sys.stdin.read(); r=json.loads(t[t.index("{"):])["jobs"][0][sys.argv[1]]
+d=float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
+print(round(r[sys.argv[2]]/d, 1))' "$@"
+}
+
+# start_ferry STATE_DIR STORE_URL EXTRA_PARAMS... : nbdkit ferry on $W/n.sock, volume "vol"
+start_ferry() {
+  local st=$1 store=$2
+  shift 2
+  rm -f "$W/n.sock"
+  nbdkit -f -U "$W/n.sock" "$PLUGIN" state="$st" store="$store" "$@" 2>>"$W/nbdkit.log" &
+  NPID=$!
+  for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
+  echo "nbdkit did not start:" >&2
+  tail -20 "$W/nbdkit.log" >&2
+  exit 1
+}
+# sync: no phase pays for the previous one's writeback
+stop_ferry() { kill "$NPID"; wait "$NPID" || true; NPID=; sync; }
