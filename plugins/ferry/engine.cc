@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +13,9 @@
 
 namespace ferry {
 namespace {
+
+// Room kept on the cache disk for metadata commits when the disk fills up.
+constexpr off_t kReserveBytes = 4 << 20;
 
 int64_t nowUnix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -290,9 +295,27 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std:
   return v->remoteMap();
 }
 
+void Engine::ensureSpaceReserve() {
+  std::string path = options_.stateDir + "/space.reserve";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  if (::fallocate(fd, 0, 0, kReserveBytes) != 0) ::ftruncate(fd, 0);  // no room yet: try later
+  ::close(fd);
+}
+
+bool Engine::releaseSpaceReserve() {
+  std::string path = options_.stateDir + "/space.reserve";
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || st.st_blocks == 0) return false;
+  logError("cache disk full: releasing the " + std::to_string(kReserveBytes >> 20) +
+           " MiB reserve in " + options_.stateDir + " for metadata");
+  return ::truncate(path.c_str(), 0) == 0;
+}
+
 Status Engine::start() {
   if (started_) return Status::ok();
   started_ = true;
+  ensureSpaceReserve();
   uploader_.start();
   background_ = std::thread([this] { backgroundLoop(); });
   return Status::ok();
@@ -309,6 +332,7 @@ void Engine::backgroundLoop() {
       if (Status s = v->persist(); !s) logError(s.toString());
       v->deleteSuperseded();
     }
+    ensureSpaceReserve();
     if (std::chrono::steady_clock::now() >= nextRenew) {
       nextRenew = std::chrono::steady_clock::now() + std::chrono::seconds(options_.leaseTtlSeconds) / 3;
       std::vector<std::pair<std::shared_ptr<Volume>, LeaseKeeper*>> leases;

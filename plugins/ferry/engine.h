@@ -90,6 +90,7 @@ class Engine : public VolumeHost {
   void enqueueUpload(std::shared_ptr<Volume> volume, uint64_t index) override;
   bool reserveCache(uint64_t bytes) override;
   bool stopping() const override { return stopping_.load(); }
+  bool releaseSpaceReserve() override;
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
@@ -101,6 +102,8 @@ class Engine : public VolumeHost {
   Result<Held> openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
   std::string cachePath(const std::string& name) const;
+  // Keeps kReserveBytes allocated in STATE/space.reserve while the disk has room.
+  void ensureSpaceReserve();
   void backgroundLoop();
   // Scope during which queued chunks go up at once.
   class Drain {

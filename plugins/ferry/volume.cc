@@ -505,7 +505,12 @@ Status Volume::persist() {
   }
   // The data first, then the rows that point at it.
   Status s = cache_.sync();
-  if (s && !rows.empty()) s = host_.metadata().writeChunks(row_.id, rows);
+  if (s && !rows.empty()) {
+    s = host_.metadata().writeChunks(row_.id, rows);
+    // A full cache disk must not stop the metadata: without a commit nothing can be
+    // evicted to make room. Spend the reserve and try again.
+    if (s.code() == Code::kNoSpace && host_.releaseSpaceReserve()) s = host_.metadata().writeChunks(row_.id, rows);
+  }
   std::lock_guard lock(mu_);
   if (!s) {
     for (uint64_t i : indexes) markMeta(i, states_[i]);

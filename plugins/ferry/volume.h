@@ -39,6 +39,10 @@ class VolumeHost {
   // nothing can be evicted now (everything dirty or in use).
   virtual bool reserveCache(uint64_t bytes) = 0;
   virtual bool stopping() const = 0;
+  // Frees the space the engine keeps in reserve on the cache disk, so that metadata
+  // can still be committed (and chunks evicted) when the disk is full. False if there
+  // was none left to free.
+  virtual bool releaseSpaceReserve() = 0;
 };
 
 enum class Where : uint8_t { kZero, kRemote, kCached };

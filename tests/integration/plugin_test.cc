@@ -38,8 +38,9 @@ class PluginTest : public ::testing::Test {
   }
   // Waits until the admin interface reports no dirty chunk.
   bool waitDrained(const std::string& state, int seconds = 60) {
+    std::string sock = state.front() == '/' ? state + "/admin.sock" : (dir_ / state) + "/admin.sock";
     for (int i = 0; i < seconds * 10; ++i) {
-      std::string out = adminRequest((dir_ / state) + "/admin.sock", R"({"op":"stats"})");
+      std::string out = adminRequest(sock, R"({"op":"stats"})");
       if (out.find("\"dirty_bytes\":0") != std::string::npos && out.find("\"upload_queue\":0") != std::string::npos) {
         return true;
       }
@@ -241,6 +242,51 @@ TEST_F(PluginTest, WorksBehindDelayAndErrorFilters) {
   std::vector<uint8_t> back(d.size());
   ASSERT_TRUE(c.pread(back.data(), back.size(), 0)) << c.error();
   EXPECT_TRUE(back == d) << "a failed write must not touch the data";
+}
+
+TEST_F(PluginTest, AFullCacheDiskFailsWritesWithENOSPCAndLosesNothing) {
+  // The state directory on a 24 MiB tmpfs, with a cache budget larger than the disk.
+  std::string mnt = dir_ / "small";
+  fs::create_directories(mnt);
+  if (::geteuid() != 0 || runCommand("mount -t tmpfs -o size=24M tmpfs " + mnt) != 0) {
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { runCommand("umount -l " + path); }
+  } unmount{mnt};
+  auto n = std::make_unique<Nbdkit>(dir_ / "f.sock",
+                                    std::vector<std::string>{"state=" + mnt + "/state",
+                                                             "store=file://" + (dir_ / "store"), "create=vol:64M",
+                                                             "cache-size=256M", "upload-buffer=128M"});
+  ASSERT_TRUE(n->start()) << n->log();
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  auto data = randomBytes(48 << 20, 7);
+  size_t written = 0;
+  bool sawFull = false;
+  for (; written < data.size(); written += 1 << 20) {
+    if (!c.pwrite(data.data() + written, 1 << 20, written)) {
+      sawFull = true;
+      EXPECT_EQ(nbd_get_errno(), ENOSPC) << c.error();
+      break;
+    }
+  }
+  ASSERT_TRUE(sawFull) << "48 MiB of dirty data cannot fit on a 24 MiB disk";
+  ASSERT_GT(written, 0u);
+  // Everything acknowledged before the disk filled reads back.
+  std::vector<uint8_t> back(written);
+  ASSERT_TRUE(c.pread(back.data(), written, 0)) << c.error();
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin()));
+  ASSERT_TRUE(c.flush()) << c.error();
+  // Once uploaded, clean chunks can be evicted and writes go through again.
+  ASSERT_TRUE(waitDrained(mnt + "/state")) << n->log();
+  bool ok = false;
+  for (int i = 0; i < 50 && !ok; ++i) {
+    ok = c.pwrite(data.data() + written, 1 << 20, written);
+    if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(ok) << c.error();
 }
 
 }  // namespace
