@@ -45,6 +45,11 @@ RSTATS=$(admin "$W/s3/admin.sock" '{"op":"stats","name":"vol"}' | python3 -c 'im
 v=json.load(sys.stdin)["volumes"][0]; print("range reads %d, whole-chunk misses %d, hits %d" % (v["range_reads"], v["read_misses"]-v["range_reads"], v["read_hits"]))')
 stop
 
+# The baseline again, now that the store holds the volume too: the store's rate at
+# the end of the run, next to the one at the start.
+read -r PUT2 GET2 < <("$BASE" "$STORE" "$THREADS" "$MB" 1M)
+echo "store baseline at start: PUT $PUT GET $GET MB/s; at end: PUT $PUT2 GET $GET2 MB/s"
+
 printf '%-34s %10s %10s %7s\n' measure store ferry ratio
 printf '%-34s %10s %10s %7.2f\n' "upload drain vs parallel PUT MB/s" "$PUT" "$DRAIN" "$(python3 -c "print($DRAIN/$PUT)")"
 printf '%-34s %10s %10s %7.2f\n' "cold seq read vs parallel GET MB/s" "$GET" "$COLD" "$(python3 -c "print($COLD/$GET)")"

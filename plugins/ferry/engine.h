@@ -46,6 +46,7 @@ struct EngineOptions {
   int uploadDelayMs = 3000;     // a dirty chunk goes up after this long without writes …
   int uploadMaxAgeMs = 30000;   // … or this long after it became dirty
   bool takeover = false;
+  bool cacheStreams = false;  // keep chunks a sequential cold scan fetches
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
 };
@@ -91,6 +92,7 @@ class Engine : public VolumeHost {
   bool reserveCache(uint64_t bytes) override;
   bool stopping() const override { return stopping_.load(); }
   bool releaseSpaceReserve() override;
+  bool cacheStreams() const override { return options_.cacheStreams; }
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);

@@ -107,6 +107,10 @@ int ferryConfig(const char* key, const char* value) {
       return parseIntParam(key, value, 0, 3600000, &gOptions.uploadDelayMs);
     } else if (k == "upload-max-age") {
       return parseIntParam(key, value, 0, 86400000, &gOptions.uploadMaxAgeMs);
+    } else if (k == "cache-streams") {
+      int b = nbdkit_parse_bool(value);
+      if (b == -1) return -1;
+      gOptions.cacheStreams = b;
     } else if (k == "takeover") {
       int b = nbdkit_parse_bool(value);
       if (b == -1) return -1;
@@ -284,6 +288,7 @@ nbdkit_plugin makePlugin() {
       "shutdown-timeout=SECS     how long a clean stop uploads dirty chunks (default 60)\n"
       "upload-delay=MS           upload a dirty chunk once idle this long (default 3000)\n"
       "upload-max-age=MS         … or this long after it became dirty (default 30000)\n"
+      "cache-streams=true        also cache what sequential scans of cold data fetch\n"
       "takeover=true             take volumes over from a gateway that still holds them\n"
       "admin-socket=PATH         admin interface (default STATE/admin.sock)";
   p.magic_config_key = nullptr;

@@ -151,7 +151,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     // Remote. The first few small reads of a cold chunk ask the store for just their
     // bytes (range GETs: cold random reads cost no more than they need); a chunk read
     // more often than that, or read whole, is brought into the cache.
-    if (out.size() <= kRangeReadMax && st.rangeReads < kRangeReadsBeforeFetch) {
+    if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < kRangeReadsBeforeFetch) {
       ++st.rangeReads;
       uint64_t gen = st.remoteGen;
       lock.unlock();
@@ -171,9 +171,13 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       std::memset(out.data() + got.value(), 0, out.size() - got.value());
       return Status::ok();
     }
-    // Fetch the whole chunk once; concurrent readers of it wait on busy.
+    // Fetch the whole chunk once; concurrent readers of it wait on busy. A sequential
+    // scan of cold data is served without filling the cache (unless cache-streams):
+    // writing it all to the cache disk would bound the scan by the disk's write rate
+    // and push out what the cache holds.
     st.busy = true;
     uint64_t gen = st.remoteGen;
+    bool keep = !noteMissIsStream(index) || host_.cacheStreams();
     lock.unlock();
     ++readMisses_;
     // A read of the whole chunk lands straight in the caller's buffer.
@@ -183,7 +187,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     Status s = whole ? fetchInto(index, gen, out) : fetch(index, gen, buf);
     if (!whole && s) dst = std::span(buf.data(), chunkLength(index));
     bool cached = false;
-    if (s && host_.reserveCache(chunkLength(index))) {
+    if (s && keep && host_.reserveCache(chunkLength(index))) {
       s = cache_.write(base, dst.data(), dst.size());
       if (s) cached = true;
       else host_.budget().releaseCached(chunkLength(index));
@@ -200,6 +204,17 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     cv_.notify_all();
     return s;
   }
+}
+
+bool Volume::noteMissIsStream(uint64_t index) {
+  bool stream = false;
+  for (uint64_t m : recentMisses_) {
+    // m is index + 1 of a recent miss: one of the 8 chunks before this one?
+    if (m != 0 && m <= index && index - m < 8) stream = true;
+  }
+  recentMisses_[recentMissPos_] = index + 1;
+  recentMissPos_ = (recentMissPos_ + 1) % recentMisses_.size();
+  return stream;
 }
 
 Status Volume::fetch(uint64_t index, uint64_t gen, std::vector<uint8_t>& buf) {

@@ -8,6 +8,7 @@
 // network I/O happens under mu_. A chunk being filled from the store or evicted is
 // `busy`; others wait on cv_ for it. Lock order: persistMu_ -> mu_ -> budget.
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -43,6 +44,8 @@ class VolumeHost {
   // can still be committed (and chunks evicted) when the disk is full. False if there
   // was none left to free.
   virtual bool releaseSpaceReserve() = 0;
+  // Whether chunks fetched by a sequential stream of cold reads are kept in the cache.
+  virtual bool cacheStreams() const = 0;
 };
 
 enum class Where : uint8_t { kZero, kRemote, kCached };
@@ -149,6 +152,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);
+  // REQUIRES: mu_ held. Records a whole-chunk miss; true when one of the few chunks
+  // before it missed recently too (a sequential scan).
+  bool noteMissIsStream(uint64_t index);
   // REQUIRES: st.busy set by the caller; mu_ not held.
   Status materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll);
 
@@ -168,6 +174,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<std::string> supersededReady_;     // GUARDED_BY(mu_): deletable now
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
+  std::array<uint64_t, 16> recentMisses_{};     // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses
+  size_t recentMissPos_ = 0;                     // GUARDED_BY(mu_)
   std::string lastError_;                        // GUARDED_BY(mu_)
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};

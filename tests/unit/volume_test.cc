@@ -154,6 +154,26 @@ TEST_F(EngineTest, ColdSmallReadsAreRangeReadsUntilTheChunkIsFetched) {
   EXPECT_EQ(v->stats().downloadedBytes, 3 * 4096u + kChunk);
 }
 
+TEST_F(EngineTest, AColdSequentialScanDoesNotFillTheCacheUnlessAsked) {
+  auto data = randomBytes(8 * kChunk, 14);
+  {
+    auto e = open(options("old"));
+    ASSERT_TRUE(e->find("vol")->write(0, data, false));
+    e->shutdown();
+  }
+  for (bool cacheStreams : {false, true}) {
+    auto o = options(cacheStreams ? "b" : "a");
+    o.cacheStreams = cacheStreams;
+    auto e = open(o);
+    auto v = e->find("vol");
+    std::vector<uint8_t> back(data.size());
+    ASSERT_TRUE(v->read(0, back));  // chunk by chunk, in order: a scan
+    EXPECT_TRUE(back == data);
+    EXPECT_EQ(v->stats().cachedChunks, cacheStreams ? 8u : 1u) << "cache-streams=" << cacheStreams;
+    e->shutdown();
+  }
+}
+
 TEST_F(EngineTest, SecondGatewayOnTheSameVolumeIsRefused) {
   auto first = open(options("one"));
   auto second = Engine::open(options("two"));
