@@ -377,12 +377,19 @@ void Engine::shutdown() {
   }
   bgCv_.notify_all();
   if (background_.joinable()) background_.join();
-  std::lock_guard lock(mu_);
-  for (auto& [name, h] : volumes_) {
-    if (Status s = h.volume->persist(); !s) logError(s.toString());
-    h.volume->deleteSuperseded();
-    if (h.volume->stats().dirtyChunks == 0 && !h.volume->fenced()) {
-      if (Status s = h.lease->release(); !s) logError("release lease of " + name + ": " + s.toString());
+  // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and
+  // their leases) in place meanwhile.
+  std::lock_guard create(createMu_);
+  std::vector<std::pair<std::shared_ptr<Volume>, LeaseKeeper*>> held;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [_, h] : volumes_) held.emplace_back(h.volume, h.lease.get());
+  }
+  for (auto& [v, lease] : held) {
+    if (Status s = v->persist(); !s) logError(s.toString());
+    v->deleteSuperseded();
+    if (v->stats().dirtyChunks == 0 && !v->fenced()) {
+      if (Status s = lease->release(); !s) logError("release lease of " + v->name() + ": " + s.toString());
     }
   }
 }
