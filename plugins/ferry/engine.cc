@@ -1,7 +1,6 @@
 #include "engine.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -296,20 +295,23 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std:
 }
 
 void Engine::ensureSpaceReserve() {
+  if (reserveHeld_) return;
   std::string path = options_.stateDir + "/space.reserve";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return;
-  if (::fallocate(fd, 0, 0, kReserveBytes) != 0) ::ftruncate(fd, 0);  // no room yet: try later
+  if (::fallocate(fd, 0, 0, kReserveBytes) == 0) {
+    reserveHeld_ = true;
+  } else {
+    (void)!::ftruncate(fd, 0);  // no room yet: try again at the next commit
+  }
   ::close(fd);
 }
 
 bool Engine::releaseSpaceReserve() {
-  std::string path = options_.stateDir + "/space.reserve";
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || st.st_blocks == 0) return false;
+  if (!reserveHeld_.exchange(false)) return false;
   logError("cache disk full: releasing the " + std::to_string(kReserveBytes >> 20) +
            " MiB reserve in " + options_.stateDir + " for metadata");
-  return ::truncate(path.c_str(), 0) == 0;
+  return ::truncate((options_.stateDir + "/space.reserve").c_str(), 0) == 0;
 }
 
 Status Engine::start() {

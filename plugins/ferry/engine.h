@@ -127,6 +127,7 @@ class Engine : public VolumeHost {
   Uploader uploader_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> draining_{0};  // checkpoints or a shutdown waiting for uploads
+  std::atomic<bool> reserveHeld_{false};  // STATE/space.reserve is allocated
   bool started_ = false;
   bool shutDown_ = false;
 

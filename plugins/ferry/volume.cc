@@ -182,18 +182,16 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     ++readMisses_;
     // A read of the whole chunk lands straight in the caller's buffer.
     bool whole = inChunk == 0 && out.size() == chunkLength(index);
-    std::span<uint8_t> dst = whole ? out : std::span<uint8_t>();
-    std::vector<uint8_t>& buf = tlsChunkBuffer;
-    Status s = whole ? fetchInto(index, gen, out) : fetch(index, gen, buf);
-    if (!whole && s) dst = std::span(buf.data(), chunkLength(index));
+    std::span<uint8_t> chunk = whole ? out : threadChunkBuffer(index);
+    Status s = fetch(index, gen, chunk);
     bool cached = false;
-    if (s && keep && host_.reserveCache(chunkLength(index))) {
-      s = cache_.write(base, dst.data(), dst.size());
+    if (s && keep && host_.reserveCache(chunk.size())) {
+      s = cache_.write(base, chunk.data(), chunk.size());
       if (s) cached = true;
-      else host_.budget().releaseCached(chunkLength(index));
+      else host_.budget().releaseCached(chunk.size());
     }
     // (With no room in the cache — all dirty or in use — the read is served uncached.)
-    if (s && !whole) std::memcpy(out.data(), buf.data() + inChunk, out.size());
+    if (s && !whole) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
     lock.lock();
     st.busy = false;
     if (cached) {
@@ -217,12 +215,12 @@ bool Volume::noteMissIsStream(uint64_t index) {
   return stream;
 }
 
-Status Volume::fetch(uint64_t index, uint64_t gen, std::vector<uint8_t>& buf) {
-  buf.resize(row_.chunkSize);
-  return fetchInto(index, gen, std::span(buf.data(), chunkLength(index)));
+std::span<uint8_t> Volume::threadChunkBuffer(uint64_t index) {
+  tlsChunkBuffer.resize(row_.chunkSize);
+  return std::span(tlsChunkBuffer.data(), chunkLength(index));
 }
 
-Status Volume::fetchInto(uint64_t index, uint64_t gen, std::span<uint8_t> buf) {
+Status Volume::fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf) {
   uint64_t len = chunkLength(index);
   auto got = host_.store().get(chunkKey(row_.name, index, gen), 0, buf.first(len));
   if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
@@ -277,9 +275,9 @@ Status Volume::materialize(uint64_t index, Where where, uint64_t gen, bool overw
   Status s;
   if (!overwriteAll) {
     if (where == Where::kRemote) {
-      std::vector<uint8_t>& buf = tlsChunkBuffer;
-      s = fetch(index, gen, buf);
-      if (s) s = cache_.write(base, buf.data(), len);
+      std::span<uint8_t> chunk = threadChunkBuffer(index);
+      s = fetch(index, gen, chunk);
+      if (s) s = cache_.write(base, chunk.data(), len);
     } else {
       // The cache file may hold stale bytes from before a crash: make them zeros.
       s = cache_.punch(base, len);

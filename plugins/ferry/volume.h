@@ -147,8 +147,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   ChunkRow rowOf(uint64_t index, const ChunkState& st) const;
   void markMeta(uint64_t index, ChunkState& st);
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
-  Status fetch(uint64_t index, uint64_t gen, std::vector<uint8_t>& buf);
-  Status fetchInto(uint64_t index, uint64_t gen, std::span<uint8_t> buf);  // buf: the chunk's length
+  // Reads the chunk's newest generation into buf (at least the chunk's length).
+  Status fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf);
+  // This thread's chunk-sized buffer, as long as the chunk.
+  std::span<uint8_t> threadChunkBuffer(uint64_t index);
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);

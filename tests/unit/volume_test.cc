@@ -48,6 +48,13 @@ class EngineTest : public ::testing::Test {
     EXPECT_TRUE(e.value()->start());
     return std::move(e).value();
   }
+  // A gateway that writes data at offset, uploads it all and goes away cleanly: the
+  // store then holds the volume for a fresh gateway to adopt.
+  void seedStore(uint64_t offset, const std::vector<uint8_t>& data) {
+    auto e = open(options("seed"));
+    ASSERT_TRUE(e->find("vol")->write(offset, data, false));
+    e->shutdown();
+  }
   std::vector<std::string> storeChunks() { return testing::listFiles(dir_ / "store", "/chunks/"); }
 
   TempDir dir_;
@@ -133,11 +140,7 @@ TEST_F(EngineTest, FreshGatewayServesTheStoresContent) {
 
 TEST_F(EngineTest, ColdSmallReadsAreRangeReadsUntilTheChunkIsFetched) {
   auto data = randomBytes(kChunk, 13);
-  {
-    auto e = open(options("old"));
-    ASSERT_TRUE(e->find("vol")->write(0, data, false));
-    e->shutdown();
-  }
+  seedStore(0, data);
   auto e = open(options("new"));
   auto v = e->find("vol");
   std::vector<uint8_t> small(4096);
@@ -156,11 +159,7 @@ TEST_F(EngineTest, ColdSmallReadsAreRangeReadsUntilTheChunkIsFetched) {
 
 TEST_F(EngineTest, AColdSequentialScanDoesNotFillTheCacheUnlessAsked) {
   auto data = randomBytes(8 * kChunk, 14);
-  {
-    auto e = open(options("old"));
-    ASSERT_TRUE(e->find("vol")->write(0, data, false));
-    e->shutdown();
-  }
+  seedStore(0, data);
   for (bool cacheStreams : {false, true}) {
     auto o = options(cacheStreams ? "b" : "a");
     o.cacheStreams = cacheStreams;
