@@ -42,7 +42,7 @@ start_ferry() {
   local st=$1 store=$2
   shift 2
   rm -f "$W/n.sock"
-  nbdkit -f -U "$W/n.sock" "$PLUGIN" state="$st" store="$store" "$@" 2>>"$W/nbdkit.log" &
+  nbdkit -f -t "${NBDKIT_THREADS:-16}" -U "$W/n.sock" "$PLUGIN" state="$st" store="$store" "$@" 2>>"$W/nbdkit.log" &
   NPID=$!
   for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
   echo "nbdkit did not start:" >&2

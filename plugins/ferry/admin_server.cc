@@ -37,6 +37,8 @@ json volumeJson(const VolumeStats& v) {
               {"read_misses", v.readMisses},
               {"range_reads", v.rangeReads},
               {"zero_reads", v.zeroReads},
+              {"read_ahead_fetches", v.readAheadFetches},
+              {"read_ahead_hits", v.readAheadHits},
               {"hit_ratio", v.readHits + v.readMisses == 0
                                 ? 1.0
                                 : static_cast<double>(v.readHits) / static_cast<double>(v.readHits + v.readMisses)},

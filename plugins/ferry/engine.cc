@@ -70,7 +70,10 @@ Engine::Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::uniqu
       budget_(options_.cacheSize, options_.uploadBuffer),
       uploader_(options_.uploadThreads, std::chrono::milliseconds(options_.uploadDelayMs),
                 std::chrono::milliseconds(options_.uploadMaxAgeMs),
-                [this] { return draining_.load() > 0 || budget_.dirty() * 2 >= budget_.dirtyLimit(); }) {}
+                [this] { return draining_.load() > 0 || budget_.dirty() * 2 >= budget_.dirtyLimit(); }),
+      // A few chunks queued per thread at most: read-ahead that cannot start soon is
+      // not worth doing.
+      readAhead_(options_.readAheadThreads, 2 * options_.readAheadThreads) {}
 
 Engine::~Engine() { shutdown(); }
 
@@ -319,6 +322,7 @@ Status Engine::start() {
   started_ = true;
   ensureSpaceReserve();
   uploader_.start();
+  if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
   return Status::ok();
 }
@@ -372,6 +376,7 @@ void Engine::shutdown() {
   }
   stopping_ = true;
   budget_.wake();
+  readAhead_.stop();
   uploader_.stop();
   {
     std::lock_guard lock(bgMu_);

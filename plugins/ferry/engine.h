@@ -20,6 +20,7 @@
 #include "ferry/object_store.h"
 #include "lease.h"
 #include "metadata.h"
+#include "task_pool.h"
 #include "uploader.h"
 #include "volume.h"
 
@@ -47,6 +48,8 @@ struct EngineOptions {
   int uploadMaxAgeMs = 30000;   // … or this long after it became dirty
   bool takeover = false;
   bool cacheStreams = false;  // keep chunks a sequential cold scan fetches
+  uint64_t readAheadBytes = uint64_t{8} << 20;  // fetched ahead of a sequential reader
+  size_t readAheadThreads = 4;
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
 };
@@ -93,6 +96,8 @@ class Engine : public VolumeHost {
   bool stopping() const override { return stopping_.load(); }
   bool releaseSpaceReserve() override;
   bool cacheStreams() const override { return options_.cacheStreams; }
+  uint64_t readAheadBytes() const override { return options_.readAheadBytes; }
+  bool submitReadAhead(std::function<void()> task) override { return readAhead_.submit(std::move(task)); }
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
@@ -125,6 +130,7 @@ class Engine : public VolumeHost {
   std::unique_ptr<ObjectStore> store_;
   CacheBudget budget_;
   Uploader uploader_;
+  TaskPool readAhead_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> draining_{0};  // checkpoints or a shutdown waiting for uploads
   std::atomic<bool> reserveHeld_{false};  // STATE/space.reserve is allocated

@@ -93,6 +93,18 @@ int ferryConfig(const char* key, const char* value) {
       return parseSizeParam(key, value, &gOptions.cacheSize);
     } else if (k == "upload-buffer") {
       return parseSizeParam(key, value, &gOptions.uploadBuffer);
+    } else if (k == "read-ahead") {
+      int64_t r = nbdkit_parse_size(value);  // 0 switches read-ahead off
+      if (r < 0) return -1;
+      if (r > (int64_t{1} << 30)) {
+        nbdkit_error("read-ahead must be at most 1G, got %s", value);
+        return -1;
+      }
+      gOptions.readAheadBytes = static_cast<uint64_t>(r);
+    } else if (k == "read-ahead-threads") {
+      int n;
+      if (parseIntParam(key, value, 1, 64, &n) == -1) return -1;
+      gOptions.readAheadThreads = static_cast<size_t>(n);
     } else if (k == "upload-threads") {
       int n;
       if (parseIntParam(key, value, 1, 256, &n) == -1) return -1;
@@ -289,6 +301,8 @@ nbdkit_plugin makePlugin() {
       "upload-delay=MS           upload a dirty chunk once idle this long (default 3000)\n"
       "upload-max-age=MS         … or this long after it became dirty (default 30000)\n"
       "cache-streams=true        also cache what sequential scans of cold data fetch\n"
+      "read-ahead=SIZE           fetched ahead of a sequential cold reader (default 8M; 0 = off)\n"
+      "read-ahead-threads=N      parallel read-ahead fetches (default 4)\n"
       "takeover=true             take volumes over from a gateway that still holds them\n"
       "admin-socket=PATH         admin interface (default STATE/admin.sock)";
   p.magic_config_key = nullptr;

@@ -36,9 +36,19 @@ uint32_t engineClockMs() {
           .count());
 }
 
+namespace {
+uint64_t readAheadChunksFor(uint64_t bytes, uint64_t chunkSize) {
+  return bytes == 0 ? 0 : std::max<uint64_t>(1, bytes / chunkSize);
+}
+}  // namespace
+
 Volume::Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch)
     : host_(host), row_(std::move(row)), cache_(std::move(cache)), epoch_(epoch),
-      states_((row_.size + row_.chunkSize - 1) / row_.chunkSize) {}
+      states_((row_.size + row_.chunkSize - 1) / row_.chunkSize),
+      readAheadChunks_(readAheadChunksFor(host.readAheadBytes(), row_.chunkSize)),
+      // Room for the chunks ahead of the reader and as many being read, and for the
+      // chunk a stream reads in pieces even with read-ahead off.
+      window_(static_cast<size_t>(2 * readAheadChunks_ + 2)) {}
 
 uint64_t Volume::chunkLength(uint64_t index) const {
   return std::min(row_.chunkSize, row_.size - index * row_.chunkSize);
@@ -126,6 +136,7 @@ Status Volume::read(uint64_t offset, std::span<uint8_t> out) {
 
 Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out) {
   uint64_t base = index * row_.chunkSize;
+  bool streaming = false;  // a sequential reader overtook the read-ahead
   std::unique_lock lock(mu_);
   for (;;) {
     ChunkState& st = states_[index];
@@ -148,10 +159,57 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.ioRefs.fetch_sub(1);
       return s;
     }
-    // Remote. The first few small reads of a cold chunk ask the store for just their
+    // Remote. Fetched ahead of a sequential reader?
+    if (auto entry = window_.find(index, st.remoteGen)) {
+      if (!entry->ready && entry->started) {
+        if (host_.stopping()) return Status::unavailable("gateway is shutting down");
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        continue;
+      }
+      if (!entry->ready) {
+        // Still queued behind other read-ahead: waiting would bound the reader by the
+        // read-ahead threads. It fetches the chunk itself, below.
+        entry->abandoned = true;
+        window_.erase(index);
+        streaming = true;
+      } else if (entry->status) {
+        bool keep = host_.cacheStreams();
+        st.busy = keep;  // (cache-streams: moving it into the cache)
+        lock.unlock();
+        // A ready entry's data no longer changes; copy without the lock.
+        std::memcpy(out.data(), entry->data.data() + inChunk, out.size());
+        ++readAheadHits_;
+        bool cached = keep && host_.reserveCache(entry->data.size());
+        if (cached && !cache_.write(index * row_.chunkSize, entry->data.data(), entry->data.size())) {
+          host_.budget().releaseCached(entry->data.size());
+          cached = false;
+        }
+        lock.lock();
+        noteStoreRead(index);
+        if (keep) {
+          st.busy = false;
+          cv_.notify_all();
+        }
+        if (cached) {
+          st.where = Where::kCached;
+          st.referenced = true;
+          markMeta(index, st);
+          window_.erase(index);
+        } else {
+          window_.consumed(index, out.size(), chunkLength(index), engineClockMs());
+        }
+        scheduleReadAhead(index + 1);
+        return Status::ok();
+      } else {
+        window_.erase(index);  // the fetch failed: the usual path below tries again
+      }
+    }
+    // The first few small reads of a cold chunk ask the store for just their
     // bytes (range GETs: cold random reads cost no more than they need); a chunk read
-    // more often than that, or read whole, is brought into the cache.
-    if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < kRangeReadsBeforeFetch) {
+    // more often than that, or read whole, or right after the chunk before it (a
+    // sequential reader), is fetched whole.
+    if (!streaming && !isStream(index, 1) && out.size() <= kRangeReadMax && out.size() < chunkLength(index) &&
+        st.rangeReads < kRangeReadsBeforeFetch) {
       ++st.rangeReads;
       uint64_t gen = st.remoteGen;
       lock.unlock();
@@ -177,12 +235,32 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     // and push out what the cache holds.
     st.busy = true;
     uint64_t gen = st.remoteGen;
-    bool keep = !noteMissIsStream(index) || host_.cacheStreams();
+    bool stream = isStream(index, 8);
+    noteStoreRead(index);
+    bool keep = !stream || host_.cacheStreams();
+    // A read of the whole chunk lands straight in the caller's buffer; a stream that
+    // reads a chunk in pieces finds the rest of it in the read-ahead window.
+    bool whole = inChunk == 0 && out.size() == chunkLength(index);
+    std::shared_ptr<ReadWindow::Entry> held;
+    // Read-ahead is for readers that take a chunk in pieces (dd, a file copy): one
+    // that reads whole chunks at depth has its own parallelism, and measured slower
+    // with read-ahead competing for the store (docs/PERFORMANCE.md).
+    if (stream && !whole) {
+      if (!keep) held = window_.add(index, gen, engineClockMs());
+      if (held) held->started = true;
+      scheduleReadAhead(index + 1);
+    }
     lock.unlock();
     ++readMisses_;
-    // A read of the whole chunk lands straight in the caller's buffer.
-    bool whole = inChunk == 0 && out.size() == chunkLength(index);
-    std::span<uint8_t> chunk = whole ? out : threadChunkBuffer(index);
+    std::span<uint8_t> chunk;
+    if (whole) {
+      chunk = out;
+    } else if (held) {
+      held->data.resize(chunkLength(index));  // not ready yet: no one else looks at it
+      chunk = held->data;
+    } else {
+      chunk = threadChunkBuffer(index);
+    }
     Status s = fetch(index, gen, chunk);
     bool cached = false;
     if (s && keep && host_.reserveCache(chunk.size())) {
@@ -199,20 +277,60 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.referenced = true;
       markMeta(index, st);
     }
+    if (held) {
+      held->ready = true;
+      held->status = s;
+      if (s) window_.consumed(index, out.size(), chunkLength(index), engineClockMs());
+      else window_.erase(index);
+    }
     cv_.notify_all();
     return s;
   }
 }
 
-bool Volume::noteMissIsStream(uint64_t index) {
-  bool stream = false;
-  for (uint64_t m : recentMisses_) {
-    // m is index + 1 of a recent miss: one of the 8 chunks before this one?
-    if (m != 0 && m <= index && index - m < 8) stream = true;
+void Volume::scheduleReadAhead(uint64_t from) {
+  uint64_t end = std::min<uint64_t>(from + readAheadChunks_, states_.size());
+  for (uint64_t i = from; i < end; ++i) {
+    const ChunkState& st = states_[i];
+    if (st.where != Where::kRemote || st.busy || window_.contains(i)) continue;
+    auto entry = window_.add(i, st.remoteGen, engineClockMs());
+    if (!entry) return;  // the window is full of chunks not read yet
+    uint64_t gen = st.remoteGen;
+    if (!host_.submitReadAhead([self = shared_from_this(), i, gen, entry] { self->readAheadFetch(i, gen, entry); })) {
+      window_.erase(i);
+      return;
+    }
   }
+}
+
+void Volume::readAheadFetch(uint64_t index, uint64_t gen, const std::shared_ptr<ReadWindow::Entry>& entry) {
+  {
+    std::lock_guard lock(mu_);
+    if (entry->abandoned) return;
+    entry->started = true;
+  }
+  entry->data.resize(chunkLength(index));
+  Status s = fetch(index, gen, entry->data);
+  if (s) ++readAheadFetches_;
+  std::lock_guard lock(mu_);
+  entry->ready = true;
+  entry->status = s;
+  entry->touchedMs = engineClockMs();
+  cv_.notify_all();
+}
+
+bool Volume::isStream(uint64_t index, uint64_t behind) const {
+  for (uint64_t m : recentMisses_) {
+    // m is index + 1 of a chunk read from the store: one of the chunks just before?
+    if (m != 0 && m <= index && index - m < behind) return true;
+  }
+  return false;
+}
+
+void Volume::noteStoreRead(uint64_t index) {
+  if (recentMisses_[(recentMissPos_ + recentMisses_.size() - 1) % recentMisses_.size()] == index + 1) return;
   recentMisses_[recentMissPos_] = index + 1;
   recentMissPos_ = (recentMissPos_ + 1) % recentMisses_.size();
-  return stream;
 }
 
 std::span<uint8_t> Volume::threadChunkBuffer(uint64_t index) {
@@ -622,6 +740,8 @@ VolumeStats Volume::stats() {
   v.readMisses = readMisses_;
   v.rangeReads = rangeReads_;
   v.zeroReads = zeroReads_;
+  v.readAheadFetches = readAheadFetches_;
+  v.readAheadHits = readAheadHits_;
   v.fenced = fenced_;
   return v;
 }

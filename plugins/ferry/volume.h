@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -23,6 +24,7 @@
 #include "cache_file.h"
 #include "ferry/object_store.h"
 #include "metadata.h"
+#include "read_window.h"
 
 namespace ferry {
 
@@ -46,6 +48,10 @@ class VolumeHost {
   virtual bool releaseSpaceReserve() = 0;
   // Whether chunks fetched by a sequential stream of cold reads are kept in the cache.
   virtual bool cacheStreams() const = 0;
+  // How far ahead of a sequential reader chunks are fetched (0 = no read-ahead), and
+  // where: false when the read-ahead threads are busy (the fetch is skipped).
+  virtual uint64_t readAheadBytes() const = 0;
+  virtual bool submitReadAhead(std::function<void()> task) = 0;
 };
 
 enum class Where : uint8_t { kZero, kRemote, kCached };
@@ -85,6 +91,8 @@ struct VolumeStats {
   uint64_t readMisses = 0;
   uint64_t rangeReads = 0;
   uint64_t zeroReads = 0;
+  uint64_t readAheadFetches = 0;  // chunks fetched ahead of a sequential reader
+  uint64_t readAheadHits = 0;     // reads served from those
   uint64_t queued = 0;
   bool fenced = false;
   std::string lastError;
@@ -154,9 +162,15 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);
-  // REQUIRES: mu_ held. Records a whole-chunk miss; true when one of the few chunks
-  // before it missed recently too (a sequential scan).
-  bool noteMissIsStream(uint64_t index);
+  // REQUIRES: mu_ held. Whether one of the `behind` chunks before this one was read
+  // from the store recently, whole (a sequential scan); noteStoreRead records one.
+  bool isStream(uint64_t index, uint64_t behind) const;
+  void noteStoreRead(uint64_t index);
+  // REQUIRES: mu_ held. Starts fetching the chunks after `from` that a sequential
+  // reader will want next into the read-ahead window.
+  void scheduleReadAhead(uint64_t from);
+  // A read-ahead thread: fetches the chunk into its window entry.
+  void readAheadFetch(uint64_t index, uint64_t gen, const std::shared_ptr<ReadWindow::Entry>& entry);
   // REQUIRES: st.busy set by the caller; mu_ not held.
   Status materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll);
 
@@ -178,10 +192,13 @@ class Volume : public std::enable_shared_from_this<Volume> {
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
   std::array<uint64_t, 16> recentMisses_{};     // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses
   size_t recentMissPos_ = 0;                     // GUARDED_BY(mu_)
+  const uint64_t readAheadChunks_;               // chunks fetched ahead of a stream
+  ReadWindow window_;                            // GUARDED_BY(mu_)
   std::string lastError_;                        // GUARDED_BY(mu_)
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
+  std::atomic<uint64_t> readAheadFetches_{0}, readAheadHits_{0};
 };
 
 }  // namespace ferry
