@@ -25,7 +25,7 @@ class ReadWindow {
     bool abandoned = false;     // a reader came first and fetches it itself
     bool ready = false;         // fetched (status says how it went)
     Status status;
-    uint64_t consumed = 0;      // bytes handed to readers
+    uint64_t consumed = 0;  // bytes handed to readers
     uint32_t touchedMs = 0;
   };
 

@@ -163,7 +163,8 @@ TEST_F(ReadAheadTest, ASequentialReaderInSmallPiecesFetchesEachChunkOnce) {
   VolumeStats st = v->stats();
   // The first two chunks start with range reads (3 each) before the stream is seen;
   // after that every chunk is one GET, fetched ahead of the reader.
-  EXPECT_LE(control_->gets.load(), kChunks + 6) << "range " << st.rangeReads << " misses " << st.readMisses << " hits " << st.readAheadHits << " fetched " << st.readAheadFetches;
+  EXPECT_LE(control_->gets.load(), kChunks + 6) << "range " << st.rangeReads << " misses " << st.readMisses << " hits "
+                                                << st.readAheadHits << " fetched " << st.readAheadFetches;
   // How many were fetched ahead rather than by the reader overtaking the read-ahead
   // threads depends on timing; that most were is checked by bench/s3_vs_store.sh.
   EXPECT_GT(st.readAheadFetches, 0u);

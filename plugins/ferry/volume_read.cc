@@ -1,0 +1,256 @@
+// The read path of a volume: cache hits, zero chunks, range GETs for cold small
+// reads, whole-chunk fetches, and the read-ahead window for sequential readers.
+// docs/volume-engine.md, "Read path".
+
+#include <algorithm>
+#include <cstring>
+
+#include "format.h"
+#include "volume.h"
+
+namespace ferry {
+namespace {
+
+thread_local std::vector<uint8_t> tlsChunkBuffer;
+
+// Reads of a cold chunk up to this size are served by a range GET the first time.
+constexpr size_t kRangeReadMax = 64 << 10;
+constexpr uint8_t kRangeReadsBeforeFetch = 3;
+
+}  // namespace
+
+Status Volume::read(uint64_t offset, std::span<uint8_t> out) {
+  while (!out.empty()) {
+    uint64_t index = offset / row_.chunkSize;
+    uint64_t inChunk = offset % row_.chunkSize;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), chunkLength(index) - inChunk));
+    if (Status s = readPiece(index, inChunk, out.first(n)); !s) return s;
+    offset += n;
+    out = out.subspan(n);
+  }
+  return Status::ok();
+}
+
+Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out) {
+  uint64_t base = index * row_.chunkSize;
+  bool streaming = false;  // a sequential reader overtook the read-ahead
+  std::unique_lock lock(mu_);
+  for (;;) {
+    ChunkState& st = states_[index];
+    if (st.busy) {
+      cv_.wait(lock);
+      continue;
+    }
+    if (st.where == Where::kZero) {
+      lock.unlock();
+      ++zeroReads_;
+      std::memset(out.data(), 0, out.size());
+      return Status::ok();
+    }
+    if (st.where == Where::kCached) {
+      st.ioRefs.fetch_add(1);
+      st.referenced = true;
+      lock.unlock();
+      ++readHits_;
+      Status s = cache_.read(base + inChunk, out.data(), out.size());
+      st.ioRefs.fetch_sub(1);
+      return s;
+    }
+    // Remote. Fetched ahead of a sequential reader?
+    if (auto entry = window_.find(index, st.remoteGen)) {
+      if (!entry->ready && entry->started) {
+        if (host_.stopping()) return Status::unavailable("gateway is shutting down");
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        continue;
+      }
+      if (!entry->ready) {
+        // Still queued behind other read-ahead: waiting would bound the reader by the
+        // read-ahead threads. It fetches the chunk itself, below.
+        entry->abandoned = true;
+        window_.erase(index);
+        streaming = true;
+      } else if (entry->status) {
+        bool keep = host_.cacheStreams();
+        st.busy = keep;  // (cache-streams: moving it into the cache)
+        lock.unlock();
+        // A ready entry's data no longer changes; copy without the lock.
+        std::memcpy(out.data(), entry->data.data() + inChunk, out.size());
+        ++readAheadHits_;
+        bool cached = keep && host_.reserveCache(entry->data.size());
+        if (cached && !cache_.write(index * row_.chunkSize, entry->data.data(), entry->data.size())) {
+          host_.budget().releaseCached(entry->data.size());
+          cached = false;
+        }
+        lock.lock();
+        noteStoreRead(index);
+        if (keep) {
+          st.busy = false;
+          cv_.notify_all();
+        }
+        if (cached) {
+          st.where = Where::kCached;
+          st.referenced = true;
+          markMeta(index, st);
+          window_.erase(index);
+        } else {
+          window_.consumed(index, out.size(), chunkLength(index), engineClockMs());
+        }
+        scheduleReadAhead(index + 1);
+        return Status::ok();
+      } else {
+        window_.erase(index);  // the fetch failed: the usual path below tries again
+      }
+    }
+    // The first few small reads of a cold chunk ask the store for just their
+    // bytes (range GETs: cold random reads cost no more than they need); a chunk read
+    // more often than that, or read whole, or right after the chunk before it (a
+    // sequential reader), is fetched whole.
+    if (!streaming && !isStream(index, 1) && out.size() <= kRangeReadMax && out.size() < chunkLength(index) &&
+        st.rangeReads < kRangeReadsBeforeFetch) {
+      ++st.rangeReads;
+      uint64_t gen = st.remoteGen;
+      lock.unlock();
+      ++readMisses_;
+      ++rangeReads_;
+      auto got = host_.store().get(chunkKey(row_.name, index, gen), inChunk, out);
+      if (!got && got.status().code() == Code::kNotFound) {
+        // A write and an upload replaced this generation (and deleted it) while we
+        // read without a lock: look at the chunk again.
+        lock.lock();
+        if (states_[index].where != Where::kRemote || states_[index].remoteGen != gen) continue;
+        lock.unlock();
+      }
+      if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
+      downloadedBytes_ += got.value();
+      // A tombstone or a short object reads as zeros past its end.
+      std::memset(out.data() + got.value(), 0, out.size() - got.value());
+      return Status::ok();
+    }
+    // Fetch the whole chunk once; concurrent readers of it wait on busy. A sequential
+    // scan of cold data is served without filling the cache (unless cache-streams):
+    // writing it all to the cache disk would bound the scan by the disk's write rate
+    // and push out what the cache holds.
+    st.busy = true;
+    uint64_t gen = st.remoteGen;
+    bool stream = isStream(index, 8);
+    noteStoreRead(index);
+    bool keep = !stream || host_.cacheStreams();
+    // A read of the whole chunk lands straight in the caller's buffer; a stream that
+    // reads a chunk in pieces finds the rest of it in the read-ahead window.
+    bool whole = inChunk == 0 && out.size() == chunkLength(index);
+    std::shared_ptr<ReadWindow::Entry> held;
+    // Read-ahead is for readers that take a chunk in pieces (dd, a file copy): one
+    // that reads whole chunks at depth has its own parallelism, and measured slower
+    // with read-ahead competing for the store (docs/PERFORMANCE.md).
+    if (stream && !whole) {
+      if (!keep) held = window_.add(index, gen, engineClockMs());
+      if (held) held->started = true;
+      scheduleReadAhead(index + 1);
+    }
+    lock.unlock();
+    ++readMisses_;
+    std::span<uint8_t> chunk;
+    if (whole) {
+      chunk = out;
+    } else if (held) {
+      held->data.resize(chunkLength(index));  // not ready yet: no one else looks at it
+      chunk = held->data;
+    } else {
+      chunk = threadChunkBuffer(index);
+    }
+    Status s = fetch(index, gen, chunk);
+    bool cached = false;
+    if (s && keep && host_.reserveCache(chunk.size())) {
+      s = cache_.write(base, chunk.data(), chunk.size());
+      if (s)
+        cached = true;
+      else
+        host_.budget().releaseCached(chunk.size());
+    }
+    // (With no room in the cache — all dirty or in use — the read is served uncached.)
+    if (s && !whole) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
+    lock.lock();
+    st.busy = false;
+    if (cached) {
+      st.where = Where::kCached;
+      st.referenced = true;
+      markMeta(index, st);
+    }
+    if (held) {
+      held->ready = true;
+      held->status = s;
+      if (s)
+        window_.consumed(index, out.size(), chunkLength(index), engineClockMs());
+      else
+        window_.erase(index);
+    }
+    cv_.notify_all();
+    return s;
+  }
+}
+
+void Volume::scheduleReadAhead(uint64_t from) {
+  uint64_t end = std::min<uint64_t>(from + readAheadChunks_, states_.size());
+  for (uint64_t i = from; i < end; ++i) {
+    const ChunkState& st = states_[i];
+    if (st.where != Where::kRemote || st.busy || window_.contains(i)) continue;
+    auto entry = window_.add(i, st.remoteGen, engineClockMs());
+    if (!entry) return;  // the window is full of chunks not read yet
+    uint64_t gen = st.remoteGen;
+    if (!host_.submitReadAhead([self = shared_from_this(), i, gen, entry] { self->readAheadFetch(i, gen, entry); })) {
+      window_.erase(i);
+      return;
+    }
+  }
+}
+
+void Volume::readAheadFetch(uint64_t index, uint64_t gen, const std::shared_ptr<ReadWindow::Entry>& entry) {
+  {
+    std::lock_guard lock(mu_);
+    if (entry->abandoned) return;
+    entry->started = true;
+  }
+  entry->data.resize(chunkLength(index));
+  Status s = fetch(index, gen, entry->data);
+  if (s) ++readAheadFetches_;
+  std::lock_guard lock(mu_);
+  entry->ready = true;
+  entry->status = s;
+  entry->touchedMs = engineClockMs();
+  cv_.notify_all();
+}
+
+bool Volume::isStream(uint64_t index, uint64_t behind) const {
+  for (uint64_t m : recentMisses_) {
+    // m is index + 1 of a chunk read from the store: one of the chunks just before?
+    if (m != 0 && m <= index && index - m < behind) return true;
+  }
+  return false;
+}
+
+void Volume::noteStoreRead(uint64_t index) {
+  if (recentMisses_[(recentMissPos_ + recentMisses_.size() - 1) % recentMisses_.size()] == index + 1) return;
+  recentMisses_[recentMissPos_] = index + 1;
+  recentMissPos_ = (recentMissPos_ + 1) % recentMisses_.size();
+}
+
+std::span<uint8_t> Volume::threadChunkBuffer(uint64_t index) {
+  tlsChunkBuffer.resize(row_.chunkSize);
+  return std::span(tlsChunkBuffer.data(), chunkLength(index));
+}
+
+Status Volume::fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf) {
+  uint64_t len = chunkLength(index);
+  auto got = host_.store().get(chunkKey(row_.name, index, gen), 0, buf.first(len));
+  if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
+  if (got.value() != len && got.value() != 0) {
+    return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) + " generation " +
+                              std::to_string(gen) + " holds " + std::to_string(got.value()) + " bytes, expected " +
+                              std::to_string(len));
+  }
+  if (got.value() == 0) std::memset(buf.data(), 0, len);
+  downloadedBytes_ += got.value();
+  return Status::ok();
+}
+
+}  // namespace ferry
