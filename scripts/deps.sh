@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   # libraries
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  # the control server: Poco (application frame, HTTP, Data with SQLite and PostgreSQL)
+  libpoco-dev libpq-dev
   # nbdkit and libnbd: the server the plugin runs in and the clients the tests use
   nbdkit nbdkit-plugin-dev libnbd-bin libnbd-dev python3-libnbd
   # tools used by tests, demo and benchmarks
@@ -16,6 +18,8 @@ PACKAGES=(
   s3backer
   # a real S3 server for the tests: single-node Ceph with radosgw
   radosgw ceph-mon ceph-osd ceph-common
+  # a real PostgreSQL for the control server's tests (started by tests/pg/pg-start.sh)
+  postgresql
 )
 
 missing=()

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -229,5 +232,29 @@ bool NbdClient::pwrite(const void* buf, size_t count, uint64_t offset, bool fua)
 bool NbdClient::zero(size_t count, uint64_t offset) { return nbd_zero(h_, count, offset, 0) == 0; }
 bool NbdClient::trim(size_t count, uint64_t offset) { return nbd_trim(h_, count, offset, 0) == 0; }
 bool NbdClient::flush() { return nbd_flush(h_, 0) == 0; }
+
+}  // namespace ferry::testing
+
+namespace ferry::testing {
+
+std::string freshPostgresDatabase() {
+  const char* build = std::getenv("FERRY_BUILD_DIR");
+  if (!build) return "";
+  std::string url = readFile(std::string(build) + "/pg/url");
+  while (!url.empty() && (url.back() == '\n' || url.back() == ' ')) url.pop_back();
+  if (url.rfind("postgresql:", 0) != 0) return "";
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = "t" + std::to_string(getpid()) + "_" + info->test_suite_name() + "_" + info->name();
+  for (char& c : name) c = static_cast<char>(std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(c) : '_');
+  name = name.substr(0, 63);
+  std::string conn = url.substr(11);
+  std::string cmd = "psql -q '" + conn + "' -c 'DROP DATABASE IF EXISTS " + name + "' -c 'CREATE DATABASE " + name +
+                    "' >/dev/null 2>&1";
+  if (runCommand(cmd) != 0) return "";
+  size_t at = conn.find("dbname=");
+  if (at == std::string::npos) return "";
+  size_t end = conn.find(' ', at);
+  return "postgresql:" + conn.substr(0, at) + "dbname=" + name + (end == std::string::npos ? "" : conn.substr(end));
+}
 
 }  // namespace ferry::testing

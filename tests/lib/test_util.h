@@ -29,6 +29,9 @@ bool haveProgram(const std::string& name);
 std::string readFile(const std::string& path);
 // Runs a shell command, returns its exit status and (optionally) its output.
 int runCommand(const std::string& cmd, std::string* output = nullptr);
+// The "pg" fixture's PostgreSQL: a new, empty database named after the running test,
+// and its URL for ferry-control ("postgresql:host=… dbname=…"); "" without the fixture.
+std::string freshPostgresDatabase();
 std::vector<uint8_t> randomBytes(size_t n, uint32_t seed);
 // Files under dir (recursively) whose path contains needle.
 std::vector<std::string> listFiles(const std::string& dir, const std::string& needle = "");

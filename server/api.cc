@@ -1,0 +1,201 @@
+#include "api.h"
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+
+#include <istream>
+#include <nlohmann/json.hpp>
+
+namespace ferry::control {
+namespace {
+
+using json = nlohmann::json;
+using Poco::Net::HTTPResponse;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+struct ApiError {
+  HTTPResponse::HTTPStatus status;
+  std::string code;
+  std::string message;
+};
+
+HTTPResponse::HTTPStatus httpStatusOf(Code c) {
+  switch (c) {
+    case Code::kInvalidArgument:
+      return HTTPResponse::HTTP_BAD_REQUEST;
+    case Code::kNotFound:
+      return HTTPResponse::HTTP_NOT_FOUND;
+    case Code::kPermissionDenied:
+      return HTTPResponse::HTTP_UNAUTHORIZED;
+    case Code::kBusy:
+      return HTTPResponse::HTTP_CONFLICT;
+    case Code::kUnavailable:
+      return HTTPResponse::HTTP_SERVICE_UNAVAILABLE;
+    default:
+      return HTTPResponse::HTTP_INTERNAL_SERVER_ERROR;
+  }
+}
+
+const char* codeName(Code c) {
+  switch (c) {
+    case Code::kInvalidArgument:
+      return "invalid_argument";
+    case Code::kNotFound:
+      return "not_found";
+    case Code::kPermissionDenied:
+      return "unauthenticated";
+    case Code::kBusy:
+      return "conflict";
+    case Code::kUnavailable:
+      return "unavailable";
+    default:
+      return "internal";
+  }
+}
+
+ApiError fromStatus(const Status& s) {
+  return {httpStatusOf(s.code()), codeName(s.code()), s.message()};
+}
+
+json tokenJson(const TokenInfo& t) {
+  return {{"id", t.id},
+          {"kind", t.kind},
+          {"name", t.name},
+          {"created_at", t.createdAt},
+          {"expires_at", t.expiresAt},
+          {"last_used_at", t.lastUsedAt}};
+}
+
+class Handler : public Poco::Net::HTTPRequestHandler {
+ public:
+  explicit Handler(Accounts& accounts) : accounts_(accounts) {}
+
+  void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
+    json out;
+    HTTPResponse::HTTPStatus status = HTTPResponse::HTTP_OK;
+    try {
+      status = route(req, out);
+    } catch (const ApiError& e) {
+      status = e.status;
+      out = {{"error", {{"code", e.code}, {"message", e.message}}}};
+    } catch (const std::exception& e) {
+      status = HTTPResponse::HTTP_INTERNAL_SERVER_ERROR;
+      out = {{"error", {{"code", "internal"}, {"message", e.what()}}}};
+    }
+    std::string body = out.is_null() ? "" : out.dump() + "\n";
+    resp.setStatusAndReason(status);
+    resp.set("Cache-Control", "no-store");
+    if (status == HTTPResponse::HTTP_UNAUTHORIZED) resp.set("WWW-Authenticate", "Bearer");
+    resp.setContentType("application/json");
+    resp.setContentLength(static_cast<std::streamsize>(body.size()));
+    resp.send() << body;
+  }
+
+ private:
+  HTTPResponse::HTTPStatus route(HTTPServerRequest& req, json& out) {
+    const std::string& m = req.getMethod();
+    std::string path = req.getURI().substr(0, req.getURI().find('?'));
+    if (path == "/healthz") {
+      out = {{"ok", true}};
+      return HTTPResponse::HTTP_OK;
+    }
+    if (path == "/v1/signup" && m == "POST") {
+      json in = body(req);
+      auto id = accounts_.signUp(str(in, "email"), str(in, "password"));
+      if (!id) throw fromStatus(id.status());
+      out = {{"account", {{"id", id.value()}, {"email", in["email"]}}}};
+      return HTTPResponse::HTTP_CREATED;
+    }
+    if (path == "/v1/login" && m == "POST") {
+      json in = body(req);
+      auto t = accounts_.logIn(str(in, "email"), str(in, "password"));
+      if (!t) throw fromStatus(t.status());
+      out = {{"token", t.value().secret}, {"expires_at", t.value().info.expiresAt}};
+      return HTTPResponse::HTTP_OK;
+    }
+    // Everything else needs a bearer token.
+    if (path.rfind("/v1/", 0) != 0) throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + path};
+    std::string account = authenticate(req);
+    if (path == "/v1/me" && m == "GET") {
+      auto email = accounts_.emailOf(account);
+      if (!email) throw fromStatus(email.status());
+      out = {{"account", {{"id", account}, {"email", email.value()}}}};
+      return HTTPResponse::HTTP_OK;
+    }
+    if (path == "/v1/tokens" && m == "GET") {
+      auto list = accounts_.listTokens(account);
+      if (!list) throw fromStatus(list.status());
+      out = {{"tokens", json::array()}};
+      for (const auto& t : list.value()) out["tokens"].push_back(tokenJson(t));
+      return HTTPResponse::HTTP_OK;
+    }
+    if (path == "/v1/tokens" && m == "POST") {
+      json in = body(req);
+      auto t = accounts_.createApiToken(account, str(in, "name"));
+      if (!t) throw fromStatus(t.status());
+      out = {{"token", t.value().secret}, {"info", tokenJson(t.value().info)}};
+      return HTTPResponse::HTTP_CREATED;
+    }
+    if (path.rfind("/v1/tokens/", 0) == 0 && m == "DELETE") {
+      if (Status s = accounts_.revokeToken(account, path.substr(11)); !s) throw fromStatus(s);
+      return HTTPResponse::HTTP_NO_CONTENT;
+    }
+    if (path == "/v1/tokens" || path == "/v1/me" || path.rfind("/v1/tokens/", 0) == 0) {
+      throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
+    }
+    throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + path};
+  }
+
+  std::string authenticate(HTTPServerRequest& req) {
+    std::string h = req.get("Authorization", "");
+    if (h.rfind("Bearer ", 0) != 0) {
+      throw ApiError{HTTPResponse::HTTP_UNAUTHORIZED, "unauthenticated", "send Authorization: Bearer <token>"};
+    }
+    auto acc = accounts_.authenticate(h.substr(7));
+    if (!acc) throw fromStatus(acc.status());
+    return acc.value();
+  }
+
+  // The request body as a JSON object: bounded, well-formed, an object.
+  static json body(HTTPServerRequest& req) {
+    if (req.hasContentLength() && req.getContentLength64() > static_cast<Poco::Int64>(ApiFactory::kMaxBody)) {
+      throw ApiError{HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE, "too_large",
+                     "request bodies are at most " + std::to_string(ApiFactory::kMaxBody) + " bytes"};
+    }
+    std::string text;
+    char buf[4096];
+    std::istream& in = req.stream();
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+      text.append(buf, static_cast<size_t>(in.gcount()));
+      if (text.size() > ApiFactory::kMaxBody) {
+        throw ApiError{HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE, "too_large",
+                       "request bodies are at most " + std::to_string(ApiFactory::kMaxBody) + " bytes"};
+      }
+    }
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "malformed", "the body is not valid JSON"};
+    if (!j.is_object()) throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "malformed", "the body must be a JSON object"};
+    return j;
+  }
+
+  static std::string str(const json& in, const char* key) {
+    auto it = in.find(key);
+    if (it == in.end() || !it->is_string()) {
+      throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "invalid_argument",
+                     std::string("'") + key + "' (a string) is required"};
+    }
+    return it->get<std::string>();
+  }
+
+  Accounts& accounts_;
+};
+
+}  // namespace
+
+Poco::Net::HTTPRequestHandler* ApiFactory::createRequestHandler(const Poco::Net::HTTPServerRequest&) {
+  return new Handler(accounts_);
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,143 @@
+#include "db.h"
+
+#include <Poco/Data/PostgreSQL/Connector.h>
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/Statement.h>
+
+#include <mutex>
+#include <vector>
+
+namespace ferry::control {
+
+using Poco::Data::Keywords::into;
+using Poco::Data::Keywords::now;
+using Poco::Data::Keywords::use;
+
+namespace {
+
+// Each migration moves the schema up one version; applied in order, each in its own
+// transaction, never edited once released (add a new one instead).
+const std::vector<std::vector<const char*>>& migrations() {
+  static const std::vector<std::vector<const char*>> m = {
+      // 1: accounts and their credentials
+      {
+          "CREATE TABLE accounts ("
+          " id TEXT PRIMARY KEY,"
+          " email TEXT NOT NULL UNIQUE,"
+          " password_hash TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL)",
+          // Session tokens (console logins) and API tokens (ferryctl): only the SHA-256
+          // of a token is stored.
+          "CREATE TABLE tokens ("
+          " id TEXT PRIMARY KEY,"
+          " account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+          " kind TEXT NOT NULL,"
+          " name TEXT NOT NULL,"
+          " token_hash TEXT NOT NULL UNIQUE,"
+          " created_at BIGINT NOT NULL,"
+          " expires_at BIGINT NOT NULL,"
+          " last_used_at BIGINT NOT NULL)",
+          "CREATE INDEX tokens_account ON tokens(account_id)",
+      },
+  };
+  return m;
+}
+
+void registerConnectors() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Poco::Data::SQLite::Connector::registerConnector();
+    Poco::Data::PostgreSQL::Connector::registerConnector();
+  });
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Db>> Db::open(const std::string& url) {
+  registerConnectors();
+  std::string connector, conn;
+  bool postgres = false;
+  if (url.rfind("sqlite://", 0) == 0) {
+    connector = "SQLite";
+    conn = url.substr(9);
+    if (conn.empty() || conn.front() != '/') {
+      return Status::invalid("database URL " + url + ": want sqlite:///absolute/path");
+    }
+  } else if (url.rfind("postgresql:", 0) == 0) {
+    connector = "PostgreSQL";
+    postgres = true;
+    conn = url.rfind("postgresql://", 0) == 0 ? url : url.substr(11);
+  } else {
+    return Status::invalid("database URL " + url + ": want sqlite:///path or postgresql://…");
+  }
+  std::unique_ptr<Db> db;
+  Status s = dbCall("open database", [&] {
+    auto pool = std::make_unique<Poco::Data::SessionPool>(connector, conn, 1, 32, 60);
+    Poco::Data::Session probe = pool->get();
+    if (!postgres) {
+      // WAL: readers do not block the writer; wait rather than fail on a busy database.
+      probe << "PRAGMA journal_mode=WAL", now;
+      probe << "PRAGMA foreign_keys=ON", now;
+    }
+    db.reset(new Db(std::move(pool), postgres));
+    return Status::ok();
+  });
+  if (!s) return s;
+  if (Status m = db->migrate(); !m) return m;
+  return db;
+}
+
+int Db::schemaVersion() {
+  int version = 0;
+  Status s = dbCall("read schema version", [&] {
+    Poco::Data::Session ses = session();
+    ses << "SELECT COALESCE(MAX(version), 0) FROM schema_version", into(version), now;
+    return Status::ok();
+  });
+  return s ? version : -1;
+}
+
+Status Db::migrate() {
+  return dbCall("migrate schema", [&] {
+    Poco::Data::Session ses = session();
+    // Servers of a farm starting together: one migrates, the others wait for it.
+    if (postgres_) {
+      ses << "SET client_min_messages TO WARNING", now;  // no NOTICE for IF NOT EXISTS
+      ses << "SELECT pg_advisory_lock(7071)", now;
+    }
+    struct Unlock {
+      Poco::Data::Session& s;
+      bool pg;
+      ~Unlock() {
+        try {
+          if (pg) s << "SELECT pg_advisory_unlock(7071)", now;
+        } catch (...) {
+        }
+      }
+    } unlock{ses, postgres_};
+    ses << "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)", now;
+    int current = schemaVersion();
+    const auto& all = migrations();
+    if (current > static_cast<int>(all.size())) {
+      return Status::invalid("database schema version " + std::to_string(current) +
+                             " is newer than this ferry-control knows (" + std::to_string(all.size()) +
+                             "): refusing to run an older server on it");
+    }
+    for (size_t v = static_cast<size_t>(current) + 1; v <= all.size(); ++v) {
+      ses.begin();
+      try {
+        for (const char* sql : all[v - 1]) ses << sql, now;
+        int version = static_cast<int>(v);
+        Poco::Int64 at = static_cast<Poco::Int64>(::time(nullptr));
+        ses << "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)", use(version), use(at), now;
+        ses.commit();
+      } catch (...) {
+        ses.rollback();
+        throw;
+      }
+    }
+    return Status::ok();
+  });
+}
+
+}  // namespace ferry::control

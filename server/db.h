@@ -1,0 +1,49 @@
+#pragma once
+// The provider's state database through Poco::Data: SQLite for one server (the
+// embedded default), PostgreSQL for a farm. One SQL text serves both: placeholders are
+// $1, $2 …; ids are text made by the application, so no auto-increment dialects.
+//
+//   sqlite:///abs/path/control.db
+//   postgresql://user@host:port/dbname   (or a libpq "host=… dbname=…" string after
+//                                         postgresql:)
+
+#include <Poco/Data/SessionPool.h>
+#include <Poco/Exception.h>
+
+#include <memory>
+#include <string>
+
+#include "ferry/status.h"
+
+namespace ferry::control {
+
+class Db {
+ public:
+  // Opens the database and brings its schema to the newest version.
+  static Result<std::unique_ptr<Db>> open(const std::string& url);
+
+  Poco::Data::Session session() { return pool_->get(); }
+  bool postgres() const { return postgres_; }
+  int schemaVersion();
+
+ private:
+  Db(std::unique_ptr<Poco::Data::SessionPool> pool, bool postgres) : pool_(std::move(pool)), postgres_(postgres) {}
+  Status migrate();
+
+  std::unique_ptr<Poco::Data::SessionPool> pool_;
+  bool postgres_;
+};
+
+// Runs f, turning a Poco exception into a Status that names what was being done.
+template <typename F>
+Status dbCall(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const Poco::Exception& e) {
+    return Status::ioError(std::string(what) + ": " + e.displayText());
+  } catch (const std::exception& e) {
+    return Status::ioError(std::string(what) + ": " + e.what());
+  }
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,13 @@
+# The control server's tests. Included from tests/CMakeLists.txt.
+#
+# "pg" is a CTest fixture: a throwaway PostgreSQL on loopback (tests/pg/pg-start.sh),
+# whose connection URL the tests read from ${CMAKE_BINARY_DIR}/pg/url. Without
+# PostgreSQL installed the launcher exits 77 and the PostgreSQL cases skip.
+add_test(NAME pg_start COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pg/pg-start.sh ${CMAKE_BINARY_DIR}/pg)
+set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg TIMEOUT 120 LABELS "integration" SKIP_RETURN_CODE 77)
+add_test(NAME pg_stop COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pg/pg-stop.sh ${CMAKE_BINARY_DIR}/pg)
+set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg TIMEOUT 60 LABELS "integration")
+
+ferry_test(control_db_test SOURCES unit/control_accounts_test.cc LIBS ferry_control LABELS unit FIXTURES pg)
+ferry_test(control_api_test SOURCES integration/control_api_test.cc LIBS ferry_control
+           LABELS integration FIXTURES pg)

@@ -1,0 +1,233 @@
+// ferry-control's REST API through a real ferry-control process on loopback, on
+// SQLite and on PostgreSQL (the "pg" fixture; those cases skip without it).
+
+#include <gtest/gtest.h>
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using ferry::testing::readFile;
+using ferry::testing::TempDir;
+
+std::string buildDir() {
+  const char* d = std::getenv("FERRY_BUILD_DIR");
+  return d ? d : "";
+}
+
+// One ferry-control process; stops it (SIGTERM, then SIGKILL) when it goes.
+class Control {
+ public:
+  Control(const std::string& dir, const std::string& dbUrl) : dir_(dir) {
+    std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n";
+  }
+  ~Control() { stop(); }
+
+  bool start() {
+    size_t logStart = readFile(dir_ + "/control.log").size();  // a restart appends
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = dir_ + "/control.log";
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
+      (void)f;
+      dup2(fileno(stdout), STDERR_FILENO);
+      std::string bin = buildDir() + "/server/ferry-control";
+      std::string cfg = "--config=" + dir_ + "/control.properties";
+      execl(bin.c_str(), bin.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    static const std::regex kListening("API on 127\\.0\\.0\\.1:([0-9]+)");
+    for (int i = 0; i < 200; ++i) {
+      std::smatch m;
+      std::string log = readFile(dir_ + "/control.log").substr(logStart);
+      if (std::regex_search(log, m, kListening)) {
+        port_ = std::stoi(m[1]);
+        return true;
+      }
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  int exitCode() const { return exit_; }
+  std::string log() const { return readFile(dir_ + "/control.log"); }
+
+  struct Reply {
+    int status = 0;
+    json body;
+  };
+  Reply call(const std::string& method, const std::string& path, const std::string& body = "",
+             const std::string& token = "") {
+    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_));
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    if (!token.empty()) req.set("Authorization", "Bearer " + token);
+    if (!body.empty() || method == "POST") {
+      req.setContentType("application/json");
+      req.setContentLength(static_cast<std::streamsize>(body.size()));
+    }
+    s.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = s.receiveResponse(resp);
+    std::stringstream text;
+    text << in.rdbuf();
+    Reply r;
+    r.status = resp.getStatus();
+    r.body = json::parse(text.str(), nullptr, false);
+    return r;
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int exit_ = -1;
+};
+
+std::string errorCode(const Control::Reply& r) {
+  return r.body.is_object() && r.body.contains("error") ? r.body["error"].value("code", "") : "";
+}
+
+class ControlApiTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite") {
+      url_ = "sqlite://" + (dir_ / "control.db");
+    } else {
+      url_ = ferry::testing::freshPostgresDatabase();
+      if (url_.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
+    }
+    control_ = std::make_unique<Control>(dir_.path(), url_);
+    ASSERT_TRUE(control_->start()) << control_->log();
+  }
+
+  // Signs up and logs in; returns the session token.
+  std::string account(const std::string& email) {
+    auto r = control_->call("POST", "/v1/signup", json{{"email", email}, {"password", "0123456789ab"}}.dump());
+    EXPECT_EQ(r.status, 201) << r.body;
+    r = control_->call("POST", "/v1/login", json{{"email", email}, {"password", "0123456789ab"}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.body.value("token", "");
+  }
+
+  TempDir dir_;
+  std::string url_;
+  std::unique_ptr<Control> control_;
+};
+
+TEST_P(ControlApiTest, SignUpLogInAndManageTokens) {
+  std::string session = account("ann@example.com");
+  auto me = control_->call("GET", "/v1/me", "", session);
+  ASSERT_EQ(me.status, 200) << me.body;
+  EXPECT_EQ(me.body["account"]["email"], "ann@example.com");
+
+  auto created = control_->call("POST", "/v1/tokens", R"({"name":"ferryctl on laptop"})", session);
+  ASSERT_EQ(created.status, 201) << created.body;
+  std::string api = created.body["token"];
+  EXPECT_EQ(control_->call("GET", "/v1/me", "", api).status, 200) << "the API token works as a bearer";
+  auto list = control_->call("GET", "/v1/tokens", "", api);
+  ASSERT_EQ(list.status, 200);
+  EXPECT_EQ(list.body["tokens"].size(), 2u) << list.body;
+  EXPECT_FALSE(list.body.dump().find(api) != std::string::npos) << "secrets are never shown again";
+
+  std::string id = created.body["info"]["id"];
+  EXPECT_EQ(control_->call("DELETE", "/v1/tokens/" + id, "", session).status, 204);
+  EXPECT_EQ(control_->call("GET", "/v1/me", "", api).status, 401);
+}
+
+TEST_P(ControlApiTest, AccountsSurviveARestart) {
+  account("ann@example.com");
+  control_->stop();
+  ASSERT_TRUE(control_->start()) << control_->log();
+  auto r = control_->call("POST", "/v1/login", R"({"email":"ann@example.com","password":"0123456789ab"})");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_P(ControlApiTest, BadInputGetsAClearErrorAndChangesNothing) {
+  std::string session = account("ann@example.com");
+  auto r = control_->call("POST", "/v1/signup", "{not json");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(errorCode(r), "malformed");
+  r = control_->call("POST", "/v1/signup", "[1,2]");
+  EXPECT_EQ(r.status, 400);
+  r = control_->call("POST", "/v1/signup", R"({"email":"bob@example.com"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("password"), std::string::npos) << r.body;
+  r = control_->call("POST", "/v1/signup", R"({"email":"bob@example.com","password":12345678901})");
+  EXPECT_EQ(r.status, 400);
+  r = control_->call("POST", "/v1/signup", R"({"email":"ann@example.com","password":"0123456789ab"})");
+  EXPECT_EQ(r.status, 409);
+  std::string big = R"({"email":"bob@example.com","password":")" + std::string(100 << 10, 'x') + "\"}";
+  r = control_->call("POST", "/v1/signup", big);
+  EXPECT_EQ(r.status, 413);
+  r = control_->call("POST", "/v1/login", R"({"email":"ann@example.com","password":"wrong-password"})");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(errorCode(r), "unauthenticated");
+  EXPECT_EQ(control_->call("GET", "/v1/me").status, 401);
+  EXPECT_EQ(control_->call("GET", "/v1/me", "", "fy_forged").status, 401);
+  EXPECT_EQ(control_->call("GET", "/v1/nothing-here", "", session).status, 404);
+  EXPECT_EQ(control_->call("PUT", "/v1/tokens", "{}", session).status, 405);
+  // Nothing of the above created an account.
+  r = control_->call("POST", "/v1/login", R"({"email":"bob@example.com","password":"0123456789ab"})");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(control_->call("GET", "/healthz").status, 200);
+}
+
+TEST_P(ControlApiTest, OneAccountCannotTouchAnothersTokens) {
+  std::string ann = account("ann@example.com");
+  std::string bob = account("bob@example.com");
+  auto t = control_->call("POST", "/v1/tokens", R"({"name":"ann's"})", ann);
+  std::string id = t.body["info"]["id"];
+  auto r = control_->call("DELETE", "/v1/tokens/" + id, "", bob);
+  EXPECT_EQ(r.status, 404) << "Bob is told nothing about Ann's token";
+  auto list = control_->call("GET", "/v1/tokens", "", bob);
+  EXPECT_EQ(list.body["tokens"].size(), 1u) << "only Bob's own session";
+  EXPECT_EQ(control_->call("GET", "/v1/me", "", t.body["token"]).status, 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ControlApiTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& p) { return p.param; });
+
+TEST(ControlStartTest, ABadDatabaseUrlIsAClearErrorAtStart) {
+  TempDir dir;
+  Control c(dir.path(), "mysql://nope");
+  EXPECT_FALSE(c.start());
+  EXPECT_NE(c.exitCode(), 0);
+  EXPECT_NE(c.log().find("want sqlite:///path or postgresql://"), std::string::npos) << c.log();
+}
+
+}  // namespace
