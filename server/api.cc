@@ -15,6 +15,8 @@ using Poco::Net::HTTPResponse;
 using Poco::Net::HTTPServerRequest;
 using Poco::Net::HTTPServerResponse;
 
+constexpr size_t kDrainMax = size_t{4} << 20;
+
 struct ApiError {
   HTTPResponse::HTTPStatus status;
   std::string code;
@@ -31,6 +33,8 @@ HTTPResponse::HTTPStatus httpStatusOf(Code c) {
       return HTTPResponse::HTTP_UNAUTHORIZED;
     case Code::kBusy:
       return HTTPResponse::HTTP_CONFLICT;
+    case Code::kRateLimited:
+      return HTTPResponse::HTTP_TOO_MANY_REQUESTS;
     case Code::kUnavailable:
       return HTTPResponse::HTTP_SERVICE_UNAVAILABLE;
     default:
@@ -48,6 +52,8 @@ const char* codeName(Code c) {
       return "unauthenticated";
     case Code::kBusy:
       return "conflict";
+    case Code::kRateLimited:
+      return "rate_limited";
     case Code::kUnavailable:
       return "unavailable";
     default:
@@ -68,9 +74,22 @@ json tokenJson(const TokenInfo& t) {
           {"last_used_at", t.lastUsedAt}};
 }
 
+json gatewayJson(const GatewayInfo& g) {
+  return {{"id", g.id},
+          {"name", g.name},
+          {"timezone", g.timezone},
+          {"hostname", g.hostname},
+          {"software_version", g.version},
+          {"addresses", g.addresses},
+          {"key_fingerprint", g.keyFingerprint},
+          {"created_at", g.createdAt},
+          {"last_seen_at", g.lastSeenAt},
+          {"online", false}};
+}
+
 class Handler : public Poco::Net::HTTPRequestHandler {
  public:
-  explicit Handler(Accounts& accounts) : accounts_(accounts) {}
+  Handler(Accounts& accounts, Gateways& gateways) : accounts_(accounts), gateways_(gateways) {}
 
   void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
     json out;
@@ -115,6 +134,39 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       out = {{"token", t.value().secret}, {"expires_at", t.value().info.expiresAt}};
       return HTTPResponse::HTTP_OK;
     }
+    // Activation, the gateway's side: no account, the gateway's key instead.
+    if (path == "/v1/activation" && m == "POST") {
+      json in = body(req);
+      ActivationRequest r;
+      r.publicKey = str(in, "public_key");
+      r.hostname = optStr(in, "hostname");
+      r.version = optStr(in, "software_version");
+      if (in.contains("addresses")) {
+        if (!in["addresses"].is_array()) throw invalid("'addresses' must be an array of strings");
+        for (const auto& a : in["addresses"]) {
+          if (!a.is_string()) throw invalid("'addresses' must be an array of strings");
+          r.addresses.push_back(a.get<std::string>());
+        }
+      }
+      auto t = gateways_.startActivation(r);
+      if (!t) throw fromStatus(t.status());
+      out = {
+          {"request_id", t.value().requestId}, {"activation_key", t.value().key}, {"expires_at", t.value().expiresAt}};
+      return HTTPResponse::HTTP_CREATED;
+    }
+    if (path.rfind("/v1/activation/", 0) == 0 && m == "GET") {
+      int64_t when = 0;
+      try {
+        when = std::stoll(req.get("X-Ferry-Time", "0"));
+      } catch (...) {
+        throw invalid("X-Ferry-Time must be a Unix time");
+      }
+      auto st = gateways_.activationState(path.substr(15), when, req.get("X-Ferry-Signature", ""));
+      if (!st) throw fromStatus(st.status());
+      out = {{"state", st.value().activated ? "activated" : "pending"}};
+      if (st.value().activated) out["gateway"] = gatewayJson(st.value().gateway);
+      return HTTPResponse::HTTP_OK;
+    }
     // Everything else needs a bearer token.
     if (path.rfind("/v1/", 0) != 0) throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + path};
     std::string account = authenticate(req);
@@ -142,6 +194,43 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       if (Status s = accounts_.revokeToken(account, path.substr(11)); !s) throw fromStatus(s);
       return HTTPResponse::HTTP_NO_CONTENT;
     }
+    if (path == "/v1/gateways/activate" && m == "POST") {
+      json in = body(req);
+      auto g = gateways_.claim(account, str(in, "activation_key"), str(in, "name"), optStr(in, "timezone"));
+      if (!g) throw fromStatus(g.status());
+      out = {{"gateway", gatewayJson(g.value())}};
+      return HTTPResponse::HTTP_CREATED;
+    }
+    if (path == "/v1/gateways" && m == "GET") {
+      auto list = gateways_.list(account);
+      if (!list) throw fromStatus(list.status());
+      out = {{"gateways", json::array()}};
+      for (const auto& g : list.value()) out["gateways"].push_back(gatewayJson(g));
+      return HTTPResponse::HTTP_OK;
+    }
+    if (path.rfind("/v1/gateways/", 0) == 0 && path.find('/', 13) == std::string::npos) {
+      std::string id = path.substr(13);
+      if (m == "GET") {
+        auto g = gateways_.get(account, id);
+        if (!g) throw fromStatus(g.status());
+        out = {{"gateway", gatewayJson(g.value())}};
+        return HTTPResponse::HTTP_OK;
+      }
+      if (m == "PATCH") {
+        json in = body(req);
+        if (Status s = gateways_.rename(account, id, str(in, "name")); !s) throw fromStatus(s);
+        out = {{"gateway", gatewayJson(gateways_.get(account, id).value())}};
+        return HTTPResponse::HTTP_OK;
+      }
+      if (m == "DELETE") {
+        if (Status s = gateways_.remove(account, id); !s) throw fromStatus(s);
+        return HTTPResponse::HTTP_NO_CONTENT;
+      }
+      throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
+    }
+    if (path == "/v1/gateways" || path == "/v1/gateways/activate") {
+      throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
+    }
     if (path == "/v1/tokens" || path == "/v1/me" || path.rfind("/v1/tokens/", 0) == 0) {
       throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
     }
@@ -160,24 +249,39 @@ class Handler : public Poco::Net::HTTPRequestHandler {
 
   // The request body as a JSON object: bounded, well-formed, an object.
   static json body(HTTPServerRequest& req) {
-    if (req.hasContentLength() && req.getContentLength64() > static_cast<Poco::Int64>(ApiFactory::kMaxBody)) {
-      throw ApiError{HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE, "too_large",
-                     "request bodies are at most " + std::to_string(ApiFactory::kMaxBody) + " bytes"};
-    }
     std::string text;
     char buf[4096];
     std::istream& in = req.stream();
+    bool tooLarge = req.hasContentLength() && req.getContentLength64() > static_cast<Poco::Int64>(ApiFactory::kMaxBody);
+    size_t drained = 0;
     while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-      text.append(buf, static_cast<size_t>(in.gcount()));
-      if (text.size() > ApiFactory::kMaxBody) {
-        throw ApiError{HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE, "too_large",
-                       "request bodies are at most " + std::to_string(ApiFactory::kMaxBody) + " bytes"};
-      }
+      size_t n = static_cast<size_t>(in.gcount());
+      if (!tooLarge) text.append(buf, n);
+      if (text.size() > ApiFactory::kMaxBody) tooLarge = true;
+      // Read (and drop) a too-large body up to a point before answering, so that the
+      // client, still sending, gets the 413 rather than a reset connection.
+      if (tooLarge && (drained += n) > kDrainMax) break;
+    }
+    if (tooLarge) {
+      throw ApiError{HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE, "too_large",
+                     "request bodies are at most " + std::to_string(ApiFactory::kMaxBody) + " bytes"};
     }
     json j = json::parse(text, nullptr, false);
     if (j.is_discarded()) throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "malformed", "the body is not valid JSON"};
     if (!j.is_object()) throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "malformed", "the body must be a JSON object"};
     return j;
+  }
+
+  static ApiError invalid(const std::string& message) {
+    return ApiError{HTTPResponse::HTTP_BAD_REQUEST, "invalid_argument", message};
+  }
+
+  // An optional string field: "" when absent.
+  static std::string optStr(const json& in, const char* key) {
+    auto it = in.find(key);
+    if (it == in.end() || it->is_null()) return "";
+    if (!it->is_string()) throw invalid(std::string("'") + key + "' must be a string");
+    return it->get<std::string>();
   }
 
   static std::string str(const json& in, const char* key) {
@@ -190,12 +294,13 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   }
 
   Accounts& accounts_;
+  Gateways& gateways_;
 };
 
 }  // namespace
 
 Poco::Net::HTTPRequestHandler* ApiFactory::createRequestHandler(const Poco::Net::HTTPServerRequest&) {
-  return new Handler(accounts_);
+  return new Handler(accounts_, gateways_);
 }
 
 }  // namespace ferry::control

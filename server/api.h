@@ -5,18 +5,20 @@
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 
 #include "accounts.h"
+#include "gateways.h"
 
 namespace ferry::control {
 
 class ApiFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  explicit ApiFactory(Accounts& accounts) : accounts_(accounts) {}
+  ApiFactory(Accounts& accounts, Gateways& gateways) : accounts_(accounts), gateways_(gateways) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest& request) override;
 
   static constexpr size_t kMaxBody = 64 << 10;
 
  private:
   Accounts& accounts_;
+  Gateways& gateways_;
 };
 
 }  // namespace ferry::control

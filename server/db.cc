@@ -39,6 +39,37 @@ const std::vector<std::vector<const char*>>& migrations() {
           " last_used_at BIGINT NOT NULL)",
           "CREATE INDEX tokens_account ON tokens(account_id)",
       },
+      // 2: gateways and their activation
+      {
+          "CREATE TABLE gateways ("
+          " id TEXT PRIMARY KEY,"
+          " account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+          " name TEXT NOT NULL,"
+          " timezone TEXT NOT NULL,"
+          " public_key TEXT NOT NULL,"
+          " key_fingerprint TEXT NOT NULL UNIQUE,"
+          " hostname TEXT NOT NULL,"
+          " version TEXT NOT NULL,"
+          " addresses TEXT NOT NULL,"  // JSON array
+          " created_at BIGINT NOT NULL,"
+          " last_seen_at BIGINT NOT NULL)",
+          "CREATE INDEX gateways_account ON gateways(account_id)",
+          // One row per activation a gateway started; key_hash is the SHA-256 of the
+          // normalized key; gateway_id is set once a customer claimed it.
+          "CREATE TABLE activations ("
+          " request_id TEXT PRIMARY KEY,"
+          " key_hash TEXT NOT NULL UNIQUE,"
+          " public_key TEXT NOT NULL,"
+          " key_fingerprint TEXT NOT NULL,"
+          " hostname TEXT NOT NULL,"
+          " version TEXT NOT NULL,"
+          " addresses TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL,"
+          " expires_at BIGINT NOT NULL,"
+          " gateway_id TEXT)",
+          "CREATE TABLE claim_failures (account_id TEXT NOT NULL, at BIGINT NOT NULL)",
+          "CREATE INDEX claim_failures_account ON claim_failures(account_id, at)",
+      },
   };
   return m;
 }

@@ -16,6 +16,7 @@
 #include "accounts.h"
 #include "api.h"
 #include "db.h"
+#include "gateways.h"
 
 namespace {
 
@@ -61,6 +62,7 @@ class ControlServer : public Poco::Util::ServerApplication {
       return EXIT_CONFIG;
     }
     ferry::control::Accounts accounts(*db.value());
+    ferry::control::Gateways gateways(*db.value());
 
     std::string host = config().getString("api.host", "0.0.0.0");
     auto port = static_cast<Poco::UInt16>(config().getUInt("api.port", 8443));
@@ -75,7 +77,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(config().getInt("api.threads", 16));
     params->setKeepAlive(true);
-    Poco::Net::HTTPServer server(new ferry::control::ApiFactory(accounts), socket, params);
+    Poco::Net::HTTPServer server(new ferry::control::ApiFactory(accounts, gateways), socket, params);
     server.start();
     std::cout << "ferry-control: API on " << socket.address().toString() << ", database schema version "
               << db.value()->schemaVersion() << std::endl;

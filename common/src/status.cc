@@ -16,6 +16,7 @@ int Status::toErrno() const {
     case Code::kBusy: return EBUSY;
     case Code::kCorruption: return EIO;
     case Code::kFenced: return EROFS;
+    case Code::kRateLimited: return EAGAIN;
   }
   return EIO;
 }
@@ -33,6 +34,7 @@ std::string Status::toString() const {
     case Code::kBusy: name = "busy"; break;
     case Code::kCorruption: name = "corruption"; break;
     case Code::kFenced: name = "fenced"; break;
+    case Code::kRateLimited: name = "rate limited"; break;
   }
   return std::string(name) + ": " + message_;
 }

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gateway_key.h"
 #include "test_util.h"
 
 namespace {
@@ -92,10 +93,11 @@ class Control {
     json body;
   };
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
-             const std::string& token = "") {
+             const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_));
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     if (!token.empty()) req.set("Authorization", "Bearer " + token);
+    for (const auto& [k, v] : headers) req.set(k, v);
     if (!body.empty() || method == "POST") {
       req.setContentType("application/json");
       req.setContentLength(static_cast<std::streamsize>(body.size()));
@@ -217,6 +219,82 @@ TEST_P(ControlApiTest, OneAccountCannotTouchAnothersTokens) {
   auto list = control_->call("GET", "/v1/tokens", "", bob);
   EXPECT_EQ(list.body["tokens"].size(), 1u) << "only Bob's own session";
   EXPECT_EQ(control_->call("GET", "/v1/me", "", t.body["token"]).status, 200);
+}
+
+TEST_P(ControlApiTest, AGatewayIsActivatedAndManagedThroughTheApi) {
+  ferry::testing::GatewayKey key;
+  // 1. The gateway asks for an activation key.
+  auto started = control_->call("POST", "/v1/activation",
+                                json{{"public_key", key.publicPem()},
+                                     {"hostname", "gw1"},
+                                     {"software_version", "0.1.0"},
+                                     {"addresses", {"10.1.2.3"}}}
+                                    .dump());
+  ASSERT_EQ(started.status, 201) << started.body;
+  std::string requestId = started.body["request_id"], activationKey = started.body["activation_key"];
+  auto poll = [&](const ferry::testing::GatewayKey& k) {
+    std::string t = std::to_string(::time(nullptr));
+    std::string sig = k.sign("ferry-activation\n" + requestId + "\n" + t);
+    return control_->call("GET", "/v1/activation/" + requestId, "", "",
+                          {{"X-Ferry-Time", t}, {"X-Ferry-Signature", sig}});
+  };
+  auto p = poll(key);
+  ASSERT_EQ(p.status, 200) << p.body;
+  EXPECT_EQ(p.body["state"], "pending");
+
+  // 3. The customer claims it.
+  std::string ann = account("ann@example.com");
+  std::string bob = account("bob@example.com");
+  auto wrong =
+      control_->call("POST", "/v1/gateways/activate", R"({"activation_key":"ABCD-EFGH-JKMN-PQ23","name":"x"})", ann);
+  EXPECT_EQ(wrong.status, 404) << wrong.body;
+  EXPECT_NE(wrong.body["error"]["message"].get<std::string>().find("activation key"), std::string::npos);
+  auto claimed =
+      control_->call("POST", "/v1/gateways/activate",
+                     json{{"activation_key", activationKey}, {"name", "store 12"}, {"timezone", "UTC"}}.dump(), ann);
+  ASSERT_EQ(claimed.status, 201) << claimed.body;
+  std::string id = claimed.body["gateway"]["id"];
+  auto again = control_->call("POST", "/v1/gateways/activate",
+                              json{{"activation_key", activationKey}, {"name", "mine"}}.dump(), bob);
+  EXPECT_EQ(again.status, 409) << "single use";
+
+  // 4. The gateway learns who it is; a key that is not its own learns nothing.
+  p = poll(key);
+  ASSERT_EQ(p.status, 200) << p.body;
+  EXPECT_EQ(p.body["state"], "activated");
+  EXPECT_EQ(p.body["gateway"]["id"], id);
+  ferry::testing::GatewayKey thief;
+  EXPECT_EQ(poll(thief).status, 401);
+
+  // The customer's view, and no one else's.
+  auto list = control_->call("GET", "/v1/gateways", "", ann);
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body["gateways"].size(), 1u);
+  EXPECT_EQ(list.body["gateways"][0]["hostname"], "gw1");
+  EXPECT_EQ(control_->call("GET", "/v1/gateways/" + id, "", bob).status, 404);
+  EXPECT_EQ(control_->call("PATCH", "/v1/gateways/" + id, R"({"name":"stolen"})", bob).status, 404);
+  EXPECT_EQ(control_->call("DELETE", "/v1/gateways/" + id, "", bob).status, 404);
+  auto renamed = control_->call("PATCH", "/v1/gateways/" + id, R"({"name":"store 13"})", ann);
+  ASSERT_EQ(renamed.status, 200) << renamed.body;
+  EXPECT_EQ(renamed.body["gateway"]["name"], "store 13");
+  EXPECT_EQ(control_->call("DELETE", "/v1/gateways/" + id, "", ann).status, 204);
+  EXPECT_EQ(control_->call("GET", "/v1/gateways/" + id, "", ann).status, 404);
+}
+
+TEST_P(ControlApiTest, BadActivationRequestsAreRefused) {
+  EXPECT_EQ(control_->call("POST", "/v1/activation", R"({"public_key":"nope"})").status, 400);
+  EXPECT_EQ(control_->call("POST", "/v1/activation", R"({"hostname":"x"})").status, 400);
+  EXPECT_EQ(control_->call("GET", "/v1/activation/act-missing", "", "", {{"X-Ferry-Time", "x"}}).status, 400);
+  std::string t = std::to_string(::time(nullptr));
+  EXPECT_EQ(control_->call("GET", "/v1/activation/act-missing", "", "", {{"X-Ferry-Time", t}}).status, 404);
+  std::string ann = account("ann@example.com");
+  int limited = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto r =
+        control_->call("POST", "/v1/gateways/activate", R"({"activation_key":"ABCD-EFGH-JKMN-PQ23","name":"x"})", ann);
+    if (r.status == 429) ++limited;
+  }
+  EXPECT_EQ(limited, 2) << "10 wrong keys, then refused";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ControlApiTest, ::testing::Values("sqlite", "postgres"),

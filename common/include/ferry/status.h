@@ -21,6 +21,7 @@ enum class Code {
   kBusy,              // held by someone else (volume lease, open connections)
   kCorruption,        // a file or object does not parse
   kFenced,            // another gateway took our volume over: stop writing
+  kRateLimited,       // too many attempts (e.g. activation key guesses): try later
 };
 
 class Status {
@@ -36,6 +37,7 @@ class Status {
   static Status busy(std::string m) { return Status(Code::kBusy, std::move(m)); }
   static Status corruption(std::string m) { return Status(Code::kCorruption, std::move(m)); }
   static Status fenced(std::string m) { return Status(Code::kFenced, std::move(m)); }
+  static Status rateLimited(std::string m) { return Status(Code::kRateLimited, std::move(m)); }
 
   bool isOk() const { return code_ == Code::kOk; }
   explicit operator bool() const { return isOk(); }

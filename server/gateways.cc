@@ -1,0 +1,299 @@
+#include "gateways.h"
+
+#include <Poco/Data/Statement.h>
+
+#include <cctype>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "crypto.h"
+#include "keys.h"
+
+namespace ferry::control {
+
+using Poco::Data::Keywords::into;
+using Poco::Data::Keywords::now;
+using Poco::Data::Keywords::use;
+
+namespace {
+
+// 32 symbols without 0/O and 1/I: 16 of them are 80 bits, typed in four groups of four.
+constexpr char kKeyAlphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+constexpr size_t kKeyLength = 16;
+
+Poco::Int64 nowSeconds() {
+  return static_cast<Poco::Int64>(::time(nullptr));
+}
+
+std::string newActivationKey() {
+  std::string hexBytes = randomHex(kKeyLength);
+  std::string key;
+  for (size_t i = 0; i < kKeyLength; ++i) {
+    int byte = std::stoi(hexBytes.substr(2 * i, 2), nullptr, 16);
+    if (i > 0 && i % 4 == 0) key += '-';
+    key += kKeyAlphabet[byte & 31];
+  }
+  return key;
+}
+
+std::string addressesJson(const std::vector<std::string>& a) {
+  return nlohmann::json(a).dump();
+}
+
+std::vector<std::string> addressesOf(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  std::vector<std::string> out;
+  if (j.is_array()) {
+    for (const auto& e : j) {
+      if (e.is_string()) out.push_back(e.get<std::string>());
+    }
+  }
+  return out;
+}
+
+Status checkText(const char* what, const std::string& v, size_t max) {
+  if (v.size() > max) return Status::invalid(std::string(what) + " is longer than " + std::to_string(max));
+  for (unsigned char c : v) {
+    if (c < 0x20 || c == 0x7f) return Status::invalid(std::string(what) + " has control characters");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+std::string normalizeActivationKey(const std::string& key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '-' || c == ' ') continue;
+    char u = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (std::string_view(kKeyAlphabet).find(u) == std::string_view::npos) return "";
+    out += u;
+  }
+  return out.size() == kKeyLength ? out : "";
+}
+
+Status checkGatewayName(const std::string& name) {
+  if (name.empty()) return Status::invalid("a gateway name is required");
+  return checkText("the gateway name", name, 100);
+}
+
+Result<ActivationTicket> Gateways::startActivation(const ActivationRequest& r) {
+  auto fp = publicKeyFingerprint(r.publicKey);
+  if (!fp) return fp.status();
+  if (Status s = checkText("hostname", r.hostname, 253); !s) return s;
+  if (Status s = checkText("version", r.version, 64); !s) return s;
+  if (r.addresses.size() > 32) return Status::invalid("at most 32 addresses");
+  for (const auto& a : r.addresses) {
+    if (Status s = checkText("an address", a, 64); !s) return s;
+  }
+  ActivationTicket t;
+  t.requestId = "act-" + randomHex(12);
+  t.key = newActivationKey();
+  Poco::Int64 created = nowSeconds();
+  t.expiresAt = created + kKeyLifetimeSeconds;
+  std::string keyHash = sha256Hex(normalizeActivationKey(t.key));
+  std::string pub = r.publicKey, fingerprint = fp.value(), host = r.hostname, ver = r.version;
+  std::string addrs = addressesJson(r.addresses), id = t.requestId;
+  Poco::Int64 expires = t.expiresAt;
+  Status s = dbCall("start activation", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "INSERT INTO activations (request_id, key_hash, public_key, key_fingerprint, hostname, version,"
+           " addresses, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        use(id), use(keyHash), use(pub), use(fingerprint), use(host), use(ver), use(addrs), use(created), use(expires),
+        now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  return t;
+}
+
+Status Gateways::recordClaimFailure(const std::string& accountId) {
+  std::string acc = accountId;
+  Poco::Int64 t = nowSeconds();
+  return dbCall("record failed claim", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "INSERT INTO claim_failures (account_id, at) VALUES ($1, $2)", use(acc), use(t), now;
+    return Status::ok();
+  });
+}
+
+Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::string& keyIn, const std::string& name,
+                                    const std::string& timezone) {
+  if (Status s = checkGatewayName(name); !s) return s;
+  std::string tz = timezone.empty() ? "UTC" : timezone;
+  if (Status s = checkText("the time zone", tz, 64); !s) return s;
+  std::string acc = accountId;
+  Poco::Int64 t = nowSeconds();
+  int failures = 0;
+  Status s = dbCall("count failed claims", [&] {
+    Poco::Data::Session ses = db_.session();
+    Poco::Int64 since = t - kClaimWindowSeconds;
+    ses << "SELECT COUNT(*) FROM claim_failures WHERE account_id = $1 AND at > $2", use(acc), use(since),
+        into(failures), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  if (failures >= kMaxClaimFailures) {
+    return Status::rateLimited("too many wrong activation keys; try again in " +
+                               std::to_string(kClaimWindowSeconds / 60) + " minutes");
+  }
+  std::string key = normalizeActivationKey(keyIn);
+  if (key.empty()) {
+    (void)recordClaimFailure(accountId);
+    return Status::invalid("'" + keyIn +
+                           "' is not an activation key (16 letters and digits, like ABCD-EFGH-JKLM-NPQR)");
+  }
+  std::string keyHash = sha256Hex(key);
+  GatewayInfo g;
+  Status c = dbCall("claim activation", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses.begin();
+    std::vector<std::string> ids, pubs, fps, hosts, vers, addrs;
+    std::vector<Poco::Int64> expires;
+    std::vector<std::string> claimed;
+    ses << "SELECT request_id, public_key, key_fingerprint, hostname, version, addresses, expires_at,"
+           " COALESCE(gateway_id, '')"
+           " FROM activations WHERE key_hash = $1",
+        use(keyHash), into(ids), into(pubs), into(fps), into(hosts), into(vers), into(addrs), into(expires),
+        into(claimed), now;
+    if (ids.empty()) {
+      ses.rollback();
+      return Status::notFound("no such activation key: check it on the gateway's page");
+    }
+    if (!claimed[0].empty()) {
+      ses.rollback();
+      return Status::busy("this activation key was used already");
+    }
+    if (expires[0] <= t) {
+      ses.rollback();
+      return Status::invalid("this activation key expired; the gateway shows a new one");
+    }
+    g.id = "gw-" + randomHex(8);
+    g.name = name;
+    g.timezone = tz;
+    g.hostname = hosts[0];
+    g.version = vers[0];
+    g.addresses = addressesOf(addrs[0]);
+    g.keyFingerprint = fps[0];
+    g.createdAt = t;
+    g.lastSeenAt = 0;
+    Poco::Int64 zero = 0;
+    std::string gid = g.id, nm = name;
+    ses << "INSERT INTO gateways (id, account_id, name, timezone, public_key, key_fingerprint, hostname, version,"
+           " addresses, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        use(gid), use(acc), use(nm), use(tz), use(pubs[0]), use(fps[0]), use(hosts[0]), use(vers[0]), use(addrs[0]),
+        use(t), use(zero), now;
+    // Single use, even when two customers race for the same key: only one UPDATE
+    // finds gateway_id still NULL.
+    Poco::Data::Statement upd(ses);
+    upd << "UPDATE activations SET gateway_id = $1 WHERE request_id = $2 AND gateway_id IS NULL", use(gid), use(ids[0]);
+    if (upd.execute() != 1) {
+      ses.rollback();
+      return Status::busy("this activation key was used already");
+    }
+    ses.commit();
+    return Status::ok();
+  });
+  if (!c) {
+    if (c.code() == Code::kNotFound || c.code() == Code::kInvalidArgument) (void)recordClaimFailure(accountId);
+    if (c.code() == Code::kIoError && c.message().find("UNIQUE") != std::string::npos) {
+      return Status::busy("this gateway is activated already");
+    }
+    return c;
+  }
+  return g;
+}
+
+Result<ActivationState> Gateways::activationState(const std::string& requestId, int64_t unixTime,
+                                                  const std::string& signature) {
+  Poco::Int64 t = nowSeconds();
+  if (unixTime < t - kSignatureSkewSeconds || unixTime > t + kSignatureSkewSeconds) {
+    return Status::denied("the signed time is more than 5 minutes off the server's clock");
+  }
+  std::vector<std::string> pubs;
+  std::vector<std::string> gws;
+  std::vector<Poco::Int64> expires;
+  std::string id = requestId;
+  Status s = dbCall("read activation", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT public_key, COALESCE(gateway_id, ''), expires_at FROM activations WHERE request_id = $1", use(id),
+        into(pubs), into(gws), into(expires), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  if (pubs.empty()) return Status::notFound("no activation request " + requestId);
+  if (Status v = verifySignature(pubs[0], activationChallenge(requestId, unixTime), signature); !v) return v;
+  ActivationState st;
+  if (gws[0].empty()) {
+    if (expires[0] <= t) return Status::invalid("the activation key expired before a customer used it; start again");
+    return st;
+  }
+  std::string gid = gws[0];
+  std::vector<std::string> accs;
+  s = dbCall("find gateway owner", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT account_id FROM gateways WHERE id = $1", use(gid), into(accs), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  if (accs.empty()) return Status::notFound("the gateway of this activation was deleted");
+  auto g = get(accs[0], gid);
+  if (!g) return g.status();
+  st.activated = true;
+  st.gateway = g.value();
+  return st;
+}
+
+Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
+  std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps;
+  std::vector<Poco::Int64> created, seen;
+  std::string acc = accountId;
+  Status s = dbCall("list gateways", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT id, name, timezone, hostname, version, addresses, key_fingerprint, created_at, last_seen_at"
+           " FROM gateways WHERE account_id = $1 ORDER BY created_at, id",
+        use(acc), into(ids), into(names), into(tzs), into(hosts), into(vers), into(addrs), into(fps), into(created),
+        into(seen), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  std::vector<GatewayInfo> out(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    out[i] = {ids[i], names[i], tzs[i], hosts[i], vers[i], addressesOf(addrs[i]), fps[i], created[i], seen[i]};
+  }
+  return out;
+}
+
+Result<GatewayInfo> Gateways::get(const std::string& accountId, const std::string& id) {
+  auto all = list(accountId);
+  if (!all) return all.status();
+  for (auto& g : all.value()) {
+    if (g.id == id) return g;
+  }
+  return Status::notFound("no gateway " + id);
+}
+
+Status Gateways::rename(const std::string& accountId, const std::string& id, const std::string& name) {
+  if (Status s = checkGatewayName(name); !s) return s;
+  std::string acc = accountId, gid = id, nm = name;
+  return dbCall("rename gateway", [&] {
+    Poco::Data::Session ses = db_.session();
+    Poco::Data::Statement st(ses);
+    st << "UPDATE gateways SET name = $1 WHERE id = $2 AND account_id = $3", use(nm), use(gid), use(acc);
+    if (st.execute() == 0) return Status::notFound("no gateway " + id);
+    return Status::ok();
+  });
+}
+
+Status Gateways::remove(const std::string& accountId, const std::string& id) {
+  std::string acc = accountId, gid = id;
+  return dbCall("delete gateway", [&] {
+    Poco::Data::Session ses = db_.session();
+    Poco::Data::Statement st(ses);
+    st << "DELETE FROM gateways WHERE id = $1 AND account_id = $2", use(gid), use(acc);
+    if (st.execute() == 0) return Status::notFound("no gateway " + id);
+    return Status::ok();
+  });
+}
+
+}  // namespace ferry::control

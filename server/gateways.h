@@ -1,0 +1,79 @@
+#pragma once
+// Gateways and their activation (DESIGN.md "Control", steps 1, 3 and 4):
+//   1. a gateway posts its public key and what it is → an activation key (short,
+//      human-typeable, single use, 30 minutes) and a request id;
+//   3. the customer submits the key with a name → the gateway is the customer's;
+//   4. the gateway polls, signing with its private key, and learns its id and name.
+// Activation keys are stored only as their SHA-256. A customer's wrong keys count
+// against a limit (kMaxClaimFailures per kClaimWindowSeconds): guessing is slow.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "db.h"
+#include "ferry/status.h"
+
+namespace ferry::control {
+
+struct ActivationRequest {
+  std::string publicKey;  // PEM
+  std::string hostname;
+  std::string version;
+  std::vector<std::string> addresses;
+};
+
+struct ActivationTicket {
+  std::string requestId;
+  std::string key;  // XXXX-XXXX-XXXX-XXXX
+  int64_t expiresAt = 0;
+};
+
+struct GatewayInfo {
+  std::string id;
+  std::string name;
+  std::string timezone;
+  std::string hostname;
+  std::string version;
+  std::vector<std::string> addresses;
+  std::string keyFingerprint;
+  int64_t createdAt = 0;
+  int64_t lastSeenAt = 0;
+};
+
+struct ActivationState {
+  bool activated = false;
+  GatewayInfo gateway;  // when activated
+};
+
+class Gateways {
+ public:
+  explicit Gateways(Db& db) : db_(db) {}
+
+  static constexpr int64_t kKeyLifetimeSeconds = 30 * 60;
+  static constexpr int kMaxClaimFailures = 10;
+  static constexpr int64_t kClaimWindowSeconds = 10 * 60;
+  static constexpr int64_t kSignatureSkewSeconds = 300;
+
+  Result<ActivationTicket> startActivation(const ActivationRequest& request);
+  Result<GatewayInfo> claim(const std::string& accountId, const std::string& key, const std::string& name,
+                            const std::string& timezone);
+  // The gateway asks how its activation stands, proving it holds the key it posted:
+  // signature = base64 of its signature over activationChallenge(requestId, unixTime).
+  Result<ActivationState> activationState(const std::string& requestId, int64_t unixTime, const std::string& signature);
+
+  Result<std::vector<GatewayInfo>> list(const std::string& accountId);
+  Result<GatewayInfo> get(const std::string& accountId, const std::string& id);
+  Status rename(const std::string& accountId, const std::string& id, const std::string& name);
+  Status remove(const std::string& accountId, const std::string& id);
+
+ private:
+  Status recordClaimFailure(const std::string& accountId);
+  Db& db_;
+};
+
+// "abcd efgh-jklm NPQR" → "ABCDEFGHJKLMNPQR"; "" if it cannot be a key.
+std::string normalizeActivationKey(const std::string& key);
+Status checkGatewayName(const std::string& name);
+
+}  // namespace ferry::control
