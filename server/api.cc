@@ -89,7 +89,7 @@ json gatewayJson(const GatewayInfo& g) {
 
 class Handler : public Poco::Net::HTTPRequestHandler {
  public:
-  Handler(Accounts& accounts, Gateways& gateways) : accounts_(accounts), gateways_(gateways) {}
+  explicit Handler(ApiContext& ctx) : ctx_(ctx), accounts_(ctx.accounts), gateways_(ctx.gateways) {}
 
   void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
     json out;
@@ -154,14 +154,37 @@ class Handler : public Poco::Net::HTTPRequestHandler {
           {"request_id", t.value().requestId}, {"activation_key", t.value().key}, {"expires_at", t.value().expiresAt}};
       return HTTPResponse::HTTP_CREATED;
     }
-    if (path.rfind("/v1/activation/", 0) == 0 && m == "GET") {
-      int64_t when = 0;
-      try {
-        when = std::stoll(req.get("X-Ferry-Time", "0"));
-      } catch (...) {
-        throw invalid("X-Ferry-Time must be a Unix time");
+    static const std::string kCertSuffix = "/certificate";
+    if (path.rfind("/v1/activation/", 0) == 0 && m == "POST" && path.size() > 15 + kCertSuffix.size() &&
+        path.compare(path.size() - kCertSuffix.size(), kCertSuffix.size(), kCertSuffix) == 0) {
+      // 5. The activated gateway sends a CSR for its key and gets its certificate and
+      // what it needs to connect.
+      std::string requestId = path.substr(15, path.size() - 15 - kCertSuffix.size());
+      json in = body(req);
+      std::string csr = str(in, "csr");
+      auto st = gateways_.activationState(requestId, signedTime(req), req.get("X-Ferry-Signature", ""));
+      if (!st) throw fromStatus(st.status());
+      if (!st.value().activated) {
+        throw ApiError{HTTPResponse::HTTP_CONFLICT, "not_activated", "no customer has used the activation key yet"};
       }
-      auto st = gateways_.activationState(path.substr(15), when, req.get("X-Ferry-Signature", ""));
+      const GatewayInfo& g = st.value().gateway;
+      auto cert = ctx_.ca.signGateway(csr, g.keyFingerprint, g.id, ctx_.gatewayCertificateDays);
+      if (!cert) throw fromStatus(cert.status());
+      if (Status s = gateways_.recordCertificate(g.id, cert.value().serial, cert.value().notAfter); !s) {
+        throw fromStatus(s);
+      }
+      std::string store = ctx_.storeTemplate;
+      for (size_t at; (at = store.find("{gateway}")) != std::string::npos;) store.replace(at, 9, g.id);
+      out = {{"gateway", gatewayJson(g)},
+             {"certificate", cert.value().certificatePem},
+             {"certificate_not_after", cert.value().notAfter},
+             {"ca_certificate", ctx_.ca.certificatePem()},
+             {"control_endpoint", ctx_.controlEndpoint},
+             {"store", store}};
+      return HTTPResponse::HTTP_OK;
+    }
+    if (path.rfind("/v1/activation/", 0) == 0 && m == "GET") {
+      auto st = gateways_.activationState(path.substr(15), signedTime(req), req.get("X-Ferry-Signature", ""));
       if (!st) throw fromStatus(st.status());
       out = {{"state", st.value().activated ? "activated" : "pending"}};
       if (st.value().activated) out["gateway"] = gatewayJson(st.value().gateway);
@@ -272,6 +295,14 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     return j;
   }
 
+  static int64_t signedTime(HTTPServerRequest& req) {
+    try {
+      return std::stoll(req.get("X-Ferry-Time", "0"));
+    } catch (...) {
+      throw invalid("X-Ferry-Time must be a Unix time");
+    }
+  }
+
   static ApiError invalid(const std::string& message) {
     return ApiError{HTTPResponse::HTTP_BAD_REQUEST, "invalid_argument", message};
   }
@@ -293,6 +324,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     return it->get<std::string>();
   }
 
+  ApiContext& ctx_;
   Accounts& accounts_;
   Gateways& gateways_;
 };
@@ -300,7 +332,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
 }  // namespace
 
 Poco::Net::HTTPRequestHandler* ApiFactory::createRequestHandler(const Poco::Net::HTTPServerRequest&) {
-  return new Handler(accounts_, gateways_);
+  return new Handler(ctx_);
 }
 
 }  // namespace ferry::control

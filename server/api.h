@@ -5,20 +5,30 @@
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 
 #include "accounts.h"
+#include "ca.h"
 #include "gateways.h"
 
 namespace ferry::control {
 
+// What the API serves from, and what it tells an activated gateway (step 5).
+struct ApiContext {
+  Accounts& accounts;
+  Gateways& gateways;
+  CertificateAuthority& ca;
+  std::string controlEndpoint;  // where the gateway's channel connects
+  std::string storeTemplate;    // the gateway's object store; "{gateway}" = its id
+  int gatewayCertificateDays = 365;
+};
+
 class ApiFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  ApiFactory(Accounts& accounts, Gateways& gateways) : accounts_(accounts), gateways_(gateways) {}
+  explicit ApiFactory(ApiContext ctx) : ctx_(std::move(ctx)) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest& request) override;
 
   static constexpr size_t kMaxBody = 64 << 10;
 
  private:
-  Accounts& accounts_;
-  Gateways& gateways_;
+  ApiContext ctx_;
 };
 
 }  // namespace ferry::control

@@ -70,6 +70,15 @@ const std::vector<std::vector<const char*>>& migrations() {
           "CREATE TABLE claim_failures (account_id TEXT NOT NULL, at BIGINT NOT NULL)",
           "CREATE INDEX claim_failures_account ON claim_failures(account_id, at)",
       },
+      // 3: client certificates issued to gateways (activation step 5, rotation)
+      {
+          "CREATE TABLE certificates ("
+          " serial TEXT PRIMARY KEY,"
+          " gateway_id TEXT NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,"
+          " not_after BIGINT NOT NULL,"
+          " issued_at BIGINT NOT NULL)",
+          "CREATE INDEX certificates_gateway ON certificates(gateway_id)",
+      },
   };
   return m;
 }

@@ -244,6 +244,17 @@ Result<ActivationState> Gateways::activationState(const std::string& requestId, 
   return st;
 }
 
+Status Gateways::recordCertificate(const std::string& gatewayId, const std::string& serial, int64_t notAfter) {
+  std::string gid = gatewayId, ser = serial;
+  Poco::Int64 until = notAfter, at = nowSeconds();
+  return dbCall("record certificate", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "INSERT INTO certificates (serial, gateway_id, not_after, issued_at) VALUES ($1, $2, $3, $4)", use(ser),
+        use(gid), use(until), use(at), now;
+    return Status::ok();
+  });
+}
+
 Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
   std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps;
   std::vector<Poco::Int64> created, seen;

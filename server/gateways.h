@@ -62,6 +62,9 @@ class Gateways {
   // signature = base64 of its signature over activationChallenge(requestId, unixTime).
   Result<ActivationState> activationState(const std::string& requestId, int64_t unixTime, const std::string& signature);
 
+  // Remembers a client certificate issued to a gateway (for rotation and revocation).
+  Status recordCertificate(const std::string& gatewayId, const std::string& serial, int64_t notAfter);
+
   Result<std::vector<GatewayInfo>> list(const std::string& accountId);
   Result<GatewayInfo> get(const std::string& accountId, const std::string& id);
   Status rename(const std::string& accountId, const std::string& id, const std::string& name);

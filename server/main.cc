@@ -1,26 +1,47 @@
-// ferry-control: the provider's control server (docs/control.md). This first part
-// serves the customer REST API for accounts and tokens over the state database.
+// ferry-control: the provider's control server (docs/control.md): the customer REST
+// API and the gateways' activation over TLS, with the provider CA made on first start.
 //
-//   ferry-control --config=FILE      (keys: database, api.host, api.port, api.threads)
+//   ferry-control --config=FILE      (keys: docs/control.md, "Configuration")
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
+#include <Poco/StringTokenizer.h>
 #include <Poco/Util/HelpFormatter.h>
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionSet.h>
 #include <Poco/Util/ServerApplication.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
+#include <memory>
 
 #include "accounts.h"
 #include "api.h"
+#include "ca.h"
 #include "db.h"
 #include "gateways.h"
 
 namespace {
 
+using ferry::Status;
 using Poco::Util::Option;
+
+Status writeSecret(const std::string& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ferry::errnoStatus("create " + path, errno);
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  ::close(fd);
+  return ok ? Status::ok() : ferry::errnoStatus("write " + path, errno);
+}
 using Poco::Util::OptionSet;
 
 class ControlServer : public Poco::Util::ServerApplication {
@@ -41,9 +62,9 @@ class ControlServer : public Poco::Util::ServerApplication {
     f.setCommand(commandName());
     f.setUsage("--config=FILE");
     f.setHeader(
-        "The Ferry provider control server. Configuration keys: database (sqlite:///path or "
-        "postgresql://…), api.host (default 0.0.0.0), api.port (default 8443; 0 picks a free port), "
-        "api.threads (default 16).");
+        "The Ferry provider control server. Configuration keys (docs/control.md): database, state.dir, "
+        "api.host, api.port, api.tls, api.threads, tls.names, tls.ca_dir, gateway.control_endpoint, "
+        "gateway.store, gateway.certificate_days.");
     f.format(std::cout);
     helpShown_ = true;
     stopOptionsProcessing();
@@ -64,26 +85,79 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Accounts accounts(*db.value());
     ferry::control::Gateways gateways(*db.value());
 
+    std::string stateDir = config().getString("state.dir", "/var/lib/ferry-control");
+    if (::mkdir(stateDir.c_str(), 0700) != 0 && errno != EEXIST) {
+      std::cerr << "ferry-control: cannot create state.dir " << stateDir << ": " << std::strerror(errno) << "\n";
+      return EXIT_CANTCREAT;
+    }
+    auto ca = ferry::control::CertificateAuthority::loadOrCreate(config().getString("tls.ca_dir", stateDir + "/ca"));
+    if (!ca) {
+      std::cerr << "ferry-control: " << ca.status().toString() << "\n";
+      return EXIT_CONFIG;
+    }
+    std::vector<std::string> names;
+    for (const auto& n :
+         Poco::StringTokenizer(config().getString("tls.names", "localhost,127.0.0.1"), ",",
+                               Poco::StringTokenizer::TOK_TRIM | Poco::StringTokenizer::TOK_IGNORE_EMPTY)) {
+      names.push_back(n);
+    }
     std::string host = config().getString("api.host", "0.0.0.0");
     auto port = static_cast<Poco::UInt16>(config().getUInt("api.port", 8443));
-    Poco::Net::ServerSocket socket;
+    bool tls = config().getBool("api.tls", true);
+
+    std::unique_ptr<Poco::Net::ServerSocket> socket;
     try {
-      socket.bind(Poco::Net::SocketAddress(host, port), true);
-      socket.listen(256);
+      if (tls) {
+        // A fresh server certificate from the provider CA at every start: names follow
+        // the configuration, and it never expires under a running server for long.
+        auto cert = ca.value()->issueServer(names, 90);
+        if (!cert) {
+          std::cerr << "ferry-control: " << cert.status().toString() << "\n";
+          return EXIT_CONFIG;
+        }
+        std::string tlsDir = stateDir + "/tls";
+        ::mkdir(tlsDir.c_str(), 0700);
+        if (Status s = writeSecret(tlsDir + "/server.key", cert.value().privateKeyPem);
+            !s || !(s = writeSecret(tlsDir + "/server.crt", cert.value().certificatePem))) {
+          std::cerr << "ferry-control: " << s.toString() << "\n";
+          return EXIT_CANTCREAT;
+        }
+        Poco::Net::initializeSSL();
+        Poco::Net::Context::Ptr ctx =
+            new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, tlsDir + "/server.key", tlsDir + "/server.crt",
+                                   "", Poco::Net::Context::VERIFY_NONE, 9, false, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL");
+        ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+        socket = std::make_unique<Poco::Net::SecureServerSocket>(ctx);
+      } else {
+        socket = std::make_unique<Poco::Net::ServerSocket>();
+      }
+      socket->bind(Poco::Net::SocketAddress(host, port), true);
+      socket->listen(256);
     } catch (const Poco::Exception& e) {
       std::cerr << "ferry-control: cannot listen on " << host << ":" << port << ": " << e.displayText() << "\n";
       return EXIT_UNAVAILABLE;
     }
+    Poco::UInt16 boundPort = socket->address().port();
+    ferry::control::ApiContext ctx{
+        accounts,
+        gateways,
+        *ca.value(),
+        config().getString("gateway.control_endpoint",
+                           "wss://" + names.front() + ":" + std::to_string(boundPort) + "/v1/channel"),
+        config().getString("gateway.store", ""),
+        config().getInt("gateway.certificate_days", 365)};
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(config().getInt("api.threads", 16));
     params->setKeepAlive(true);
-    Poco::Net::HTTPServer server(new ferry::control::ApiFactory(accounts, gateways), socket, params);
+    Poco::Net::HTTPServer server(new ferry::control::ApiFactory(ctx), *socket, params);
     server.start();
-    std::cout << "ferry-control: API on " << socket.address().toString() << ", database schema version "
-              << db.value()->schemaVersion() << std::endl;
+    std::cout << "ferry-control: API on " << (tls ? "https://" : "http://") << socket->address().toString()
+              << ", database schema version " << db.value()->schemaVersion() << ", provider CA "
+              << config().getString("tls.ca_dir", stateDir + "/ca") << "/ca.crt" << std::endl;
     waitForTerminationRequest();
     server.stopAll(true);
     std::cout << "ferry-control: stopped" << std::endl;
+    if (tls) Poco::Net::uninitializeSSL();
     return EXIT_OK;
   }
 

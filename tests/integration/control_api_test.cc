@@ -3,9 +3,18 @@
 
 #include <gtest/gtest.h>
 
+#include <Poco/Net/AcceptCertificateHandler.h>
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/RejectCertificateHandler.h>
+#include <Poco/Net/SSLManager.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +35,19 @@ using json = nlohmann::json;
 using ferry::testing::readFile;
 using ferry::testing::TempDir;
 
+// TLS clients in this test reject what the provider CA did not sign.
+class SslEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    Poco::Net::initializeSSL();
+    Poco::Net::Context::Ptr none =
+        new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_STRICT);
+    Poco::Net::SSLManager::instance().initializeClient(nullptr, new Poco::Net::RejectCertificateHandler(false), none);
+  }
+  void TearDown() override { Poco::Net::uninitializeSSL(); }
+};
+[[maybe_unused]] auto* const kSsl = ::testing::AddGlobalTestEnvironment(new SslEnvironment);
+
 std::string buildDir() {
   const char* d = std::getenv("FERRY_BUILD_DIR");
   return d ? d : "";
@@ -35,7 +57,9 @@ std::string buildDir() {
 class Control {
  public:
   Control(const std::string& dir, const std::string& dbUrl) : dir_(dir) {
-    std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n";
+    std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n"
+                                               << "state.dir = " << dir << "/state\n"
+                                               << "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\n";
   }
   ~Control() { stop(); }
 
@@ -52,7 +76,7 @@ class Control {
       execl(bin.c_str(), bin.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
-    static const std::regex kListening("API on 127\\.0\\.0\\.1:([0-9]+)");
+    static const std::regex kListening("API on https://127\\.0\\.0\\.1:([0-9]+)");
     for (int i = 0; i < 200; ++i) {
       std::smatch m;
       std::string log = readFile(dir_ + "/control.log").substr(logStart);
@@ -86,6 +110,16 @@ class Control {
     pid_ = -1;
   }
   int exitCode() const { return exit_; }
+  int port() const { return port_; }
+  std::string caPath() const { return dir_ + "/state/ca/ca.crt"; }
+  // A TLS client that trusts only the provider CA this server made.
+  Poco::Net::Context::Ptr clientContext() {
+    if (!client_) {
+      client_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", caPath(),
+                                       Poco::Net::Context::VERIFY_STRICT, 9, false);
+    }
+    return client_;
+  }
   std::string log() const { return readFile(dir_ + "/control.log"); }
 
   struct Reply {
@@ -94,7 +128,7 @@ class Control {
   };
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
              const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_));
+    Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     if (!token.empty()) req.set("Authorization", "Bearer " + token);
     for (const auto& [k, v] : headers) req.set(k, v);
@@ -118,6 +152,7 @@ class Control {
   pid_t pid_ = -1;
   int port_ = 0;
   int exit_ = -1;
+  Poco::Net::Context::Ptr client_;
 };
 
 std::string errorCode(const Control::Reply& r) {
@@ -279,6 +314,81 @@ TEST_P(ControlApiTest, AGatewayIsActivatedAndManagedThroughTheApi) {
   EXPECT_EQ(renamed.body["gateway"]["name"], "store 13");
   EXPECT_EQ(control_->call("DELETE", "/v1/gateways/" + id, "", ann).status, 204);
   EXPECT_EQ(control_->call("GET", "/v1/gateways/" + id, "", ann).status, 404);
+}
+
+// Verifies pem against the CA in caPath; returns the subject CN, "" if it does not verify.
+std::string verifiedCommonName(const std::string& pem, const std::string& caPath) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+  if (!cert) return "";
+  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
+  X509_STORE_load_file(store.get(), caPath.c_str());
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(), X509_STORE_CTX_free);
+  X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr);
+  X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT);
+  if (X509_verify_cert(ctx.get()) != 1) return "";
+  char cn[256] = "";
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof cn);
+  return cn;
+}
+
+TEST_P(ControlApiTest, AnActivatedGatewayGetsItsCertificateForItsOwnKeyOnly) {
+  ferry::testing::GatewayKey key, other;
+  auto started = control_->call("POST", "/v1/activation", json{{"public_key", key.publicPem()}}.dump());
+  ASSERT_EQ(started.status, 201) << started.body;
+  std::string requestId = started.body["request_id"];
+  auto askCert = [&](const ferry::testing::GatewayKey& signer, const std::string& csr) {
+    std::string t = std::to_string(::time(nullptr));
+    std::string sig = signer.sign("ferry-activation\n" + requestId + "\n" + t);
+    return control_->call("POST", "/v1/activation/" + requestId + "/certificate", json{{"csr", csr}}.dump(), "",
+                          {{"X-Ferry-Time", t}, {"X-Ferry-Signature", sig}});
+  };
+  auto early = askCert(key, key.csr());
+  EXPECT_EQ(early.status, 409) << "not claimed yet: " << early.body;
+
+  std::string ann = account("ann@example.com");
+  auto claimed = control_->call("POST", "/v1/gateways/activate",
+                                json{{"activation_key", started.body["activation_key"]}, {"name", "g"}}.dump(), ann);
+  ASSERT_EQ(claimed.status, 201) << claimed.body;
+  std::string id = claimed.body["gateway"]["id"];
+
+  EXPECT_EQ(askCert(key, other.csr()).status, 401) << "a CSR for another key";
+  EXPECT_EQ(askCert(other, other.csr()).status, 401) << "signed by another key";
+  EXPECT_EQ(askCert(key, "garbage").status, 400);
+
+  auto got = askCert(key, key.csr());
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(verifiedCommonName(got.body["certificate"], control_->caPath()), id)
+      << "a client certificate for the gateway, signed by the provider CA";
+  EXPECT_EQ(got.body["ca_certificate"], ferry::testing::readFile(control_->caPath()));
+  EXPECT_EQ(got.body["store"], "s3://ferry/" + id + "?endpoint=http://store:7480");
+  EXPECT_EQ(got.body["control_endpoint"], "wss://localhost:" + std::to_string(control_->port()) + "/v1/channel");
+}
+
+TEST_P(ControlApiTest, TheApiIsTlsOnlyAndTheCaSurvivesARestart) {
+  std::string ca = ferry::testing::readFile(control_->caPath());
+  ASSERT_NE(ca.find("BEGIN CERTIFICATE"), std::string::npos);
+  // Plain HTTP to the TLS port gets no answer.
+  Poco::Net::HTTPClientSession plain("127.0.0.1", static_cast<Poco::UInt16>(control_->port()));
+  plain.setTimeout(Poco::Timespan(5, 0));
+  Poco::Net::HTTPRequest req("GET", "/healthz", Poco::Net::HTTPMessage::HTTP_1_1);
+  Poco::Net::HTTPResponse resp;
+  EXPECT_ANY_THROW({
+    plain.sendRequest(req);
+    plain.receiveResponse(resp);
+  });
+  // A client that does not trust the provider CA refuses the server.
+  Poco::Net::Context::Ptr untrusting =
+      new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_STRICT);
+  Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(control_->port()), untrusting);
+  EXPECT_ANY_THROW({
+    s.sendRequest(req);
+    s.receiveResponse(resp);
+  });
+  control_->stop();
+  ASSERT_TRUE(control_->start()) << control_->log();
+  EXPECT_EQ(ferry::testing::readFile(control_->caPath()), ca) << "the same provider CA after a restart";
+  EXPECT_EQ(control_->call("GET", "/healthz").status, 200);
 }
 
 TEST_P(ControlApiTest, BadActivationRequestsAreRefused) {

@@ -4,6 +4,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <memory>
 #include <string>
@@ -17,6 +18,21 @@ class GatewayKey {
   std::string publicPem() const {
     std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
     PEM_write_bio_PUBKEY(bio.get(), key_.get());
+    char* data = nullptr;
+    long n = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<size_t>(n));
+  }
+  // A certificate request for this key, as activation step 5 sends it.
+  std::string csr(const std::string& cn = "gateway") const {
+    std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> req(X509_REQ_new(), X509_REQ_free);
+    X509_REQ_set_version(req.get(), 0);
+    X509_NAME* name = X509_REQ_get_subject_name(req.get());
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                               0);
+    X509_REQ_set_pubkey(req.get(), key_.get());
+    X509_REQ_sign(req.get(), key_.get(), EVP_sha256());
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    PEM_write_bio_X509_REQ(bio.get(), req.get());
     char* data = nullptr;
     long n = BIO_get_mem_data(bio.get(), &data);
     return std::string(data, static_cast<size_t>(n));

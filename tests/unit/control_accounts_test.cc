@@ -59,10 +59,10 @@ TEST(EmailTest, PlausibleAddressesOnly) {
 }
 
 TEST_P(ControlDbTest, MigrationsRunOnceAndReopenIsANoOp) {
-  EXPECT_EQ(db_->schemaVersion(), 2);
+  EXPECT_EQ(db_->schemaVersion(), 3);
   auto again = Db::open(url_);
   ASSERT_TRUE(again) << again.status().toString();
-  EXPECT_EQ(again.value()->schemaVersion(), 2);
+  EXPECT_EQ(again.value()->schemaVersion(), 3);
 }
 
 TEST_P(ControlDbTest, ANewerSchemaIsRefused) {
