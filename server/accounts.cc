@@ -161,6 +161,17 @@ Result<std::string> Accounts::authenticate(const std::string& bearer) {
   return accs[0];
 }
 
+Result<int64_t> Accounts::count() {
+  Poco::Int64 n = 0;
+  Status s = dbCall("count accounts", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT COUNT(*) FROM accounts", into(n), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  return static_cast<int64_t>(n);
+}
+
 Result<std::string> Accounts::emailOf(const std::string& accountId) {
   std::vector<std::string> emails;
   std::string acc = accountId;

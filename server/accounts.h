@@ -46,6 +46,7 @@ class Accounts {
   // The account a bearer token names; kPermissionDenied if unknown or expired.
   Result<std::string> authenticate(const std::string& bearer);
   Result<std::string> emailOf(const std::string& accountId);
+  Result<int64_t> count();
 
  private:
   Result<IssuedToken> issue(const std::string& accountId, const std::string& kind, const std::string& name,

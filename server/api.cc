@@ -4,8 +4,11 @@
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 
+#include <algorithm>
 #include <istream>
 #include <nlohmann/json.hpp>
+
+#include "ferry/metrics_text.h"
 
 namespace ferry::control {
 namespace {
@@ -89,7 +92,8 @@ json gatewayJson(const GatewayInfo& g) {
 
 class Handler : public Poco::Net::HTTPRequestHandler {
  public:
-  explicit Handler(ApiContext& ctx) : ctx_(ctx), accounts_(ctx.accounts), gateways_(ctx.gateways) {}
+  Handler(ApiContext& ctx, ApiCounters& counters)
+      : ctx_(ctx), counters_(counters), accounts_(ctx.accounts), gateways_(ctx.gateways) {}
 
   void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
     json out;
@@ -102,6 +106,16 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     } catch (const std::exception& e) {
       status = HTTPResponse::HTTP_INTERNAL_SERVER_ERROR;
       out = {{"error", {{"code", "internal"}, {"message", e.what()}}}};
+    }
+    ++counters_.byClass[std::min<size_t>(static_cast<size_t>(status) / 100, 5)];
+    if (metricsText_) {
+      // /metrics: Prometheus text, not JSON.
+      std::string text = out.get<std::string>();
+      resp.setStatusAndReason(status);
+      resp.setContentType(MetricsText::kContentType);
+      resp.setContentLength(static_cast<std::streamsize>(text.size()));
+      resp.send() << text;
+      return;
     }
     std::string body = out.is_null() ? "" : out.dump() + "\n";
     resp.setStatusAndReason(status);
@@ -118,6 +132,11 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     std::string path = req.getURI().substr(0, req.getURI().find('?'));
     if (path == "/healthz") {
       out = {{"ok", true}};
+      return HTTPResponse::HTTP_OK;
+    }
+    if (path == "/metrics" && m == "GET") {
+      out = metrics();
+      metricsText_ = true;
       return HTTPResponse::HTTP_OK;
     }
     if (path == "/v1/signup" && m == "POST") {
@@ -260,6 +279,30 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + path};
   }
 
+  std::string metrics() {
+    MetricsText m;
+    m.family("ferry_control_http_responses_total", "counter", "API answers by status class.");
+    for (size_t c = 1; c <= 5; ++c) {
+      m.sample("ferry_control_http_responses_total", static_cast<double>(counters_.byClass[c].load()),
+               {{"class", std::to_string(c) + "xx"}});
+    }
+    m.family("ferry_control_start_time_seconds", "gauge", "When this server started (Unix time).");
+    m.sample("ferry_control_start_time_seconds", static_cast<double>(counters_.startedAt));
+    auto accounts = accounts_.count();
+    auto counts = gateways_.counts();
+    m.family("ferry_control_database_up", "gauge", "1 if the state database answered this scrape.");
+    m.sample("ferry_control_database_up", accounts && counts ? 1 : 0);
+    if (accounts && counts) {
+      m.family("ferry_control_accounts", "gauge", "Customer accounts.");
+      m.sample("ferry_control_accounts", static_cast<double>(accounts.value()));
+      m.family("ferry_control_gateways", "gauge", "Activated gateways, all accounts.");
+      m.sample("ferry_control_gateways", static_cast<double>(counts.value().first));
+      m.family("ferry_control_activations_pending", "gauge", "Activation keys handed out, not claimed, not expired.");
+      m.sample("ferry_control_activations_pending", static_cast<double>(counts.value().second));
+    }
+    return m.text();
+  }
+
   std::string authenticate(HTTPServerRequest& req) {
     std::string h = req.get("Authorization", "");
     if (h.rfind("Bearer ", 0) != 0) {
@@ -325,6 +368,8 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   }
 
   ApiContext& ctx_;
+  ApiCounters& counters_;
+  bool metricsText_ = false;  // the answer is Prometheus text in a JSON string
   Accounts& accounts_;
   Gateways& gateways_;
 };
@@ -332,7 +377,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
 }  // namespace
 
 Poco::Net::HTTPRequestHandler* ApiFactory::createRequestHandler(const Poco::Net::HTTPServerRequest&) {
-  return new Handler(ctx_);
+  return new Handler(ctx_, counters_);
 }
 
 }  // namespace ferry::control

@@ -4,6 +4,10 @@
 
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 
+#include <array>
+#include <atomic>
+#include <ctime>
+
 #include "accounts.h"
 #include "ca.h"
 #include "gateways.h"
@@ -20,6 +24,12 @@ struct ApiContext {
   int gatewayCertificateDays = 365;
 };
 
+// Answers by status class (1xx … 5xx), for /metrics.
+struct ApiCounters {
+  std::array<std::atomic<uint64_t>, 6> byClass{};
+  const int64_t startedAt = static_cast<int64_t>(::time(nullptr));
+};
+
 class ApiFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
   explicit ApiFactory(ApiContext ctx) : ctx_(std::move(ctx)) {}
@@ -29,6 +39,7 @@ class ApiFactory : public Poco::Net::HTTPRequestHandlerFactory {
 
  private:
   ApiContext ctx_;
+  ApiCounters counters_;
 };
 
 }  // namespace ferry::control

@@ -255,6 +255,18 @@ Status Gateways::recordCertificate(const std::string& gatewayId, const std::stri
   });
 }
 
+Result<std::pair<int64_t, int64_t>> Gateways::counts() {
+  Poco::Int64 gateways = 0, pending = 0, t = nowSeconds();
+  Status s = dbCall("count gateways", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT COUNT(*) FROM gateways", into(gateways), now;
+    ses << "SELECT COUNT(*) FROM activations WHERE gateway_id IS NULL AND expires_at > $1", use(t), into(pending), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  return std::make_pair(static_cast<int64_t>(gateways), static_cast<int64_t>(pending));
+}
+
 Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
   std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps;
   std::vector<Poco::Int64> created, seen;

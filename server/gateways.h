@@ -66,6 +66,8 @@ class Gateways {
   Status recordCertificate(const std::string& gatewayId, const std::string& serial, int64_t notAfter);
 
   Result<std::vector<GatewayInfo>> list(const std::string& accountId);
+  // Every account's gateways, and activations started but not claimed nor expired.
+  Result<std::pair<int64_t, int64_t>> counts();
   Result<GatewayInfo> get(const std::string& accountId, const std::string& id);
   Status rename(const std::string& accountId, const std::string& id, const std::string& name);
   Status remove(const std::string& accountId, const std::string& id);

@@ -125,6 +125,7 @@ class Control {
   struct Reply {
     int status = 0;
     json body;
+    std::string text;
   };
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
              const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
@@ -143,7 +144,8 @@ class Control {
     text << in.rdbuf();
     Reply r;
     r.status = resp.getStatus();
-    r.body = json::parse(text.str(), nullptr, false);
+    r.text = text.str();
+    r.body = json::parse(r.text, nullptr, false);
     return r;
   }
 
@@ -389,6 +391,22 @@ TEST_P(ControlApiTest, TheApiIsTlsOnlyAndTheCaSurvivesARestart) {
   ASSERT_TRUE(control_->start()) << control_->log();
   EXPECT_EQ(ferry::testing::readFile(control_->caPath()), ca) << "the same provider CA after a restart";
   EXPECT_EQ(control_->call("GET", "/healthz").status, 200);
+}
+
+TEST_P(ControlApiTest, MetricsCountAnswersAndWhatTheDatabaseHolds) {
+  account("ann@example.com");
+  control_->call("GET", "/v1/me");  // a 401
+  ferry::testing::GatewayKey key;
+  ASSERT_EQ(control_->call("POST", "/v1/activation", json{{"public_key", key.publicPem()}}.dump()).status, 201);
+  auto m = control_->call("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.text.find("# TYPE ferry_control_http_responses_total counter"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_http_responses_total{class=\"4xx\"} 1\n"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_http_responses_total{class=\"2xx\"} 3\n"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_accounts 1\n"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_gateways 0\n"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_activations_pending 1\n"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_database_up 1\n"), std::string::npos) << m.text;
 }
 
 TEST_P(ControlApiTest, BadActivationRequestsAreRefused) {

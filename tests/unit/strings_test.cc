@@ -43,3 +43,26 @@ TEST(QueryTest, DecodesPairs) {
 }
 
 }  // namespace ferry
+
+#include "ferry/metrics_text.h"
+
+namespace ferry {
+namespace {
+
+TEST(MetricsTextTest, WritesFamiliesSamplesAndEscapes) {
+  MetricsText m;
+  m.family("ferry_requests_total", "counter", "Requests\nby code.");
+  m.sample("ferry_requests_total", 3, {{"code", "2xx"}});
+  m.sample("ferry_requests_total", 0.5, {{"path", "a\"b\\c"}});
+  m.family("ferry_up", "gauge", "Up.");
+  m.sample("ferry_up", 1);
+  EXPECT_EQ(m.text(),
+            "# HELP ferry_requests_total Requests\\nby code.\n"
+            "# TYPE ferry_requests_total counter\n"
+            "ferry_requests_total{code=\"2xx\"} 3\n"
+            "ferry_requests_total{path=\"a\\\"b\\\\c\"} 0.5\n"
+            "# HELP ferry_up Up.\n# TYPE ferry_up gauge\nferry_up 1\n");
+}
+
+}  // namespace
+}  // namespace ferry
