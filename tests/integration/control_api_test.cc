@@ -26,136 +26,17 @@
 #include <sstream>
 #include <thread>
 
+#include "control_process.h"
 #include "gateway_key.h"
 #include "test_util.h"
 
 namespace {
 
 using json = nlohmann::json;
+using ferry::testing::buildDir;
+using ferry::testing::Control;
 using ferry::testing::readFile;
 using ferry::testing::TempDir;
-
-// TLS clients in this test reject what the provider CA did not sign.
-class SslEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    Poco::Net::initializeSSL();
-    Poco::Net::Context::Ptr none =
-        new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_STRICT);
-    Poco::Net::SSLManager::instance().initializeClient(nullptr, new Poco::Net::RejectCertificateHandler(false), none);
-  }
-  void TearDown() override { Poco::Net::uninitializeSSL(); }
-};
-[[maybe_unused]] auto* const kSsl = ::testing::AddGlobalTestEnvironment(new SslEnvironment);
-
-std::string buildDir() {
-  const char* d = std::getenv("FERRY_BUILD_DIR");
-  return d ? d : "";
-}
-
-// One ferry-control process; stops it (SIGTERM, then SIGKILL) when it goes.
-class Control {
- public:
-  Control(const std::string& dir, const std::string& dbUrl) : dir_(dir) {
-    std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n"
-                                               << "state.dir = " << dir << "/state\n"
-                                               << "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\n";
-  }
-  ~Control() { stop(); }
-
-  bool start() {
-    size_t logStart = readFile(dir_ + "/control.log").size();  // a restart appends
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::string log = dir_ + "/control.log";
-      FILE* f = std::freopen(log.c_str(), "a", stdout);
-      (void)f;
-      dup2(fileno(stdout), STDERR_FILENO);
-      std::string bin = buildDir() + "/server/ferry-control";
-      std::string cfg = "--config=" + dir_ + "/control.properties";
-      execl(bin.c_str(), bin.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    static const std::regex kListening("API on https://127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 200; ++i) {
-      std::smatch m;
-      std::string log = readFile(dir_ + "/control.log").substr(logStart);
-      if (std::regex_search(log, m, kListening)) {
-        port_ = std::stoi(m[1]);
-        return true;
-      }
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 100; ++i) {
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  int exitCode() const { return exit_; }
-  int port() const { return port_; }
-  std::string caPath() const { return dir_ + "/state/ca/ca.crt"; }
-  // A TLS client that trusts only the provider CA this server made.
-  Poco::Net::Context::Ptr clientContext() {
-    if (!client_) {
-      client_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", caPath(),
-                                       Poco::Net::Context::VERIFY_STRICT, 9, false);
-    }
-    return client_;
-  }
-  std::string log() const { return readFile(dir_ + "/control.log"); }
-
-  struct Reply {
-    int status = 0;
-    json body;
-    std::string text;
-  };
-  Reply call(const std::string& method, const std::string& path, const std::string& body = "",
-             const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
-    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
-    if (!token.empty()) req.set("Authorization", "Bearer " + token);
-    for (const auto& [k, v] : headers) req.set(k, v);
-    if (!body.empty() || method == "POST") {
-      req.setContentType("application/json");
-      req.setContentLength(static_cast<std::streamsize>(body.size()));
-    }
-    s.sendRequest(req) << body;
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = s.receiveResponse(resp);
-    std::stringstream text;
-    text << in.rdbuf();
-    Reply r;
-    r.status = resp.getStatus();
-    r.text = text.str();
-    r.body = json::parse(r.text, nullptr, false);
-    return r;
-  }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  int exit_ = -1;
-  Poco::Net::Context::Ptr client_;
-};
 
 std::string errorCode(const Control::Reply& r) {
   return r.body.is_object() && r.body.contains("error") ? r.body["error"].value("code", "") : "";

@@ -1,0 +1,36 @@
+#pragma once
+// The REST API as ferryctl (and later the agent and the console tests) call it: HTTPS
+// to ferry-control, trusting the provider CA given, a bearer token, JSON in and out.
+// An API error comes back as a Status carrying the server's message.
+
+#include <Poco/Net/Context.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ferry/status.h"
+
+namespace ferry::control {
+
+class ApiClient {
+ public:
+  // endpoint: https://host:port (or http:// for a server with api.tls=false). caFile:
+  // the provider CA in PEM; empty = the system's trusted CAs.
+  static Result<ApiClient> make(const std::string& endpoint, const std::string& caFile);
+
+  void setToken(std::string token) { token_ = std::move(token); }
+  // method path [body]: the answer's JSON (null for 204); 4xx/5xx become a Status:
+  // 400 → kInvalidArgument, 401 → kPermissionDenied, 404 → kNotFound, 409 → kBusy,
+  // 429 → kRateLimited, others → kUnavailable; connection failures → kUnavailable.
+  Result<nlohmann::json> call(const std::string& method, const std::string& path, const nlohmann::json& body = nullptr);
+
+ private:
+  ApiClient() = default;
+  std::string host_;
+  uint16_t port_ = 0;
+  bool tls_ = true;
+  Poco::Net::Context::Ptr context_;
+  std::string token_;
+};
+
+}  // namespace ferry::control

@@ -1,0 +1,132 @@
+// ferryctl as a customer types it, against a real ferry-control over TLS.
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "control_process.h"
+#include "gateway_key.h"
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using ferry::testing::buildDir;
+using ferry::testing::Control;
+using ferry::testing::TempDir;
+
+class FerryctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    control_ = std::make_unique<Control>(dir_.path(), "sqlite://" + (dir_ / "control.db"));
+    ASSERT_TRUE(control_->start()) << control_->log();
+    endpoint_ = "https://localhost:" + std::to_string(control_->port());
+  }
+  // Runs ferryctl with args (and stdin); returns its exit status, output in out.
+  int ctl(const std::string& args, std::string* out = nullptr, const std::string& input = "") {
+    std::string cmd = "FERRY_CONFIG_DIR='" + (dir_ / "cfg") + "' " + buildDir() + "/server/ferryctl " + args;
+    if (!input.empty()) cmd = "printf '%s\\n' '" + input + "' | " + cmd;
+    std::string o;
+    int rc = ferry::testing::runCommand(cmd + " 2>&1", &o);
+    if (out) *out = o;
+    return rc;
+  }
+  void loggedIn(const std::string& email) {
+    std::string out;
+    std::string where = "--endpoint " + endpoint_ + " --ca " + control_->caPath();
+    ASSERT_EQ(ctl(where + " signup " + email + " --password-stdin", &out, "0123456789ab"), 0) << out;
+    ASSERT_EQ(ctl(where + " login " + email + " --password-stdin", &out, "0123456789ab"), 0) << out;
+    EXPECT_NE(out.find("logged in"), std::string::npos) << out;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Control> control_;
+  std::string endpoint_;
+};
+
+TEST_F(FerryctlTest, AccountAndTokens) {
+  loggedIn("ann@example.com");
+  std::string out;
+  ASSERT_EQ(ctl("whoami", &out), 0) << out;
+  EXPECT_NE(out.find("ann@example.com"), std::string::npos) << out;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ / "cfg/config.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the config holds a token";
+
+  ASSERT_EQ(ctl("token create ci-runner", &out), 0) << out;
+  EXPECT_EQ(out.rfind("fy_", 0), 0u) << out;
+  ASSERT_EQ(ctl("--output json token list", &out), 0) << out;
+  json list = json::parse(out);
+  std::string ciId;
+  for (const auto& t : list["tokens"]) {
+    if (t["name"] == "ci-runner") ciId = t["id"];
+  }
+  ASSERT_FALSE(ciId.empty()) << out;
+  ASSERT_EQ(ctl("token revoke " + ciId, &out), 0) << out;
+  ASSERT_EQ(ctl("token list", &out), 0);
+  EXPECT_EQ(out.find("ci-runner"), std::string::npos) << out;
+
+  ASSERT_EQ(ctl("logout", &out), 0) << out;
+  EXPECT_EQ(ctl("whoami", &out), 1);
+  EXPECT_NE(out.find("not logged in"), std::string::npos) << out;
+}
+
+TEST_F(FerryctlTest, ActivateAndManageAGateway) {
+  loggedIn("ann@example.com");
+  ferry::testing::GatewayKey key;
+  auto started = control_->call("POST", "/v1/activation",
+                                json{{"public_key", key.publicPem()}, {"software_version", "0.1.0"}}.dump());
+  ASSERT_EQ(started.status, 201);
+  std::string activationKey = started.body["activation_key"];
+
+  std::string out;
+  EXPECT_EQ(ctl("gateway activate ABCD-EFGH-JKMN-PQ23 --name wrong", &out), 1);
+  EXPECT_NE(out.find("no such activation key"), std::string::npos) << out;
+  // Typed in lower case with spaces, as people do.
+  std::string typed = activationKey;
+  for (char& c : typed) c = static_cast<char>(c == '-' ? ' ' : std::tolower(c));
+  ASSERT_EQ(ctl("gateway activate '" + typed + "' --name 'branch office' --timezone Europe/Berlin", &out), 0) << out;
+  ASSERT_EQ(ctl("--output json gateway list", &out), 0) << out;
+  json list = json::parse(out);
+  ASSERT_EQ(list["gateways"].size(), 1u);
+  std::string id = list["gateways"][0]["id"];
+  ASSERT_EQ(ctl("gateway list", &out), 0);
+  EXPECT_NE(out.find("branch office"), std::string::npos) << out;
+  EXPECT_NE(out.find("offline"), std::string::npos) << out;
+  ASSERT_EQ(ctl("gateway rename " + id + " 'head office'", &out), 0) << out;
+  ASSERT_EQ(ctl("gateway show " + id, &out), 0) << out;
+  EXPECT_NE(out.find("head office"), std::string::npos) << out;
+  EXPECT_NE(out.find("Europe/Berlin"), std::string::npos) << out;
+  ASSERT_EQ(ctl("gateway delete " + id, &out), 0) << out;
+  EXPECT_EQ(ctl("gateway show " + id, &out), 1);
+  EXPECT_NE(out.find("no gateway"), std::string::npos) << out;
+}
+
+TEST_F(FerryctlTest, MistakesGetAClearMessageAndANonZeroExit) {
+  std::string out;
+  EXPECT_EQ(ctl("", &out), 2);
+  EXPECT_NE(out.find("usage:"), std::string::npos) << out;
+  EXPECT_EQ(ctl("gateway frobnicate", &out), 2);
+  EXPECT_NE(out.find("unknown gateway command"), std::string::npos) << out;
+  EXPECT_EQ(ctl("--output yaml whoami", &out), 2);
+
+  // A server certificate the CA given does not vouch for.
+  TempDir other;
+  std::string otherCa = other / "ca.crt";
+  {
+    Control second(other.path(), "sqlite://" + (other / "control.db"));
+    ASSERT_TRUE(second.start()) << second.log();
+    otherCa = second.caPath();
+    EXPECT_EQ(ctl("--endpoint " + endpoint_ + " --ca " + otherCa + " whoami", &out), 1);
+    EXPECT_NE(out.find("TLS"), std::string::npos) << out;
+  }
+  EXPECT_EQ(ctl("--endpoint https://127.0.0.1:1 --ca " + control_->caPath() + " whoami", &out), 1);
+  EXPECT_NE(out.find("cannot reach"), std::string::npos) << out;
+  EXPECT_EQ(ctl("--endpoint " + endpoint_ + " --ca " + control_->caPath() + " login a@b.co --password-stdin", &out,
+                "wrong-password"),
+            1);
+  EXPECT_NE(out.find("wrong email or password"), std::string::npos) << out;
+}
+
+}  // namespace

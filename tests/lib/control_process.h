@@ -1,0 +1,155 @@
+#pragma once
+// A real ferry-control process for tests, on loopback with a free port and its own
+// state dir, and an HTTPS client of it that trusts only the provider CA it made.
+// Header-only: include from tests that link ferry_control (Poco, OpenSSL).
+
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/RejectCertificateHandler.h>
+#include <Poco/Net/SSLManager.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "test_util.h"
+
+namespace ferry::testing {
+
+// TLS clients in this test reject what the provider CA did not sign.
+class SslEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    Poco::Net::initializeSSL();
+    Poco::Net::Context::Ptr none =
+        new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_STRICT);
+    Poco::Net::SSLManager::instance().initializeClient(nullptr, new Poco::Net::RejectCertificateHandler(false), none);
+  }
+  void TearDown() override { Poco::Net::uninitializeSSL(); }
+};
+inline auto* const kSslEnvironment = ::testing::AddGlobalTestEnvironment(new SslEnvironment);
+
+inline std::string buildDir() {
+  const char* d = std::getenv("FERRY_BUILD_DIR");
+  return d ? d : "";
+}
+
+// One ferry-control process; stops it (SIGTERM, then SIGKILL) when it goes.
+class Control {
+  using json = nlohmann::json;
+
+ public:
+  Control(const std::string& dir, const std::string& dbUrl) : dir_(dir) {
+    std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n"
+                                               << "state.dir = " << dir << "/state\n"
+                                               << "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\n";
+  }
+  ~Control() { stop(); }
+
+  bool start() {
+    size_t logStart = readFile(dir_ + "/control.log").size();  // a restart appends
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = dir_ + "/control.log";
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
+      (void)f;
+      dup2(fileno(stdout), STDERR_FILENO);
+      std::string bin = buildDir() + "/server/ferry-control";
+      std::string cfg = "--config=" + dir_ + "/control.properties";
+      execl(bin.c_str(), bin.c_str(), cfg.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    static const std::regex kListening("API on https://127\\.0\\.0\\.1:([0-9]+)");
+    for (int i = 0; i < 200; ++i) {
+      std::smatch m;
+      std::string log = readFile(dir_ + "/control.log").substr(logStart);
+      if (std::regex_search(log, m, kListening)) {
+        port_ = std::stoi(m[1]);
+        return true;
+      }
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 100; ++i) {
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  int exitCode() const { return exit_; }
+  int port() const { return port_; }
+  std::string caPath() const { return dir_ + "/state/ca/ca.crt"; }
+  // A TLS client that trusts only the provider CA this server made.
+  Poco::Net::Context::Ptr clientContext() {
+    if (!client_) {
+      client_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", caPath(),
+                                       Poco::Net::Context::VERIFY_STRICT, 9, false);
+    }
+    return client_;
+  }
+  std::string log() const { return readFile(dir_ + "/control.log"); }
+
+  struct Reply {
+    int status = 0;
+    json body;
+    std::string text;
+  };
+  Reply call(const std::string& method, const std::string& path, const std::string& body = "",
+             const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    if (!token.empty()) req.set("Authorization", "Bearer " + token);
+    for (const auto& [k, v] : headers) req.set(k, v);
+    if (!body.empty() || method == "POST") {
+      req.setContentType("application/json");
+      req.setContentLength(static_cast<std::streamsize>(body.size()));
+    }
+    s.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = s.receiveResponse(resp);
+    std::stringstream text;
+    text << in.rdbuf();
+    Reply r;
+    r.status = resp.getStatus();
+    r.text = text.str();
+    r.body = json::parse(r.text, nullptr, false);
+    return r;
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int exit_ = -1;
+  Poco::Net::Context::Ptr client_;
+};
+
+}  // namespace ferry::testing
