@@ -10,6 +10,8 @@ PACKAGES=(
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   # the control server: Poco (application frame, HTTP, Data with SQLite and PostgreSQL)
   libpoco-dev libpq-dev
+  # the channel endpoint: Boost.Asio and Beast (header-only)
+  libboost-dev
   # nbdkit and libnbd: the server the plugin runs in and the clients the tests use
   nbdkit nbdkit-plugin-dev libnbd-bin libnbd-dev python3-libnbd
   # tools used by tests, demo and benchmarks

@@ -87,7 +87,7 @@ json gatewayJson(const GatewayInfo& g) {
           {"key_fingerprint", g.keyFingerprint},
           {"created_at", g.createdAt},
           {"last_seen_at", g.lastSeenAt},
-          {"online", false}};
+          {"online", g.online}};
 }
 
 class Handler : public Poco::Net::HTTPRequestHandler {

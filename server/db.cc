@@ -79,6 +79,14 @@ const std::vector<std::vector<const char*>>& migrations() {
           " issued_at BIGINT NOT NULL)",
           "CREATE INDEX certificates_gateway ON certificates(gateway_id)",
       },
+      // 4: the registration service: which server holds which gateway's channel
+      {
+          "CREATE TABLE registrations ("
+          " gateway_id TEXT PRIMARY KEY REFERENCES gateways(id) ON DELETE CASCADE,"
+          " server_id TEXT NOT NULL,"
+          " epoch BIGINT NOT NULL,"
+          " connected_at BIGINT NOT NULL)",
+      },
   };
   return m;
 }
@@ -126,6 +134,8 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& url) {
   if (Status m = db->migrate(); !m) return m;
   return db;
 }
+
+int Db::latestVersion() { return static_cast<int>(migrations().size()); }
 
 int Db::schemaVersion() {
   int version = 0;

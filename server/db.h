@@ -25,6 +25,8 @@ class Db {
   Poco::Data::Session session() { return pool_->get(); }
   bool postgres() const { return postgres_; }
   int schemaVersion();
+  // The version this server's migrations bring a database to.
+  static int latestVersion();
 
  private:
   Db(std::unique_ptr<Poco::Data::SessionPool> pool, bool postgres) : pool_(std::move(pool)), postgres_(postgres) {}

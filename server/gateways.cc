@@ -255,6 +255,52 @@ Status Gateways::recordCertificate(const std::string& gatewayId, const std::stri
   });
 }
 
+Status Gateways::connected(const std::string& gatewayId, const std::string& serverId, int64_t epoch) {
+  std::string gid = gatewayId, sid = serverId;
+  Poco::Int64 ep = epoch, t = nowSeconds();
+  return dbCall("register channel", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "INSERT INTO registrations (gateway_id, server_id, epoch, connected_at) VALUES ($1, $2, $3, $4)"
+           " ON CONFLICT (gateway_id) DO UPDATE SET server_id = excluded.server_id, epoch = excluded.epoch,"
+           " connected_at = excluded.connected_at",
+        use(gid), use(sid), use(ep), use(t), now;
+    ses << "UPDATE gateways SET last_seen_at = $1 WHERE id = $2", use(t), use(gid), now;
+    return Status::ok();
+  });
+}
+
+Status Gateways::disconnected(const std::string& gatewayId, const std::string& serverId, int64_t epoch) {
+  std::string gid = gatewayId, sid = serverId;
+  Poco::Int64 ep = epoch, t = nowSeconds();
+  return dbCall("deregister channel", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "DELETE FROM registrations WHERE gateway_id = $1 AND server_id = $2 AND epoch = $3", use(gid), use(sid),
+        use(ep), now;
+    ses << "UPDATE gateways SET last_seen_at = $1 WHERE id = $2", use(t), use(gid), now;
+    return Status::ok();
+  });
+}
+
+Status Gateways::forgetServer(const std::string& serverId) {
+  std::string sid = serverId;
+  return dbCall("forget server's channels", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "DELETE FROM registrations WHERE server_id = $1", use(sid), now;
+    return Status::ok();
+  });
+}
+
+bool Gateways::exists(const std::string& gatewayId) {
+  std::string gid = gatewayId;
+  int n = 0;
+  Status s = dbCall("find gateway", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT COUNT(*) FROM gateways WHERE id = $1", use(gid), into(n), now;
+    return Status::ok();
+  });
+  return s && n > 0;
+}
+
 Result<std::pair<int64_t, int64_t>> Gateways::counts() {
   Poco::Int64 gateways = 0, pending = 0, t = nowSeconds();
   Status s = dbCall("count gateways", [&] {
@@ -268,21 +314,28 @@ Result<std::pair<int64_t, int64_t>> Gateways::counts() {
 }
 
 Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
-  std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps;
+  std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps, servers;
   std::vector<Poco::Int64> created, seen;
   std::string acc = accountId;
   Status s = dbCall("list gateways", [&] {
     Poco::Data::Session ses = db_.session();
-    ses << "SELECT id, name, timezone, hostname, version, addresses, key_fingerprint, created_at, last_seen_at"
-           " FROM gateways WHERE account_id = $1 ORDER BY created_at, id",
+    ses << "SELECT g.id, g.name, g.timezone, g.hostname, g.version, g.addresses, g.key_fingerprint, g.created_at,"
+           " g.last_seen_at, COALESCE(r.server_id, '')"
+           " FROM gateways g LEFT JOIN registrations r ON r.gateway_id = g.id"
+           " WHERE g.account_id = $1 ORDER BY g.created_at, g.id",
         use(acc), into(ids), into(names), into(tzs), into(hosts), into(vers), into(addrs), into(fps), into(created),
-        into(seen), now;
+        into(seen), into(servers), now;
     return Status::ok();
   });
   if (!s) return s;
   std::vector<GatewayInfo> out(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
-    out[i] = {ids[i], names[i], tzs[i], hosts[i], vers[i], addressesOf(addrs[i]), fps[i], created[i], seen[i]};
+    out[i] = {ids[i],    names[i],
+              tzs[i],    hosts[i],
+              vers[i],   addressesOf(addrs[i]),
+              fps[i],    created[i],
+              seen[i],   !servers[i].empty(),
+              servers[i]};
   }
   return out;
 }

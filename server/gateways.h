@@ -39,6 +39,8 @@ struct GatewayInfo {
   std::string keyFingerprint;
   int64_t createdAt = 0;
   int64_t lastSeenAt = 0;
+  bool online = false;  // holds a channel to a server
+  std::string server;   // which one
 };
 
 struct ActivationState {
@@ -64,6 +66,15 @@ class Gateways {
 
   // Remembers a client certificate issued to a gateway (for rotation and revocation).
   Status recordCertificate(const std::string& gatewayId, const std::string& serial, int64_t notAfter);
+
+  // The channel: a gateway connected to serverId (epoch tells this connection from a
+  // later one); disconnected only removes the row of the same epoch.
+  Status connected(const std::string& gatewayId, const std::string& serverId, int64_t epoch);
+  Status disconnected(const std::string& gatewayId, const std::string& serverId, int64_t epoch);
+  bool exists(const std::string& gatewayId);
+  // Drops every registration of serverId: at its start and clean stop, none of its
+  // connections are open.
+  Status forgetServer(const std::string& serverId);
 
   Result<std::vector<GatewayInfo>> list(const std::string& accountId);
   // Every account's gateways, and activations started but not claimed nor expired.

@@ -3,6 +3,7 @@
 //
 //   ferry-control --config=FILE      (keys: docs/control.md, "Configuration")
 
+#include <Poco/Environment.h>
 #include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
@@ -27,6 +28,7 @@
 #include "accounts.h"
 #include "api.h"
 #include "ca.h"
+#include "channel_server.h"
 #include "db.h"
 #include "gateways.h"
 
@@ -138,14 +140,32 @@ class ControlServer : public Poco::Util::ServerApplication {
       return EXIT_UNAVAILABLE;
     }
     Poco::UInt16 boundPort = socket->address().port();
-    ferry::control::ApiContext ctx{
-        accounts,
-        gateways,
-        *ca.value(),
-        config().getString("gateway.control_endpoint",
-                           "wss://" + names.front() + ":" + std::to_string(boundPort) + "/v1/channel"),
-        config().getString("gateway.store", ""),
-        config().getInt("gateway.certificate_days", 365)};
+    std::unique_ptr<ferry::control::ChannelServer> channel;
+    if (tls) {
+      ferry::control::ChannelOptions co;
+      co.host = config().getString("channel.host", host);
+      co.port = static_cast<uint16_t>(config().getUInt("channel.port", 8445));
+      co.certFile = stateDir + "/tls/server.crt";
+      co.keyFile = stateDir + "/tls/server.key";
+      co.caFile = config().getString("tls.ca_dir", stateDir + "/ca") + "/ca.crt";
+      co.pingSeconds = config().getInt("channel.ping_seconds", 15);
+      co.deadSeconds = config().getInt("channel.dead_seconds", 45);
+      co.threads = config().getInt("channel.threads", 1);
+      co.serverId = config().getString("server.id", Poco::Environment::nodeName() + ":" + std::to_string(boundPort));
+      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways);
+      if (Status s = channel->start(); !s) {
+        std::cerr << "ferry-control: " << s.toString() << "\n";
+        return EXIT_UNAVAILABLE;
+      }
+    }
+    std::string channelUrl =
+        channel ? "wss://" + names.front() + ":" + std::to_string(channel->port()) + "/v1/channel" : "";
+    ferry::control::ApiContext ctx{accounts,
+                                   gateways,
+                                   *ca.value(),
+                                   config().getString("gateway.control_endpoint", channelUrl),
+                                   config().getString("gateway.store", ""),
+                                   config().getInt("gateway.certificate_days", 365)};
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(config().getInt("api.threads", 16));
     params->setKeepAlive(true);
@@ -153,9 +173,12 @@ class ControlServer : public Poco::Util::ServerApplication {
     server.start();
     std::cout << "ferry-control: API on " << (tls ? "https://" : "http://") << socket->address().toString()
               << ", database schema version " << db.value()->schemaVersion() << ", provider CA "
-              << config().getString("tls.ca_dir", stateDir + "/ca") << "/ca.crt" << std::endl;
+              << config().getString("tls.ca_dir", stateDir + "/ca") << "/ca.crt";
+    if (channel) std::cout << ", channel on wss://" << host << ":" << channel->port() << "/v1/channel";
+    std::cout << std::endl;
     waitForTerminationRequest();
     server.stopAll(true);
+    if (channel) channel->stop();
     std::cout << "ferry-control: stopped" << std::endl;
     if (tls) Poco::Net::uninitializeSSL();
     return EXIT_OK;

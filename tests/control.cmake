@@ -12,3 +12,4 @@ ferry_test(control_db_test SOURCES unit/control_accounts_test.cc unit/control_ga
 ferry_test(control_api_test SOURCES integration/control_api_test.cc LIBS ferry_control
            LABELS integration FIXTURES pg)
 ferry_test(ferryctl_test SOURCES integration/ferryctl_test.cc LIBS ferry_control LABELS integration)
+ferry_test(channel_test SOURCES integration/channel_test.cc LIBS ferry_control LABELS integration)

@@ -245,7 +245,7 @@ TEST_P(ControlApiTest, AnActivatedGatewayGetsItsCertificateForItsOwnKeyOnly) {
       << "a client certificate for the gateway, signed by the provider CA";
   EXPECT_EQ(got.body["ca_certificate"], ferry::testing::readFile(control_->caPath()));
   EXPECT_EQ(got.body["store"], "s3://ferry/" + id + "?endpoint=http://store:7480");
-  EXPECT_EQ(got.body["control_endpoint"], "wss://localhost:" + std::to_string(control_->port()) + "/v1/channel");
+  EXPECT_EQ(got.body["control_endpoint"], "wss://localhost:" + std::to_string(control_->channelPort()) + "/v1/channel");
 }
 
 TEST_P(ControlApiTest, TheApiIsTlsOnlyAndTheCaSurvivesARestart) {

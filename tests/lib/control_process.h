@@ -51,10 +51,13 @@ class Control {
   using json = nlohmann::json;
 
  public:
-  Control(const std::string& dir, const std::string& dbUrl) : dir_(dir) {
+  // extraConfig: more properties lines (e.g. "channel.ping_seconds = 1\n").
+  Control(const std::string& dir, const std::string& dbUrl, const std::string& extraConfig = "") : dir_(dir) {
     std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n"
                                                << "state.dir = " << dir << "/state\n"
-                                               << "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\n";
+                                               << "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\n"
+                                               << "channel.port = 0\n"
+                                               << extraConfig;
   }
   ~Control() { stop(); }
 
@@ -77,6 +80,8 @@ class Control {
       std::string log = readFile(dir_ + "/control.log").substr(logStart);
       if (std::regex_search(log, m, kListening)) {
         port_ = std::stoi(m[1]);
+        static const std::regex kChannel("channel on wss://[0-9.]+:([0-9]+)/");
+        if (std::regex_search(log, m, kChannel)) channelPort_ = std::stoi(m[1]);
         return true;
       }
       int status;
@@ -106,6 +111,7 @@ class Control {
   }
   int exitCode() const { return exit_; }
   int port() const { return port_; }
+  int channelPort() const { return channelPort_; }
   std::string caPath() const { return dir_ + "/state/ca/ca.crt"; }
   // A TLS client that trusts only the provider CA this server made.
   Poco::Net::Context::Ptr clientContext() {
@@ -148,6 +154,7 @@ class Control {
   std::string dir_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int channelPort_ = 0;
   int exit_ = -1;
   Poco::Net::Context::Ptr client_;
 };

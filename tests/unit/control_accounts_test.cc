@@ -59,10 +59,11 @@ TEST(EmailTest, PlausibleAddressesOnly) {
 }
 
 TEST_P(ControlDbTest, MigrationsRunOnceAndReopenIsANoOp) {
-  EXPECT_EQ(db_->schemaVersion(), 3);
+  EXPECT_EQ(db_->schemaVersion(), Db::latestVersion());
+  EXPECT_GE(Db::latestVersion(), 4);
   auto again = Db::open(url_);
   ASSERT_TRUE(again) << again.status().toString();
-  EXPECT_EQ(again.value()->schemaVersion(), 3);
+  EXPECT_EQ(again.value()->schemaVersion(), Db::latestVersion());
 }
 
 TEST_P(ControlDbTest, ANewerSchemaIsRefused) {
