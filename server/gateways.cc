@@ -148,6 +148,17 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
   Status c = dbCall("claim activation", [&] {
     Poco::Data::Session ses = db_.session();
     ses.begin();
+    // A statement that throws leaves the transaction open: roll it back before the
+    // session goes back to the pool.
+    struct Rollback {
+      Poco::Data::Session& s;
+      ~Rollback() {
+        try {
+          if (s.isTransaction()) s.rollback();
+        } catch (...) {
+        }
+      }
+    } rollbackGuard{ses};
     std::vector<std::string> ids, pubs, fps, hosts, vers, addrs;
     std::vector<Poco::Int64> expires;
     std::vector<std::string> claimed;

@@ -74,6 +74,11 @@ class ControlServer : public Poco::Util::ServerApplication {
 
   int main(const std::vector<std::string>&) override {
     if (helpShown_) return EXIT_OK;
+    std::string stateDir = config().getString("state.dir", "/var/lib/ferry-control");
+    if (::mkdir(stateDir.c_str(), 0700) != 0 && errno != EEXIST) {
+      std::cerr << "ferry-control: cannot create state.dir " << stateDir << ": " << std::strerror(errno) << "\n";
+      return EXIT_CANTCREAT;
+    }
     std::string dbUrl = config().getString("database", "");
     if (dbUrl.empty()) {
       std::cerr << "ferry-control: set 'database' in the configuration (sqlite:///path or postgresql://…)\n";
@@ -87,11 +92,6 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Accounts accounts(*db.value());
     ferry::control::Gateways gateways(*db.value());
 
-    std::string stateDir = config().getString("state.dir", "/var/lib/ferry-control");
-    if (::mkdir(stateDir.c_str(), 0700) != 0 && errno != EEXIST) {
-      std::cerr << "ferry-control: cannot create state.dir " << stateDir << ": " << std::strerror(errno) << "\n";
-      return EXIT_CANTCREAT;
-    }
     auto ca = ferry::control::CertificateAuthority::loadOrCreate(config().getString("tls.ca_dir", stateDir + "/ca"));
     if (!ca) {
       std::cerr << "ferry-control: " << ca.status().toString() << "\n";

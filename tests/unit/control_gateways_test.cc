@@ -98,6 +98,21 @@ TEST_P(GatewaysTest, AKeyIsSingleUseAndBoundToItsGateway) {
       << "an old signature is not replayed";
 }
 
+TEST_P(GatewaysTest, OneKeyPairIsOneGatewayAndAFailedClaimLeavesNothingBehind) {
+  GatewayKey key;
+  ActivationTicket first = start(key), second = start(key);
+  ASSERT_TRUE(gateways_->claim(ann_, first.key, "one", ""));
+  auto again = gateways_->claim(ann_, second.key, "two", "");
+  EXPECT_EQ(again.status().code(), Code::kBusy) << again.status().toString();
+  EXPECT_EQ(gateways_->list(ann_).value().size(), 1u);
+  // The failed claim rolled back: the database is usable and the second key unused.
+  GatewayKey other;
+  EXPECT_TRUE(gateways_->claim(bob_, start(other).key, "bob's", ""));
+  auto st = poll(key, second.requestId);
+  ASSERT_TRUE(st) << st.status().toString();
+  EXPECT_FALSE(st.value().activated);
+}
+
 TEST_P(GatewaysTest, WrongAndExpiredKeysAreClearErrors) {
   GatewayKey key;
   ActivationTicket t = start(key);
