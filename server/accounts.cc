@@ -53,7 +53,7 @@ Result<std::string> Accounts::signUp(const std::string& emailIn, const std::stri
   });
   if (!s) {
     // Two sign-ups racing for one email: the UNIQUE constraint decides.
-    if (s.code() == Code::kIoError && s.message().find("UNIQUE") != std::string::npos) {
+    if (isUniqueViolation(s)) {
       return Status::busy("an account with the email " + email + " already exists");
     }
     return s;

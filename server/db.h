@@ -48,4 +48,11 @@ Status dbCall(const char* what, F&& f) {
   }
 }
 
+// Whether a failed statement broke a UNIQUE constraint (SQLite and PostgreSQL word it
+// differently).
+inline bool isUniqueViolation(const Status& s) {
+  return s.code() == Code::kIoError && (s.message().find("UNIQUE constraint") != std::string::npos ||
+                                        s.message().find("unique constraint") != std::string::npos);
+}
+
 }  // namespace ferry::control

@@ -207,7 +207,7 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
   });
   if (!c) {
     if (c.code() == Code::kNotFound || c.code() == Code::kInvalidArgument) (void)recordClaimFailure(accountId);
-    if (c.code() == Code::kIoError && c.message().find("UNIQUE") != std::string::npos) {
+    if (isUniqueViolation(c)) {
       return Status::busy("this gateway is activated already");
     }
     return c;
