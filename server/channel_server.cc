@@ -47,6 +47,27 @@ struct ChannelServer::Impl {
   std::vector<std::thread> threads;
   std::atomic<size_t> live{0};
   std::atomic<int64_t> nextEpoch;
+  asio::steady_timer heartbeatTimer{io};
+
+  // Every heartbeat interval, on the database pool: this server is alive, and servers
+  // that stopped beating lose their registrations (their gateways show offline and
+  // reconnect elsewhere).
+  void beat() {
+    heartbeatTimer.expires_after(std::chrono::seconds(opt.heartbeatSeconds));
+    heartbeatTimer.async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      asio::post(db, [this] {
+        if (Status s = gateways.heartbeat(opt.serverId); !s) std::cerr << "ferry-control: " << s.toString() << "\n";
+        auto expired = gateways.expireStaleServers();
+        if (!expired)
+          std::cerr << "ferry-control: " << expired.status().toString() << "\n";
+        else if (expired.value() > 0) {
+          std::cerr << "ferry-control: " << expired.value() << " channel registrations of dead servers expired\n";
+        }
+      });
+      beat();
+    });
+  }
 
   Impl(ChannelOptions o, Gateways& g) : opt(std::move(o)), gateways(g) {
     std::random_device rd;
@@ -213,7 +234,9 @@ Status ChannelServer::start() {
                                e.what());
   }
   if (Status f = s.gateways.forgetServer(s.opt.serverId); !f) return f;
+  if (Status h = s.gateways.heartbeat(s.opt.serverId); !h) return h;
   s.accept();
+  s.beat();
   for (int i = 0; i < std::max(1, s.opt.threads); ++i) s.threads.emplace_back([&s] { s.io.run(); });
   return Status::ok();
 }

@@ -27,7 +27,8 @@ struct ChannelOptions {
   int pingSeconds = 15;
   int deadSeconds = 45;
   int threads = 1;
-  std::string serverId;  // this server in the registration table
+  std::string serverId;      // this server in the registration table
+  int heartbeatSeconds = 5;  // this server's heartbeat; also how often stale servers are expired
 };
 
 class ChannelServer {

@@ -87,6 +87,14 @@ const std::vector<std::vector<const char*>>& migrations() {
           " epoch BIGINT NOT NULL,"
           " connected_at BIGINT NOT NULL)",
       },
+      // 5: servers of the farm and their heartbeats; registrations of a server whose
+      // heartbeat stopped are stale
+      {
+          "CREATE TABLE servers ("
+          " id TEXT PRIMARY KEY,"
+          " started_at BIGINT NOT NULL,"
+          " heartbeat_at BIGINT NOT NULL)",
+      },
   };
   return m;
 }
@@ -135,7 +143,9 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& url) {
   return db;
 }
 
-int Db::latestVersion() { return static_cast<int>(migrations().size()); }
+int Db::latestVersion() {
+  return static_cast<int>(migrations().size());
+}
 
 int Db::schemaVersion() {
   int version = 0;

@@ -1,7 +1,9 @@
 #pragma once
 // The provider's state database through Poco::Data: SQLite for one server (the
 // embedded default), PostgreSQL for a farm. One SQL text serves both: placeholders are
-// $1, $2 …; ids are text made by the application, so no auto-increment dialects.
+// $1, $2 …, and must first appear in the text in that order (SQLite numbers "$N" by
+// first appearance, PostgreSQL by N); ids are text made by the application, so no
+// auto-increment dialects.
 //
 //   sqlite:///abs/path/control.db
 //   postgresql://user@host:port/dbname   (or a libpq "host=… dbname=…" string after

@@ -301,6 +301,36 @@ Status Gateways::forgetServer(const std::string& serverId) {
   });
 }
 
+Status Gateways::heartbeat(const std::string& serverId) {
+  std::string sid = serverId;
+  Poco::Int64 t = nowSeconds();
+  return dbCall("server heartbeat", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "INSERT INTO servers (id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
+           " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        use(sid), use(t), now;
+    return Status::ok();
+  });
+}
+
+Result<int64_t> Gateways::expireStaleServers() {
+  Poco::Int64 cutoff = nowSeconds() - serverStaleSeconds_;
+  int64_t removed = 0;
+  Status s = dbCall("expire stale servers", [&] {
+    Poco::Data::Session ses = db_.session();
+    Poco::Data::Statement del(ses);
+    // Rows of servers that stopped beating, or that never had a heartbeat row.
+    del << "DELETE FROM registrations WHERE server_id NOT IN"
+           " (SELECT id FROM servers WHERE heartbeat_at >= $1)",
+        use(cutoff);
+    removed = static_cast<int64_t>(del.execute());
+    ses << "DELETE FROM servers WHERE heartbeat_at < $1", use(cutoff), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  return removed;
+}
+
 bool Gateways::exists(const std::string& gatewayId) {
   std::string gid = gatewayId;
   int n = 0;
@@ -328,14 +358,17 @@ Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
   std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps, servers;
   std::vector<Poco::Int64> created, seen;
   std::string acc = accountId;
+  // Online: registered on a server whose heartbeat is fresh.
+  Poco::Int64 cutoff = nowSeconds() - serverStaleSeconds_;
   Status s = dbCall("list gateways", [&] {
     Poco::Data::Session ses = db_.session();
     ses << "SELECT g.id, g.name, g.timezone, g.hostname, g.version, g.addresses, g.key_fingerprint, g.created_at,"
-           " g.last_seen_at, COALESCE(r.server_id, '')"
+           " g.last_seen_at, COALESCE(srv.id, '')"
            " FROM gateways g LEFT JOIN registrations r ON r.gateway_id = g.id"
-           " WHERE g.account_id = $1 ORDER BY g.created_at, g.id",
-        use(acc), into(ids), into(names), into(tzs), into(hosts), into(vers), into(addrs), into(fps), into(created),
-        into(seen), into(servers), now;
+           " LEFT JOIN servers srv ON srv.id = r.server_id AND srv.heartbeat_at >= $1"
+           " WHERE g.account_id = $2 ORDER BY g.created_at, g.id",
+        use(cutoff), use(acc), into(ids), into(names), into(tzs), into(hosts), into(vers), into(addrs), into(fps),
+        into(created), into(seen), into(servers), now;
     return Status::ok();
   });
   if (!s) return s;

@@ -51,6 +51,8 @@ struct ActivationState {
 class Gateways {
  public:
   explicit Gateways(Db& db) : db_(db) {}
+  // A server whose heartbeat is older than this is dead: its gateways are offline.
+  void setServerStaleSeconds(int64_t s) { serverStaleSeconds_ = s; }
 
   static constexpr int64_t kKeyLifetimeSeconds = 30 * 60;
   static constexpr int kMaxClaimFailures = 10;
@@ -75,6 +77,11 @@ class Gateways {
   // Drops every registration of serverId: at its start and clean stop, none of its
   // connections are open.
   Status forgetServer(const std::string& serverId);
+  // This server is alive (its row in the servers table, now).
+  Status heartbeat(const std::string& serverId);
+  // Removes the registrations, and rows, of servers whose heartbeat is stale; returns
+  // how many registrations went.
+  Result<int64_t> expireStaleServers();
 
   Result<std::vector<GatewayInfo>> list(const std::string& accountId);
   // Every account's gateways, and activations started but not claimed nor expired.
@@ -86,6 +93,7 @@ class Gateways {
  private:
   Status recordClaimFailure(const std::string& accountId);
   Db& db_;
+  int64_t serverStaleSeconds_ = 30;
 };
 
 // "abcd efgh-jklm NPQR" → "ABCDEFGHJKLMNPQR"; "" if it cannot be a key.

@@ -91,6 +91,8 @@ class ControlServer : public Poco::Util::ServerApplication {
     }
     ferry::control::Accounts accounts(*db.value());
     ferry::control::Gateways gateways(*db.value());
+    int heartbeatSeconds = config().getInt("server.heartbeat_seconds", 5);
+    gateways.setServerStaleSeconds(config().getInt("server.stale_seconds", 3 * heartbeatSeconds));
 
     auto ca = ferry::control::CertificateAuthority::loadOrCreate(config().getString("tls.ca_dir", stateDir + "/ca"));
     if (!ca) {
@@ -151,6 +153,7 @@ class ControlServer : public Poco::Util::ServerApplication {
       co.pingSeconds = config().getInt("channel.ping_seconds", 15);
       co.deadSeconds = config().getInt("channel.dead_seconds", 45);
       co.threads = config().getInt("channel.threads", 1);
+      co.heartbeatSeconds = heartbeatSeconds;
       co.serverId = config().getString("server.id", Poco::Environment::nodeName() + ":" + std::to_string(boundPort));
       channel = std::make_unique<ferry::control::ChannelServer>(co, gateways);
       if (Status s = channel->start(); !s) {

@@ -110,11 +110,15 @@ class GatewayClient {
   std::atomic<bool> closed_{false};
 };
 
+// Pings every second, dead after 3 of silence; heartbeats every second, a server
+// silent for 3 is dead.
+const char* const kFastTimers =
+    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+
 class ChannelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    control_ = std::make_unique<Control>(dir_.path(), "sqlite://" + (dir_ / "control.db"),
-                                         "channel.ping_seconds = 1\nchannel.dead_seconds = 3\n");
+    control_ = std::make_unique<Control>(dir_.path(), "sqlite://" + (dir_ / "control.db"), kFastTimers);
     ASSERT_TRUE(control_->start()) << control_->log();
     ASSERT_GT(control_->channelPort(), 0) << control_->log();
     auto r = control_->call("POST", "/v1/signup", R"({"email":"ann@example.com","password":"0123456789ab"})");
@@ -137,12 +141,15 @@ class ChannelTest : public ::testing::Test {
               "wss://localhost:" + std::to_string(control_->channelPort()) + "/v1/channel");
     return {claimed.body["gateway"]["id"], cert.body["certificate"], cert.body["ca_certificate"]};
   }
-  bool online(const std::string& id) {
-    return control_->call("GET", "/v1/gateways/" + id, "", session_).body["gateway"].value("online", false);
+  bool online(const std::string& id, Control* via = nullptr) {
+    return (via ? via : control_.get())
+        ->call("GET", "/v1/gateways/" + id, "", session_)
+        .body["gateway"]
+        .value("online", false);
   }
-  bool waitOnline(const std::string& id, bool want, int seconds = 10) {
+  bool waitOnline(const std::string& id, bool want, int seconds = 10, Control* via = nullptr) {
     for (int i = 0; i < seconds * 10; ++i) {
-      if (online(id) == want) return true;
+      if (online(id, via) == want) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     return false;
@@ -178,6 +185,26 @@ TEST_F(ChannelTest, ASilentGatewayIsDroppedAsDead) {
   ASSERT_TRUE(waitOnline(who.id, true));
   // It never reads, so never answers a ping.
   EXPECT_TRUE(waitOnline(who.id, false, 10)) << "dropped after the dead interval";
+}
+
+TEST_F(ChannelTest, AKilledServersGatewaysGoOfflineForTheRestOfTheFarm) {
+  // A second server on the same database: the farm, as far as state goes.
+  TempDir otherDir;
+  Control peer(otherDir.path(), "sqlite://" + (dir_ / "control.db"), kFastTimers);
+  ASSERT_TRUE(peer.start()) << peer.log();
+  GatewayKey key;
+  Identity who = activate(key);
+  GatewayClient gw(who, key);
+  ASSERT_FALSE(gw.connect(control_->channelPort()));
+  gw.keepAnswering();
+  ASSERT_TRUE(waitOnline(who.id, true, 10, &peer)) << "the peer sees the registration";
+  control_->kill9();
+  // No close, no deregistration: the peer notices the missing heartbeats.
+  EXPECT_TRUE(waitOnline(who.id, false, 10, &peer)) << peer.log();
+  for (int i = 0; i < 50 && peer.log().find("registrations of dead servers expired") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(peer.log().find("1 channel registrations of dead servers expired"), std::string::npos) << peer.log();
 }
 
 TEST_F(ChannelTest, NoCertificateOrAnotherCasCertificateGetsNoChannel) {

@@ -110,6 +110,13 @@ class Control {
     pid_ = -1;
   }
   int exitCode() const { return exit_; }
+  // A crash: SIGKILL, nothing cleaned up.
+  void kill9() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
   int port() const { return port_; }
   int channelPort() const { return channelPort_; }
   std::string caPath() const { return dir_ + "/state/ca/ca.crt"; }
