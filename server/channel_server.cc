@@ -38,16 +38,18 @@ std::string commonNameOf(SSL* ssl) {
 }  // namespace
 
 struct ChannelServer::Impl {
+  // Declared before io: the connections io still holds when it is destroyed use them.
   ChannelOptions opt;
   Gateways& gateways;
-  asio::io_context io;
   ssl::context tls{ssl::context::tls_server};
-  tcp::acceptor acceptor{io};
-  asio::thread_pool db{2};  // database calls, off the I/O threads
-  std::vector<std::thread> threads;
   std::atomic<size_t> live{0};
   std::atomic<int64_t> nextEpoch;
+  asio::io_context io;
+  // Declared after io: they must go before it.
+  tcp::acceptor acceptor{io};
   asio::steady_timer heartbeatTimer{io};
+  asio::thread_pool db{2};  // database calls, off the I/O threads
+  std::vector<std::thread> threads;
 
   // Every heartbeat interval, on the database pool: this server is alive, and servers
   // that stopped beating lose their registrations (their gateways show offline and
