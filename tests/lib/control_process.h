@@ -11,6 +11,7 @@
 #include <Poco/Net/SSLManager.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,6 +66,8 @@ class Control {
     size_t logStart = readFile(dir_ + "/control.log").size();  // a restart appends
     pid_ = fork();
     if (pid_ == 0) {
+      // If the test process dies (a crash, a timeout), the server goes with it.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       std::string log = dir_ + "/control.log";
       FILE* f = std::freopen(log.c_str(), "a", stdout);
       (void)f;
