@@ -45,12 +45,8 @@ std::string errorCode(const Control::Reply& r) {
 class ControlApiTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "sqlite") {
-      url_ = "sqlite://" + (dir_ / "control.db");
-    } else {
-      url_ = ferry::testing::freshPostgresDatabase();
-      if (url_.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
-    }
+    url_ = ferry::testing::controlDatabaseUrl(GetParam(), dir_);
+    if (url_.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
     control_ = std::make_unique<Control>(dir_.path(), url_);
     ASSERT_TRUE(control_->start()) << control_->log();
   }

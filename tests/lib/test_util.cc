@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -107,7 +107,9 @@ std::string adminRequest(const std::string& socketPath, const std::string& reque
 }
 
 Nbdkit::Nbdkit(std::string socketPath, std::vector<std::string> args, std::vector<std::string> filters)
-    : socket_(std::move(socketPath)), args_(std::move(args)), filters_(std::move(filters)),
+    : socket_(std::move(socketPath)),
+      args_(std::move(args)),
+      filters_(std::move(filters)),
       logPath_(socket_ + ".log") {}
 
 Nbdkit::~Nbdkit() {
@@ -194,7 +196,9 @@ bool Nbdkit::running() {
   return true;
 }
 
-std::string Nbdkit::log() const { return readFile(logPath_); }
+std::string Nbdkit::log() const {
+  return readFile(logPath_);
+}
 
 std::string Nbdkit::uri(const std::string& exportName) const {
   return "nbd+unix:///" + exportName + "?socket=" + socket_;
@@ -221,17 +225,27 @@ std::string NbdClient::error() const {
   return e ? e : "";
 }
 
-int64_t NbdClient::size() { return nbd_get_size(h_); }
+int64_t NbdClient::size() {
+  return nbd_get_size(h_);
+}
 
-bool NbdClient::pread(void* buf, size_t count, uint64_t offset) { return nbd_pread(h_, buf, count, offset, 0) == 0; }
+bool NbdClient::pread(void* buf, size_t count, uint64_t offset) {
+  return nbd_pread(h_, buf, count, offset, 0) == 0;
+}
 
 bool NbdClient::pwrite(const void* buf, size_t count, uint64_t offset, bool fua) {
   return nbd_pwrite(h_, buf, count, offset, fua ? LIBNBD_CMD_FLAG_FUA : 0) == 0;
 }
 
-bool NbdClient::zero(size_t count, uint64_t offset) { return nbd_zero(h_, count, offset, 0) == 0; }
-bool NbdClient::trim(size_t count, uint64_t offset) { return nbd_trim(h_, count, offset, 0) == 0; }
-bool NbdClient::flush() { return nbd_flush(h_, 0) == 0; }
+bool NbdClient::zero(size_t count, uint64_t offset) {
+  return nbd_zero(h_, count, offset, 0) == 0;
+}
+bool NbdClient::trim(size_t count, uint64_t offset) {
+  return nbd_trim(h_, count, offset, 0) == 0;
+}
+bool NbdClient::flush() {
+  return nbd_flush(h_, 0) == 0;
+}
 
 }  // namespace ferry::testing
 
@@ -255,6 +269,10 @@ std::string freshPostgresDatabase() {
   if (at == std::string::npos) return "";
   size_t end = conn.find(' ', at);
   return "postgresql:" + conn.substr(0, at) + "dbname=" + name + (end == std::string::npos ? "" : conn.substr(end));
+}
+
+std::string controlDatabaseUrl(const std::string& backend, const TempDir& dir) {
+  return backend == "sqlite" ? "sqlite://" + (dir / "control.db") : freshPostgresDatabase();
 }
 
 }  // namespace ferry::testing

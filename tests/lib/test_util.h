@@ -32,6 +32,9 @@ int runCommand(const std::string& cmd, std::string* output = nullptr);
 // The "pg" fixture's PostgreSQL: a new, empty database named after the running test,
 // and its URL for ferry-control ("postgresql:host=… dbname=…"); "" without the fixture.
 std::string freshPostgresDatabase();
+// The database URL for a control-server test parametrized by backend: "sqlite" (a
+// file in dir) or "postgres" (freshPostgresDatabase(); "" without the fixture).
+std::string controlDatabaseUrl(const std::string& backend, const TempDir& dir);
 std::vector<uint8_t> randomBytes(size_t n, uint32_t seed);
 // Files under dir (recursively) whose path contains needle.
 std::vector<std::string> listFiles(const std::string& dir, const std::string& needle = "");

@@ -21,12 +21,8 @@ using ferry::testing::TempDir;
 class ControlDbTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "sqlite") {
-      url_ = "sqlite://" + (dir_ / "control.db");
-    } else {
-      url_ = ferry::testing::freshPostgresDatabase();
-      if (url_.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
-    }
+    url_ = ferry::testing::controlDatabaseUrl(GetParam(), dir_);
+    if (url_.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
     auto db = Db::open(url_);
     ASSERT_TRUE(db) << db.status().toString();
     db_ = std::move(db).value();

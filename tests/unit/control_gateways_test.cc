@@ -23,8 +23,7 @@ using ferry::testing::TempDir;
 class GatewaysTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::string url =
-        GetParam() == "sqlite" ? "sqlite://" + (dir_ / "control.db") : ferry::testing::freshPostgresDatabase();
+    std::string url = ferry::testing::controlDatabaseUrl(GetParam(), dir_);
     if (url.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
     auto db = Db::open(url);
     ASSERT_TRUE(db) << db.status().toString();
