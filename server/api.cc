@@ -5,9 +5,10 @@
 #include <Poco/Net/HTTPServerResponse.h>
 
 #include <algorithm>
-#include <istream>
 #include <nlohmann/json.hpp>
 
+#include "api_gateway.h"
+#include "api_util.h"
 #include "ferry/metrics_text.h"
 
 namespace ferry::control {
@@ -17,56 +18,6 @@ using json = nlohmann::json;
 using Poco::Net::HTTPResponse;
 using Poco::Net::HTTPServerRequest;
 using Poco::Net::HTTPServerResponse;
-
-constexpr size_t kDrainMax = size_t{4} << 20;
-
-struct ApiError {
-  HTTPResponse::HTTPStatus status;
-  std::string code;
-  std::string message;
-};
-
-HTTPResponse::HTTPStatus httpStatusOf(Code c) {
-  switch (c) {
-    case Code::kInvalidArgument:
-      return HTTPResponse::HTTP_BAD_REQUEST;
-    case Code::kNotFound:
-      return HTTPResponse::HTTP_NOT_FOUND;
-    case Code::kPermissionDenied:
-      return HTTPResponse::HTTP_UNAUTHORIZED;
-    case Code::kBusy:
-      return HTTPResponse::HTTP_CONFLICT;
-    case Code::kRateLimited:
-      return HTTPResponse::HTTP_TOO_MANY_REQUESTS;
-    case Code::kUnavailable:
-      return HTTPResponse::HTTP_SERVICE_UNAVAILABLE;
-    default:
-      return HTTPResponse::HTTP_INTERNAL_SERVER_ERROR;
-  }
-}
-
-const char* codeName(Code c) {
-  switch (c) {
-    case Code::kInvalidArgument:
-      return "invalid_argument";
-    case Code::kNotFound:
-      return "not_found";
-    case Code::kPermissionDenied:
-      return "unauthenticated";
-    case Code::kBusy:
-      return "conflict";
-    case Code::kRateLimited:
-      return "rate_limited";
-    case Code::kUnavailable:
-      return "unavailable";
-    default:
-      return "internal";
-  }
-}
-
-ApiError fromStatus(const Status& s) {
-  return {httpStatusOf(s.code()), codeName(s.code()), s.message()};
-}
 
 json tokenJson(const TokenInfo& t) {
   return {{"id", t.id},
@@ -87,7 +38,8 @@ json gatewayJson(const GatewayInfo& g) {
           {"key_fingerprint", g.keyFingerprint},
           {"created_at", g.createdAt},
           {"last_seen_at", g.lastSeenAt},
-          {"online", g.online}};
+          {"online", g.online},
+          {"server", g.server}};
 }
 
 class Handler : public Poco::Net::HTTPRequestHandler {
@@ -140,37 +92,34 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       return HTTPResponse::HTTP_OK;
     }
     if (path == "/v1/signup" && m == "POST") {
-      json in = body(req);
-      auto id = accounts_.signUp(str(in, "email"), str(in, "password"));
-      if (!id) throw fromStatus(id.status());
-      out = {{"account", {{"id", id.value()}, {"email", in["email"]}}}};
+      json in = readBody(req);
+      auto id = orThrow(accounts_.signUp(str(in, "email"), str(in, "password")));
+      out = {{"account", {{"id", id}, {"email", in["email"]}}}};
       return HTTPResponse::HTTP_CREATED;
     }
     if (path == "/v1/login" && m == "POST") {
-      json in = body(req);
-      auto t = accounts_.logIn(str(in, "email"), str(in, "password"));
-      if (!t) throw fromStatus(t.status());
-      out = {{"token", t.value().secret}, {"expires_at", t.value().info.expiresAt}};
+      json in = readBody(req);
+      auto t = orThrow(accounts_.logIn(str(in, "email"), str(in, "password")));
+      out = {{"token", t.secret}, {"expires_at", t.info.expiresAt}};
       return HTTPResponse::HTTP_OK;
     }
     // Activation, the gateway's side: no account, the gateway's key instead.
     if (path == "/v1/activation" && m == "POST") {
-      json in = body(req);
+      json in = readBody(req);
       ActivationRequest r;
       r.publicKey = str(in, "public_key");
       r.hostname = optStr(in, "hostname");
       r.version = optStr(in, "software_version");
       if (in.contains("addresses")) {
-        if (!in["addresses"].is_array()) throw invalid("'addresses' must be an array of strings");
+        if (!in["addresses"].is_array()) throw invalidArgument("'addresses' must be an array of strings");
         for (const auto& a : in["addresses"]) {
-          if (!a.is_string()) throw invalid("'addresses' must be an array of strings");
+          if (!a.is_string()) throw invalidArgument("'addresses' must be an array of strings");
           r.addresses.push_back(a.get<std::string>());
         }
       }
-      auto t = gateways_.startActivation(r);
-      if (!t) throw fromStatus(t.status());
+      auto t = orThrow(gateways_.startActivation(r));
       out = {
-          {"request_id", t.value().requestId}, {"activation_key", t.value().key}, {"expires_at", t.value().expiresAt}};
+          {"request_id", t.requestId}, {"activation_key", t.key}, {"expires_at", t.expiresAt}};
       return HTTPResponse::HTTP_CREATED;
     }
     static const std::string kCertSuffix = "/certificate";
@@ -179,93 +128,83 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       // 5. The activated gateway sends a CSR for its key and gets its certificate and
       // what it needs to connect.
       std::string requestId = path.substr(15, path.size() - 15 - kCertSuffix.size());
-      json in = body(req);
+      json in = readBody(req);
       std::string csr = str(in, "csr");
-      auto st = gateways_.activationState(requestId, signedTime(req), req.get("X-Ferry-Signature", ""));
-      if (!st) throw fromStatus(st.status());
-      if (!st.value().activated) {
+      auto st = orThrow(gateways_.activationState(requestId, signedTime(req), req.get("X-Ferry-Signature", "")));
+      if (!st.activated) {
         throw ApiError{HTTPResponse::HTTP_CONFLICT, "not_activated", "no customer has used the activation key yet"};
       }
-      const GatewayInfo& g = st.value().gateway;
-      auto cert = ctx_.ca.signGateway(csr, g.keyFingerprint, g.id, ctx_.gatewayCertificateDays);
-      if (!cert) throw fromStatus(cert.status());
-      if (Status s = gateways_.recordCertificate(g.id, cert.value().serial, cert.value().notAfter); !s) {
-        throw fromStatus(s);
-      }
+      const GatewayInfo& g = st.gateway;
+      auto cert = orThrow(ctx_.ca.signGateway(csr, g.keyFingerprint, g.id, ctx_.gatewayCertificateDays));
+      orThrow(gateways_.recordCertificate(g.id, cert.serial, cert.notAfter));
       std::string store = ctx_.storeTemplate;
       for (size_t at; (at = store.find("{gateway}")) != std::string::npos;) store.replace(at, 9, g.id);
       out = {{"gateway", gatewayJson(g)},
-             {"certificate", cert.value().certificatePem},
-             {"certificate_not_after", cert.value().notAfter},
+             {"certificate", cert.certificatePem},
+             {"certificate_not_after", cert.notAfter},
              {"ca_certificate", ctx_.ca.certificatePem()},
              {"control_endpoint", ctx_.controlEndpoint},
              {"store", store}};
       return HTTPResponse::HTTP_OK;
     }
     if (path.rfind("/v1/activation/", 0) == 0 && m == "GET") {
-      auto st = gateways_.activationState(path.substr(15), signedTime(req), req.get("X-Ferry-Signature", ""));
-      if (!st) throw fromStatus(st.status());
-      out = {{"state", st.value().activated ? "activated" : "pending"}};
-      if (st.value().activated) out["gateway"] = gatewayJson(st.value().gateway);
+      auto st = orThrow(gateways_.activationState(path.substr(15), signedTime(req), req.get("X-Ferry-Signature", "")));
+      out = {{"state", st.activated ? "activated" : "pending"}};
+      if (st.activated) out["gateway"] = gatewayJson(st.gateway);
       return HTTPResponse::HTTP_OK;
     }
     // Everything else needs a bearer token.
     if (path.rfind("/v1/", 0) != 0) throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + path};
     std::string account = authenticate(req);
     if (path == "/v1/me" && m == "GET") {
-      auto email = accounts_.emailOf(account);
-      if (!email) throw fromStatus(email.status());
-      out = {{"account", {{"id", account}, {"email", email.value()}}}};
+      auto email = orThrow(accounts_.emailOf(account));
+      out = {{"account", {{"id", account}, {"email", email}}}};
       return HTTPResponse::HTTP_OK;
     }
     if (path == "/v1/tokens" && m == "GET") {
-      auto list = accounts_.listTokens(account);
-      if (!list) throw fromStatus(list.status());
+      auto list = orThrow(accounts_.listTokens(account));
       out = {{"tokens", json::array()}};
-      for (const auto& t : list.value()) out["tokens"].push_back(tokenJson(t));
+      for (const auto& t : list) out["tokens"].push_back(tokenJson(t));
       return HTTPResponse::HTTP_OK;
     }
     if (path == "/v1/tokens" && m == "POST") {
-      json in = body(req);
-      auto t = accounts_.createApiToken(account, str(in, "name"));
-      if (!t) throw fromStatus(t.status());
-      out = {{"token", t.value().secret}, {"info", tokenJson(t.value().info)}};
+      json in = readBody(req);
+      auto t = orThrow(accounts_.createApiToken(account, str(in, "name")));
+      out = {{"token", t.secret}, {"info", tokenJson(t.info)}};
       return HTTPResponse::HTTP_CREATED;
     }
     if (path.rfind("/v1/tokens/", 0) == 0 && m == "DELETE") {
-      if (Status s = accounts_.revokeToken(account, path.substr(11)); !s) throw fromStatus(s);
+      orThrow(accounts_.revokeToken(account, path.substr(11)));
       return HTTPResponse::HTTP_NO_CONTENT;
     }
     if (path == "/v1/gateways/activate" && m == "POST") {
-      json in = body(req);
-      auto g = gateways_.claim(account, str(in, "activation_key"), str(in, "name"), optStr(in, "timezone"));
-      if (!g) throw fromStatus(g.status());
-      out = {{"gateway", gatewayJson(g.value())}};
+      json in = readBody(req);
+      auto g = orThrow(gateways_.claim(account, str(in, "activation_key"), str(in, "name"), optStr(in, "timezone")));
+      out = {{"gateway", gatewayJson(g)}};
       return HTTPResponse::HTTP_CREATED;
     }
     if (path == "/v1/gateways" && m == "GET") {
-      auto list = gateways_.list(account);
-      if (!list) throw fromStatus(list.status());
+      auto list = orThrow(gateways_.list(account));
       out = {{"gateways", json::array()}};
-      for (const auto& g : list.value()) out["gateways"].push_back(gatewayJson(g));
+      for (const auto& g : list) out["gateways"].push_back(gatewayJson(g));
       return HTTPResponse::HTTP_OK;
     }
+    if (HTTPResponse::HTTPStatus status; routeGatewayResources(ctx_, account, req, path, out, status)) return status;
     if (path.rfind("/v1/gateways/", 0) == 0 && path.find('/', 13) == std::string::npos) {
       std::string id = path.substr(13);
       if (m == "GET") {
-        auto g = gateways_.get(account, id);
-        if (!g) throw fromStatus(g.status());
-        out = {{"gateway", gatewayJson(g.value())}};
+        auto g = orThrow(gateways_.get(account, id));
+        out = {{"gateway", gatewayJson(g)}};
         return HTTPResponse::HTTP_OK;
       }
       if (m == "PATCH") {
-        json in = body(req);
-        if (Status s = gateways_.rename(account, id, str(in, "name")); !s) throw fromStatus(s);
-        out = {{"gateway", gatewayJson(gateways_.get(account, id).value())}};
+        json in = readBody(req);
+        orThrow(gateways_.rename(account, id, str(in, "name")));
+        out = {{"gateway", gatewayJson(orThrow(gateways_.get(account, id)))}};
         return HTTPResponse::HTTP_OK;
       }
       if (m == "DELETE") {
-        if (Status s = gateways_.remove(account, id); !s) throw fromStatus(s);
+        orThrow(gateways_.remove(account, id));
         return HTTPResponse::HTTP_NO_CONTENT;
       }
       throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
@@ -300,6 +239,24 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       m.family("ferry_control_activations_pending", "gauge", "Activation keys handed out, not claimed, not expired.");
       m.sample("ferry_control_activations_pending", static_cast<double>(counts.value().second));
     }
+    if (auto byState = ctx_.outbox.countByState(); byState) {
+      m.family("ferry_control_requests", "gauge", "Requests in the outbox by state, all gateways.");
+      for (const auto& [state, n] : byState.value()) {
+        m.sample("ferry_control_requests", static_cast<double>(n), {{"state", state}});
+      }
+    }
+    if (ctx_.channel) {
+      ChannelCounters c = ctx_.channel->counters();
+      m.family("ferry_control_channels", "gauge", "Gateway channels this server holds (connections).");
+      m.sample("ferry_control_channels", static_cast<double>(ctx_.channel->connections()));
+      m.family("ferry_control_channel_frames_total", "counter", "Channel frames by kind, this server.");
+      m.sample("ferry_control_channel_frames_total", static_cast<double>(c.sent), {{"kind", "request"}});
+      m.sample("ferry_control_channel_frames_total", static_cast<double>(c.answers), {{"kind", "answer"}});
+      m.sample("ferry_control_channel_frames_total", static_cast<double>(c.repeats), {{"kind", "repeated_answer"}});
+      m.sample("ferry_control_channel_frames_total", static_cast<double>(c.badFrames), {{"kind", "bad"}});
+      m.family("ferry_control_peer_calls_total", "counter", "Calls served on the internal (peer) endpoint.");
+      m.sample("ferry_control_peer_calls_total", static_cast<double>(c.peerCalls));
+    }
     return m.text();
   }
 
@@ -308,63 +265,16 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     if (h.rfind("Bearer ", 0) != 0) {
       throw ApiError{HTTPResponse::HTTP_UNAUTHORIZED, "unauthenticated", "send Authorization: Bearer <token>"};
     }
-    auto acc = accounts_.authenticate(h.substr(7));
-    if (!acc) throw fromStatus(acc.status());
-    return acc.value();
-  }
-
-  // The request body as a JSON object: bounded, well-formed, an object.
-  static json body(HTTPServerRequest& req) {
-    std::string text;
-    char buf[4096];
-    std::istream& in = req.stream();
-    bool tooLarge = req.hasContentLength() && req.getContentLength64() > static_cast<Poco::Int64>(ApiFactory::kMaxBody);
-    size_t drained = 0;
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-      size_t n = static_cast<size_t>(in.gcount());
-      if (!tooLarge) text.append(buf, n);
-      if (text.size() > ApiFactory::kMaxBody) tooLarge = true;
-      // Read (and drop) a too-large body up to a point before answering, so that the
-      // client, still sending, gets the 413 rather than a reset connection.
-      if (tooLarge && (drained += n) > kDrainMax) break;
-    }
-    if (tooLarge) {
-      throw ApiError{HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE, "too_large",
-                     "request bodies are at most " + std::to_string(ApiFactory::kMaxBody) + " bytes"};
-    }
-    json j = json::parse(text, nullptr, false);
-    if (j.is_discarded()) throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "malformed", "the body is not valid JSON"};
-    if (!j.is_object()) throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "malformed", "the body must be a JSON object"};
-    return j;
+    auto acc = orThrow(accounts_.authenticate(h.substr(7)));
+    return acc;
   }
 
   static int64_t signedTime(HTTPServerRequest& req) {
     try {
       return std::stoll(req.get("X-Ferry-Time", "0"));
     } catch (...) {
-      throw invalid("X-Ferry-Time must be a Unix time");
+      throw invalidArgument("X-Ferry-Time must be a Unix time");
     }
-  }
-
-  static ApiError invalid(const std::string& message) {
-    return ApiError{HTTPResponse::HTTP_BAD_REQUEST, "invalid_argument", message};
-  }
-
-  // An optional string field: "" when absent.
-  static std::string optStr(const json& in, const char* key) {
-    auto it = in.find(key);
-    if (it == in.end() || it->is_null()) return "";
-    if (!it->is_string()) throw invalid(std::string("'") + key + "' must be a string");
-    return it->get<std::string>();
-  }
-
-  static std::string str(const json& in, const char* key) {
-    auto it = in.find(key);
-    if (it == in.end() || !it->is_string()) {
-      throw ApiError{HTTPResponse::HTTP_BAD_REQUEST, "invalid_argument",
-                     std::string("'") + key + "' (a string) is required"};
-    }
-    return it->get<std::string>();
   }
 
   ApiContext& ctx_;

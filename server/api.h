@@ -10,7 +10,11 @@
 
 #include "accounts.h"
 #include "ca.h"
+#include "channel_server.h"
 #include "gateways.h"
+#include "inventory.h"
+#include "outbox.h"
+#include "router.h"
 
 namespace ferry::control {
 
@@ -22,6 +26,11 @@ struct ApiContext {
   std::string controlEndpoint;  // where the gateway's channel connects
   std::string storeTemplate;    // the gateway's object store; "{gateway}" = its id
   int gatewayCertificateDays = 365;
+  Outbox& outbox;
+  Inventory& inventory;
+  Router& router;
+  Routing routing = Routing::kLookup;  // unless a call says ?routing=
+  ChannelServer* channel = nullptr;    // for /metrics; none when api.tls = false
 };
 
 // Answers by status class (1xx … 5xx), for /metrics.
@@ -34,8 +43,6 @@ class ApiFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
   explicit ApiFactory(ApiContext ctx) : ctx_(std::move(ctx)) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest& request) override;
-
-  static constexpr size_t kMaxBody = 64 << 10;
 
  private:
   ApiContext ctx_;

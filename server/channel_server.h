@@ -4,11 +4,17 @@
 // gave them, and keep it open; the provider pushes requests down it. Asynchronous on
 // Boost.Asio/Beast: no thread per connection.
 //
-// This first part holds the connections: it authenticates the gateway by its
-// certificate (signed by the provider CA, CN = a gateway that exists), records it as
-// online on this server (the registration table, with an epoch so that a stale close
-// cannot remove a newer connection's row), pings it every ping interval and drops it
-// after the dead interval of silence. Requests down the channel come with the outbox.
+// It authenticates a gateway by its certificate (signed by the provider CA, CN = a
+// gateway that exists), records it as held by this server (the registration table, with
+// an epoch so that a stale close cannot remove a newer connection's row), pings it every
+// ping interval and drops it after the dead interval of silence. On connect, and
+// whenever asked (deliver), it sends the gateway's outstanding requests from the
+// outbox, frames {id, op, args}; the gateway's answers {id, ok, result|error} finish
+// them.
+//
+// The same server holds the farm's internal endpoint (peer_endpoint.cc): other servers,
+// authenticated by their own server certificates from the provider CA, ask it to
+// deliver to a gateway it holds.
 
 #include <cstdint>
 #include <memory>
@@ -16,6 +22,7 @@
 
 #include "ferry/status.h"
 #include "gateways.h"
+#include "outbox.h"
 
 namespace ferry::control {
 
@@ -29,18 +36,40 @@ struct ChannelOptions {
   int threads = 1;
   std::string serverId;      // this server in the registration table
   int heartbeatSeconds = 5;  // this server's heartbeat; also how often stale servers are expired
+  // The internal endpoint for peers (mutual TLS with server certificates).
+  std::string internalHost = "0.0.0.0";
+  uint16_t internalPort = 8444;  // 0 = a free port
+  // How peers reach it, written with the heartbeat; "" = https://ADVERTISE-HOST:PORT
+  // with the port as bound.
+  std::string internalUrl;
+  std::string advertiseHost = "localhost";  // a name in the server's certificate
+};
+
+struct ChannelCounters {
+  uint64_t sent = 0;      // request frames written
+  uint64_t answers = 0;   // answers that finished a request
+  uint64_t repeats = 0;   // answers to requests already finished (after a redelivery)
+  uint64_t badFrames = 0; // frames that were not a valid answer
+  uint64_t peerCalls = 0; // internal endpoint calls served
 };
 
 class ChannelServer {
  public:
-  ChannelServer(ChannelOptions options, Gateways& gateways);
+  ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox);
   ~ChannelServer();
   Status start();
   void stop();
   uint16_t port() const;
+  uint16_t internalPort() const;
+  const std::string& internalUrl() const;
   size_t connections() const;
+  ChannelCounters counters() const;
 
-  struct Impl;  // (public so that the connections in channel_server.cc can name it)
+  // If this server holds gatewayId's channel: sends its outstanding requests (in the
+  // background) and returns true.
+  bool deliver(const std::string& gatewayId);
+
+  struct Impl;  // (public so that the sessions in channel_session.cc can name it)
 
  private:
   std::unique_ptr<Impl> impl_;

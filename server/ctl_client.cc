@@ -13,7 +13,8 @@
 
 namespace ferry::control {
 
-Result<ApiClient> ApiClient::make(const std::string& endpoint, const std::string& caFile) {
+Result<ApiClient> ApiClient::make(const std::string& endpoint, const std::string& caFile, const std::string& certFile,
+                                  const std::string& keyFile) {
   ApiClient c;
   try {
     Poco::URI uri(endpoint);
@@ -29,7 +30,7 @@ Result<ApiClient> ApiClient::make(const std::string& endpoint, const std::string
   }
   if (c.tls_) {
     try {
-      c.context_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", caFile,
+      c.context_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, keyFile, certFile, caFile,
                                           Poco::Net::Context::VERIFY_STRICT, 9, caFile.empty());
     } catch (const Poco::Exception& e) {
       return Status::invalid("CA file " + caFile + ": " + e.displayText());
@@ -45,7 +46,7 @@ Result<nlohmann::json> ApiClient::call(const std::string& method, const std::str
       s = std::make_unique<Poco::Net::HTTPSClientSession>(host_, port_, context_);
     else
       s = std::make_unique<Poco::Net::HTTPClientSession>(host_, port_);
-    s->setTimeout(Poco::Timespan(30, 0));
+    s->setTimeout(Poco::Timespan(timeoutSeconds_, 0));
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     if (!token_.empty()) req.set("Authorization", "Bearer " + token_);
     std::string text = body.is_null() ? "" : body.dump();
@@ -67,6 +68,7 @@ Result<nlohmann::json> ApiClient::call(const std::string& method, const std::str
       case 400:
         return Status::invalid(message);
       case 401:
+      case 403:
         return Status::denied(message);
       case 404:
         return Status::notFound(message);

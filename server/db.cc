@@ -95,6 +95,52 @@ const std::vector<std::vector<const char*>>& migrations() {
           " started_at BIGINT NOT NULL,"
           " heartbeat_at BIGINT NOT NULL)",
       },
+      // 6: the outbox (every request to a gateway, stored before it is sent), the
+      // volumes and snapshots the provider asked gateways for, and where each server's
+      // internal (peer) endpoint is
+      {
+          "ALTER TABLE servers ADD COLUMN internal_url TEXT NOT NULL DEFAULT ''",
+          // state: pending → delivered → done | failed; times in milliseconds (0 = not
+          // yet); result and error are JSON texts ('' until finished).
+          "CREATE TABLE requests ("
+          " id TEXT PRIMARY KEY,"
+          " account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+          " gateway_id TEXT NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,"
+          " op TEXT NOT NULL,"
+          " args TEXT NOT NULL,"
+          " state TEXT NOT NULL,"
+          " result TEXT NOT NULL,"
+          " error TEXT NOT NULL,"
+          " attempts INTEGER NOT NULL,"
+          " delivered_by TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL,"
+          " delivered_at BIGINT NOT NULL,"
+          " finished_at BIGINT NOT NULL)",
+          "CREATE INDEX requests_gateway ON requests(gateway_id, created_at)",
+          "CREATE INDEX requests_open ON requests(state, gateway_id)",
+          // state: creating → available → deleting (gone when the delete is done);
+          // a failed create removes the row (the request keeps the error).
+          "CREATE TABLE volumes ("
+          " gateway_id TEXT NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,"
+          " name TEXT NOT NULL,"
+          " size BIGINT NOT NULL,"
+          " chunk_size BIGINT NOT NULL,"
+          " state TEXT NOT NULL,"
+          " request_id TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL,"
+          " PRIMARY KEY (gateway_id, name))",
+          // state: pending → completed | failed; deleting (gone when done)
+          "CREATE TABLE snapshots ("
+          " id TEXT PRIMARY KEY,"
+          " gateway_id TEXT NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,"
+          " volume TEXT NOT NULL,"
+          " state TEXT NOT NULL,"
+          " request_id TEXT NOT NULL,"
+          " created_at BIGINT NOT NULL,"
+          " completed_at BIGINT NOT NULL,"
+          " detail TEXT NOT NULL)",
+          "CREATE INDEX snapshots_volume ON snapshots(gateway_id, volume)",
+      },
   };
   return m;
 }
@@ -141,6 +187,12 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& url) {
   if (!s) return s;
   if (Status m = db->migrate(); !m) return m;
   return db;
+}
+
+Poco::Data::Session Db::session() {
+  Poco::Data::Session s = pool_->get();
+  if (!postgres_) s << "PRAGMA foreign_keys=ON", now;
+  return s;
 }
 
 int Db::latestVersion() {

@@ -24,7 +24,9 @@ class Db {
   // Opens the database and brings its schema to the newest version.
   static Result<std::unique_ptr<Db>> open(const std::string& url);
 
-  Poco::Data::Session session() { return pool_->get(); }
+  // A pooled session. SQLite enforces foreign keys (ON DELETE CASCADE) only on
+  // connections that ask, so every session asks.
+  Poco::Data::Session session();
   bool postgres() const { return postgres_; }
   int schemaVersion();
   // The version this server's migrations bring a database to.

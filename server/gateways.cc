@@ -301,16 +301,48 @@ Status Gateways::forgetServer(const std::string& serverId) {
   });
 }
 
-Status Gateways::heartbeat(const std::string& serverId) {
-  std::string sid = serverId;
+Status Gateways::heartbeat(const std::string& serverId, const std::string& internalUrl) {
+  std::string sid = serverId, url = internalUrl;
   Poco::Int64 t = nowSeconds();
   return dbCall("server heartbeat", [&] {
     Poco::Data::Session ses = db_.session();
-    ses << "INSERT INTO servers (id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
-           " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-        use(sid), use(t), now;
+    ses << "INSERT INTO servers (id, started_at, heartbeat_at, internal_url) VALUES ($1, $2, $2, $3)"
+           " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, internal_url = excluded.internal_url",
+        use(sid), use(t), use(url), now;
     return Status::ok();
   });
+}
+
+Result<std::optional<PeerServer>> Gateways::holder(const std::string& gatewayId) {
+  std::string gid = gatewayId;
+  Poco::Int64 cutoff = nowSeconds() - serverStaleSeconds_;
+  std::vector<std::string> ids, urls;
+  Status s = dbCall("find channel holder", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT s.id, s.internal_url FROM registrations r JOIN servers s ON s.id = r.server_id"
+           " WHERE r.gateway_id = $1 AND s.heartbeat_at >= $2",
+        use(gid), use(cutoff), into(ids), into(urls), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  if (ids.empty()) return std::optional<PeerServer>();
+  return std::optional<PeerServer>(PeerServer{ids.front(), urls.front()});
+}
+
+Result<std::vector<PeerServer>> Gateways::livePeers(const std::string& exceptId) {
+  std::string sid = exceptId;
+  Poco::Int64 cutoff = nowSeconds() - serverStaleSeconds_;
+  std::vector<std::string> ids, urls;
+  Status s = dbCall("list live servers", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT id, internal_url FROM servers WHERE heartbeat_at >= $1 AND id <> $2 ORDER BY id", use(cutoff),
+        use(sid), into(ids), into(urls), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  std::vector<PeerServer> out;
+  for (size_t i = 0; i < ids.size(); ++i) out.push_back({ids[i], urls[i]});
+  return out;
 }
 
 Result<int64_t> Gateways::expireStaleServers() {

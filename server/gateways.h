@@ -8,6 +8,7 @@
 // against a limit (kMaxClaimFailures per kClaimWindowSeconds): guessing is slow.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,12 @@ struct GatewayInfo {
   int64_t lastSeenAt = 0;
   bool online = false;  // holds a channel to a server
   std::string server;   // which one
+};
+
+// A server of the farm and its internal endpoint.
+struct PeerServer {
+  std::string id;
+  std::string internalUrl;
 };
 
 struct ActivationState {
@@ -77,8 +84,12 @@ class Gateways {
   // Drops every registration of serverId: at its start and clean stop, none of its
   // connections are open.
   Status forgetServer(const std::string& serverId);
-  // This server is alive (its row in the servers table, now).
-  Status heartbeat(const std::string& serverId);
+  // This server is alive (its row in the servers table, now), and where peers reach it.
+  Status heartbeat(const std::string& serverId, const std::string& internalUrl = "");
+  // The live server holding gatewayId's channel, if any.
+  Result<std::optional<PeerServer>> holder(const std::string& gatewayId);
+  // Every server with a fresh heartbeat but exceptId.
+  Result<std::vector<PeerServer>> livePeers(const std::string& exceptId);
   // Removes the registrations, and rows, of servers whose heartbeat is stale; returns
   // how many registrations went.
   Result<int64_t> expireStaleServers();

@@ -7,6 +7,7 @@
 #include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/RejectCertificateHandler.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
@@ -31,6 +32,9 @@
 #include "channel_server.h"
 #include "db.h"
 #include "gateways.h"
+#include "inventory.h"
+#include "outbox.h"
+#include "router.h"
 
 namespace {
 
@@ -91,6 +95,14 @@ class ControlServer : public Poco::Util::ServerApplication {
     }
     ferry::control::Accounts accounts(*db.value());
     ferry::control::Gateways gateways(*db.value());
+    ferry::control::Outbox outbox(*db.value());
+    ferry::control::Inventory inventory(*db.value(), outbox);
+    outbox.setSettler(&ferry::control::Inventory::settle);
+    ferry::control::Routing routing;
+    if (!ferry::control::parseRouting(config().getString("routing", "lookup"), &routing)) {
+      std::cerr << "ferry-control: routing must be lookup or broadcast\n";
+      return EXIT_CONFIG;
+    }
     int heartbeatSeconds = config().getInt("server.heartbeat_seconds", 5);
     gateways.setServerStaleSeconds(config().getInt("server.stale_seconds", 3 * heartbeatSeconds));
 
@@ -142,6 +154,8 @@ class ControlServer : public Poco::Util::ServerApplication {
       return EXIT_UNAVAILABLE;
     }
     Poco::UInt16 boundPort = socket->address().port();
+    std::string serverId =
+        config().getString("server.id", Poco::Environment::nodeName() + ":" + std::to_string(boundPort));
     std::unique_ptr<ferry::control::ChannelServer> channel;
     if (tls) {
       ferry::control::ChannelOptions co;
@@ -154,8 +168,12 @@ class ControlServer : public Poco::Util::ServerApplication {
       co.deadSeconds = config().getInt("channel.dead_seconds", 45);
       co.threads = config().getInt("channel.threads", 1);
       co.heartbeatSeconds = heartbeatSeconds;
-      co.serverId = config().getString("server.id", Poco::Environment::nodeName() + ":" + std::to_string(boundPort));
-      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways);
+      co.serverId = serverId;
+      co.internalHost = config().getString("internal.host", host);
+      co.internalPort = static_cast<uint16_t>(config().getUInt("internal.port", 8444));
+      co.internalUrl = config().getString("internal.url", "");
+      co.advertiseHost = names.front();
+      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox);
       if (Status s = channel->start(); !s) {
         std::cerr << "ferry-control: " << s.toString() << "\n";
         return EXIT_UNAVAILABLE;
@@ -163,12 +181,28 @@ class ControlServer : public Poco::Util::ServerApplication {
     }
     std::string channelUrl =
         channel ? "wss://" + names.front() + ":" + std::to_string(channel->port()) + "/v1/channel" : "";
+    std::string caFile = config().getString("tls.ca_dir", stateDir + "/ca") + "/ca.crt";
+    if (tls) {
+      // Calls to peers: present this server's certificate, trust only the provider CA,
+      // and never ask anyone what to do about a bad certificate.
+      Poco::Net::Context::Ptr client =
+          new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", caFile, Poco::Net::Context::VERIFY_STRICT);
+      Poco::Net::SSLManager::instance().initializeClient(nullptr, new Poco::Net::RejectCertificateHandler(false),
+                                                         client);
+    }
+    ferry::control::Router router(channel.get(), gateways, serverId, caFile,
+                                  stateDir + "/tls/server.crt", stateDir + "/tls/server.key");
     ferry::control::ApiContext ctx{accounts,
                                    gateways,
                                    *ca.value(),
                                    config().getString("gateway.control_endpoint", channelUrl),
                                    config().getString("gateway.store", ""),
-                                   config().getInt("gateway.certificate_days", 365)};
+                                   config().getInt("gateway.certificate_days", 365),
+                                   outbox,
+                                   inventory,
+                                   router,
+                                   routing,
+                                   channel.get()};
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(config().getInt("api.threads", 16));
     params->setKeepAlive(true);
@@ -177,7 +211,11 @@ class ControlServer : public Poco::Util::ServerApplication {
     std::cout << "ferry-control: API on " << (tls ? "https://" : "http://") << socket->address().toString()
               << ", database schema version " << db.value()->schemaVersion() << ", provider CA "
               << config().getString("tls.ca_dir", stateDir + "/ca") << "/ca.crt";
-    if (channel) std::cout << ", channel on wss://" << host << ":" << channel->port() << "/v1/channel";
+    if (channel) {
+      std::cout << ", channel on wss://" << host << ":" << channel->port() << "/v1/channel, internal endpoint "
+                << channel->internalUrl() << " (server " << serverId << ", routing "
+                << ferry::control::routingName(routing) << ")";
+    }
     std::cout << std::endl;
     waitForTerminationRequest();
     server.stopAll(true);

@@ -8,8 +8,11 @@ set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg TIMEOUT 120 LABELS "i
 add_test(NAME pg_stop COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/pg/pg-stop.sh ${CMAKE_BINARY_DIR}/pg)
 set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg TIMEOUT 60 LABELS "integration")
 
-ferry_test(control_db_test SOURCES unit/control_accounts_test.cc unit/control_gateways_test.cc unit/control_ca_test.cc LIBS ferry_control LABELS unit FIXTURES pg)
+ferry_test(control_db_test SOURCES unit/control_accounts_test.cc unit/control_gateways_test.cc unit/control_ca_test.cc
+           unit/control_outbox_test.cc LIBS ferry_control LABELS unit FIXTURES pg)
 ferry_test(control_api_test SOURCES integration/control_api_test.cc LIBS ferry_control
            LABELS integration FIXTURES pg)
 ferry_test(ferryctl_test SOURCES integration/ferryctl_test.cc LIBS ferry_control LABELS integration)
 ferry_test(channel_test SOURCES integration/channel_test.cc LIBS ferry_control LABELS integration)
+ferry_test(requests_test SOURCES integration/requests_test.cc LIBS ferry_control LABELS integration FIXTURES pg)
+ferry_test(farm_test SOURCES integration/farm_test.cc LIBS ferry_control LABELS integration FIXTURES pg)

@@ -57,7 +57,7 @@ class Control {
     std::ofstream(dir + "/control.properties") << "database = " << dbUrl << "\napi.host = 127.0.0.1\napi.port = 0\n"
                                                << "state.dir = " << dir << "/state\n"
                                                << "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\n"
-                                               << "channel.port = 0\n"
+                                               << "channel.port = 0\ninternal.port = 0\n"
                                                << extraConfig;
   }
   ~Control() { stop(); }
@@ -85,6 +85,10 @@ class Control {
         port_ = std::stoi(m[1]);
         static const std::regex kChannel("channel on wss://[0-9.]+:([0-9]+)/");
         if (std::regex_search(log, m, kChannel)) channelPort_ = std::stoi(m[1]);
+        static const std::regex kCa("provider CA ([^ ,]+)");
+        if (std::regex_search(log, m, kCa)) caPath_ = m[1];
+        static const std::regex kInternal("internal endpoint https://[^:]+:([0-9]+)");
+        if (std::regex_search(log, m, kInternal)) internalPort_ = std::stoi(m[1]);
         return true;
       }
       int status;
@@ -122,7 +126,9 @@ class Control {
   }
   int port() const { return port_; }
   int channelPort() const { return channelPort_; }
-  std::string caPath() const { return dir_ + "/state/ca/ca.crt"; }
+  int internalPort() const { return internalPort_; }
+  // The provider CA the server uses (its own, or tls.ca_dir's).
+  std::string caPath() const { return caPath_.empty() ? dir_ + "/state/ca/ca.crt" : caPath_; }
   // A TLS client that trusts only the provider CA this server made.
   Poco::Net::Context::Ptr clientContext() {
     if (!client_) {
@@ -165,6 +171,8 @@ class Control {
   pid_t pid_ = -1;
   int port_ = 0;
   int channelPort_ = 0;
+  int internalPort_ = 0;
+  std::string caPath_;
   int exit_ = -1;
   Poco::Net::Context::Ptr client_;
 };

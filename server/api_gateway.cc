@@ -1,0 +1,222 @@
+#include "api_gateway.h"
+
+#include <vector>
+
+#include "api_util.h"
+#include "ferry/strings.h"
+#include "operations.h"
+
+namespace ferry::control {
+
+using json = nlohmann::json;
+using Poco::Net::HTTPResponse;
+
+json requestJson(const RequestInfo& r) {
+  return {{"id", r.id},
+          {"gateway_id", r.gatewayId},
+          {"op", r.op},
+          {"args", r.args},
+          {"state", r.state},
+          {"result", r.result},
+          {"error", r.error},
+          {"attempts", r.attempts},
+          {"delivered_by", r.deliveredBy},
+          {"created_at_ms", r.createdAt},
+          {"delivered_at_ms", r.deliveredAt},
+          {"finished_at_ms", r.finishedAt}};
+}
+
+namespace {
+
+json volumeJson(const VolumeInfo& v) {
+  return {{"name", v.name},         {"gateway_id", v.gatewayId}, {"size", v.size},
+          {"chunk_size", v.chunkSize}, {"state", v.state},       {"request_id", v.requestId},
+          {"created_at_ms", v.createdAt}};
+}
+
+json snapshotJson(const SnapshotInfo& s) {
+  return {{"id", s.id},
+          {"gateway_id", s.gatewayId},
+          {"volume", s.volume},
+          {"state", s.state},
+          {"request_id", s.requestId},
+          {"created_at_ms", s.createdAt},
+          {"completed_at_ms", s.completedAt},
+          {"detail", s.detail}};
+}
+
+// "/a/b/c" → {"a", "b", "c"}
+std::vector<std::string> segments(const std::string& path) {
+  std::vector<std::string> out;
+  size_t at = 1;
+  while (at <= path.size()) {
+    size_t next = path.find('/', at);
+    if (next == std::string::npos) next = path.size();
+    out.push_back(path.substr(at, next - at));
+    at = next + 1;
+  }
+  return out;
+}
+
+// A size in bytes: an integer, or a string as nbdkit parses sizes ("10G").
+int64_t sizeField(const json& in, const char* key, int64_t fallback) {
+  auto it = in.find(key);
+  if (it == in.end() || it->is_null()) {
+    if (fallback >= 0) return fallback;
+    throw invalidArgument(std::string("'") + key + "' is required (bytes, or a size like \"10G\")");
+  }
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_string()) {
+    auto v = parseSize(it->get<std::string>());
+    if (v && v.value() <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(v.value());
+  }
+  throw invalidArgument(std::string("'") + key + "' must be a number of bytes or a size like \"10G\"");
+}
+
+class GatewayRoutes {
+ public:
+  GatewayRoutes(ApiContext& ctx, const std::string& account, Poco::Net::HTTPServerRequest& req)
+      : ctx_(ctx), account_(account), req_(req), method_(req.getMethod()) {}
+
+  // What the request now is, once routed: the API's answer for a change.
+  json routed(const RequestInfo& r) {
+    Routing mode = ctx_.routing;
+    std::string asked = queryParam(req_, "routing");
+    if (!asked.empty() && !parseRouting(asked, &mode)) {
+      // Stored already: say how it was routed by default rather than fail it.
+      mode = ctx_.routing;
+    }
+    RouteOutcome how = ctx_.router.route(r.gatewayId, mode);
+    return {{"request", requestJson(r)},
+            {"routing", {{"mode", routingName(mode)}, {"how", how.how}, {"server", how.server}}}};
+  }
+
+  void checkRouting() {
+    std::string asked = queryParam(req_, "routing");
+    Routing ignored;
+    if (!asked.empty() && !parseRouting(asked, &ignored)) {
+      throw invalidArgument("routing must be lookup or broadcast, not '" + asked + "'");
+    }
+  }
+
+  HTTPResponse::HTTPStatus serve(const std::vector<std::string>& p, json& out) {
+    // p[0] = "v1", p[1] = "gateways", p[2] = ID, p[3] = collection, …
+    const std::string& gw = p[2];
+    const std::string& what = p[3];
+    if (what == "volumes" && p.size() == 4) {
+      if (method_ == "GET") {
+        out = {{"volumes", json::array()}};
+        for (const auto& v : orThrow(ctx_.inventory.volumes(account_, gw))) out["volumes"].push_back(volumeJson(v));
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "POST") {
+        checkRouting();
+        json in = readBody(req_);
+        int64_t chunk = sizeField(in, "chunk_size", kDefaultChunkSize);
+        auto made = orThrow(ctx_.inventory.createVolume(account_, gw, str(in, "name"), sizeField(in, "size", -1), chunk));
+        out = routed(made.second);
+        out["volume"] = volumeJson(made.first);
+        return HTTPResponse::HTTP_ACCEPTED;
+      }
+    }
+    if (what == "volumes" && p.size() == 5) {
+      if (method_ == "GET") {
+        out = {{"volume", volumeJson(orThrow(ctx_.inventory.volume(account_, gw, p[4])))}};
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "DELETE") {
+        checkRouting();
+        out = routed(orThrow(ctx_.inventory.deleteVolume(account_, gw, p[4])));
+        return HTTPResponse::HTTP_ACCEPTED;
+      }
+    }
+    if (what == "volumes" && p.size() == 6 && p[5] == "snapshots") {
+      if (method_ == "GET") {
+        out = {{"snapshots", json::array()}};
+        orThrow(ctx_.inventory.volume(account_, gw, p[4]));
+        for (const auto& s : orThrow(ctx_.inventory.snapshots(account_, gw, p[4]))) {
+          out["snapshots"].push_back(snapshotJson(s));
+        }
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "POST") {
+        checkRouting();
+        auto made = orThrow(ctx_.inventory.createSnapshot(account_, gw, p[4]));
+        out = routed(made.second);
+        out["snapshot"] = snapshotJson(made.first);
+        return HTTPResponse::HTTP_ACCEPTED;
+      }
+    }
+    if (what == "snapshots" && p.size() == 4 && method_ == "GET") {
+      out = {{"snapshots", json::array()}};
+      for (const auto& s : orThrow(ctx_.inventory.snapshots(account_, gw, ""))) {
+        out["snapshots"].push_back(snapshotJson(s));
+      }
+      return HTTPResponse::HTTP_OK;
+    }
+    if (what == "snapshots" && p.size() == 5 && method_ == "DELETE") {
+      checkRouting();
+      out = routed(orThrow(ctx_.inventory.deleteSnapshot(account_, gw, p[4])));
+      return HTTPResponse::HTTP_ACCEPTED;
+    }
+    if (what == "requests" && p.size() == 4) {
+      if (method_ == "GET") {
+        int limit = 100;
+        try {
+          limit = std::stoi(queryParam(req_, "limit", "100"));
+        } catch (...) {
+          throw invalidArgument("limit must be a number");
+        }
+        out = {{"requests", json::array()}};
+        for (const auto& r : orThrow(ctx_.outbox.list(account_, gw, limit))) out["requests"].push_back(requestJson(r));
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "POST") {
+        checkRouting();
+        json in = readBody(req_);
+        std::string op = str(in, "op");
+        json args = in.contains("args") ? in["args"] : json::object();
+        orThrow(checkRequest(op, args));
+        if (!isDirectOp(op)) {
+          throw invalidArgument(op + " is asked through its resource (/volumes, /snapshots), which keeps its record");
+        }
+        out = routed(orThrow(ctx_.outbox.submit(account_, gw, op, args)));
+        return HTTPResponse::HTTP_ACCEPTED;
+      }
+    }
+    bool known = (what == "volumes" && p.size() >= 4 && p.size() <= 6) ||
+                 (what == "snapshots" && p.size() <= 5) || (what == "requests" && p.size() == 4);
+    if (known) {
+      throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                     method_ + " is not allowed on " + req_.getURI()};
+    }
+    throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + req_.getURI()};
+  }
+
+ private:
+  ApiContext& ctx_;
+  const std::string& account_;
+  Poco::Net::HTTPServerRequest& req_;
+  std::string method_;
+};
+
+}  // namespace
+
+bool routeGatewayResources(ApiContext& ctx, const std::string& account, Poco::Net::HTTPServerRequest& req,
+                           const std::string& path, json& out, HTTPResponse::HTTPStatus& status) {
+  auto p = segments(path);
+  if (p.size() == 3 && p[0] == "v1" && p[1] == "requests") {
+    if (req.getMethod() != "GET") {
+      throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                     req.getMethod() + " is not allowed on " + path};
+    }
+    out = {{"request", requestJson(orThrow(ctx.outbox.get(account, p[2])))}};
+    status = HTTPResponse::HTTP_OK;
+    return true;
+  }
+  if (p.size() < 4 || p[0] != "v1" || p[1] != "gateways" || p[2].empty()) return false;
+  status = GatewayRoutes(ctx, account, req).serve(p, out);
+  return true;
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,63 @@
+#pragma once
+// Inside the channel server: the state its gateway sessions (channel_session.cc) and
+// peer sessions (peer_endpoint.cc) share. Not for use outside those files.
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "channel_server.h"
+
+namespace ferry::control {
+
+// One gateway's held channel (channel_session.cc).
+class GatewaySession {
+ public:
+  virtual ~GatewaySession() = default;
+  // Sends the gateway's outstanding requests; safe from any thread.
+  virtual void deliverOutstanding() = 0;
+};
+
+// Starts serving one accepted connection on each endpoint.
+void startGatewaySession(ChannelServer::Impl& server, boost::asio::ip::tcp::socket socket);
+void startPeerSession(ChannelServer::Impl& server, boost::asio::ip::tcp::socket socket);
+
+struct ChannelServer::Impl {
+  // Declared before io: the connections io still holds when it is destroyed use them.
+  ChannelOptions opt;
+  Gateways& gateways;
+  Outbox& outbox;
+  boost::asio::ssl::context tls{boost::asio::ssl::context::tls_server};
+  std::atomic<size_t> live{0};
+  std::atomic<int64_t> nextEpoch;
+  std::atomic<uint64_t> sent{0}, answers{0}, repeats{0}, badFrames{0}, peerCalls{0};
+  std::string internalUrl;
+  // The channels this server holds, by gateway id.
+  std::mutex heldMutex;
+  std::unordered_map<std::string, std::weak_ptr<GatewaySession>> held;
+
+  boost::asio::io_context io;
+  // Declared after io: they must go before it.
+  boost::asio::ip::tcp::acceptor acceptor{io};
+  boost::asio::ip::tcp::acceptor internalAcceptor{io};
+  boost::asio::steady_timer heartbeatTimer{io};
+  boost::asio::thread_pool db{2};  // database calls, off the I/O threads
+  std::vector<std::thread> threads;
+
+  Impl(ChannelOptions o, Gateways& g, Outbox& ob);
+  void accept(boost::asio::ip::tcp::acceptor& a, bool peers);
+  void beat();
+
+  // The held map: a newer channel of a gateway replaces an older one.
+  void hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s);
+  void release(const std::string& gatewayId, const GatewaySession* s);
+  bool deliver(const std::string& gatewayId);
+};
+
+}  // namespace ferry::control

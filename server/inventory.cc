@@ -1,0 +1,229 @@
+#include "inventory.h"
+
+#include <Poco/Data/Statement.h>
+#include <Poco/Tuple.h>
+
+#include "crypto.h"
+
+namespace ferry::control {
+
+using json = nlohmann::json;
+using Poco::Data::Keywords::into;
+using Poco::Data::Keywords::now;
+using Poco::Data::Keywords::use;
+
+namespace {
+
+using VolumeRow = Poco::Tuple<std::string, std::string, Poco::Int64, Poco::Int64, std::string, std::string, Poco::Int64>;
+using SnapshotRow = Poco::Tuple<std::string, std::string, std::string, std::string, std::string, Poco::Int64,
+                                Poco::Int64, std::string>;
+
+constexpr const char* kVolumeColumns =
+    "SELECT gateway_id, name, size, chunk_size, state, request_id, created_at FROM volumes ";
+constexpr const char* kSnapshotColumns =
+    "SELECT id, gateway_id, volume, state, request_id, created_at, completed_at, detail FROM snapshots ";
+
+VolumeInfo volumeOf(const VolumeRow& r) {
+  return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>()};
+}
+
+SnapshotInfo snapshotOf(const SnapshotRow& r) {
+  json detail = r.get<7>().empty() ? json() : json::parse(r.get<7>(), nullptr, false);
+  if (detail.is_discarded()) detail = nullptr;
+  return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>(), detail};
+}
+
+// The volume's state, or "" when there is no such volume.
+std::string volumeState(Poco::Data::Session& ses, const std::string& gatewayId, const std::string& name) {
+  std::string gid = gatewayId, nm = name;
+  std::vector<std::string> states;
+  ses << "SELECT state FROM volumes WHERE gateway_id = $1 AND name = $2", use(gid), use(nm), into(states), now;
+  return states.empty() ? "" : states.front();
+}
+
+}  // namespace
+
+Result<std::pair<VolumeInfo, RequestInfo>> Inventory::createVolume(const std::string& accountId,
+                                                                   const std::string& gatewayId,
+                                                                   const std::string& name, int64_t size,
+                                                                   int64_t chunkSize) {
+  json args = {{"name", name}, {"size", size}, {"chunk_size", chunkSize}};
+  if (Status s = checkRequest("volume.create", args); !s) return s;
+  VolumeInfo v{gatewayId, name, size, chunkSize, "creating", "", nowMillis()};
+  auto r = outbox_.submit(accountId, gatewayId, "volume.create", args, [&](Poco::Data::Session& ses,
+                                                                           const std::string& requestId) {
+    if (!volumeState(ses, gatewayId, name).empty()) {
+      return Status::busy("gateway " + gatewayId + " already has a volume " + name);
+    }
+    v.requestId = requestId;
+    std::string gid = gatewayId, nm = name, st = v.state, rid = requestId;
+    Poco::Int64 sz = size, ch = chunkSize, at = v.createdAt;
+    ses << "INSERT INTO volumes (gateway_id, name, size, chunk_size, state, request_id, created_at)"
+           " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        use(gid), use(nm), use(sz), use(ch), use(st), use(rid), use(at), now;
+    return Status::ok();
+  });
+  if (!r) {
+    if (isUniqueViolation(r.status())) return Status::busy("gateway " + gatewayId + " already has a volume " + name);
+    return r.status();
+  }
+  return std::make_pair(v, r.value());
+}
+
+Result<RequestInfo> Inventory::deleteVolume(const std::string& accountId, const std::string& gatewayId,
+                                            const std::string& name) {
+  json args = {{"name", name}};
+  if (Status s = checkRequest("volume.delete", args); !s) return s;
+  return outbox_.submit(accountId, gatewayId, "volume.delete", args,
+                        [&](Poco::Data::Session& ses, const std::string& requestId) {
+                          std::string state = volumeState(ses, gatewayId, name);
+                          if (state.empty()) return Status::notFound("no volume " + name + " on " + gatewayId);
+                          if (state != "available") {
+                            return Status::busy("volume " + name + " is " + state + "; try again when it is available");
+                          }
+                          std::string gid = gatewayId, nm = name, rid = requestId;
+                          ses << "UPDATE volumes SET state = 'deleting', request_id = $1 WHERE gateway_id = $2"
+                                 " AND name = $3",
+                              use(rid), use(gid), use(nm), now;
+                          return Status::ok();
+                        });
+}
+
+Result<std::vector<VolumeInfo>> Inventory::volumes(const std::string& accountId, const std::string& gatewayId) {
+  std::vector<VolumeRow> rows;
+  std::string gid = gatewayId;
+  Status s = dbCall("list volumes", [&] {
+    Poco::Data::Session ses = db_.session();
+    if (!ownsGateway(ses, accountId, gatewayId)) return Status::notFound("no gateway " + gatewayId);
+    ses << std::string(kVolumeColumns) + "WHERE gateway_id = $1 ORDER BY name", use(gid), into(rows), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  std::vector<VolumeInfo> out;
+  for (const auto& r : rows) out.push_back(volumeOf(r));
+  return out;
+}
+
+Result<VolumeInfo> Inventory::volume(const std::string& accountId, const std::string& gatewayId,
+                                     const std::string& name) {
+  auto all = volumes(accountId, gatewayId);
+  if (!all) return all.status();
+  for (auto& v : all.value()) {
+    if (v.name == name) return v;
+  }
+  return Status::notFound("no volume " + name + " on " + gatewayId);
+}
+
+Result<std::pair<SnapshotInfo, RequestInfo>> Inventory::createSnapshot(const std::string& accountId,
+                                                                       const std::string& gatewayId,
+                                                                       const std::string& volume) {
+  SnapshotInfo snap{"snap-" + randomHex(10), gatewayId, volume, "pending", "", nowMillis(), 0, nullptr};
+  json args = {{"snapshot", snap.id}, {"volume", volume}};
+  if (Status s = checkRequest("snapshot.create", args); !s) return s;
+  auto r = outbox_.submit(accountId, gatewayId, "snapshot.create", args,
+                          [&](Poco::Data::Session& ses, const std::string& requestId) {
+                            std::string state = volumeState(ses, gatewayId, volume);
+                            if (state.empty()) return Status::notFound("no volume " + volume + " on " + gatewayId);
+                            if (state == "deleting") return Status::busy("volume " + volume + " is being deleted");
+                            snap.requestId = requestId;
+                            std::string id = snap.id, gid = gatewayId, vol = volume, st = snap.state,
+                                        rid = requestId, detail;
+                            Poco::Int64 at = snap.createdAt, zero = 0;
+                            ses << "INSERT INTO snapshots (id, gateway_id, volume, state, request_id, created_at,"
+                                   " completed_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                use(id), use(gid), use(vol), use(st), use(rid), use(at), use(zero), use(detail), now;
+                            return Status::ok();
+                          });
+  if (!r) return r.status();
+  return std::make_pair(snap, r.value());
+}
+
+Result<RequestInfo> Inventory::deleteSnapshot(const std::string& accountId, const std::string& gatewayId,
+                                              const std::string& snapshotId) {
+  auto all = snapshots(accountId, gatewayId, "");
+  if (!all) return all.status();
+  std::string volume;
+  for (const auto& snap : all.value()) {
+    if (snap.id == snapshotId) volume = snap.volume;
+  }
+  if (volume.empty()) return Status::notFound("no snapshot " + snapshotId + " on " + gatewayId);
+  json args = {{"snapshot", snapshotId}, {"volume", volume}};
+  return outbox_.submit(accountId, gatewayId, "snapshot.delete", args,
+                        [&](Poco::Data::Session& ses, const std::string& requestId) {
+                          std::string sid = snapshotId, gid = gatewayId, rid = requestId;
+                          std::vector<std::string> states;
+                          ses << "SELECT state FROM snapshots WHERE id = $1 AND gateway_id = $2", use(sid), use(gid),
+                              into(states), now;
+                          if (states.empty()) return Status::notFound("no snapshot " + snapshotId + " on " + gatewayId);
+                          if (states.front() != "completed" && states.front() != "failed") {
+                            return Status::busy("snapshot " + snapshotId + " is " + states.front());
+                          }
+                          ses << "UPDATE snapshots SET state = 'deleting', request_id = $1 WHERE id = $2", use(rid),
+                              use(sid), now;
+                          return Status::ok();
+                        });
+}
+
+Result<std::vector<SnapshotInfo>> Inventory::snapshots(const std::string& accountId, const std::string& gatewayId,
+                                                       const std::string& volume) {
+  std::vector<SnapshotRow> rows;
+  std::string gid = gatewayId, vol = volume;
+  Status s = dbCall("list snapshots", [&] {
+    Poco::Data::Session ses = db_.session();
+    if (!ownsGateway(ses, accountId, gatewayId)) return Status::notFound("no gateway " + gatewayId);
+    if (volume.empty()) {
+      ses << std::string(kSnapshotColumns) + "WHERE gateway_id = $1 ORDER BY created_at, id", use(gid), into(rows),
+          now;
+    } else {
+      ses << std::string(kSnapshotColumns) + "WHERE gateway_id = $1 AND volume = $2 ORDER BY created_at, id",
+          use(gid), use(vol), into(rows), now;
+    }
+    return Status::ok();
+  });
+  if (!s) return s;
+  std::vector<SnapshotInfo> out;
+  for (const auto& r : rows) out.push_back(snapshotOf(r));
+  return out;
+}
+
+Status Inventory::settle(Poco::Data::Session& ses, const RequestInfo& r) {
+  bool done = r.state == "done";
+  std::string gid = r.gatewayId, rid = r.id;
+  if (r.op == "volume.create" || r.op == "volume.delete") {
+    std::string name = r.args.value("name", "");
+    // Only if the volume still carries this request (a later request owns it otherwise).
+    if (r.op == "volume.create" && done) {
+      ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3",
+          use(gid), use(name), use(rid), now;
+    } else if (r.op == "volume.delete" && !done) {
+      ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3",
+          use(gid), use(name), use(rid), now;
+    } else {
+      ses << "DELETE FROM volumes WHERE gateway_id = $1 AND name = $2 AND request_id = $3", use(gid), use(name),
+          use(rid), now;
+      if (r.op == "volume.delete") {
+        ses << "DELETE FROM snapshots WHERE gateway_id = $1 AND volume = $2", use(gid), use(name), now;
+      }
+    }
+    return Status::ok();
+  }
+  if (r.op == "snapshot.create") {
+    std::string sid = r.args.value("snapshot", ""), state = done ? "completed" : "failed";
+    std::string detail = done ? r.result.dump() : r.error.dump();
+    Poco::Int64 t = r.finishedAt;
+    ses << "UPDATE snapshots SET state = $1, completed_at = $2, detail = $3 WHERE id = $4 AND request_id = $5",
+        use(state), use(t), use(detail), use(sid), use(rid), now;
+    return Status::ok();
+  }
+  if (r.op == "snapshot.delete") {
+    std::string sid = r.args.value("snapshot", "");
+    if (done) {
+      ses << "DELETE FROM snapshots WHERE id = $1 AND request_id = $2", use(sid), use(rid), now;
+    } else {
+      ses << "UPDATE snapshots SET state = 'completed' WHERE id = $1 AND request_id = $2", use(sid), use(rid), now;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace ferry::control

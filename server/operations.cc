@@ -1,0 +1,73 @@
+#include "operations.h"
+
+#include <set>
+
+#include "ferry/strings.h"
+
+namespace ferry::control {
+
+using json = nlohmann::json;
+
+Status checkVolumeSize(int64_t size, int64_t chunkSize) {
+  if (chunkSize < kMinChunkSize || chunkSize > kMaxChunkSize || (chunkSize & (chunkSize - 1)) != 0) {
+    return Status::invalid("chunk_size must be a power of two from 64 KiB to 64 MiB");
+  }
+  if (size <= 0 || size > kMaxVolumeSize) return Status::invalid("size must be from 1 byte to 64 TiB");
+  if (size % chunkSize != 0) {
+    return Status::invalid("size " + std::to_string(size) + " is not a multiple of the chunk size " +
+                           std::to_string(chunkSize));
+  }
+  return Status::ok();
+}
+
+namespace {
+
+// args has exactly these fields (strings unless listed as integers).
+Status checkFields(const std::string& op, const json& args, const std::set<std::string>& strings,
+                   const std::set<std::string>& integers = {}) {
+  if (!args.is_object()) return Status::invalid(op + ": args must be a JSON object");
+  for (const auto& [k, v] : args.items()) {
+    if (strings.count(k)) {
+      if (!v.is_string()) return Status::invalid(op + ": '" + k + "' must be a string");
+    } else if (integers.count(k)) {
+      if (!v.is_number_integer()) return Status::invalid(op + ": '" + k + "' must be an integer");
+    } else {
+      return Status::invalid(op + ": unknown argument '" + k + "'");
+    }
+  }
+  for (const auto& k : strings) {
+    if (!args.contains(k)) return Status::invalid(op + ": '" + k + "' is required");
+  }
+  for (const auto& k : integers) {
+    if (!args.contains(k)) return Status::invalid(op + ": '" + k + "' is required");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status checkRequest(const std::string& op, const json& args) {
+  if (op == "volume.create") {
+    if (Status s = checkFields(op, args, {"name"}, {"size", "chunk_size"}); !s) return s;
+    if (Status s = ferry::checkVolumeName(args["name"].get<std::string>()); !s) return s;
+    return checkVolumeSize(args["size"].get<int64_t>(), args["chunk_size"].get<int64_t>());
+  }
+  if (op == "volume.delete") {
+    if (Status s = checkFields(op, args, {"name"}); !s) return s;
+    return ferry::checkVolumeName(args["name"].get<std::string>());
+  }
+  if (op == "snapshot.create" || op == "snapshot.delete") {
+    if (Status s = checkFields(op, args, {"snapshot", "volume"}); !s) return s;
+    return ferry::checkVolumeName(args["volume"].get<std::string>());
+  }
+  if (op == "gateway.describe" || op == "gateway.shutdown") return checkFields(op, args, {});
+  return Status::invalid("unknown operation '" + op +
+                         "' (known: volume.create, volume.delete, snapshot.create, snapshot.delete, "
+                         "gateway.describe, gateway.shutdown)");
+}
+
+bool isDirectOp(const std::string& op) {
+  return op == "gateway.describe" || op == "gateway.shutdown";
+}
+
+}  // namespace ferry::control

@@ -1,0 +1,220 @@
+// The outbox end to end on one server: requests made through the API reach a gateway
+// holding its channel (or wait for it), its answers finish them, and what they change
+// (volumes, snapshots) follows. On SQLite and PostgreSQL.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "activate.h"
+#include "control_process.h"
+#include "gateway_channel.h"
+#include "gateway_key.h"
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using ferry::testing::Control;
+using ferry::testing::GatewayChannel;
+using ferry::testing::GatewayKey;
+using ferry::testing::TempDir;
+
+const char* const kFastTimers =
+    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+
+// A gateway that does what it is asked: volumes are created and deleted, snapshots
+// taken; "fail" in a volume's name makes it refuse.
+json obedient(const json& req) {
+  std::string op = req.value("op", "");
+  const json& args = req["args"];
+  if (op == "volume.create" && args.value("name", "").find("fail") != std::string::npos) {
+    return {{"ok", false}, {"error", {{"code", "no_space"}, {"message", "the cache disk is full"}}}};
+  }
+  if (op == "snapshot.create") return {{"ok", true}, {"result", {{"snapshot", args["snapshot"]}, {"chunks", 4}}}};
+  return {{"ok", true}, {"result", {{"op", op}}}};
+}
+
+class RequestsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string url = ferry::testing::controlDatabaseUrl(GetParam(), dir_);
+    if (url.empty()) GTEST_SKIP() << "no PostgreSQL (the pg fixture did not start)";
+    control_ = std::make_unique<Control>(dir_.path(), url, kFastTimers);
+    ASSERT_TRUE(control_->start()) << control_->log();
+    token_ = ferry::testing::signUpAndLogIn(*control_, "ann@example.com");
+    who_ = ferry::testing::activateGateway(*control_, token_, key_);
+  }
+  Control::Reply api(const std::string& method, const std::string& path, const json& body = nullptr) {
+    return control_->call(method, path, body.is_null() ? "" : body.dump(), token_);
+  }
+  // Waits for a request to reach a final state; its JSON.
+  json waitFinished(const std::string& id, int seconds = 15) {
+    json r;
+    for (int i = 0; i < seconds * 20; ++i) {
+      r = api("GET", "/v1/requests/" + id).body["request"];
+      if (r.value("state", "") == "done" || r.value("state", "") == "failed") return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return r;
+  }
+  std::string gw() const { return who_.id; }
+
+  TempDir dir_;
+  std::unique_ptr<Control> control_;
+  std::string token_;
+  GatewayKey key_;
+  GatewayChannel::Identity who_;
+};
+
+TEST_P(RequestsTest, AVolumeCreatedThroughTheApiReachesTheGatewayAndBecomesAvailable) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  auto r = api("POST", "/v1/gateways/" + gw() + "/volumes", {{"name", "disk0"}, {"size", "64M"}});
+  ASSERT_EQ(r.status, 202) << r.text;
+  EXPECT_EQ(r.body["volume"]["state"], "creating");
+  EXPECT_EQ(r.body["volume"]["chunk_size"], 1 << 20) << "the default chunk";
+  std::string id = r.body["request"]["id"];
+  EXPECT_EQ(r.body["request"]["args"], (json{{"name", "disk0"}, {"size", 64 << 20}, {"chunk_size", 1 << 20}}));
+  json done = waitFinished(id);
+  EXPECT_EQ(done["state"], "done") << done;
+  EXPECT_EQ(done["result"], (json{{"op", "volume.create"}}));
+  EXPECT_EQ(done["attempts"], 1);
+  EXPECT_EQ(channel.executions(id), 1);
+  auto v = api("GET", "/v1/gateways/" + gw() + "/volumes/disk0");
+  EXPECT_EQ(v.body["volume"]["state"], "available") << v.text;
+  auto list = api("GET", "/v1/gateways/" + gw() + "/volumes");
+  ASSERT_EQ(list.body["volumes"].size(), 1u) << list.text;
+
+  // A snapshot of it, then its deletion; the request history holds all three.
+  auto s = api("POST", "/v1/gateways/" + gw() + "/volumes/disk0/snapshots");
+  ASSERT_EQ(s.status, 202) << s.text;
+  std::string snap = s.body["snapshot"]["id"];
+  EXPECT_EQ(waitFinished(s.body["request"]["id"])["state"], "done");
+  auto snaps = api("GET", "/v1/gateways/" + gw() + "/volumes/disk0/snapshots");
+  ASSERT_EQ(snaps.body["snapshots"].size(), 1u);
+  EXPECT_EQ(snaps.body["snapshots"][0]["state"], "completed");
+  EXPECT_EQ(snaps.body["snapshots"][0]["detail"]["chunks"], 4);
+  auto del = api("DELETE", "/v1/gateways/" + gw() + "/snapshots/" + snap);
+  ASSERT_EQ(del.status, 202) << del.text;
+  EXPECT_EQ(del.body["request"]["args"], (json{{"snapshot", snap}, {"volume", "disk0"}}));
+  EXPECT_EQ(waitFinished(del.body["request"]["id"])["state"], "done");
+  EXPECT_TRUE(api("GET", "/v1/gateways/" + gw() + "/snapshots").body["snapshots"].empty());
+  auto history = api("GET", "/v1/gateways/" + gw() + "/requests");
+  ASSERT_EQ(history.body["requests"].size(), 3u) << history.text;
+  EXPECT_EQ(history.body["requests"][0]["op"], "snapshot.delete") << "newest first";
+}
+
+TEST_P(RequestsTest, ARequestWaitsForAnOfflineGatewayAndIsDeliveredWhenItConnects) {
+  auto r = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "gateway.describe"}});
+  ASSERT_EQ(r.status, 202) << r.text;
+  EXPECT_EQ(r.body["routing"]["how"], "pending");
+  std::string id = r.body["request"]["id"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(api("GET", "/v1/requests/" + id).body["request"]["state"], "pending");
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  EXPECT_EQ(waitFinished(id)["state"], "done");
+  EXPECT_EQ(channel.executions(id), 1);
+  // Connected: the next one is pushed at once.
+  r = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "gateway.describe"}});
+  EXPECT_EQ(r.body["routing"]["how"], "local") << r.text;
+  EXPECT_EQ(waitFinished(r.body["request"]["id"])["state"], "done");
+}
+
+TEST_P(RequestsTest, AGatewaysRefusalFailsTheRequestWithItsError) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  auto r = api("POST", "/v1/gateways/" + gw() + "/volumes", {{"name", "fail0"}, {"size", 1 << 20}});
+  ASSERT_EQ(r.status, 202) << r.text;
+  json failed = waitFinished(r.body["request"]["id"]);
+  EXPECT_EQ(failed["state"], "failed");
+  EXPECT_EQ(failed["error"]["message"], "the cache disk is full");
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/volumes/fail0").status, 404) << "a failed create leaves nothing";
+}
+
+TEST_P(RequestsTest, ARequestLostWithItsConnectionIsDeliveredAgainAndAppliedOnce) {
+  // The first time it arrives the gateway dies before applying it; the connection
+  // drops; on the next connection it comes again and is applied, once.
+  std::atomic<int> seen{0};
+  GatewayChannel* self = nullptr;
+  GatewayChannel channel(who_, {control_->channelPort()}, [&](const json& req) -> json {
+    if (seen++ == 0) {
+      self->drop();
+      return nullptr;
+    }
+    return obedient(req);
+  });
+  self = &channel;
+  channel.start();
+  for (int i = 0; i < 100 && !channel.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto r = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "gateway.describe"}});
+  std::string id = r.body["request"]["id"];
+  json done = waitFinished(id);
+  EXPECT_EQ(done["state"], "done") << done;
+  EXPECT_EQ(done["attempts"], 2);
+  EXPECT_EQ(channel.received(id), 2);
+  EXPECT_EQ(channel.executions(id), 1);
+  EXPECT_GE(channel.connections(), 2);
+}
+
+TEST_P(RequestsTest, BadRequestsAreRefusedAndStoreNothing) {
+  std::string base = "/v1/gateways/" + gw();
+  EXPECT_EQ(api("POST", base + "/requests", {{"op", "gateway.format"}}).status, 400) << "unknown operation";
+  EXPECT_EQ(api("POST", base + "/requests", {{"op", "volume.create"}, {"args", {{"name", "x"}}}}).status, 400)
+      << "volumes are made through /volumes";
+  EXPECT_EQ(api("POST", base + "/requests", {{"op", "gateway.describe"}, {"args", {{"x", 1}}}}).status, 400);
+  EXPECT_EQ(api("POST", base + "/volumes", {{"name", "v"}}).status, 400) << "no size";
+  EXPECT_EQ(api("POST", base + "/volumes", {{"name", "v"}, {"size", "ten gigs"}}).status, 400);
+  EXPECT_EQ(api("POST", base + "/volumes", {{"name", "../etc"}, {"size", "1G"}}).status, 400);
+  EXPECT_EQ(api("POST", base + "/volumes", {{"name", "v"}, {"size", "1G"}, {"chunk_size", 3000}}).status, 400);
+  EXPECT_EQ(control_->call("POST", base + "/volumes", "{not json", token_).status, 400);
+  EXPECT_EQ(api("POST", base + "/volumes?routing=sideways", {{"name", "v"}, {"size", "1G"}}).status, 400);
+  EXPECT_EQ(api("GET", base + "/volumes/none").status, 404);
+  EXPECT_EQ(api("DELETE", base + "/volumes/none").status, 404);
+  EXPECT_EQ(api("POST", base + "/volumes/none/snapshots").status, 404);
+  EXPECT_EQ(api("GET", "/v1/requests/req-nope").status, 404);
+  EXPECT_EQ(api("PUT", base + "/volumes").status, 405);
+  EXPECT_EQ(api("GET", base + "/whatever").status, 404);
+  EXPECT_TRUE(api("GET", base + "/requests").body["requests"].empty());
+  EXPECT_TRUE(api("GET", base + "/volumes").body["volumes"].empty());
+  ASSERT_EQ(api("POST", base + "/volumes", {{"name", "v"}, {"size", "1G"}}).status, 202);
+  EXPECT_EQ(api("POST", base + "/volumes", {{"name", "v"}, {"size", "1G"}}).status, 409) << "the name is taken";
+}
+
+TEST_P(RequestsTest, AnotherCustomerGets404ForEverything) {
+  auto made = api("POST", "/v1/gateways/" + gw() + "/volumes", {{"name", "v"}, {"size", "1G"}});
+  ASSERT_EQ(made.status, 202);
+  std::string bob = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
+  std::string base = "/v1/gateways/" + gw();
+  for (const auto& [m, p] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", base + "/volumes"},
+           {"GET", base + "/volumes/v"},
+           {"DELETE", base + "/volumes/v"},
+           {"POST", base + "/volumes/v/snapshots"},
+           {"GET", base + "/snapshots"},
+           {"GET", base + "/requests"},
+           {"GET", "/v1/requests/" + made.body["request"]["id"].get<std::string>()}}) {
+    EXPECT_EQ(control_->call(m, p, "", bob).status, 404) << m << " " << p;
+  }
+  EXPECT_EQ(control_->call("POST", base + "/volumes", R"({"name":"w","size":"1G"})", bob).status, 404);
+  EXPECT_EQ(control_->call("POST", base + "/requests", R"({"op":"gateway.shutdown"})", bob).status, 404);
+  EXPECT_EQ(api("GET", base + "/requests").body["requests"].size(), 1u) << "bob stored nothing";
+}
+
+TEST_P(RequestsTest, MetricsCountRequestsAndFrames) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  auto r = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "gateway.describe"}});
+  waitFinished(r.body["request"]["id"]);
+  auto m = control_->call("GET", "/metrics");
+  EXPECT_NE(m.text.find("ferry_control_requests{state=\"done\"} 1"), std::string::npos) << m.text;
+  EXPECT_NE(m.text.find("ferry_control_channel_frames_total{kind=\"answer\"} 1"), std::string::npos) << m.text;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RequestsTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& p) { return p.param; });
+
+}  // namespace
