@@ -23,15 +23,19 @@
 #include <vector>
 
 #include "ctl_client.h"
+#include "ctl_text.h"
 
 namespace {
 
 using json = nlohmann::json;
 using ferry::Status;
 using ferry::control::ApiClient;
-
-constexpr int kExitApi = 1;
-constexpr int kExitUsage = 2;
+using ferry::control::CtlCommand;
+using ferry::control::kExitApi;
+using ferry::control::kExitUsage;
+using ferry::control::table;
+using ferry::control::UsageError;
+using ferry::control::when;
 
 const char* kUsage = R"(usage: ferryctl [--endpoint URL] [--ca FILE] [--output text|json] COMMAND
 
@@ -48,14 +52,26 @@ gateways
   gateway activate KEY --name NAME [--timezone TZ]
   gateway rename ID NAME
   gateway delete ID
+volumes (a change is a request to the gateway; --wait waits for its answer)
+  volume list GATEWAY
+  volume show GATEWAY NAME
+  volume create GATEWAY [NAME] --size SIZE [--chunk-size SIZE] [--wait]
+                                      sizes as 10G, 256M (default chunk 1M)
+  volume delete GATEWAY NAME [--wait]
+snapshots
+  snapshot list GATEWAY [VOLUME]
+  snapshot create GATEWAY VOLUME [--wait]
+  snapshot delete GATEWAY SNAPSHOT [--wait]
+requests (the history of what was asked of a gateway)
+  request list GATEWAY [--limit N]
+  request show ID
+  request wait ID [--timeout SECONDS]
+  request send GATEWAY gateway.describe|gateway.shutdown [--wait]
+--wait and request wait give up after --timeout (60) seconds; a failed request exits 1.
 
 --endpoint and --ca are remembered by login. The config lives in
 $FERRY_CONFIG_DIR, else $XDG_CONFIG_HOME/ferry, else ~/.config/ferry.
 )";
-
-struct UsageError {
-  std::string message;
-};
 
 std::string configDir() {
   if (const char* d = std::getenv("FERRY_CONFIG_DIR"); d && *d) return d;
@@ -103,33 +119,6 @@ std::string readPassword(bool fromStdin) {
     std::getline(std::cin, pw);
   }
   return pw;
-}
-
-std::string when(int64_t t) {
-  if (t == 0) return "never";
-  char buf[32];
-  time_t tt = static_cast<time_t>(t);
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", std::gmtime(&tt));
-  return buf;
-}
-
-// Prints rows as aligned columns under a header.
-void table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(header.size());
-  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string out;
-    for (size_t i = 0; i < r.size(); ++i) {
-      out += r[i];
-      if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << out << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
 }
 
 void showGateway(const json& g) {
@@ -270,6 +259,9 @@ class Ctl {
     }
     if (cmd == "token") return tokens();
     if (cmd == "gateway") return gateways();
+    if (cmd == "volume") return ferry::control::volumeCommand(CtlCommand{*client_, args_, output_});
+    if (cmd == "snapshot") return ferry::control::snapshotCommand(CtlCommand{*client_, args_, output_});
+    if (cmd == "request") return ferry::control::requestCommand(CtlCommand{*client_, args_, output_});
     throw UsageError{"unknown command '" + cmd + "'"};
   }
 

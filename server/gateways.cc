@@ -387,20 +387,28 @@ Result<std::pair<int64_t, int64_t>> Gateways::counts() {
 }
 
 Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
+  return select(accountId, "");
+}
+
+Result<std::vector<GatewayInfo>> Gateways::select(const std::string& accountId, const std::string& gatewayId) {
   std::vector<std::string> ids, names, tzs, hosts, vers, addrs, fps, servers;
   std::vector<Poco::Int64> created, seen;
-  std::string acc = accountId;
+  std::string acc = accountId, gid = gatewayId;
   // Online: registered on a server whose heartbeat is fresh.
   Poco::Int64 cutoff = nowSeconds() - serverStaleSeconds_;
   Status s = dbCall("list gateways", [&] {
     Poco::Data::Session ses = db_.session();
-    ses << "SELECT g.id, g.name, g.timezone, g.hostname, g.version, g.addresses, g.key_fingerprint, g.created_at,"
-           " g.last_seen_at, COALESCE(srv.id, '')"
-           " FROM gateways g LEFT JOIN registrations r ON r.gateway_id = g.id"
-           " LEFT JOIN servers srv ON srv.id = r.server_id AND srv.heartbeat_at >= $1"
-           " WHERE g.account_id = $2 ORDER BY g.created_at, g.id",
+    Poco::Data::Statement st(ses);
+    st << "SELECT g.id, g.name, g.timezone, g.hostname, g.version, g.addresses, g.key_fingerprint, g.created_at,"
+          " g.last_seen_at, COALESCE(srv.id, '')"
+          " FROM gateways g LEFT JOIN registrations r ON r.gateway_id = g.id"
+          " LEFT JOIN servers srv ON srv.id = r.server_id AND srv.heartbeat_at >= $1"
+          " WHERE g.account_id = $2" +
+              std::string(gatewayId.empty() ? "" : " AND g.id = $3") + " ORDER BY g.created_at, g.id",
         use(cutoff), use(acc), into(ids), into(names), into(tzs), into(hosts), into(vers), into(addrs), into(fps),
-        into(created), into(seen), into(servers), now;
+        into(created), into(seen), into(servers);
+    if (!gatewayId.empty()) st, use(gid);
+    st.execute();
     return Status::ok();
   });
   if (!s) return s;
@@ -417,12 +425,11 @@ Result<std::vector<GatewayInfo>> Gateways::list(const std::string& accountId) {
 }
 
 Result<GatewayInfo> Gateways::get(const std::string& accountId, const std::string& id) {
-  auto all = list(accountId);
-  if (!all) return all.status();
-  for (auto& g : all.value()) {
-    if (g.id == id) return g;
-  }
-  return Status::notFound("no gateway " + id);
+  if (id.empty()) return Status::notFound("no gateway ''");
+  auto one = select(accountId, id);
+  if (!one) return one.status();
+  if (one.value().empty()) return Status::notFound("no gateway " + id);
+  return one.value().front();
 }
 
 Status Gateways::rename(const std::string& accountId, const std::string& id, const std::string& name) {

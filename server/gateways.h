@@ -103,6 +103,8 @@ class Gateways {
 
  private:
   Status recordClaimFailure(const std::string& accountId);
+  // The account's gateways, or only gatewayId ("" = all).
+  Result<std::vector<GatewayInfo>> select(const std::string& accountId, const std::string& gatewayId);
   Db& db_;
   int64_t serverStaleSeconds_ = 30;
 };

@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "activate.h"
 #include "control_process.h"
+#include "gateway_channel.h"
 #include "gateway_key.h"
 #include "test_util.h"
 
@@ -101,6 +103,68 @@ TEST_F(FerryctlTest, ActivateAndManageAGateway) {
   ASSERT_EQ(ctl("gateway delete " + id, &out), 0) << out;
   EXPECT_EQ(ctl("gateway show " + id, &out), 1);
   EXPECT_NE(out.find("no gateway"), std::string::npos) << out;
+}
+
+TEST_F(FerryctlTest, VolumesSnapshotsAndRequestsOfAConnectedGateway) {
+  loggedIn("ann@example.com");
+  // The gateway side: activated through the real flow, holding its channel, doing what
+  // it is asked (refusing volumes named "fail…").
+  auto session = control_->call("POST", "/v1/login", R"({"email":"ann@example.com","password":"0123456789ab"})");
+  ferry::testing::GatewayKey key;
+  auto who = ferry::testing::activateGateway(*control_, session.body["token"], key);
+  ferry::testing::GatewayChannel channel(who, {control_->channelPort()}, [](const json& req) -> json {
+    if (req["args"].value("name", "").find("fail") != std::string::npos) {
+      return {{"ok", false}, {"error", {{"code", "no_space"}, {"message", "the cache disk is full"}}}};
+    }
+    return {{"ok", true}, {"result", json::object()}};
+  });
+  channel.start();
+
+  std::string out;
+  ASSERT_EQ(ctl("volume create " + who.id + " disk0 --size 1G --wait", &out), 0) << out;
+  EXPECT_NE(out.find("volume disk0 on " + who.id + ": done"), std::string::npos) << out;
+  ASSERT_EQ(ctl("volume list " + who.id, &out), 0) << out;
+  EXPECT_NE(out.find("disk0"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 GiB"), std::string::npos) << out;
+  EXPECT_NE(out.find("available"), std::string::npos) << out;
+  // As the issue writes it: no name, one is made.
+  ASSERT_EQ(ctl("--output json volume create " + who.id + " --size 256M --chunk-size 4M --wait", &out), 0) << out;
+  json made = json::parse(out);
+  EXPECT_EQ(made["volume"]["name"].get<std::string>().rfind("vol-", 0), 0u) << out;
+  EXPECT_EQ(made["volume"]["chunk_size"], 4 << 20);
+  EXPECT_EQ(made["request"]["state"], "done");
+
+  ASSERT_EQ(ctl("snapshot create " + who.id + " disk0 --wait", &out), 0) << out;
+  ASSERT_EQ(ctl("--output json snapshot list " + who.id + " disk0", &out), 0) << out;
+  json snaps = json::parse(out);
+  ASSERT_EQ(snaps["snapshots"].size(), 1u) << out;
+  EXPECT_EQ(snaps["snapshots"][0]["state"], "completed");
+  ASSERT_EQ(ctl("snapshot delete " + who.id + " " + snaps["snapshots"][0]["id"].get<std::string>() + " --wait", &out),
+            0)
+      << out;
+
+  // A refusal: exit 1 and the gateway's words.
+  EXPECT_EQ(ctl("volume create " + who.id + " fail0 --size 1G --wait", &out), 1) << out;
+  EXPECT_NE(out.find("failed: the cache disk is full"), std::string::npos) << out;
+  ASSERT_EQ(ctl("request list " + who.id, &out), 0) << out;
+  EXPECT_NE(out.find("volume.create"), std::string::npos) << out;
+  EXPECT_NE(out.find("the cache disk is full"), std::string::npos) << out;
+  ASSERT_EQ(ctl("--output json request list " + who.id + " --limit 1", &out), 0) << out;
+  std::string last = json::parse(out)["requests"][0]["id"];
+  ASSERT_EQ(ctl("request show " + last, &out), 0) << out;
+  EXPECT_NE(out.find("failed"), std::string::npos) << out;
+
+  ASSERT_EQ(ctl("volume delete " + who.id + " disk0 --wait", &out), 0) << out;
+  ASSERT_EQ(ctl("request send " + who.id + " gateway.describe --wait", &out), 0) << out;
+
+  // Offline: the request waits; --wait gives up clearly.
+  channel.stop();
+  EXPECT_EQ(ctl("request send " + who.id + " gateway.describe --wait --timeout 1", &out), 1) << out;
+  EXPECT_NE(out.find("still"), std::string::npos) << out;
+  EXPECT_EQ(ctl("request send " + who.id + " gateway.reboot", &out), 1) << out;
+  EXPECT_NE(out.find("unknown operation"), std::string::npos) << out;
+  EXPECT_EQ(ctl("volume create " + who.id + " v2", &out), 2) << out;
+  EXPECT_NE(out.find("--size"), std::string::npos) << out;
 }
 
 TEST_F(FerryctlTest, MistakesGetAClearMessageAndANonZeroExit) {

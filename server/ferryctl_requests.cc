@@ -1,0 +1,213 @@
+// ferryctl volume …, snapshot …, request …: what a gateway holds and what is asked of
+// it. Every change is a request the provider sends the gateway; --wait follows it to
+// its answer.
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "ctl_text.h"
+#include "crypto.h"
+
+namespace ferry::control {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string millisWhen(const json& j, const char* key) {
+  return when(j.value(key, int64_t{0}) / 1000);
+}
+
+std::string bytes(int64_t n) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int u = 0;
+  double v = static_cast<double>(n);
+  while (v >= 1024 && u < 5 && static_cast<int64_t>(v) % 1024 == 0) {
+    v /= 1024;
+    ++u;
+  }
+  return std::to_string(static_cast<int64_t>(v)) + " " + units[u];
+}
+
+void showRequest(const json& r) {
+  std::cout << "id:         " << r.value("id", "") << "\n"
+            << "gateway:    " << r.value("gateway_id", "") << "\n"
+            << "operation:  " << r.value("op", "") << " " << r.value("args", json::object()).dump() << "\n"
+            << "state:      " << r.value("state", "") << "\n"
+            << "attempts:   " << r.value("attempts", 0) << "\n"
+            << "created:    " << millisWhen(r, "created_at_ms") << " UTC\n"
+            << "delivered:  " << millisWhen(r, "delivered_at_ms")
+            << (r.value("delivered_by", "").empty() ? "" : " by " + r.value("delivered_by", "")) << "\n"
+            << "finished:   " << millisWhen(r, "finished_at_ms") << "\n";
+  if (r.contains("result") && !r["result"].is_null()) std::cout << "result:     " << r["result"].dump() << "\n";
+  if (r.contains("error") && !r["error"].is_null()) {
+    std::cout << "error:      " << r["error"].value("message", r["error"].dump()) << "\n";
+  }
+}
+
+// Polls a request until it is done or failed (or the timeout): its last JSON.
+Result<json> waitFor(const CtlCommand& c, const std::string& id) {
+  int timeout = 60;
+  try {
+    timeout = std::stoi(c.option("--timeout", "60"));
+  } catch (...) {
+    throw UsageError{"--timeout is a number of seconds"};
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
+  for (;;) {
+    auto r = c.client.call("GET", "/v1/requests/" + id);
+    if (!r) return r.status();
+    json req = r.value()["request"];
+    std::string state = req.value("state", "");
+    if (state == "done" || state == "failed") return req;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::unavailable("request " + id + " is still " + state + " after " + std::to_string(timeout) +
+                                 " s (is the gateway online? ferryctl request show " + id + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+// After a change: with --wait, its outcome (exit 1 if it failed); else what was asked.
+int accepted(const CtlCommand& c, const json& answer, const std::string& what) {
+  std::string id = answer["request"].value("id", "");
+  if (!c.has("--wait")) {
+    return c.print(answer, [&] {
+      std::cout << what << ": request " << id << " " << answer["request"].value("state", "") << " ("
+                << answer["routing"].value("how", "") << "); ferryctl request wait " << id << "\n";
+    });
+  }
+  auto done = waitFor(c, id);
+  if (!done) return c.fail(done.status());
+  json out = answer;
+  out["request"] = done.value();
+  bool ok = done.value().value("state", "") == "done";
+  c.print(out, [&] {
+    if (ok)
+      std::cout << what << ": done (request " << id << ")\n";
+    else
+      std::cout << what << ": failed: " << done.value()["error"].value("message", "") << " (request " << id << ")\n";
+  });
+  return ok ? 0 : kExitApi;
+}
+
+}  // namespace
+
+int volumeCommand(const CtlCommand& c) {
+  const std::string& sub = c.arg(1, "volume list|show|create|delete");
+  if (sub == "list") {
+    auto r = c.client.call("GET", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/volumes");
+    if (!r) return c.fail(r.status());
+    return c.print(r.value(), [&] {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& v : r.value()["volumes"]) {
+        rows.push_back({v["name"], bytes(v["size"]), bytes(v["chunk_size"]), v["state"], millisWhen(v, "created_at_ms")});
+      }
+      table({"NAME", "SIZE", "CHUNK", "STATE", "CREATED (UTC)"}, rows);
+    });
+  }
+  if (sub == "show") {
+    auto r = c.client.call("GET", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/volumes/" + c.arg(3, "NAME"));
+    if (!r) return c.fail(r.status());
+    return c.print(r.value(), [&] {
+      const json& v = r.value()["volume"];
+      std::cout << "name:     " << v.value("name", "") << "\n"
+                << "gateway:  " << v.value("gateway_id", "") << "\n"
+                << "size:     " << bytes(v.value("size", int64_t{0})) << "\n"
+                << "chunk:    " << bytes(v.value("chunk_size", int64_t{0})) << "\n"
+                << "state:    " << v.value("state", "") << "\n"
+                << "request:  " << v.value("request_id", "") << "\n";
+    });
+  }
+  if (sub == "create") {
+    static const std::vector<std::string> flags = {"--size", "--chunk-size", "--timeout", "--output"};
+    std::string gateway = c.positional(2, flags);
+    if (gateway.empty()) throw UsageError{"volume create GATEWAY [NAME] --size SIZE"};
+    std::string name = c.positional(3, flags);
+    if (name.empty()) name = "vol-" + randomHex(4);
+    std::string size = c.option("--size");
+    if (size.empty()) throw UsageError{"volume create needs --size (e.g. --size 10G)"};
+    json body = {{"name", name}, {"size", size}};
+    if (std::string chunk = c.option("--chunk-size"); !chunk.empty()) body["chunk_size"] = chunk;
+    auto r = c.client.call("POST", "/v1/gateways/" + gateway + "/volumes", body);
+    if (!r) return c.fail(r.status());
+    return accepted(c, r.value(), "volume " + name + " on " + gateway);
+  }
+  if (sub == "delete") {
+    std::string name = c.arg(3, "NAME");
+    auto r = c.client.call("DELETE", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/volumes/" + name);
+    if (!r) return c.fail(r.status());
+    return accepted(c, r.value(), "delete volume " + name);
+  }
+  throw UsageError{"unknown volume command '" + sub + "'"};
+}
+
+int snapshotCommand(const CtlCommand& c) {
+  const std::string& sub = c.arg(1, "snapshot list|create|delete");
+  if (sub == "list") {
+    static const std::vector<std::string> flags = {"--output"};
+    std::string gateway = c.arg(2, "GATEWAY");
+    std::string volume = c.positional(3, flags);
+    std::string path = "/v1/gateways/" + gateway + (volume.empty() ? "" : "/volumes/" + volume) + "/snapshots";
+    auto r = c.client.call("GET", path);
+    if (!r) return c.fail(r.status());
+    return c.print(r.value(), [&] {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& s : r.value()["snapshots"]) {
+        rows.push_back({s["id"], s["volume"], s["state"], millisWhen(s, "created_at_ms"), millisWhen(s, "completed_at_ms")});
+      }
+      table({"ID", "VOLUME", "STATE", "REQUESTED (UTC)", "COMPLETED (UTC)"}, rows);
+    });
+  }
+  if (sub == "create") {
+    std::string volume = c.arg(3, "VOLUME");
+    auto r = c.client.call("POST", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/volumes/" + volume + "/snapshots");
+    if (!r) return c.fail(r.status());
+    return accepted(c, r.value(), "snapshot " + r.value()["snapshot"].value("id", "") + " of " + volume);
+  }
+  if (sub == "delete") {
+    std::string snap = c.arg(3, "SNAPSHOT");
+    auto r = c.client.call("DELETE", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/snapshots/" + snap);
+    if (!r) return c.fail(r.status());
+    return accepted(c, r.value(), "delete snapshot " + snap);
+  }
+  throw UsageError{"unknown snapshot command '" + sub + "'"};
+}
+
+int requestCommand(const CtlCommand& c) {
+  const std::string& sub = c.arg(1, "request list|show|wait|send");
+  if (sub == "list") {
+    auto r = c.client.call("GET", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/requests?limit=" + c.option("--limit", "50"));
+    if (!r) return c.fail(r.status());
+    return c.print(r.value(), [&] {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& q : r.value()["requests"]) {
+        std::string error = q["error"].is_object() ? q["error"].value("message", "") : "";
+        rows.push_back({q["id"], q["op"], q["state"], std::to_string(q.value("attempts", 0)),
+                        millisWhen(q, "created_at_ms"), error});
+      }
+      table({"ID", "OPERATION", "STATE", "ATTEMPTS", "CREATED (UTC)", "ERROR"}, rows);
+    });
+  }
+  if (sub == "show") {
+    auto r = c.client.call("GET", "/v1/requests/" + c.arg(2, "ID"));
+    if (!r) return c.fail(r.status());
+    return c.print(r.value(), [&] { showRequest(r.value()["request"]); });
+  }
+  if (sub == "wait") {
+    auto done = waitFor(c, c.arg(2, "ID"));
+    if (!done) return c.fail(done.status());
+    c.print(json{{"request", done.value()}}, [&] { showRequest(done.value()); });
+    return done.value().value("state", "") == "done" ? 0 : kExitApi;
+  }
+  if (sub == "send") {
+    std::string op = c.arg(3, "OPERATION");
+    auto r = c.client.call("POST", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/requests", {{"op", op}});
+    if (!r) return c.fail(r.status());
+    return accepted(c, r.value(), op);
+  }
+  throw UsageError{"unknown request command '" + sub + "'"};
+}
+
+}  // namespace ferry::control
