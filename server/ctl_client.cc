@@ -39,7 +39,8 @@ Result<ApiClient> ApiClient::make(const std::string& endpoint, const std::string
   return c;
 }
 
-Result<nlohmann::json> ApiClient::call(const std::string& method, const std::string& path, const nlohmann::json& body) {
+Result<nlohmann::json> ApiClient::call(const std::string& method, const std::string& path, const nlohmann::json& body,
+                                       const std::vector<std::pair<std::string, std::string>>& headers) {
   try {
     std::unique_ptr<Poco::Net::HTTPClientSession> s;
     if (tls_)
@@ -49,6 +50,7 @@ Result<nlohmann::json> ApiClient::call(const std::string& method, const std::str
     s->setTimeout(Poco::Timespan(timeoutSeconds_, 0));
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     if (!token_.empty()) req.set("Authorization", "Bearer " + token_);
+    for (const auto& [k, v] : headers) req.set(k, v);
     std::string text = body.is_null() ? "" : body.dump();
     if (!body.is_null()) {
       req.setContentType("application/json");

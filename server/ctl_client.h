@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ferry/status.h"
 
@@ -25,7 +27,8 @@ class ApiClient {
   // method path [body]: the answer's JSON (null for 204); 4xx/5xx become a Status:
   // 400 → kInvalidArgument, 401 → kPermissionDenied, 404 → kNotFound, 409 → kBusy,
   // 403 → kPermissionDenied, 429 → kRateLimited, others → kUnavailable; connection failures → kUnavailable.
-  Result<nlohmann::json> call(const std::string& method, const std::string& path, const nlohmann::json& body = nullptr);
+  Result<nlohmann::json> call(const std::string& method, const std::string& path, const nlohmann::json& body = nullptr,
+                              const std::vector<std::pair<std::string, std::string>>& headers = {});
 
  private:
   ApiClient() = default;

@@ -64,6 +64,13 @@ class Control {
 
   bool start() {
     size_t logStart = readFile(dir_ + "/control.log").size();  // a restart appends
+    if (port_ > 0) {
+      // A restart keeps the ports, as a real server's configuration does: gateways
+      // reconnect to where they were.
+      std::ofstream(dir_ + "/control.properties", std::ios::app)
+          << "api.port = " << port_ << "\nchannel.port = " << channelPort_ << "\ninternal.port = " << internalPort_
+          << "\n";
+    }
     pid_ = fork();
     if (pid_ == 0) {
       // If the test process dies (a crash, a timeout), the server goes with it.

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -218,6 +220,26 @@ NbdClient::~NbdClient() {
 bool NbdClient::connect(const std::string& socket, const std::string& exportName) {
   if (nbd_set_export_name(h_, exportName.c_str()) == -1) return false;
   return nbd_connect_unix(h_, socket.c_str()) == 0;
+}
+
+bool NbdClient::connectTcp(const std::string& host, int port, const std::string& exportName) {
+  if (nbd_set_export_name(h_, exportName.c_str()) == -1) return false;
+  return nbd_connect_tcp(h_, host.c_str(), std::to_string(port).c_str()) == 0;
+}
+
+int freeTcpPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
 }
 
 std::string NbdClient::error() const {

@@ -43,6 +43,9 @@ std::vector<std::string> listFiles(const std::string& dir, const std::string& ne
 // ("" when the socket cannot be reached).
 std::string adminRequest(const std::string& socketPath, const std::string& request);
 
+// A TCP port on 127.0.0.1 free right now (the OS's pick).
+int freeTcpPort();
+
 // nbdkit -f --exit-with-parent on a Unix socket, with the given filters and plugin args.
 class Nbdkit {
  public:
@@ -75,6 +78,7 @@ class NbdClient {
   NbdClient();
   ~NbdClient();
   bool connect(const std::string& socket, const std::string& exportName);
+  bool connectTcp(const std::string& host, int port, const std::string& exportName);
   std::string error() const;
   int64_t size();
   bool pread(void* buf, size_t count, uint64_t offset);

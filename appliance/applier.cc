@@ -1,0 +1,122 @@
+#include "applier.h"
+
+namespace ferry::agent {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char* codeOf(Code c) {
+  switch (c) {
+    case Code::kNotFound:
+      return "not_found";
+    case Code::kInvalidArgument:
+      return "invalid_argument";
+    case Code::kBusy:
+      return "busy";
+    case Code::kNoSpace:
+      return "no_space";
+    case Code::kUnavailable:
+      return "engine_unavailable";
+    default:
+      return "io_error";
+  }
+}
+
+json failure(const Status& s) {
+  return {{"ok", false}, {"error", {{"code", codeOf(s.code())}, {"message", s.message()}}}};
+}
+
+json success(json result) {
+  return {{"ok", true}, {"result", std::move(result)}};
+}
+
+// The engine's record of a volume, or null.
+Result<json> findVolume(EngineClient& engine, const std::string& name) {
+  auto list = engine.call({{"op", "list"}});
+  if (!list) return list.status();
+  for (const auto& v : list.value().value("volumes", json::array())) {
+    if (v.value("name", "") == name) return v;
+  }
+  return json();
+}
+
+}  // namespace
+
+json Applier::apply(const json& request) {
+  std::string op = request.value("op", "");
+  json args = request.value("args", json::object());
+  if (!args.is_object()) return failure(Status::invalid("args must be an object"));
+  bool needsEngine = op.rfind("volume.", 0) == 0 || op == "snapshot.create" || op == "gateway.describe";
+  if (needsEngine) {
+    // The engine may be starting (just activated) or restarting: give it a minute.
+    if (Status s = engine_.waitReady(60); !s) return failure(s);
+  }
+  try {
+    if (op == "volume.create") return createVolume(args);
+    if (op == "volume.delete") return deleteVolume(args);
+    if (op == "snapshot.create") return snapshot(args);
+    if (op == "snapshot.delete") {
+      // This version keeps no snapshot manifests of its own (a snapshot is the
+      // recovery point the engine reported, recorded by the provider): nothing to
+      // remove here, so deleting is done.
+      return success({{"snapshot", args.value("snapshot", "")}, {"deleted", true}});
+    }
+    if (op == "gateway.describe") return describe();
+    if (op == "gateway.shutdown") {
+      if (shutdown_) shutdown_();
+      return success({{"shutting_down", true}});
+    }
+  } catch (const json::exception& e) {
+    return failure(Status::invalid(op + ": " + e.what()));
+  }
+  return {{"ok", false}, {"error", {{"code", "unknown_operation"}, {"message", "this gateway does not know " + op}}}};
+}
+
+json Applier::createVolume(const json& args) {
+  std::string name = args.at("name").get<std::string>();
+  int64_t size = args.at("size").get<int64_t>(), chunk = args.at("chunk_size").get<int64_t>();
+  // Applied before (the answer was lost): the same volume is there; done.
+  auto existing = findVolume(engine_, name);
+  if (!existing) return failure(existing.status());
+  if (!existing.value().is_null()) {
+    if (existing.value().value("size", int64_t{0}) == size && existing.value().value("chunk_size", int64_t{0}) == chunk) {
+      return success(existing.value());
+    }
+    return failure(Status::busy("a volume " + name + " of another size already exists on this gateway"));
+  }
+  auto made = engine_.call({{"op", "create"}, {"name", name}, {"size", size}, {"chunk_size", chunk}});
+  if (!made) return failure(made.status());
+  return success(made.value().value("volume", json::object()));
+}
+
+json Applier::deleteVolume(const json& args) {
+  std::string name = args.at("name").get<std::string>();
+  auto gone = engine_.call({{"op", "delete"}, {"name", name}, {"force", false}});
+  // Gone already (deleted before the answer was lost): done.
+  if (!gone && gone.status().code() != Code::kNotFound) return failure(gone.status());
+  return success({{"name", name}, {"deleted", true}});
+}
+
+json Applier::snapshot(const json& args) {
+  std::string volume = args.at("volume").get<std::string>();
+  // The recovery point: everything acknowledged before now is in the store.
+  auto point = engine_.call({{"op", "checkpoint"}, {"name", volume}, {"timeout", 300}}, 330);
+  if (!point) return failure(point.status());
+  const json& p = point.value();
+  return success({{"snapshot", args.value("snapshot", "")},
+                  {"volume", volume},
+                  {"size", p.value("size", int64_t{0})},
+                  {"chunk_size", p.value("chunk_size", int64_t{0})},
+                  {"chunks_stored", p.value("chunks", json::array()).size()}});
+}
+
+json Applier::describe() {
+  json out = {{"hostname", facts_.hostname}, {"software_version", facts_.version}, {"addresses", facts_.addresses}};
+  auto stats = engine_.call({{"op", "stats"}});
+  if (!stats) return failure(stats.status());
+  out["engine"] = stats.value();
+  return success(out);
+}
+
+}  // namespace ferry::agent

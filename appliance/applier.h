@@ -1,0 +1,35 @@
+#pragma once
+// What the provider's requests do on this gateway (server/operations.h lists them),
+// through the volume engine's admin interface. Each is idempotent — applying one
+// twice (the agent died between applying and answering) leaves what applying it once
+// does — and answers {ok, result} or {ok: false, error: {code, message}}.
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "activation.h"
+#include "engine_client.h"
+
+namespace ferry::agent {
+
+class Applier {
+ public:
+  Applier(EngineClient& engine, GatewayFacts facts, std::function<void()> shutdown)
+      : engine_(engine), facts_(std::move(facts)), shutdown_(std::move(shutdown)) {}
+
+  // request: {id, op, args}.
+  nlohmann::json apply(const nlohmann::json& request);
+
+ private:
+  nlohmann::json createVolume(const nlohmann::json& args);
+  nlohmann::json deleteVolume(const nlohmann::json& args);
+  nlohmann::json snapshot(const nlohmann::json& args);
+  nlohmann::json describe();
+
+  EngineClient& engine_;
+  GatewayFacts facts_;
+  std::function<void()> shutdown_;
+};
+
+}  // namespace ferry::agent

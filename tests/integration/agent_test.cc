@@ -1,0 +1,238 @@
+// ferry-agent end to end, real processes on loopback: a ferry-control, a ferry-agent,
+// and the nbdkit ferry it runs. Activation through the real flow (the key read from the
+// agent's page), volumes made through the API served over NBD, restarts and crashes
+// on both sides, and impostors.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "activate.h"
+#include "agent_process.h"
+#include "control_process.h"
+#include "gateway_key.h"
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using ferry::testing::Agent;
+using ferry::testing::Control;
+using ferry::testing::GatewayKey;
+using ferry::testing::NbdClient;
+using ferry::testing::TempDir;
+
+const char* const kFastTimers =
+    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!ferry::testing::haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit is not installed";
+    control_ = std::make_unique<Control>(controlDir_.path(), "sqlite://" + (controlDir_ / "control.db"),
+                                         std::string(kFastTimers) + "gateway.store = file://" + (storeDir_ / "{gateway}") +
+                                             "\n");
+    ASSERT_TRUE(control_->start()) << control_->log();
+    token_ = ferry::testing::signUpAndLogIn(*control_, "ann@example.com");
+  }
+  Control::Reply api(const std::string& method, const std::string& path, const json& body = nullptr) {
+    return control_->call(method, path, body.is_null() ? "" : body.dump(), token_);
+  }
+  // Starts the agent and activates it as a customer would: the key from its page.
+  std::string activate(Agent& agent) {
+    EXPECT_TRUE(agent.start()) << agent.log();
+    EXPECT_TRUE(agent.waitFor([](const json& s) { return s.value("stage", "") == "waiting_for_customer"; }))
+        << agent.log();
+    std::string key = agent.status()["activation_key"];
+    auto claimed = api("POST", "/v1/gateways/activate", {{"activation_key", key}, {"name", "branch"}});
+    EXPECT_EQ(claimed.status, 201) << claimed.text;
+    EXPECT_TRUE(agent.waitFor([](const json& s) {
+      return s.value("stage", "") == "activated" && s.value("channel", json::object()).value("connected", false);
+    })) << agent.log();
+    return claimed.body["gateway"].value("id", "");
+  }
+  json waitFinished(const std::string& id, int seconds = 60) {
+    json r;
+    for (int i = 0; i < seconds * 10; ++i) {
+      r = api("GET", "/v1/requests/" + id).body["request"];
+      if (r.value("state", "") == "done" || r.value("state", "") == "failed") return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return r;
+  }
+  std::string createVolume(const std::string& gw, const std::string& name, const std::string& size = "64M") {
+    auto r = api("POST", "/v1/gateways/" + gw + "/volumes", {{"name", name}, {"size", size}});
+    EXPECT_EQ(r.status, 202) << r.text;
+    return r.body["request"].value("id", "");
+  }
+
+  TempDir controlDir_, agentDir_, storeDir_;
+  std::unique_ptr<Control> control_;
+  std::string token_;
+};
+
+TEST_F(AgentTest, ActivatedItServesAVolumeMadeThroughTheApiAndSnapshotsIt) {
+  Agent agent(agentDir_.path(), *control_);
+  // Unactivated: the page shows the key and sends ?activationRegion= to the console.
+  ASSERT_TRUE(agent.start()) << agent.log();
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s.value("activation_key", "").empty(); })) << agent.log();
+  std::string key = agent.status()["activation_key"];
+  auto page = agent.page("/");
+  EXPECT_NE(page.second.find(key), std::string::npos) << page.second;
+  auto redirect = agent.page("/?activationRegion=eu-1");
+  EXPECT_EQ(redirect.first, 302);
+  EXPECT_NE(redirect.second.find("/console/?activationKey=" + key + "&activationRegion=eu-1"), std::string::npos)
+      << redirect.second;
+  struct stat st {};
+  ASSERT_EQ(::stat((agent.stateDir() + "/gateway.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the private key is the owner's only";
+  agent.stop();
+
+  // Resumed after a restart: the same key, then activation.
+  std::string gw = activate(agent);
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw).body["gateway"]["online"], true);
+  auto page2 = agent.page("/");
+  EXPECT_NE(page2.second.find("branch"), std::string::npos) << page2.second;
+  EXPECT_NE(page2.second.find(">up<"), std::string::npos) << page2.second;
+
+  json made = waitFinished(createVolume(gw, "disk0"));
+  ASSERT_EQ(made["state"], "done") << made << agent.log();
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw + "/volumes/disk0").body["volume"]["state"], "available");
+
+  // Served over NBD at once: write, flush, read back.
+  NbdClient nbd;
+  ASSERT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "disk0")) << nbd.error() << agent.log();
+  EXPECT_EQ(nbd.size(), 64 << 20);
+  auto data = ferry::testing::randomBytes(3 << 20, 7);
+  ASSERT_TRUE(nbd.pwrite(data.data(), data.size(), 5 << 20)) << nbd.error();
+  ASSERT_TRUE(nbd.flush()) << nbd.error();
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(nbd.pread(back.data(), back.size(), 5 << 20)) << nbd.error();
+  EXPECT_EQ(back, data);
+
+  // A snapshot: the recovery point, with everything written before it in the store.
+  auto snap = api("POST", "/v1/gateways/" + gw + "/volumes/disk0/snapshots");
+  ASSERT_EQ(snap.status, 202) << snap.text;
+  json done = waitFinished(snap.body["request"]["id"]);
+  EXPECT_EQ(done["state"], "done") << done;
+  EXPECT_GE(done["result"].value("chunks_stored", 0), 3) << done;
+  auto chunks = ferry::testing::listFiles(storeDir_ / gw, "");
+  EXPECT_GE(chunks.size(), 3u) << "its chunks landed in the store";
+
+  // describe answers with the engine's view; deleting a volume in use is refused.
+  auto describe = api("POST", "/v1/gateways/" + gw + "/requests", {{"op", "gateway.describe"}});
+  json d = waitFinished(describe.body["request"]["id"]);
+  EXPECT_EQ(d["state"], "done");
+  EXPECT_EQ(d["result"]["engine"]["volumes"].size(), 1u) << d;
+  auto del = api("DELETE", "/v1/gateways/" + gw + "/volumes/disk0");
+  json refused = waitFinished(del.body["request"]["id"]);
+  EXPECT_EQ(refused["state"], "failed") << "an NBD client is connected";
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw + "/volumes/disk0").body["volume"]["state"], "available");
+}
+
+TEST_F(AgentTest, ARequestMadeWhileTheProviderRestartsIsAppliedOnce) {
+  // A second server of the farm (same database, same CA) takes requests while the
+  // one holding the gateway is down.
+  TempDir peerDir;
+  std::string caDir = control_->caPath().substr(0, control_->caPath().rfind('/'));
+  Control peer(peerDir.path(), "sqlite://" + (controlDir_ / "control.db"),
+               std::string(kFastTimers) + "tls.ca_dir = " + caDir + "\n");
+  ASSERT_TRUE(peer.start()) << peer.log();
+  Agent agent(agentDir_.path(), *control_);
+  std::string gw = activate(agent);
+  control_->stop();
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s["channel"].value("connected", true); }));
+  auto r = peer.call("POST", "/v1/gateways/" + gw + "/volumes", R"({"name":"during-outage","size":"64M"})", token_);
+  ASSERT_EQ(r.status, 202) << r.text;
+  EXPECT_EQ(r.body["routing"]["how"], "pending") << r.text;
+  std::string id = r.body["request"]["id"];
+  ASSERT_TRUE(control_->start()) << control_->log();
+  json done = waitFinished(id);
+  EXPECT_EQ(done["state"], "done") << done << agent.log();
+  EXPECT_EQ(done["attempts"], 1);
+  EXPECT_TRUE(agent.waitFor([](const json& s) { return s["channel"].value("connected", false); }));
+  EXPECT_EQ(agent.status()["channel"]["repeats"], 0);
+  NbdClient nbd;
+  EXPECT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "during-outage")) << nbd.error();
+}
+
+// The pid of the volume engine the agent started last (from its log).
+pid_t enginePid(Agent& agent) {
+  static const std::regex kStarted("volume engine started \\(pid ([0-9]+)");
+  std::string log = agent.log();
+  pid_t pid = 0;
+  for (std::sregex_iterator it(log.begin(), log.end(), kStarted), end; it != end; ++it) pid = std::stoi((*it)[1]);
+  return pid;
+}
+
+TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart) {
+  Agent agent(agentDir_.path(), *control_);
+  std::string gw = activate(agent);
+  ASSERT_EQ(waitFinished(createVolume(gw, "disk0"))["state"], "done");
+  {
+    NbdClient nbd;
+    ASSERT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "disk0")) << nbd.error();
+    auto data = ferry::testing::randomBytes(2 << 20, 3);
+    ASSERT_TRUE(nbd.pwrite(data.data(), data.size(), 0)) << nbd.error();
+    ASSERT_TRUE(nbd.flush());
+  }
+  // The engine hangs (stopped): the next request is begun and cannot finish.
+  pid_t engine = enginePid(agent);
+  ASSERT_GT(engine, 0) << agent.log();
+  ASSERT_EQ(::kill(engine, SIGSTOP), 0);
+  std::string id = createVolume(gw, "disk1");
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return s["channel"].value("requests", 0) >= 2; }))
+      << "the request reached the agent";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(api("GET", "/v1/requests/" + id).body["request"]["state"], "delivered");
+  agent.kill9();
+  // The orphaned engine got its SIGTERM (--exit-with-parent) while stopped: let it
+  // take it, upload and go, before the agent comes back.
+  ::kill(engine, SIGCONT);
+  for (int i = 0; i < 600 && ::kill(engine, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(::kill(engine, 0), 0) << "the old engine exited";
+
+  ASSERT_TRUE(agent.start()) << agent.log();
+  json done = waitFinished(id, 90);
+  EXPECT_EQ(done["state"], "done") << done << agent.log();
+  EXPECT_EQ(done["attempts"], 2) << "delivered again after the crash";
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw + "/volumes/disk1").body["volume"]["state"], "available");
+  // The data flushed before the crash survived it.
+  NbdClient nbd;
+  ASSERT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "disk0")) << nbd.error() << agent.log();
+  std::vector<uint8_t> back(2 << 20);
+  ASSERT_TRUE(nbd.pread(back.data(), back.size(), 0));
+  EXPECT_EQ(back, ferry::testing::randomBytes(2 << 20, 3));
+  NbdClient second;
+  EXPECT_TRUE(second.connectTcp("127.0.0.1", agent.nbdPort(), "disk1")) << second.error();
+}
+
+TEST_F(AgentTest, ReplayedKeysAndImpostorsAreRefused) {
+  Agent agent(agentDir_.path(), *control_);
+  ASSERT_TRUE(agent.start()) << agent.log();
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s.value("activation_key", "").empty(); }));
+  std::string key = agent.status()["activation_key"];
+  ASSERT_EQ(api("POST", "/v1/gateways/activate", {{"activation_key", key}, {"name", "a"}}).status, 201);
+  EXPECT_EQ(api("POST", "/v1/gateways/activate", {{"activation_key", key}, {"name", "b"}}).status, 409)
+      << "a key is used once";
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return s.value("stage", "") == "activated"; }));
+  // Another machine that learned the agent's request id, without its private key.
+  std::ifstream f(agent.stateDir() + "/activation.json");
+  json record = json::parse(f);
+  std::string requestId = record["request_id"];
+  GatewayKey other;
+  std::string t = std::to_string(::time(nullptr));
+  auto stolen = control_->call("POST", "/v1/activation/" + requestId + "/certificate", json{{"csr", other.csr()}}.dump(),
+                               "", {{"X-Ferry-Time", t}, {"X-Ferry-Signature", other.sign("ferry-activation\n" + requestId + "\n" + t)}});
+  EXPECT_EQ(stolen.status, 401) << stolen.text;
+  auto poll = control_->call("GET", "/v1/activation/" + requestId, "", "",
+                             {{"X-Ferry-Time", t}, {"X-Ferry-Signature", other.sign("ferry-activation\n" + requestId + "\n" + t)}});
+  EXPECT_EQ(poll.status, 401) << poll.text;
+}
+
+}  // namespace
