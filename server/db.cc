@@ -191,8 +191,43 @@ Result<std::unique_ptr<Db>> Db::open(const std::string& url) {
 
 Poco::Data::Session Db::session() {
   Poco::Data::Session s = pool_->get();
-  if (!postgres_) s << "PRAGMA foreign_keys=ON", now;
+  if (!postgres_) {
+    s << "PRAGMA foreign_keys=ON", now;
+    s.setConnectionTimeout(10);  // seconds a statement waits for another writer
+  }
   return s;
+}
+
+Transaction::Transaction(Poco::Data::Session& s, bool postgres) : s_(s), postgres_(postgres) {
+  if (postgres_)
+    s_.begin();
+  else
+    s_ << "BEGIN IMMEDIATE", now;
+}
+
+Transaction::~Transaction() {
+  try {
+    rollback();
+  } catch (...) {
+  }
+}
+
+void Transaction::commit() {
+  if (!open_) return;
+  open_ = false;
+  if (postgres_)
+    s_.commit();
+  else
+    s_ << "COMMIT", now;
+}
+
+void Transaction::rollback() {
+  if (!open_) return;
+  open_ = false;
+  if (postgres_)
+    s_.rollback();
+  else
+    s_ << "ROLLBACK", now;
 }
 
 int Db::latestVersion() {
@@ -236,17 +271,12 @@ Status Db::migrate() {
                              "): refusing to run an older server on it");
     }
     for (size_t v = static_cast<size_t>(current) + 1; v <= all.size(); ++v) {
-      ses.begin();
-      try {
-        for (const char* sql : all[v - 1]) ses << sql, now;
-        int version = static_cast<int>(v);
-        Poco::Int64 at = static_cast<Poco::Int64>(::time(nullptr));
-        ses << "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)", use(version), use(at), now;
-        ses.commit();
-      } catch (...) {
-        ses.rollback();
-        throw;
-      }
+      Transaction tx(ses, postgres_);
+      for (const char* sql : all[v - 1]) ses << sql, now;
+      int version = static_cast<int>(v);
+      Poco::Int64 at = static_cast<Poco::Int64>(::time(nullptr));
+      ses << "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)", use(version), use(at), now;
+      tx.commit();
     }
     return Status::ok();
   });

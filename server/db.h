@@ -40,6 +40,25 @@ class Db {
   bool postgres_;
 };
 
+// A write transaction on a session; rolled back unless committed. On SQLite it is
+// BEGIN IMMEDIATE: the write lock is taken at the start, so a transaction that reads
+// before it writes waits for another writer (the busy timeout) instead of failing
+// with "database is locked" when its read snapshot turns out stale.
+class Transaction {
+ public:
+  Transaction(Poco::Data::Session& s, bool postgres);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit();
+  void rollback();
+
+ private:
+  Poco::Data::Session& s_;
+  bool postgres_;
+  bool open_ = true;
+};
+
 // Runs f, turning a Poco exception into a Status that names what was being done.
 template <typename F>
 Status dbCall(const char* what, F&& f) {

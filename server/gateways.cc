@@ -147,18 +147,9 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
   GatewayInfo g;
   Status c = dbCall("claim activation", [&] {
     Poco::Data::Session ses = db_.session();
-    ses.begin();
-    // A statement that throws leaves the transaction open: roll it back before the
-    // session goes back to the pool.
-    struct Rollback {
-      Poco::Data::Session& s;
-      ~Rollback() {
-        try {
-          if (s.isTransaction()) s.rollback();
-        } catch (...) {
-        }
-      }
-    } rollbackGuard{ses};
+    // A statement that throws leaves the transaction open: tx rolls it back before
+    // the session goes back to the pool.
+    Transaction tx(ses, db_.postgres());
     std::vector<std::string> ids, pubs, fps, hosts, vers, addrs;
     std::vector<Poco::Int64> expires;
     std::vector<std::string> claimed;
@@ -168,15 +159,15 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
         use(keyHash), into(ids), into(pubs), into(fps), into(hosts), into(vers), into(addrs), into(expires),
         into(claimed), now;
     if (ids.empty()) {
-      ses.rollback();
+      tx.rollback();
       return Status::notFound("no such activation key: check it on the gateway's page");
     }
     if (!claimed[0].empty()) {
-      ses.rollback();
+      tx.rollback();
       return Status::busy("this activation key was used already");
     }
     if (expires[0] <= t) {
-      ses.rollback();
+      tx.rollback();
       return Status::invalid("this activation key expired; the gateway shows a new one");
     }
     g.id = "gw-" + randomHex(8);
@@ -199,10 +190,10 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
     Poco::Data::Statement upd(ses);
     upd << "UPDATE activations SET gateway_id = $1 WHERE request_id = $2 AND gateway_id IS NULL", use(gid), use(ids[0]);
     if (upd.execute() != 1) {
-      ses.rollback();
+      tx.rollback();
       return Status::busy("this activation key was used already");
     }
-    ses.commit();
+    tx.commit();
     return Status::ok();
   });
   if (!c) {

@@ -83,24 +83,16 @@ Result<RequestInfo> Outbox::submit(const std::string& accountId, const std::stri
   Status s = dbCall("store request", [&] {
     Poco::Data::Session ses = db_.session();
     if (!ownsGateway(ses, accountId, gatewayId)) return Status::notFound("no gateway " + gatewayId);
-    ses.begin();
-    try {
-      if (prepare) {
-        if (Status p = prepare(ses, id); !p) {
-          ses.rollback();
-          return p;
-        }
-      }
-      ses << "INSERT INTO requests (id, account_id, gateway_id, op, args, state, result, error, attempts,"
-             " delivered_by, created_at, delivered_at, finished_at)"
-             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-          use(id), use(acc), use(gid), use(o), use(a), use(st), use(empty), use(empty), use(attempts), use(empty),
-          use(created), use(zero), use(zero), now;
-      ses.commit();
-    } catch (...) {
-      ses.rollback();
-      throw;
+    Transaction tx(ses, db_.postgres());
+    if (prepare) {
+      if (Status p = prepare(ses, id); !p) return p;
     }
+    ses << "INSERT INTO requests (id, account_id, gateway_id, op, args, state, result, error, attempts,"
+           " delivered_by, created_at, delivered_at, finished_at)"
+           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        use(id), use(acc), use(gid), use(o), use(a), use(st), use(empty), use(empty), use(attempts), use(empty),
+        use(created), use(zero), use(zero), now;
+    tx.commit();
     return Status::ok();
   });
   if (!s) return s;
@@ -169,33 +161,25 @@ Result<bool> Outbox::finish(const std::string& gatewayId, const std::string& id,
   bool finished = false;
   Status s = dbCall("finish request", [&] {
     Poco::Data::Session ses = db_.session();
-    ses.begin();
-    try {
-      Poco::Data::Statement up(ses);
-      // Only the first answer finishes it: the state guard makes a repeated one a no-op.
-      up << "UPDATE requests SET state = $1, result = $2, error = $3, finished_at = $4"
-            " WHERE id = $5 AND gateway_id = $6 AND state IN ('pending', 'delivered')",
-          use(state), use(result), use(error), use(t), use(rid), use(gid);
-      if (up.execute() == 0) {
-        ses.rollback();
-        int known = 0;
-        ses << "SELECT COUNT(*) FROM requests WHERE id = $1 AND gateway_id = $2", use(rid), use(gid), into(known), now;
-        return known ? Status::ok() : Status::notFound("gateway " + gatewayId + " has no request " + id);
-      }
-      std::vector<Row> rows;
-      ses << std::string(kColumns) + "WHERE id = $1", use(rid), into(rows), now;
-      if (settler_ && !rows.empty()) {
-        if (Status st = settler_(ses, infoOf(rows.front())); !st) {
-          ses.rollback();
-          return st;
-        }
-      }
-      ses.commit();
-      finished = true;
-    } catch (...) {
-      ses.rollback();
-      throw;
+    Transaction tx(ses, db_.postgres());
+    Poco::Data::Statement up(ses);
+    // Only the first answer finishes it: the state guard makes a repeated one a no-op.
+    up << "UPDATE requests SET state = $1, result = $2, error = $3, finished_at = $4"
+          " WHERE id = $5 AND gateway_id = $6 AND state IN ('pending', 'delivered')",
+        use(state), use(result), use(error), use(t), use(rid), use(gid);
+    if (up.execute() == 0) {
+      tx.rollback();
+      int known = 0;
+      ses << "SELECT COUNT(*) FROM requests WHERE id = $1 AND gateway_id = $2", use(rid), use(gid), into(known), now;
+      return known ? Status::ok() : Status::notFound("gateway " + gatewayId + " has no request " + id);
     }
+    std::vector<Row> rows;
+    ses << std::string(kColumns) + "WHERE id = $1", use(rid), into(rows), now;
+    if (settler_ && !rows.empty()) {
+      if (Status st = settler_(ses, infoOf(rows.front())); !st) return st;
+    }
+    tx.commit();
+    finished = true;
     return Status::ok();
   });
   if (!s) return s;
