@@ -23,6 +23,10 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The servers' logs of the last run stay for a look.
+  rm -rf "$B/bench-channels-last" && mkdir -p "$B/bench-channels-last"
+  cp "$W"/a/log "$B/bench-channels-last/a.log" 2>/dev/null || true
+  cp "$W"/b/log "$B/bench-channels-last/b.log" 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT

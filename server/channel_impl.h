@@ -22,6 +22,8 @@ class GatewaySession {
   virtual ~GatewaySession() = default;
   // Sends the gateway's outstanding requests; safe from any thread.
   virtual void deliverOutstanding() = 0;
+  // This connection's registration epoch.
+  virtual int64_t epoch() const = 0;
 };
 
 // Starts serving one accepted connection on each endpoint.
@@ -48,6 +50,9 @@ struct ChannelServer::Impl {
   boost::asio::ip::tcp::acceptor internalAcceptor{io};
   boost::asio::steady_timer heartbeatTimer{io};
   boost::asio::thread_pool db{2};  // database calls, off the I/O threads
+  // The heartbeat on its own thread: a busy database pool must not make this server
+  // look dead to its peers.
+  boost::asio::thread_pool beats{1};
   std::vector<std::thread> threads;
 
   Impl(ChannelOptions o, Gateways& g, Outbox& ob);
@@ -58,6 +63,8 @@ struct ChannelServer::Impl {
   void hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s);
   void release(const std::string& gatewayId, const GatewaySession* s);
   bool deliver(const std::string& gatewayId);
+  // After this server's row was expired by a peer: registers every held channel again.
+  void reregisterHeld();
 };
 
 }  // namespace ferry::control

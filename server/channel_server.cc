@@ -1,5 +1,7 @@
 #include "channel_server.h"
 
+#include <malloc.h>
+
 #include <chrono>
 #include <iostream>
 #include <random>
@@ -42,10 +44,17 @@ void ChannelServer::Impl::beat() {
   heartbeatTimer.expires_after(std::chrono::seconds(opt.heartbeatSeconds));
   heartbeatTimer.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    asio::post(db, [this] {
-      if (Status s = gateways.heartbeat(opt.serverId, internalUrl); !s) {
-        std::cerr << "ferry-control: " << s.toString() << "\n";
+    asio::post(beats, [this] {
+      auto revived = gateways.heartbeat(opt.serverId, internalUrl);
+      if (!revived) {
+        std::cerr << "ferry-control: " << revived.status().toString() << "\n";
+      } else if (revived.value()) {
+        reregisterHeld();
       }
+      // Give back to the OS what bursts left free: thousands of gateways handshaking
+      // at once (a reconnection storm) need far more memory than they hold afterwards,
+      // and the allocator keeps the peak otherwise.
+      ::malloc_trim(0);
       auto expired = gateways.expireStaleServers();
       if (!expired) {
         std::cerr << "ferry-control: " << expired.status().toString() << "\n";
@@ -72,6 +81,22 @@ void ChannelServer::Impl::release(const std::string& gatewayId, const GatewaySes
   if (it == held.end()) return;
   auto current = it->second.lock();
   if (!current || current.get() == s) held.erase(it);
+}
+
+void ChannelServer::Impl::reregisterHeld() {
+  std::vector<std::pair<std::string, int64_t>> all;
+  {
+    std::lock_guard<std::mutex> lock(heldMutex);
+    for (const auto& [gw, weak] : held) {
+      if (auto s = weak.lock()) all.emplace_back(gw, s->epoch());
+    }
+  }
+  if (all.empty()) return;
+  std::cerr << "ferry-control: this server was taken for dead; registering its " << all.size()
+            << " channels again\n";
+  for (const auto& [gw, epoch] : all) {
+    if (Status s = gateways.connected(gw, opt.serverId, epoch); !s) std::cerr << "ferry-control: " << s.toString() << "\n";
+  }
 }
 
 bool ChannelServer::Impl::deliver(const std::string& gatewayId) {
@@ -116,6 +141,13 @@ Status ChannelServer::start() {
     // Mutual TLS on both endpoints: without a certificate from the provider CA, no
     // further. Which kind of certificate (gateway or server) each session checks.
     s.tls.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    // Idle channels are most of them: OpenSSL frees a connection's buffers between
+    // records rather than holding them.
+    SSL_CTX_set_mode(s.tls.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+    // Gateways reconnect with a full handshake (a client certificate each time): no
+    // session cache and no TLS 1.3 tickets to keep per connection.
+    SSL_CTX_set_session_cache_mode(s.tls.native_handle(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(s.tls.native_handle(), 0);
   } catch (const std::exception& e) {
     return Status::invalid(std::string("channel TLS files: ") + e.what());
   }
@@ -137,7 +169,7 @@ Status ChannelServer::start() {
         "https://" + s.opt.advertiseHost + ":" + std::to_string(s.internalAcceptor.local_endpoint().port());
   }
   if (Status f = s.gateways.forgetServer(s.opt.serverId); !f) return f;
-  if (Status h = s.gateways.heartbeat(s.opt.serverId, s.internalUrl); !h) return h;
+  if (auto h = s.gateways.heartbeat(s.opt.serverId, s.internalUrl); !h) return h.status();
   s.accept(s.acceptor, false);
   s.accept(s.internalAcceptor, true);
   s.beat();
@@ -152,6 +184,7 @@ void ChannelServer::stop() {
   for (auto& t : s.threads) t.join();
   s.threads.clear();
   s.db.join();
+  s.beats.join();
   (void)s.gateways.forgetServer(s.opt.serverId);
 }
 

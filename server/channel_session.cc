@@ -52,6 +52,8 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   }
   ~Session() override { --server_.live; }
 
+  int64_t epoch() const override { return epoch_; }
+
   void deliverOutstanding() override {
     asio::post(ws_.get_executor(), [self = shared_from_this()] { self->fetchOutstanding(); });
   }
@@ -79,11 +81,13 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "ferry-control"); }));
     ws_.read_message_max(kMaxFrame);
+    ws_.write_buffer_bytes(1024);  // frames are small JSON; the default 4 KiB per channel adds up
     ws_.async_accept(upgrade_, [self = shared_from_this()](beast::error_code e) { self->onAccept(e); });
   }
 
   void onAccept(beast::error_code ec) {
     if (ec) return;
+    upgrade_ = {};  // the upgrade request is done with: do not hold it for the channel's life
     beast::get_lowest_layer(ws_).expires_never();
     epoch_ = ++server_.nextEpoch;
     // Is it a gateway we know (not deleted)? Ask the database off the I/O thread.
@@ -173,6 +177,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       self->lastHeard_ = std::chrono::steady_clock::now();
       self->onFrame(beast::buffers_to_string(self->buffer_.data()));
       self->buffer_.consume(self->buffer_.size());
+      self->buffer_.shrink_to_fit();  // an idle channel holds no read buffer
       self->read();
     });
   }
@@ -238,7 +243,9 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   };
 
   ChannelServer::Impl& server_;
-  websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws_;
+  // asio's TLS stream itself, not beast::ssl_stream: that one adds a write-coalescing
+  // buffer per connection, kept for the life of an idle channel.
+  websocket::stream<asio::ssl::stream<beast::tcp_stream>> ws_;
   asio::steady_timer timer_;
   beast::flat_buffer buffer_;
   beast::http::request<beast::http::string_body> upgrade_;

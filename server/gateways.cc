@@ -292,16 +292,23 @@ Status Gateways::forgetServer(const std::string& serverId) {
   });
 }
 
-Status Gateways::heartbeat(const std::string& serverId, const std::string& internalUrl) {
+Result<bool> Gateways::heartbeat(const std::string& serverId, const std::string& internalUrl) {
   std::string sid = serverId, url = internalUrl;
   Poco::Int64 t = nowSeconds();
-  return dbCall("server heartbeat", [&] {
+  bool revived = false;
+  Status s = dbCall("server heartbeat", [&] {
     Poco::Data::Session ses = db_.session();
+    Poco::Data::Statement up(ses);
+    up << "UPDATE servers SET heartbeat_at = $1, internal_url = $2 WHERE id = $3", use(t), use(url), use(sid);
+    if (up.execute() > 0) return Status::ok();
+    revived = true;
     ses << "INSERT INTO servers (id, started_at, heartbeat_at, internal_url) VALUES ($1, $2, $2, $3)"
            " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, internal_url = excluded.internal_url",
         use(sid), use(t), use(url), now;
     return Status::ok();
   });
+  if (!s) return s;
+  return revived;
 }
 
 Result<std::optional<PeerServer>> Gateways::holder(const std::string& gatewayId) {

@@ -85,7 +85,9 @@ class Gateways {
   // connections are open.
   Status forgetServer(const std::string& serverId);
   // This server is alive (its row in the servers table, now), and where peers reach it.
-  Status heartbeat(const std::string& serverId, const std::string& internalUrl = "");
+  // True when its row was missing — new, or expired by a peer that thought it dead:
+  // then its registrations are gone too and must be made again.
+  Result<bool> heartbeat(const std::string& serverId, const std::string& internalUrl = "");
   // The live server holding gatewayId's channel, if any.
   Result<std::optional<PeerServer>> holder(const std::string& gatewayId);
   // Every server with a fresh heartbeat but exceptId.
