@@ -80,6 +80,20 @@ Status Activation::save(const ActivationRecord& r) {
   return Status::ok();
 }
 
+Status Activation::restart() {
+  return save(ActivationRecord{});
+}
+
+Status Activation::installCertificate(const std::string& certificatePem, int64_t notAfter, const std::string& caPem) {
+  ActivationRecord r = current();
+  if (!r.activated()) return Status::invalid("not activated: no certificate to renew");
+  if (!identity_.matches(certificatePem)) return Status::invalid("the certificate is not for this gateway's key");
+  r.certificatePem = certificatePem;
+  r.certificateNotAfter = notAfter;
+  if (!caPem.empty()) r.caPem = caPem;
+  return save(r);
+}
+
 ActivationRecord Activation::current() const {
   std::lock_guard<std::mutex> l(mutex_);
   return record_;

@@ -48,6 +48,12 @@ class Activation {
   // record after it. Errors (the provider unreachable, …) leave the record as it was.
   Result<ActivationRecord> step();
   ActivationRecord current() const;
+  // Back to step 1 with the same key pair (the certificate expired): a new activation
+  // key, which the customer claims to re-activate the same gateway.
+  Status restart();
+  // A renewed channel certificate (from the provider, over the channel): kept, and used
+  // from the next connection.
+  Status installCertificate(const std::string& certificatePem, int64_t notAfter, const std::string& caPem);
 
   // Where the channel's files are once activated.
   std::string certificatePath() const { return stateDir_ + "/channel.crt"; }

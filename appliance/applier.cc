@@ -63,6 +63,16 @@ json Applier::apply(const json& request) {
       return success({{"snapshot", args.value("snapshot", "")}, {"deleted", true}});
     }
     if (op == "gateway.describe") return describe();
+    if (op == "certificate.renew") {
+      std::string csr = csr_ ? csr_() : "";
+      if (csr.empty()) return failure(Status::ioError("cannot make a certificate request"));
+      return success({{"csr", csr}});
+    }
+    if (op == "certificate.install") {
+      if (!install_) return failure(Status::invalid("this gateway cannot install certificates yet"));
+      if (Status s = install_(args); !s) return failure(s);
+      return success({{"not_after", args.value("not_after", int64_t{0})}});
+    }
     if (op == "gateway.shutdown") {
       if (shutdown_) shutdown_();
       return success({{"shutting_down", true}});

@@ -21,6 +21,13 @@ class Applier {
   // request: {id, op, args}.
   nlohmann::json apply(const nlohmann::json& request);
 
+  // Certificate rotation: makes a CSR for the gateway's key; installs a certificate.
+  void setCertificateHandlers(std::function<std::string()> csr,
+                              std::function<Status(const nlohmann::json&)> install) {
+    csr_ = std::move(csr);
+    install_ = std::move(install);
+  }
+
  private:
   nlohmann::json createVolume(const nlohmann::json& args);
   nlohmann::json deleteVolume(const nlohmann::json& args);
@@ -30,6 +37,8 @@ class Applier {
   EngineClient& engine_;
   GatewayFacts facts_;
   std::function<void()> shutdown_;
+  std::function<std::string()> csr_;
+  std::function<Status(const nlohmann::json&)> install_;
 };
 
 }  // namespace ferry::agent

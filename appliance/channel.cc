@@ -281,6 +281,19 @@ void Channel::stop() {
   s.ioThread.join();
 }
 
+void Channel::reloadCertificate() {
+  Impl& s = *impl_;
+  asio::post(s.io, [&s] {
+    try {
+      s.tls.load_verify_file(s.cfg.caFile);
+      s.tls.use_certificate_chain_file(s.cfg.certificateFile);
+      std::cerr << "ferry-agent: channel certificate renewed; used from the next connection\n";
+    } catch (const std::exception& e) {
+      std::cerr << "ferry-agent: cannot load the renewed certificate: " << e.what() << "\n";
+    }
+  });
+}
+
 ChannelStatus Channel::status() const {
   std::lock_guard<std::mutex> l(impl_->statusMutex);
   return impl_->st;

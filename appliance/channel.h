@@ -39,6 +39,8 @@ class Channel {
   Status start();
   void stop();
   ChannelStatus status() const;
+  // Reads the certificate files again: new connections use what is there now.
+  void reloadCertificate();
 
   struct Impl;
 

@@ -98,3 +98,14 @@ std::string Identity::csr() const {
 }
 
 }  // namespace ferry::agent
+
+namespace ferry::agent {
+
+bool Identity::matches(const std::string& certificatePem) const {
+  std::unique_ptr<BIO, decltype(&BIO_free)> b(
+      BIO_new_mem_buf(certificatePem.data(), static_cast<int>(certificatePem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr), X509_free);
+  return cert && X509_check_private_key(cert.get(), impl_->key) == 1;
+}
+
+}  // namespace ferry::agent

@@ -25,6 +25,8 @@ class Identity {
   std::string sign(const std::string& message) const;
   // A certificate request for this key (the provider sets the subject).
   std::string csr() const;
+  // Whether the PEM certificate is for this key.
+  bool matches(const std::string& certificatePem) const;
 
  private:
   struct Impl;

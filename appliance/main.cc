@@ -174,47 +174,85 @@ class Agent : public Poco::Util::ServerApplication {
     std::mutex waitMutex;
     std::condition_variable waitCv;
     int pollSeconds = config().getInt("activation.poll_seconds", 3);
+    auto pause = [&](int seconds) {
+      std::unique_lock<std::mutex> l(waitMutex);
+      waitCv.wait_for(l, std::chrono::seconds(seconds), [&] { return stopping.load(); });
+    };
+    // Activation until done; then the engine (once) and the channel; then watching
+    // the certificate: one that expired (the agent was offline past its renewal) takes
+    // the gateway back to activation with the same key pair — a new key on the page,
+    // which the customer claims to consent; the gateway keeps its id and volumes.
     std::thread bringUp([&] {
       std::string shownKey;
       while (!stopping) {
-        auto r = activation.step();
+        while (!stopping) {
+          auto r = activation.step();
+          {
+            std::lock_guard<std::mutex> l(partsMutex);
+            lastError = r ? "" : r.status().message();
+          }
+          if (!r) {
+            std::cerr << "ferry-agent: activation: " << r.status().message() << "\n";
+          } else if (r.value().activated()) {
+            break;
+          } else if (!r.value().activationKey.empty() && r.value().activationKey != shownKey &&
+                     r.value().gatewayId.empty()) {
+            shownKey = r.value().activationKey;
+            std::cout << "ferry-agent: activation key " << shownKey
+                      << " (on the local page; expires in 30 minutes)" << std::endl;
+          }
+          pause(pollSeconds);
+        }
+        if (stopping) return;
+        ActivationRecord r = activation.current();
+        std::cout << "ferry-agent: activated as " << r.gatewayId << " (" << r.gatewayName << "), store " << r.store
+                  << std::endl;
+        ChannelConfig cc{config().getString("channel.endpoint", r.controlEndpoint), activation.certificatePath(),
+                         identity.value()->keyPath(), activation.caPath(),
+                         config().getInt("channel.backoff_base_ms", 500),
+                         config().getInt("channel.backoff_cap_ms", 30000), config().getInt("channel.dead_seconds", 45)};
         {
           std::lock_guard<std::mutex> l(partsMutex);
-          lastError = r ? "" : r.status().message();
+          if (stopping) return;
+          if (!supervisor) {
+            ec.store = config().getString("engine.store", r.store);
+            supervisor = std::make_unique<Supervisor>(ec);
+            if (Status s = supervisor->start(); !s) {
+              lastError = s.message();
+              std::cerr << "ferry-agent: " << s.toString() << "\n";
+            }
+          }
+          channel = std::make_unique<Channel>(cc, *log.value(), applier);
+          Channel* ch = channel.get();
+          applier.setCertificateHandlers([&identity] { return identity.value()->csr(); },
+                                         [&activation, ch](const json& args) {
+                                           Status s = activation.installCertificate(
+                                               args.value("certificate", ""), args.value("not_after", int64_t{0}),
+                                               args.value("ca_certificate", ""));
+                                           if (s) ch->reloadCertificate();
+                                           return s;
+                                         });
+          if (Status s = channel->start(); !s) {
+            lastError = s.message();
+            std::cerr << "ferry-agent: " << s.toString() << "\n";
+          }
         }
-        if (!r) {
-          std::cerr << "ferry-agent: activation: " << r.status().message() << "\n";
-        } else if (r.value().activated()) {
-          break;
-        } else if (!r.value().activationKey.empty() && r.value().activationKey != shownKey &&
-                   r.value().gatewayId.empty()) {
-          shownKey = r.value().activationKey;
-          std::cout << "ferry-agent: activation key " << shownKey << " (on the local page; expires in 30 minutes)"
-                    << std::endl;
+        while (!stopping) {
+          pause(pollSeconds);
+          int64_t notAfter = activation.current().certificateNotAfter;
+          if (notAfter != 0 && notAfter <= static_cast<int64_t>(::time(nullptr))) break;
         }
-        std::unique_lock<std::mutex> l(waitMutex);
-        waitCv.wait_for(l, std::chrono::seconds(pollSeconds), [&] { return stopping.load(); });
-      }
-      if (stopping) return;
-      ActivationRecord r = activation.current();
-      std::cout << "ferry-agent: activated as " << r.gatewayId << " (" << r.gatewayName << "), store " << r.store
-                << std::endl;
-      ec.store = config().getString("engine.store", r.store);
-      ChannelConfig cc{config().getString("channel.endpoint", r.controlEndpoint), activation.certificatePath(),
-                       identity.value()->keyPath(), activation.caPath(),
-                       config().getInt("channel.backoff_base_ms", 500), config().getInt("channel.backoff_cap_ms", 30000),
-                       config().getInt("channel.dead_seconds", 45)};
-      std::lock_guard<std::mutex> l(partsMutex);
-      if (stopping) return;
-      supervisor = std::make_unique<Supervisor>(ec);
-      if (Status s = supervisor->start(); !s) {
-        lastError = s.message();
-        std::cerr << "ferry-agent: " << s.toString() << "\n";
-      }
-      channel = std::make_unique<Channel>(cc, *log.value(), applier);
-      if (Status s = channel->start(); !s) {
-        lastError = s.message();
-        std::cerr << "ferry-agent: " << s.toString() << "\n";
+        if (stopping) return;
+        std::cout << "ferry-agent: the channel certificate expired; activate the gateway again with the key on the "
+                     "local page (it stays the same gateway)"
+                  << std::endl;
+        std::unique_ptr<Channel> old;
+        {
+          std::lock_guard<std::mutex> l(partsMutex);
+          old = std::move(channel);
+        }
+        old->stop();
+        if (Status s = activation.restart(); !s) std::cerr << "ferry-agent: " << s.toString() << "\n";
       }
     });
 

@@ -180,8 +180,8 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     if (path == "/v1/gateways/activate" && m == "POST") {
       json in = readBody(req);
       auto g = orThrow(gateways_.claim(account, str(in, "activation_key"), str(in, "name"), optStr(in, "timezone")));
-      out = {{"gateway", gatewayJson(g)}};
-      return HTTPResponse::HTTP_CREATED;
+      out = {{"gateway", gatewayJson(g)}, {"reactivated", g.reactivated}};
+      return g.reactivated ? HTTPResponse::HTTP_OK : HTTPResponse::HTTP_CREATED;
     }
     if (path == "/v1/gateways" && m == "GET") {
       auto list = orThrow(gateways_.list(account));

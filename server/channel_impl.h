@@ -35,6 +35,7 @@ struct ChannelServer::Impl {
   ChannelOptions opt;
   Gateways& gateways;
   Outbox& outbox;
+  Renewal* renewal;
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_server};
   std::atomic<size_t> live{0};
   std::atomic<int64_t> nextEpoch;
@@ -55,7 +56,7 @@ struct ChannelServer::Impl {
   boost::asio::thread_pool beats{1};
   std::vector<std::thread> threads;
 
-  Impl(ChannelOptions o, Gateways& g, Outbox& ob);
+  Impl(ChannelOptions o, Gateways& g, Outbox& ob, Renewal* r);
   void accept(boost::asio::ip::tcp::acceptor& a, bool peers);
   void beat();
 

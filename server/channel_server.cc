@@ -19,7 +19,8 @@ namespace {
 constexpr int64_t kStalledMillis = 2000;
 }  // namespace
 
-ChannelServer::Impl::Impl(ChannelOptions o, Gateways& g, Outbox& ob) : opt(std::move(o)), gateways(g), outbox(ob) {
+ChannelServer::Impl::Impl(ChannelOptions o, Gateways& g, Outbox& ob, Renewal* r)
+    : opt(std::move(o)), gateways(g), outbox(ob), renewal(r) {
   std::random_device rd;
   nextEpoch = static_cast<int64_t>((uint64_t{rd()} << 20) & 0x3fffffffffffffffULL);
 }
@@ -111,8 +112,8 @@ bool ChannelServer::Impl::deliver(const std::string& gatewayId) {
   return true;
 }
 
-ChannelServer::ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox)
-    : impl_(std::make_unique<Impl>(std::move(options), gateways, outbox)) {}
+ChannelServer::ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal)
+    : impl_(std::make_unique<Impl>(std::move(options), gateways, outbox, renewal)) {}
 
 ChannelServer::~ChannelServer() {
   stop();

@@ -23,6 +23,7 @@
 #include "ferry/status.h"
 #include "gateways.h"
 #include "outbox.h"
+#include "renewal.h"
 
 namespace ferry::control {
 
@@ -43,6 +44,8 @@ struct ChannelOptions {
   // with the port as bound.
   std::string internalUrl;
   std::string advertiseHost = "localhost";  // a name in the server's certificate
+  // A gateway whose certificate expires within this is asked for a renewal.
+  int64_t renewWithinSeconds = 30 * 86400;
 };
 
 struct ChannelCounters {
@@ -55,7 +58,8 @@ struct ChannelCounters {
 
 class ChannelServer {
  public:
-  ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox);
+  // renewal: asks gateways for certificate renewals (none: never asked).
+  ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal = nullptr);
   ~ChannelServer();
   Status start();
   void stop();

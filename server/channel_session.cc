@@ -10,6 +10,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
+#include <ctime>
 #include <deque>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -30,6 +31,14 @@ namespace {
 
 constexpr size_t kMaxFrame = 1 << 20;
 
+// When the peer's certificate expires (Unix seconds; 0 if unknown).
+int64_t notAfterOf(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  struct tm t {};
+  if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &t) != 1) return 0;
+  return static_cast<int64_t>(timegm(&t));
+}
+
 // The gateway id a verified peer certificate names (its subject CN).
 std::string commonNameOf(SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
@@ -42,7 +51,8 @@ std::string commonNameOf(SSL* ssl) {
 class Session : public GatewaySession, public std::enable_shared_from_this<Session> {
  public:
   Session(ChannelServer::Impl& server, tcp::socket socket)
-      : server_(server), ws_(std::move(socket), server.tls), timer_(ws_.get_executor()) {}
+      : server_(server), ws_(std::move(socket), server.tls), timer_(ws_.get_executor()),
+        renewTimer_(ws_.get_executor()) {}
 
   void start() {
     ++server_.live;
@@ -62,6 +72,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   void onTls(beast::error_code ec) {
     if (ec) return;  // no certificate, or not the provider CA's: nothing to say to it
     gateway_ = commonNameOf(ws_.next_layer().native_handle());
+    certNotAfter_ = notAfterOf(ws_.next_layer().native_handle());
     // Read the HTTP upgrade request first: only /v1/channel is a channel.
     beast::http::async_read(ws_.next_layer(), buffer_, upgrade_,
                             [self = shared_from_this()](beast::error_code e, size_t) { self->onUpgrade(e); });
@@ -116,6 +127,26 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
     tick();
     read();
     fetchOutstanding();  // what waited for this gateway while it was away
+    scheduleRenewal();
+  }
+
+  // When the certificate this connection was made with enters the renewal window (now,
+  // or later for a connection that lives that long): ask the gateway for a renewal.
+  void scheduleRenewal() {
+    if (!server_.renewal || certNotAfter_ == 0) return;
+    int64_t due = certNotAfter_ - server_.opt.renewWithinSeconds - static_cast<int64_t>(::time(nullptr));
+    renewTimer_.expires_after(std::chrono::seconds(std::max<int64_t>(0, std::min<int64_t>(due, 86400))));
+    renewTimer_.async_wait([self = shared_from_this(), due](beast::error_code ec) {
+      if (ec || self->closing_) return;
+      if (due > 86400) return self->scheduleRenewal();  // not yet: look again in a day
+      asio::post(self->server_.db, [self] {
+        if (Status s = self->server_.renewal->ask(self->gateway_); !s) {
+          std::cerr << "ferry-control: renewal for " << self->gateway_ << ": " << s.toString() << "\n";
+          return;
+        }
+        self->deliverOutstanding();
+      });
+    });
   }
 
   // Outstanding requests from the outbox, then the ones not yet sent on this
@@ -231,6 +262,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
     if (closing_) return;
     closing_ = true;
     timer_.cancel();
+    renewTimer_.cancel();
     if (!registered_) return;
     server_.release(gateway_, this);
     asio::post(server_.db, [self = shared_from_this()] {
@@ -247,6 +279,8 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   // buffer per connection, kept for the life of an idle channel.
   websocket::stream<asio::ssl::stream<beast::tcp_stream>> ws_;
   asio::steady_timer timer_;
+  asio::steady_timer renewTimer_;
+  int64_t certNotAfter_ = 0;
   beast::flat_buffer buffer_;
   beast::http::request<beast::http::string_body> upgrade_;
   std::string gateway_;

@@ -170,6 +170,38 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
       tx.rollback();
       return Status::invalid("this activation key expired; the gateway shows a new one");
     }
+    // The key pair of a gateway this account has already: a re-activation (the way
+    // back for a gateway whose certificate expired while it was offline). The
+    // customer's claim is the consent; the gateway keeps its id, name and volumes.
+    std::vector<std::string> ownerIds, owners, names, tzs;
+    ses << "SELECT id, account_id, name, timezone FROM gateways WHERE key_fingerprint = $1", use(fps[0]),
+        into(ownerIds), into(owners), into(names), into(tzs), now;
+    if (!ownerIds.empty()) {
+      if (owners[0] != acc) {
+        tx.rollback();
+        return Status::busy("this gateway is activated already");
+      }
+      std::string gid = ownerIds[0];
+      ses << "UPDATE gateways SET hostname = $1, version = $2, addresses = $3 WHERE id = $4", use(hosts[0]),
+          use(vers[0]), use(addrs[0]), use(gid), now;
+      Poco::Data::Statement upd(ses);
+      upd << "UPDATE activations SET gateway_id = $1 WHERE request_id = $2 AND gateway_id IS NULL", use(gid),
+          use(ids[0]);
+      if (upd.execute() != 1) {
+        tx.rollback();
+        return Status::busy("this activation key was used already");
+      }
+      tx.commit();
+      g.id = gid;
+      g.name = names[0];
+      g.timezone = tzs[0];
+      g.hostname = hosts[0];
+      g.version = vers[0];
+      g.addresses = addressesOf(addrs[0]);
+      g.keyFingerprint = fps[0];
+      g.reactivated = true;
+      return Status::ok();
+    }
     g.id = "gw-" + randomHex(8);
     g.name = name;
     g.timezone = tz;

@@ -42,6 +42,7 @@ struct GatewayInfo {
   int64_t lastSeenAt = 0;
   bool online = false;  // holds a channel to a server
   std::string server;   // which one
+  bool reactivated = false;  // (claim) an existing gateway's key pair activated again
 };
 
 // A server of the farm and its internal endpoint.

@@ -34,6 +34,7 @@
 #include "gateways.h"
 #include "inventory.h"
 #include "outbox.h"
+#include "renewal.h"
 #include "router.h"
 
 namespace {
@@ -97,7 +98,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Gateways gateways(*db.value());
     ferry::control::Outbox outbox(*db.value());
     ferry::control::Inventory inventory(*db.value(), outbox);
-    outbox.setSettler(&ferry::control::Inventory::settle);
+
     ferry::control::Routing routing;
     if (!ferry::control::parseRouting(config().getString("routing", "lookup"), &routing)) {
       std::cerr << "ferry-control: routing must be lookup or broadcast\n";
@@ -154,6 +155,12 @@ class ControlServer : public Poco::Util::ServerApplication {
       return EXIT_UNAVAILABLE;
     }
     Poco::UInt16 boundPort = socket->address().port();
+    // What finishing a request changes: volumes and snapshots, or a renewed certificate.
+    ferry::control::Renewal renewal(*db.value(), outbox, *ca.value(), config().getInt("gateway.certificate_days", 365));
+    outbox.setSettler([&renewal](Poco::Data::Session& ses, const ferry::control::RequestInfo& r) {
+      if (r.op.rfind("certificate.", 0) == 0) return renewal.settle(ses, r);
+      return ferry::control::Inventory::settle(ses, r);
+    });
     std::string serverId =
         config().getString("server.id", Poco::Environment::nodeName() + ":" + std::to_string(boundPort));
     std::unique_ptr<ferry::control::ChannelServer> channel;
@@ -173,7 +180,8 @@ class ControlServer : public Poco::Util::ServerApplication {
       co.internalPort = static_cast<uint16_t>(config().getUInt("internal.port", 8444));
       co.internalUrl = config().getString("internal.url", "");
       co.advertiseHost = names.front();
-      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox);
+      co.renewWithinSeconds = int64_t{86400} * config().getInt("gateway.certificate_renew_days", 30);
+      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox, &renewal);
       if (Status s = channel->start(); !s) {
         std::cerr << "ferry-control: " << s.toString() << "\n";
         return EXIT_UNAVAILABLE;

@@ -60,14 +60,19 @@ Status checkRequest(const std::string& op, const json& args) {
     if (Status s = checkFields(op, args, {"snapshot", "volume"}); !s) return s;
     return ferry::checkVolumeName(args["volume"].get<std::string>());
   }
-  if (op == "gateway.describe" || op == "gateway.shutdown") return checkFields(op, args, {});
+  if (op == "gateway.describe" || op == "gateway.shutdown" || op == "certificate.renew") {
+    return checkFields(op, args, {});
+  }
+  if (op == "certificate.install") {
+    return checkFields(op, args, {"certificate", "ca_certificate"}, {"not_after"});
+  }
   return Status::invalid("unknown operation '" + op +
                          "' (known: volume.create, volume.delete, snapshot.create, snapshot.delete, "
-                         "gateway.describe, gateway.shutdown)");
+                         "gateway.describe, gateway.shutdown, certificate.renew, certificate.install)");
 }
 
 bool isDirectOp(const std::string& op) {
-  return op == "gateway.describe" || op == "gateway.shutdown";
+  return op == "gateway.describe" || op == "gateway.shutdown" || op == "certificate.renew";
 }
 
 }  // namespace ferry::control

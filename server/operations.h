@@ -10,6 +10,9 @@
 //   snapshot.delete {snapshot, volume}
 //   gateway.describe {}                         what the gateway is and holds
 //   gateway.shutdown {}                         the agent stops its services
+//   certificate.renew {}                        the gateway answers {csr} for its key
+//   certificate.install {certificate, not_after, ca_certificate}
+//                                               the renewed channel certificate
 
 #include <cstdint>
 #include <nlohmann/json.hpp>

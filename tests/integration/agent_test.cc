@@ -146,7 +146,7 @@ TEST_F(AgentTest, ARequestMadeWhileTheProviderRestartsIsAppliedOnce) {
   Agent agent(agentDir_.path(), *control_);
   std::string gw = activate(agent);
   control_->stop();
-  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s["channel"].value("connected", true); }));
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s.value("channel", json::object()).value("connected", true); }));
   auto r = peer.call("POST", "/v1/gateways/" + gw + "/volumes", R"({"name":"during-outage","size":"64M"})", token_);
   ASSERT_EQ(r.status, 202) << r.text;
   EXPECT_EQ(r.body["routing"]["how"], "pending") << r.text;
@@ -155,7 +155,7 @@ TEST_F(AgentTest, ARequestMadeWhileTheProviderRestartsIsAppliedOnce) {
   json done = waitFinished(id);
   EXPECT_EQ(done["state"], "done") << done << agent.log();
   EXPECT_EQ(done["attempts"], 1);
-  EXPECT_TRUE(agent.waitFor([](const json& s) { return s["channel"].value("connected", false); }));
+  EXPECT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("connected", false); }));
   EXPECT_EQ(agent.status()["channel"]["repeats"], 0);
   NbdClient nbd;
   EXPECT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "during-outage")) << nbd.error();
@@ -186,7 +186,7 @@ TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart)
   ASSERT_GT(engine, 0) << agent.log();
   ASSERT_EQ(::kill(engine, SIGSTOP), 0);
   std::string id = createVolume(gw, "disk1");
-  ASSERT_TRUE(agent.waitFor([](const json& s) { return s["channel"].value("requests", 0) >= 2; }))
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("requests", 0) >= 2; }))
       << "the request reached the agent";
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(api("GET", "/v1/requests/" + id).body["request"]["state"], "delivered");
@@ -210,6 +210,78 @@ TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart)
   EXPECT_EQ(back, ferry::testing::randomBytes(2 << 20, 3));
   NbdClient second;
   EXPECT_TRUE(second.connectTcp("127.0.0.1", agent.nbdPort(), "disk1")) << second.error();
+}
+
+TEST(AgentRenewalTest, ACertificateNearItsEndIsRenewedOverTheChannelAndUsedOnReconnect) {
+  if (!ferry::testing::haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit is not installed";
+  TempDir controlDir, agentDir, storeDir;
+  // One-day certificates, renewed within 30 days of the end: at once.
+  Control control(controlDir.path(), "sqlite://" + (controlDir / "control.db"),
+                  std::string(kFastTimers) + "gateway.certificate_days = 1\ngateway.store = file://" +
+                      (storeDir / "{gateway}") + "\n");
+  ASSERT_TRUE(control.start()) << control.log();
+  std::string token = ferry::testing::signUpAndLogIn(control, "ann@example.com");
+  Agent agent(agentDir.path(), control);
+  ASSERT_TRUE(agent.start()) << agent.log();
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s.value("activation_key", "").empty(); })) << agent.log();
+  auto claimed = control.call("POST", "/v1/gateways/activate",
+                              json{{"activation_key", agent.status()["activation_key"]}, {"name", "g"}}.dump(), token);
+  std::string gw = claimed.body["gateway"]["id"];
+  json install;
+  for (int i = 0; i < 300 && install.is_null(); ++i) {
+    json history = control.call("GET", "/v1/gateways/" + gw + "/requests", "", token).body;
+    for (const auto& q : history["requests"]) {
+      if (q["op"] == "certificate.install" && q["state"] == "done") install = q;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(install.is_null()) << agent.log() << control.log();
+  EXPECT_EQ(ferry::testing::readFile(agent.stateDir() + "/channel.crt"), install["args"]["certificate"])
+      << "the agent keeps the renewed certificate";
+  // Reconnecting uses it: the provider accepts it and the gateway is online again.
+  agent.stop();
+  ASSERT_TRUE(agent.start()) << agent.log();
+  EXPECT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("connected", false); })) << agent.log();
+  EXPECT_EQ(control.call("GET", "/v1/gateways/" + gw, "", token).body["gateway"]["online"], true);
+}
+
+TEST(AgentRenewalTest, AnExpiredCertificateTakesTheGatewayBackToActivationKeepingItsIdentity) {
+  if (!ferry::testing::haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit is not installed";
+  TempDir controlDir, agentDir, storeDir;
+  // Certificates that end as they are issued: the agent cannot use its channel.
+  Control control(controlDir.path(), "sqlite://" + (controlDir / "control.db"),
+                  std::string(kFastTimers) + "gateway.certificate_days = 0\ngateway.store = file://" +
+                      (storeDir / "{gateway}") + "\n");
+  ASSERT_TRUE(control.start()) << control.log();
+  std::string token = ferry::testing::signUpAndLogIn(control, "ann@example.com");
+  Agent agent(agentDir.path(), control);
+  ASSERT_TRUE(agent.start()) << agent.log();
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return !s.value("activation_key", "").empty(); })) << agent.log();
+  std::string first = agent.status()["activation_key"];
+  auto claimed = control.call("POST", "/v1/gateways/activate",
+                              json{{"activation_key", first}, {"name", "kept"}}.dump(), token);
+  ASSERT_EQ(claimed.status, 201) << claimed.text;
+  std::string gw = claimed.body["gateway"]["id"];
+  // Expired: a new key on the page, waiting for the customer.
+  ASSERT_TRUE(agent.waitFor([&](const json& s) {
+    return s.value("stage", "") == "waiting_for_customer" && s.value("activation_key", "") != first;
+  })) << agent.log();
+  EXPECT_NE(agent.log().find("certificate expired"), std::string::npos);
+  // The provider issues proper certificates again; the customer claims the new key.
+  control.stop();
+  std::ofstream(controlDir / "control.properties", std::ios::app) << "gateway.certificate_days = 365\n";
+  ASSERT_TRUE(control.start()) << control.log();
+  auto again = control.call("POST", "/v1/gateways/activate",
+                            json{{"activation_key", agent.status()["activation_key"]}, {"name", "new name"}}.dump(),
+                            token);
+  ASSERT_EQ(again.status, 200) << again.text;
+  EXPECT_EQ(again.body["reactivated"], true);
+  EXPECT_EQ(again.body["gateway"]["id"], gw) << "the same gateway";
+  EXPECT_EQ(again.body["gateway"]["name"], "kept");
+  EXPECT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("connected", false); }, 60))
+      << agent.log();
+  auto list = control.call("GET", "/v1/gateways", "", token);
+  EXPECT_EQ(list.body["gateways"].size(), 1u);
 }
 
 TEST_F(AgentTest, ReplayedKeysAndImpostorsAreRefused) {

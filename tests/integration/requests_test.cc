@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -212,6 +214,48 @@ TEST_P(RequestsTest, MetricsCountRequestsAndFrames) {
   auto m = control_->call("GET", "/metrics");
   EXPECT_NE(m.text.find("ferry_control_requests{state=\"done\"} 1"), std::string::npos) << m.text;
   EXPECT_NE(m.text.find("ferry_control_channel_frames_total{kind=\"answer\"} 1"), std::string::npos) << m.text;
+}
+
+TEST_P(RequestsTest, ACertificateRenewalSignsOnlyTheGatewaysOwnKeyAndQueuesTheInstall) {
+  GatewayKey stranger;
+  std::atomic<bool> honest{false};
+  std::mutex m;
+  json installed;
+  GatewayChannel channel(who_, {control_->channelPort()}, [&](const json& req) -> json {
+    if (req["op"] == "certificate.renew") {
+      return {{"ok", true}, {"result", {{"csr", honest ? key_.csr() : stranger.csr()}}}};
+    }
+    if (req["op"] == "certificate.install") {
+      std::lock_guard<std::mutex> l(m);
+      installed = req["args"];
+    }
+    return {{"ok", true}, {"result", json::object()}};
+  });
+  channel.start();
+  auto r = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "certificate.renew"}});
+  ASSERT_EQ(r.status, 202) << r.text;
+  json refused = waitFinished(r.body["request"]["id"]);
+  EXPECT_EQ(refused["state"], "failed") << "a CSR for another key";
+  EXPECT_EQ(refused["error"]["code"], "bad_csr") << refused;
+
+  honest = true;
+  r = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "certificate.renew"}});
+  EXPECT_EQ(waitFinished(r.body["request"]["id"])["state"], "done");
+  json install;
+  for (int i = 0; i < 100 && install.is_null(); ++i) {
+    json history = api("GET", "/v1/gateways/" + gw() + "/requests").body;
+    for (const auto& q : history["requests"]) {
+      if (q["op"] == "certificate.install") install = q;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(install.is_null()) << "the signed certificate is queued for the gateway";
+  EXPECT_EQ(waitFinished(install["id"])["state"], "done");
+  std::lock_guard<std::mutex> l(m);
+  ASSERT_TRUE(installed.is_object());
+  EXPECT_NE(installed.value("certificate", "").find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_NE(installed.value("certificate", ""), who_.certificatePem) << "a new certificate";
+  EXPECT_GT(installed.value("not_after", int64_t{0}), ::time(nullptr));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RequestsTest, ::testing::Values("sqlite", "postgres"),

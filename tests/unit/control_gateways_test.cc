@@ -99,17 +99,33 @@ TEST_P(GatewaysTest, AKeyIsSingleUseAndBoundToItsGateway) {
 
 TEST_P(GatewaysTest, OneKeyPairIsOneGatewayAndAFailedClaimLeavesNothingBehind) {
   GatewayKey key;
-  ActivationTicket first = start(key), second = start(key);
-  ASSERT_TRUE(gateways_->claim(ann_, first.key, "one", ""));
-  auto again = gateways_->claim(ann_, second.key, "two", "");
-  EXPECT_EQ(again.status().code(), Code::kBusy) << again.status().toString();
-  EXPECT_EQ(gateways_->list(ann_).value().size(), 1u);
+  ActivationTicket first = start(key), second = start(key), third = start(key);
+  auto one = gateways_->claim(ann_, first.key, "one", "Europe/Berlin");
+  ASSERT_TRUE(one);
+  EXPECT_FALSE(one.value().reactivated);
+  // Another account cannot take the key pair of ann's gateway.
+  auto taken = gateways_->claim(bob_, second.key, "bob's", "");
+  EXPECT_EQ(taken.status().code(), Code::kBusy) << taken.status().toString();
+  EXPECT_TRUE(gateways_->list(bob_).value().empty());
   // The failed claim rolled back: the database is usable and the second key unused.
   GatewayKey other;
   EXPECT_TRUE(gateways_->claim(bob_, start(other).key, "bob's", ""));
   auto st = poll(key, second.requestId);
   ASSERT_TRUE(st) << st.status().toString();
   EXPECT_FALSE(st.value().activated);
+  // The same account claiming a new key of the same key pair re-activates the gateway
+  // (an expired certificate's way back): same id, name and time zone, no second one.
+  auto again = gateways_->claim(ann_, third.key, "ignored", "");
+  ASSERT_TRUE(again) << again.status().toString();
+  EXPECT_TRUE(again.value().reactivated);
+  EXPECT_EQ(again.value().id, one.value().id);
+  EXPECT_EQ(again.value().name, "one");
+  EXPECT_EQ(again.value().timezone, "Europe/Berlin");
+  EXPECT_EQ(gateways_->list(ann_).value().size(), 1u);
+  st = poll(key, third.requestId);
+  ASSERT_TRUE(st);
+  EXPECT_TRUE(st.value().activated);
+  EXPECT_EQ(st.value().gateway.id, one.value().id);
 }
 
 TEST_P(GatewaysTest, WrongAndExpiredKeysAreClearErrors) {
