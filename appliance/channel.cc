@@ -192,6 +192,12 @@ struct Channel::Impl {
     });
   }
 
+  // From the worker: ends a connection (on the io thread), so that the provider sends
+  // its outstanding requests again on the next one.
+  void dropConnection(const std::shared_ptr<Conn>& c, const std::string& why) {
+    asio::post(io, [this, c, why] { retry(c, why); });
+  }
+
   // Each request once: answered before → the same answer again; else applied (again,
   // if an earlier run died while applying it), the answer logged, then sent.
   void applyLoop() {
@@ -208,19 +214,28 @@ struct Channel::Impl {
       std::string id = req["id"];
       json answer;
       auto before = log.answerOf(id);
-      if (before && before.value()) {
+      if (!before) {
+        // Cannot tell whether it was applied: never risk applying it twice. Drop the
+        // connection; the provider sends it again on the next one.
+        std::cerr << "ferry-agent: request log: " << before.status().toString() << "\n";
+        dropConnection(item.first, "request log unreadable");
+        continue;
+      }
+      if (before.value()) {
         answer = *before.value();
         std::lock_guard<std::mutex> l(statusMutex);
         ++st.repeats;
       } else {
         if (Status s = log.begin(id, req["op"]); !s) {
           std::cerr << "ferry-agent: request log: " << s.toString() << "\n";
-          continue;  // not applied, not answered: it comes again
+          dropConnection(item.first, "request log unwritable");  // not applied: it comes again
+          continue;
         }
         answer = applier.apply(req);
         answer["id"] = id;
         if (Status s = log.finish(id, answer); !s) {
           std::cerr << "ferry-agent: request log: " << s.toString() << "\n";
+          dropConnection(item.first, "request log unwritable");  // applied again (idempotent) when it comes again
           continue;
         }
       }

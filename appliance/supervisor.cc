@@ -29,6 +29,15 @@ pid_t Supervisor::spawn() {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  // The environment and the error line are made before fork: between fork and exec
+  // the child of a threaded process may only make async-signal-safe calls.
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  env.insert(env.end(), cfg_.environment.begin(), cfg_.environment.end());
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string cannot = "ferry-agent: cannot run " + cfg_.nbdkit + "\n";
   pid_t pid = ::fork();
   if (pid == 0) {
     if (!cfg_.logFile.empty()) {
@@ -38,9 +47,9 @@ pid_t Supervisor::spawn() {
         ::dup2(fd, STDERR_FILENO);
       }
     }
-    for (auto& e : cfg_.environment) ::putenv(e.data());
-    ::execvp(args[0], args.data());
-    std::fprintf(stderr, "ferry-agent: cannot run %s: %s\n", args[0], std::strerror(errno));
+    ::execvpe(args[0], args.data(), envp.data());
+    ssize_t ignored = ::write(STDERR_FILENO, cannot.data(), cannot.size());
+    (void)ignored;
     ::_exit(127);
   }
   return pid;

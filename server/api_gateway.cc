@@ -156,7 +156,9 @@ class GatewayRoutes {
     }
     if (what == "snapshots" && p.size() == 5 && method_ == "DELETE") {
       checkRouting();
-      out = routed(orThrow(ctx_.inventory.deleteSnapshot(account_, gw, p[4])));
+      auto r = orThrow(ctx_.inventory.deleteSnapshot(account_, gw, p[4]));
+      if (!r) return HTTPResponse::HTTP_NO_CONTENT;  // a failed snapshot: gone at once
+      out = routed(*r);
       return HTTPResponse::HTTP_ACCEPTED;
     }
     if (what == "requests" && p.size() == 4) {

@@ -95,9 +95,7 @@ void ChannelServer::Impl::reregisterHeld() {
   if (all.empty()) return;
   std::cerr << "ferry-control: this server was taken for dead; registering its " << all.size()
             << " channels again\n";
-  for (const auto& [gw, epoch] : all) {
-    if (Status s = gateways.connected(gw, opt.serverId, epoch); !s) std::cerr << "ferry-control: " << s.toString() << "\n";
-  }
+  if (Status s = gateways.reclaim(opt.serverId, all); !s) std::cerr << "ferry-control: " << s.toString() << "\n";
 }
 
 bool ChannelServer::Impl::deliver(const std::string& gatewayId) {

@@ -230,8 +230,17 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
     asio::post(server_.db, [self = shared_from_this(), id = f["id"].get<std::string>(), ok, payload] {
       auto r = self->server_.outbox.finish(self->gateway_, id, ok, payload);
       if (!r) {
-        ++self->server_.badFrames;
         std::cerr << "ferry-control: answer from " << self->gateway_ << ": " << r.status().toString() << "\n";
+        if (r.status().code() == Code::kNotFound) {
+          ++self->server_.badFrames;
+          return;
+        }
+        // Not recorded (the database failed): send the request again, so the gateway
+        // answers again (from its log) and the answer gets another try.
+        asio::post(self->ws_.get_executor(), [self, id] {
+          self->sent_.erase(id);
+          self->fetchOutstanding();
+        });
         return;
       }
       ++(r.value() ? self->server_.answers : self->server_.repeats);

@@ -214,11 +214,13 @@ Transaction::~Transaction() {
 
 void Transaction::commit() {
   if (!open_) return;
-  open_ = false;
+  // Closed only once COMMIT went through: if it throws, the destructor rolls back
+  // (a pooled SQLite connection must not keep the write lock).
   if (postgres_)
     s_.commit();
   else
     s_ << "COMMIT", now;
+  open_ = false;
 }
 
 void Transaction::rollback() {

@@ -170,6 +170,9 @@ int snapshotCommand(const CtlCommand& c) {
     std::string snap = c.arg(3, "SNAPSHOT");
     auto r = c.client.call("DELETE", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/snapshots/" + snap);
     if (!r) return c.fail(r.status());
+    if (r.value().is_null()) {  // 204: a failed snapshot, gone at once
+      return c.print(json{{"deleted", snap}}, [&] { std::cout << "deleted " << snap << "\n"; });
+    }
     return accepted(c, r.value(), "delete snapshot " + snap);
   }
   throw UsageError{"unknown snapshot command '" + sub + "'"};

@@ -303,6 +303,26 @@ Status Gateways::connected(const std::string& gatewayId, const std::string& serv
   });
 }
 
+Status Gateways::reclaim(const std::string& serverId, const std::vector<std::pair<std::string, int64_t>>& held) {
+  std::string sid = serverId;
+  Poco::Int64 t = nowSeconds();
+  return dbCall("register channels again", [&] {
+    Poco::Data::Session ses = db_.session();
+    Transaction tx(ses, db_.postgres());
+    for (const auto& [gateway, epoch] : held) {
+      std::string gid = gateway;
+      Poco::Int64 ep = epoch;
+      // Only where no other server registered the gateway meanwhile: a gateway that
+      // reconnected elsewhere while this server was taken for dead stays there.
+      ses << "INSERT INTO registrations (gateway_id, server_id, epoch, connected_at) VALUES ($1, $2, $3, $4)"
+             " ON CONFLICT (gateway_id) DO NOTHING",
+          use(gid), use(sid), use(ep), use(t), now;
+    }
+    tx.commit();
+    return Status::ok();
+  });
+}
+
 Status Gateways::disconnected(const std::string& gatewayId, const std::string& serverId, int64_t epoch) {
   std::string gid = gatewayId, sid = serverId;
   Poco::Int64 ep = epoch, t = nowSeconds();
@@ -380,13 +400,16 @@ Result<int64_t> Gateways::expireStaleServers() {
   int64_t removed = 0;
   Status s = dbCall("expire stale servers", [&] {
     Poco::Data::Session ses = db_.session();
+    // One transaction, the servers' rows first: a server whose heartbeat lands in
+    // between either keeps both its row and its registrations, or finds its row gone
+    // (and registers its channels again).
+    Transaction tx(ses, db_.postgres());
+    ses << "DELETE FROM servers WHERE heartbeat_at < $1", use(cutoff), now;
     Poco::Data::Statement del(ses);
     // Rows of servers that stopped beating, or that never had a heartbeat row.
-    del << "DELETE FROM registrations WHERE server_id NOT IN"
-           " (SELECT id FROM servers WHERE heartbeat_at >= $1)",
-        use(cutoff);
+    del << "DELETE FROM registrations WHERE server_id NOT IN (SELECT id FROM servers)";
     removed = static_cast<int64_t>(del.execute());
-    ses << "DELETE FROM servers WHERE heartbeat_at < $1", use(cutoff), now;
+    tx.commit();
     return Status::ok();
   });
   if (!s) return s;

@@ -81,6 +81,9 @@ class Gateways {
   // later one); disconnected only removes the row of the same epoch.
   Status connected(const std::string& gatewayId, const std::string& serverId, int64_t epoch);
   Status disconnected(const std::string& gatewayId, const std::string& serverId, int64_t epoch);
+  // After serverId was taken for dead: registers its held channels (gateway, epoch)
+  // again, in one transaction, except where another server registered one meanwhile.
+  Status reclaim(const std::string& serverId, const std::vector<std::pair<std::string, int64_t>>& held);
   bool exists(const std::string& gatewayId);
   // Drops every registration of serverId: at its start and clean stop, none of its
   // connections are open.

@@ -82,9 +82,13 @@ Result<RequestInfo> Inventory::deleteVolume(const std::string& accountId, const 
                             return Status::busy("volume " + name + " is " + state + "; try again when it is available");
                           }
                           std::string gid = gatewayId, nm = name, rid = requestId;
-                          ses << "UPDATE volumes SET state = 'deleting', request_id = $1 WHERE gateway_id = $2"
-                                 " AND name = $3",
-                              use(rid), use(gid), use(nm), now;
+                          // Conditional: of two deletes racing (PostgreSQL reads committed
+                          // rows), only one finds the volume still available.
+                          Poco::Data::Statement up(ses);
+                          up << "UPDATE volumes SET state = 'deleting', request_id = $1 WHERE gateway_id = $2"
+                                " AND name = $3 AND state = 'available'",
+                              use(rid), use(gid), use(nm);
+                          if (up.execute() != 1) return Status::busy("volume " + name + " is being deleted already");
                           return Status::ok();
                         });
 }
@@ -138,30 +142,47 @@ Result<std::pair<SnapshotInfo, RequestInfo>> Inventory::createSnapshot(const std
   return std::make_pair(snap, r.value());
 }
 
-Result<RequestInfo> Inventory::deleteSnapshot(const std::string& accountId, const std::string& gatewayId,
-                                              const std::string& snapshotId) {
+Result<std::optional<RequestInfo>> Inventory::deleteSnapshot(const std::string& accountId,
+                                                             const std::string& gatewayId,
+                                                             const std::string& snapshotId) {
   auto all = snapshots(accountId, gatewayId, "");
   if (!all) return all.status();
-  std::string volume;
+  std::string volume, state;
   for (const auto& snap : all.value()) {
-    if (snap.id == snapshotId) volume = snap.volume;
+    if (snap.id == snapshotId) {
+      volume = snap.volume;
+      state = snap.state;
+    }
   }
   if (volume.empty()) return Status::notFound("no snapshot " + snapshotId + " on " + gatewayId);
+  if (state == "failed") {
+    // A failed snapshot holds nothing on the gateway: its record just goes.
+    std::string sid = snapshotId, gid = gatewayId;
+    Status s = dbCall("delete failed snapshot", [&] {
+      Poco::Data::Session ses = db_.session();
+      ses << "DELETE FROM snapshots WHERE id = $1 AND gateway_id = $2 AND state = 'failed'", use(sid), use(gid), now;
+      return Status::ok();
+    });
+    if (!s) return s;
+    return std::optional<RequestInfo>();
+  }
   json args = {{"snapshot", snapshotId}, {"volume", volume}};
-  return outbox_.submit(accountId, gatewayId, "snapshot.delete", args,
+  auto r = outbox_.submit(accountId, gatewayId, "snapshot.delete", args,
                         [&](Poco::Data::Session& ses, const std::string& requestId) {
                           std::string sid = snapshotId, gid = gatewayId, rid = requestId;
                           std::vector<std::string> states;
                           ses << "SELECT state FROM snapshots WHERE id = $1 AND gateway_id = $2", use(sid), use(gid),
                               into(states), now;
                           if (states.empty()) return Status::notFound("no snapshot " + snapshotId + " on " + gatewayId);
-                          if (states.front() != "completed" && states.front() != "failed") {
+                          if (states.front() != "completed") {
                             return Status::busy("snapshot " + snapshotId + " is " + states.front());
                           }
                           ses << "UPDATE snapshots SET state = 'deleting', request_id = $1 WHERE id = $2", use(rid),
                               use(sid), now;
                           return Status::ok();
                         });
+  if (!r) return r.status();
+  return std::optional<RequestInfo>(r.value());
 }
 
 Result<std::vector<SnapshotInfo>> Inventory::snapshots(const std::string& accountId, const std::string& gatewayId,

@@ -12,6 +12,7 @@
 // Every call is scoped to an account: another account's gateway is a 404.
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,8 +50,10 @@ class Inventory {
 
   Result<std::pair<SnapshotInfo, RequestInfo>> createSnapshot(const std::string& accountId,
                                                               const std::string& gatewayId, const std::string& volume);
-  Result<RequestInfo> deleteSnapshot(const std::string& accountId, const std::string& gatewayId,
-                                     const std::string& snapshotId);
+  // A completed snapshot: the request that deletes it on the gateway. A failed one
+  // holds nothing on the gateway: its record goes at once (no request, nullopt).
+  Result<std::optional<RequestInfo>> deleteSnapshot(const std::string& accountId, const std::string& gatewayId,
+                                                    const std::string& snapshotId);
   // volume "" = every volume's.
   Result<std::vector<SnapshotInfo>> snapshots(const std::string& accountId, const std::string& gatewayId,
                                               const std::string& volume);

@@ -35,6 +35,9 @@ json obedient(const json& req) {
   if (op == "volume.create" && args.value("name", "").find("fail") != std::string::npos) {
     return {{"ok", false}, {"error", {{"code", "no_space"}, {"message", "the cache disk is full"}}}};
   }
+  if (op == "snapshot.create" && args.value("volume", "").find("brokenstore") != std::string::npos) {
+    return {{"ok", false}, {"error", {{"code", "io_error"}, {"message", "the store is unreachable"}}}};
+  }
   if (op == "snapshot.create") return {{"ok", true}, {"result", {{"snapshot", args["snapshot"]}, {"chunks", 4}}}};
   return {{"ok", true}, {"result", {{"op", op}}}};
 }
@@ -135,6 +138,25 @@ TEST_P(RequestsTest, AGatewaysRefusalFailsTheRequestWithItsError) {
   EXPECT_EQ(failed["state"], "failed");
   EXPECT_EQ(failed["error"]["message"], "the cache disk is full");
   EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/volumes/fail0").status, 404) << "a failed create leaves nothing";
+}
+
+TEST_P(RequestsTest, AFailedSnapshotIsDeletedAtOnceAndAVolumeOnlyOnce) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  std::string base = "/v1/gateways/" + gw();
+  auto v = api("POST", base + "/volumes", {{"name", "brokenstore0"}, {"size", "64M"}});
+  ASSERT_EQ(waitFinished(v.body["request"]["id"])["state"], "done");
+  auto s = api("POST", base + "/volumes/brokenstore0/snapshots");
+  ASSERT_EQ(waitFinished(s.body["request"]["id"])["state"], "failed");
+  std::string snap = s.body["snapshot"]["id"];
+  EXPECT_EQ(api("GET", base + "/snapshots").body["snapshots"][0]["state"], "failed");
+  auto del = api("DELETE", base + "/snapshots/" + snap);
+  EXPECT_EQ(del.status, 204) << "nothing on the gateway to delete: " << del.text;
+  EXPECT_TRUE(api("GET", base + "/snapshots").body["snapshots"].empty());
+  // Two deletes of one volume: the second is refused, not queued.
+  channel.stop();
+  EXPECT_EQ(api("DELETE", base + "/volumes/brokenstore0").status, 202);
+  EXPECT_EQ(api("DELETE", base + "/volumes/brokenstore0").status, 409);
 }
 
 TEST_P(RequestsTest, ARequestLostWithItsConnectionIsDeliveredAgainAndAppliedOnce) {
