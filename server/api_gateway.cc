@@ -78,25 +78,22 @@ class GatewayRoutes {
   GatewayRoutes(ApiContext& ctx, const std::string& account, Poco::Net::HTTPServerRequest& req)
       : ctx_(ctx), account_(account), req_(req), method_(req.getMethod()) {}
 
-  // What the request now is, once routed: the API's answer for a change.
-  json routed(const RequestInfo& r) {
+  // ?routing= of a call that makes a request (the server's setting when absent); a
+  // bad value is refused before anything is stored.
+  Routing routing() {
     Routing mode = ctx_.routing;
     std::string asked = queryParam(req_, "routing");
     if (!asked.empty() && !parseRouting(asked, &mode)) {
-      // Stored already: say how it was routed by default rather than fail it.
-      mode = ctx_.routing;
+      throw invalidArgument("routing must be lookup or broadcast, not '" + asked + "'");
     }
+    return mode;
+  }
+
+  // What the request now is, once routed: the API's answer for a change.
+  json routed(const RequestInfo& r, Routing mode) {
     RouteOutcome how = ctx_.router.route(r.gatewayId, mode);
     return {{"request", requestJson(r)},
             {"routing", {{"mode", routingName(mode)}, {"how", how.how}, {"server", how.server}}}};
-  }
-
-  void checkRouting() {
-    std::string asked = queryParam(req_, "routing");
-    Routing ignored;
-    if (!asked.empty() && !parseRouting(asked, &ignored)) {
-      throw invalidArgument("routing must be lookup or broadcast, not '" + asked + "'");
-    }
   }
 
   HTTPResponse::HTTPStatus serve(const std::vector<std::string>& p, json& out) {
@@ -110,11 +107,11 @@ class GatewayRoutes {
         return HTTPResponse::HTTP_OK;
       }
       if (method_ == "POST") {
-        checkRouting();
+        Routing mode = routing();
         json in = readBody(req_);
         int64_t chunk = sizeField(in, "chunk_size", kDefaultChunkSize);
         auto made = orThrow(ctx_.inventory.createVolume(account_, gw, str(in, "name"), sizeField(in, "size", -1), chunk));
-        out = routed(made.second);
+        out = routed(made.second, mode);
         out["volume"] = volumeJson(made.first);
         return HTTPResponse::HTTP_ACCEPTED;
       }
@@ -125,8 +122,8 @@ class GatewayRoutes {
         return HTTPResponse::HTTP_OK;
       }
       if (method_ == "DELETE") {
-        checkRouting();
-        out = routed(orThrow(ctx_.inventory.deleteVolume(account_, gw, p[4])));
+        Routing mode = routing();
+        out = routed(orThrow(ctx_.inventory.deleteVolume(account_, gw, p[4])), mode);
         return HTTPResponse::HTTP_ACCEPTED;
       }
     }
@@ -140,9 +137,9 @@ class GatewayRoutes {
         return HTTPResponse::HTTP_OK;
       }
       if (method_ == "POST") {
-        checkRouting();
+        Routing mode = routing();
         auto made = orThrow(ctx_.inventory.createSnapshot(account_, gw, p[4]));
-        out = routed(made.second);
+        out = routed(made.second, mode);
         out["snapshot"] = snapshotJson(made.first);
         return HTTPResponse::HTTP_ACCEPTED;
       }
@@ -155,10 +152,10 @@ class GatewayRoutes {
       return HTTPResponse::HTTP_OK;
     }
     if (what == "snapshots" && p.size() == 5 && method_ == "DELETE") {
-      checkRouting();
+      Routing mode = routing();
       auto r = orThrow(ctx_.inventory.deleteSnapshot(account_, gw, p[4]));
       if (!r) return HTTPResponse::HTTP_NO_CONTENT;  // a failed snapshot: gone at once
-      out = routed(*r);
+      out = routed(*r, mode);
       return HTTPResponse::HTTP_ACCEPTED;
     }
     if (what == "requests" && p.size() == 4) {
@@ -174,7 +171,7 @@ class GatewayRoutes {
         return HTTPResponse::HTTP_OK;
       }
       if (method_ == "POST") {
-        checkRouting();
+        Routing mode = routing();
         json in = readBody(req_);
         std::string op = str(in, "op");
         json args = in.contains("args") ? in["args"] : json::object();
@@ -182,7 +179,7 @@ class GatewayRoutes {
         if (!isDirectOp(op)) {
           throw invalidArgument(op + " is asked through its resource (/volumes, /snapshots), which keeps its record");
         }
-        out = routed(orThrow(ctx_.outbox.submit(account_, gw, op, args)));
+        out = routed(orThrow(ctx_.outbox.submit(account_, gw, op, args)), mode);
         return HTTPResponse::HTTP_ACCEPTED;
       }
     }

@@ -27,8 +27,7 @@ using ferry::testing::GatewayKey;
 using ferry::testing::NbdClient;
 using ferry::testing::TempDir;
 
-const char* const kFastTimers =
-    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+using ferry::testing::kFastTimers;
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -57,13 +56,7 @@ class AgentTest : public ::testing::Test {
     return claimed.body["gateway"].value("id", "");
   }
   json waitFinished(const std::string& id, int seconds = 60) {
-    json r;
-    for (int i = 0; i < seconds * 10; ++i) {
-      r = api("GET", "/v1/requests/" + id).body["request"];
-      if (r.value("state", "") == "done" || r.value("state", "") == "failed") return r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return r;
+    return ferry::testing::waitFinished(*control_, token_, id, seconds);
   }
   std::string createVolume(const std::string& gw, const std::string& name, const std::string& size = "64M") {
     auto r = api("POST", "/v1/gateways/" + gw + "/volumes", {{"name", name}, {"size", size}});

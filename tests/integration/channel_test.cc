@@ -110,10 +110,7 @@ class GatewayClient {
   std::atomic<bool> closed_{false};
 };
 
-// Pings every second, dead after 3 of silence; heartbeats every second, a server
-// silent for 3 is dead.
-const char* const kFastTimers =
-    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+using ferry::testing::kFastTimers;
 
 class ChannelTest : public ::testing::Test {
  protected:

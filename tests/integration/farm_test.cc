@@ -31,8 +31,7 @@ using ferry::testing::GatewayChannel;
 using ferry::testing::GatewayKey;
 using ferry::testing::TempDir;
 
-const char* const kFastTimers =
-    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+using ferry::testing::kFastTimers;
 
 json obedient(const json& req) {
   return {{"ok", true}, {"result", {{"op", req.value("op", "")}}}};
@@ -59,13 +58,7 @@ class FarmTest : public ::testing::Test {
   Control& c() { return *servers_[2]; }
 
   json waitFinished(Control& via, const std::string& id, int seconds = 20) {
-    json r;
-    for (int i = 0; i < seconds * 20; ++i) {
-      r = via.call("GET", "/v1/requests/" + id, "", token_).body["request"];
-      if (r.value("state", "") == "done" || r.value("state", "") == "failed") return r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return r;
+    return ferry::testing::waitFinished(via, token_, id, seconds);
   }
   bool waitHeldBy(Control& via, const std::string& gw, const std::string& server, int seconds = 15) {
     for (int i = 0; i < seconds * 20; ++i) {

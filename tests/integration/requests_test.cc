@@ -24,8 +24,7 @@ using ferry::testing::GatewayChannel;
 using ferry::testing::GatewayKey;
 using ferry::testing::TempDir;
 
-const char* const kFastTimers =
-    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+using ferry::testing::kFastTimers;
 
 // A gateway that does what it is asked: volumes are created and deleted, snapshots
 // taken; "fail" in a volume's name makes it refuse.
@@ -57,13 +56,7 @@ class RequestsTest : public ::testing::TestWithParam<std::string> {
   }
   // Waits for a request to reach a final state; its JSON.
   json waitFinished(const std::string& id, int seconds = 15) {
-    json r;
-    for (int i = 0; i < seconds * 20; ++i) {
-      r = api("GET", "/v1/requests/" + id).body["request"];
-      if (r.value("state", "") == "done" || r.value("state", "") == "failed") return r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return r;
+    return ferry::testing::waitFinished(*control_, token_, id, seconds);
   }
   std::string gw() const { return who_.id; }
 

@@ -3,7 +3,9 @@
 // log in; activate a gateway through the real flow (steps 1, 3 and 5), ending with the
 // identity its channel uses. Header-only.
 
+#include <chrono>
 #include <ctime>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -12,6 +14,18 @@
 #include "gateway_key.h"
 
 namespace ferry::testing {
+
+// Polls a request through the API until it is done or failed (or seconds pass); its
+// last JSON.
+inline nlohmann::json waitFinished(Control& via, const std::string& token, const std::string& id, int seconds) {
+  nlohmann::json r;
+  for (int i = 0; i < seconds * 20; ++i) {
+    r = via.call("GET", "/v1/requests/" + id, "", token).body["request"];
+    if (r.value("state", "") == "done" || r.value("state", "") == "failed") return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return r;
+}
 
 // A new account's session token.
 inline std::string signUpAndLogIn(Control& c, const std::string& email) {

@@ -47,6 +47,11 @@ inline std::string buildDir() {
   return d ? d : "";
 }
 
+// Configuration lines for a Control: pings every second, dead after 3 of silence;
+// heartbeats every second, a server silent for 3 is dead.
+inline const char* const kFastTimers =
+    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+
 // One ferry-control process; stops it (SIGTERM, then SIGKILL) when it goes.
 class Control {
   using json = nlohmann::json;
