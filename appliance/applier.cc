@@ -63,6 +63,12 @@ json Applier::apply(const json& request) {
       return success({{"snapshot", args.value("snapshot", "")}, {"deleted", true}});
     }
     if (op == "gateway.describe") return describe();
+    if (op == "bandwidth.set") {
+      if (!bandwidth_) return failure(Status::invalid("this gateway cannot keep bandwidth limits"));
+      auto kept = bandwidth_->set(args);
+      if (!kept) return failure(kept.status());
+      return success(kept.value());
+    }
     if (op == "certificate.renew") {
       std::string csr = csr_ ? csr_() : "";
       if (csr.empty()) return failure(Status::ioError("cannot make a certificate request"));

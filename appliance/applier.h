@@ -9,14 +9,16 @@
 #include <string>
 
 #include "activation.h"
+#include "bandwidth_keeper.h"
 #include "engine_client.h"
 
 namespace ferry::agent {
 
 class Applier {
  public:
-  Applier(EngineClient& engine, GatewayFacts facts, std::function<void()> shutdown)
-      : engine_(engine), facts_(std::move(facts)), shutdown_(std::move(shutdown)) {}
+  // bandwidth: keeps and applies bandwidth.set (none: the op is refused).
+  Applier(EngineClient& engine, GatewayFacts facts, BandwidthKeeper* bandwidth, std::function<void()> shutdown)
+      : engine_(engine), facts_(std::move(facts)), bandwidth_(bandwidth), shutdown_(std::move(shutdown)) {}
 
   // request: {id, op, args}.
   nlohmann::json apply(const nlohmann::json& request);
@@ -36,6 +38,7 @@ class Applier {
 
   EngineClient& engine_;
   GatewayFacts facts_;
+  BandwidthKeeper* bandwidth_;
   std::function<void()> shutdown_;
   std::function<std::string()> csr_;
   std::function<Status(const nlohmann::json&)> install_;

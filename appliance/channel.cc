@@ -309,6 +309,18 @@ void Channel::reloadCertificate() {
   });
 }
 
+bool Channel::report(std::string frame) {
+  Impl& s = *impl_;
+  {
+    std::lock_guard<std::mutex> l(s.statusMutex);
+    if (!s.st.connected || !s.ioThread.joinable()) return false;
+  }
+  asio::post(s.io, [&s, frame = std::move(frame)]() mutable {
+    if (auto c = s.current.lock(); c && !c->dead) s.send(c, std::move(frame));
+  });
+  return true;
+}
+
 ChannelStatus Channel::status() const {
   std::lock_guard<std::mutex> l(impl_->statusMutex);
   return impl_->st;

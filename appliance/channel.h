@@ -41,6 +41,10 @@ class Channel {
   ChannelStatus status() const;
   // Reads the certificate files again: new connections use what is there now.
   void reloadCertificate();
+  // Sends a report frame (not a request, no answer: gateway metrics) on the open
+  // connection; false when there is none. Best effort: a connection that breaks before
+  // the write loses it.
+  bool report(std::string frame);
 
   struct Impl;
 

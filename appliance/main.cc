@@ -27,10 +27,12 @@
 
 #include "activation.h"
 #include "applier.h"
+#include "bandwidth_keeper.h"
 #include "channel.h"
 #include "ctl_client.h"
 #include "engine_client.h"
 #include "identity.h"
+#include "metrics_reporter.h"
 #include "page.h"
 #include "request_log.h"
 #include "supervisor.h"
@@ -122,8 +124,20 @@ class Agent : public Poco::Util::ServerApplication {
       ec.environment.push_back(e);
     }
     EngineClient engine(ec.stateDir + "/admin.sock");
+    BandwidthKeeper bandwidth(stateDir, engine, config().getInt("bandwidth.check_seconds", 10));
+    if (Status s = bandwidth.load(); !s) return fail(s, EXIT_CONFIG);
+    // Reports go to the channel of the moment (a new one after re-activation).
+    std::mutex reportMutex;
+    Channel* reportTo = nullptr;
+    MetricsReporter reporter(
+        engine,
+        [&](const std::string& frame) {
+          std::lock_guard<std::mutex> l(reportMutex);
+          return reportTo != nullptr && reportTo->report(frame);
+        },
+        config().getInt("metrics.interval_seconds", 60));
     std::atomic<bool> shutdownAsked{false};
-    Applier applier(engine, facts, [&shutdownAsked] {
+    Applier applier(engine, facts, &bandwidth, [&shutdownAsked] {
       // Answer first, then stop: the signal comes a moment later.
       shutdownAsked = true;
       std::thread([] {
@@ -154,6 +168,7 @@ class Agent : public Poco::Util::ServerApplication {
                          {"repeats", c.repeats},
                          {"last_error", c.lastError}};
       }
+      st["bandwidth"] = bandwidth.status();
       if (supervisor) {
         auto stats = engine.call({{"op", "stats"}}, 2);
         st["engine"] = stats ? stats.value() : json{{"ok", false}, {"error", stats.status().message()}};
@@ -221,6 +236,8 @@ class Agent : public Poco::Util::ServerApplication {
               lastError = s.message();
               std::cerr << "ferry-agent: " << s.toString() << "\n";
             }
+            bandwidth.start();
+            reporter.start();
           }
           channel = std::make_unique<Channel>(cc, *log.value(), applier);
           Channel* ch = channel.get();
@@ -236,6 +253,8 @@ class Agent : public Poco::Util::ServerApplication {
             lastError = s.message();
             std::cerr << "ferry-agent: " << s.toString() << "\n";
           }
+          std::lock_guard<std::mutex> reportLock(reportMutex);
+          reportTo = channel.get();
         }
         while (!stopping) {
           pause(pollSeconds);
@@ -249,6 +268,8 @@ class Agent : public Poco::Util::ServerApplication {
         std::unique_ptr<Channel> old;
         {
           std::lock_guard<std::mutex> l(partsMutex);
+          std::lock_guard<std::mutex> reportLock(reportMutex);
+          reportTo = nullptr;
           old = std::move(channel);
         }
         old->stop();
@@ -262,6 +283,8 @@ class Agent : public Poco::Util::ServerApplication {
     bringUp.join();
     std::cout << "ferry-agent: stopping" << (shutdownAsked ? " (the provider asked)" : "") << std::endl;
     page.stop();
+    reporter.stop();
+    bandwidth.stop();
     {
       std::lock_guard<std::mutex> l(partsMutex);
       if (channel) channel->stop();

@@ -22,6 +22,9 @@ PACKAGES=(
   radosgw ceph-mon ceph-osd ceph-common
   # a real PostgreSQL for the control server's tests (started by tests/pg/pg-start.sh)
   postgresql
+  # the web console's browser tests: Debian's Chromium, driven by playwright-core
+  # (from npm, below) on Node.js (the machine's own, 20 or newer)
+  chromium nodejs
 )
 
 missing=()
@@ -31,12 +34,20 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-echo "deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# npm packages of the console tests, exactly as the lock file says.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONSOLE_TESTS="$ROOT/tests/console"
+if [ ! -d "$CONSOLE_TESTS/node_modules/playwright-core" ] ||
+   [ "$CONSOLE_TESTS/package-lock.json" -nt "$CONSOLE_TESTS/node_modules/.package-lock.json" ]; then
+  echo "deps: npm ci in tests/console"
+  (cd "$CONSOLE_TESTS" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -135,6 +135,15 @@ Status Accounts::revokeToken(const std::string& accountId, const std::string& to
   });
 }
 
+Status Accounts::revokeSecret(const std::string& bearer) {
+  std::string hash = sha256Hex(bearer);
+  return dbCall("revoke token", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "DELETE FROM tokens WHERE token_hash = $1", use(hash), now;
+    return Status::ok();
+  });
+}
+
 Result<std::string> Accounts::authenticate(const std::string& bearer) {
   if (bearer.rfind("fy_", 0) != 0 || bearer.size() != 67) return Status::denied("invalid token");
   std::string hash = sha256Hex(bearer);

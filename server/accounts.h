@@ -43,6 +43,8 @@ class Accounts {
   Result<std::vector<TokenInfo>> listTokens(const std::string& accountId);
   // kNotFound unless the token exists and belongs to the account.
   Status revokeToken(const std::string& accountId, const std::string& tokenId);
+  // Log out: revokes the token whose secret this is.
+  Status revokeSecret(const std::string& bearer);
   // The account a bearer token names; kPermissionDenied if unknown or expired.
   Result<std::string> authenticate(const std::string& bearer);
   Result<std::string> emailOf(const std::string& accountId);

@@ -9,6 +9,7 @@
 
 #include "api_gateway.h"
 #include "api_util.h"
+#include "console.h"
 #include "ferry/metrics_text.h"
 
 namespace ferry::control {
@@ -48,6 +49,10 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       : ctx_(ctx), counters_(counters), accounts_(ctx.accounts), gateways_(ctx.gateways) {}
 
   void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
+    if (serveConsole(req, resp)) {
+      ++counters_.byClass[std::min<size_t>(static_cast<size_t>(resp.getStatus()) / 100, 5)];
+      return;
+    }
     json out;
     HTTPResponse::HTTPStatus status = HTTPResponse::HTTP_OK;
     try {
@@ -161,6 +166,10 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       out = {{"account", {{"id", account}, {"email", email}}}};
       return HTTPResponse::HTTP_OK;
     }
+    if (path == "/v1/logout" && m == "POST") {
+      orThrow(accounts_.revokeSecret(req.get("Authorization").substr(7)));
+      return HTTPResponse::HTTP_NO_CONTENT;
+    }
     if (path == "/v1/tokens" && m == "GET") {
       auto list = orThrow(accounts_.listTokens(account));
       out = {{"tokens", json::array()}};
@@ -212,7 +221,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     if (path == "/v1/gateways" || path == "/v1/gateways/activate") {
       throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
     }
-    if (path == "/v1/tokens" || path == "/v1/me" || path.rfind("/v1/tokens/", 0) == 0) {
+    if (path == "/v1/tokens" || path == "/v1/me" || path == "/v1/logout" || path.rfind("/v1/tokens/", 0) == 0) {
       throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", m + " is not allowed on " + path};
     }
     throw ApiError{HTTPResponse::HTTP_NOT_FOUND, "not_found", "no such path " + path};
@@ -254,6 +263,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       m.sample("ferry_control_channel_frames_total", static_cast<double>(c.answers), {{"kind", "answer"}});
       m.sample("ferry_control_channel_frames_total", static_cast<double>(c.repeats), {{"kind", "repeated_answer"}});
       m.sample("ferry_control_channel_frames_total", static_cast<double>(c.badFrames), {{"kind", "bad"}});
+      m.sample("ferry_control_channel_frames_total", static_cast<double>(c.reports), {{"kind", "metrics_report"}});
       m.family("ferry_control_peer_calls_total", "counter", "Calls served on the internal (peer) endpoint.");
       m.sample("ferry_control_peer_calls_total", static_cast<double>(c.peerCalls));
     }

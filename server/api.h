@@ -9,8 +9,10 @@
 #include <ctime>
 
 #include "accounts.h"
+#include "bandwidth.h"
 #include "ca.h"
 #include "channel_server.h"
+#include "gateway_metrics.h"
 #include "gateways.h"
 #include "inventory.h"
 #include "outbox.h"
@@ -28,6 +30,8 @@ struct ApiContext {
   int gatewayCertificateDays = 365;
   Outbox& outbox;
   Inventory& inventory;
+  Bandwidth& bandwidth;
+  GatewayMetrics& metrics;
   Router& router;
   Routing routing = Routing::kLookup;  // unless a call says ?routing=
   ChannelServer* channel = nullptr;    // for /metrics; none when api.tls = false

@@ -1,9 +1,13 @@
 #include "api_gateway.h"
 
+#include <climits>
+#include <ctime>
 #include <vector>
 
 #include "api_util.h"
+#include "ferry/bandwidth_schedule.h"
 #include "ferry/strings.h"
+#include "ferry/timezone.h"
 #include "operations.h"
 
 namespace ferry::control {
@@ -43,6 +47,21 @@ json snapshotJson(const SnapshotInfo& s) {
           {"created_at_ms", s.createdAt},
           {"completed_at_ms", s.completedAt},
           {"detail", s.detail}};
+}
+
+// The setting, and what is in force now in the gateway's time zone.
+json bandwidthJson(const BandwidthInfo& b) {
+  json out = b.limits;
+  out["revision"] = b.revision;
+  out["timezone"] = b.timezone;
+  auto schedule = BandwidthSchedule::fromJson(b.limits);
+  auto zone = TimeZone::load(b.timezone);
+  if (schedule && zone) {
+    int64_t t = static_cast<int64_t>(::time(nullptr));
+    BandwidthRates r = schedule.value().atInstant(t, zone.value().offsetAt(t));
+    out["in_force"] = {{"upload_rate", r.upload}, {"download_rate", r.download}};
+  }
+  return out;
 }
 
 // "/a/b/c" → {"a", "b", "c"}
@@ -158,14 +177,38 @@ class GatewayRoutes {
       out = routed(*r, mode);
       return HTTPResponse::HTTP_ACCEPTED;
     }
+    if (what == "bandwidth" && p.size() == 4) {
+      if (method_ == "GET") {
+        out = {{"bandwidth", bandwidthJson(orThrow(ctx_.bandwidth.get(account_, gw)))}};
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "PUT") {
+        Routing mode = routing();
+        json in = readBody(req_);
+        auto made = orThrow(ctx_.bandwidth.set(account_, gw, in));
+        out = routed(made.second, mode);
+        out["bandwidth"] = bandwidthJson(made.first);
+        return HTTPResponse::HTTP_ACCEPTED;
+      }
+    }
+    if (what == "metrics" && p.size() == 4 && method_ == "GET") {
+      int64_t nowSeconds = static_cast<int64_t>(::time(nullptr));
+      int64_t until = integerParam("until", nowSeconds, 0, INT64_MAX);
+      int64_t since = integerParam("since", until - 3600, 0, INT64_MAX);
+      int limit = static_cast<int>(integerParam("limit", 1440, 1, 10000));
+      std::string volume = queryParam(req_, "volume");
+      if (!volume.empty() && volume != "*") {
+        if (Status s = checkVolumeName(volume); !s) throw invalidArgument(s.message());
+      }
+      out = {{"gateway_id", gw},
+             {"since", since},
+             {"until", until},
+             {"samples", orThrow(ctx_.metrics.samples(account_, gw, since, until, volume, limit))}};
+      return HTTPResponse::HTTP_OK;
+    }
     if (what == "requests" && p.size() == 4) {
       if (method_ == "GET") {
-        int limit = 100;
-        try {
-          limit = std::stoi(queryParam(req_, "limit", "100"));
-        } catch (...) {
-          throw invalidArgument("limit must be a number");
-        }
+        int limit = static_cast<int>(integerParam("limit", 100, 1, 1000));
         out = {{"requests", json::array()}};
         for (const auto& r : orThrow(ctx_.outbox.list(account_, gw, limit))) out["requests"].push_back(requestJson(r));
         return HTTPResponse::HTTP_OK;
@@ -183,7 +226,8 @@ class GatewayRoutes {
         return HTTPResponse::HTTP_ACCEPTED;
       }
     }
-    bool known = (what == "volumes" && p.size() >= 4 && p.size() <= 6) ||
+    bool known = (what == "volumes" && p.size() >= 4 && p.size() <= 6) || (what == "bandwidth" && p.size() == 4) ||
+                 (what == "metrics" && p.size() == 4) ||
                  (what == "snapshots" && p.size() <= 5) || (what == "requests" && p.size() == 4);
     if (known) {
       throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
@@ -193,6 +237,24 @@ class GatewayRoutes {
   }
 
  private:
+  // ?name= as an integer from lo to hi; fallback when absent.
+  int64_t integerParam(const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+    std::string text = queryParam(req_, name);
+    if (text.empty()) return fallback;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(text, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used != text.size() || v < lo || v > hi) {
+      throw invalidArgument(std::string(name) + " must be a whole number from " + std::to_string(lo) + " to " +
+                            std::to_string(hi));
+    }
+    return v;
+  }
+
   ApiContext& ctx_;
   const std::string& account_;
   Poco::Net::HTTPServerRequest& req_;

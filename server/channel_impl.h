@@ -36,10 +36,12 @@ struct ChannelServer::Impl {
   Gateways& gateways;
   Outbox& outbox;
   Renewal* renewal;
+  GatewayMetrics* metrics;
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_server};
   std::atomic<size_t> live{0};
   std::atomic<int64_t> nextEpoch;
-  std::atomic<uint64_t> sent{0}, answers{0}, repeats{0}, badFrames{0}, peerCalls{0};
+  std::atomic<uint64_t> sent{0}, answers{0}, repeats{0}, badFrames{0}, peerCalls{0}, reports{0};
+  std::chrono::steady_clock::time_point lastPrune{};  // on the beats thread only
   std::string internalUrl;
   // The channels this server holds, by gateway id.
   std::mutex heldMutex;
@@ -56,9 +58,10 @@ struct ChannelServer::Impl {
   boost::asio::thread_pool beats{1};
   std::vector<std::thread> threads;
 
-  Impl(ChannelOptions o, Gateways& g, Outbox& ob, Renewal* r);
+  Impl(ChannelOptions o, Gateways& g, Outbox& ob, Renewal* r, GatewayMetrics* m);
   void accept(boost::asio::ip::tcp::acceptor& a, bool peers);
   void beat();
+  void pruneMetrics();
 
   // The held map: a newer channel of a gateway replaces an older one.
   void hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s);

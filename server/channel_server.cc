@@ -19,8 +19,8 @@ namespace {
 constexpr int64_t kStalledMillis = 2000;
 }  // namespace
 
-ChannelServer::Impl::Impl(ChannelOptions o, Gateways& g, Outbox& ob, Renewal* r)
-    : opt(std::move(o)), gateways(g), outbox(ob), renewal(r) {
+ChannelServer::Impl::Impl(ChannelOptions o, Gateways& g, Outbox& ob, Renewal* r, GatewayMetrics* m)
+    : opt(std::move(o)), gateways(g), outbox(ob), renewal(r), metrics(m) {
   std::random_device rd;
   nextEpoch = static_cast<int64_t>((uint64_t{rd()} << 20) & 0x3fffffffffffffffULL);
 }
@@ -66,9 +66,20 @@ void ChannelServer::Impl::beat() {
       if (stalled) {
         for (const auto& g : stalled.value()) deliver(g);
       }
+      pruneMetrics();
     });
     beat();
   });
+}
+
+// Every ten minutes at most (each server of a farm does it; once would do).
+void ChannelServer::Impl::pruneMetrics() {
+  if (!metrics) return;
+  auto nowTime = std::chrono::steady_clock::now();
+  if (lastPrune.time_since_epoch().count() != 0 && nowTime - lastPrune < std::chrono::minutes(10)) return;
+  lastPrune = nowTime;
+  auto gone = metrics->prune(static_cast<int64_t>(::time(nullptr)) - opt.metricsRetentionSeconds);
+  if (!gone) std::cerr << "ferry-control: " << gone.status().toString() << "\n";
 }
 
 void ChannelServer::Impl::hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s) {
@@ -110,8 +121,9 @@ bool ChannelServer::Impl::deliver(const std::string& gatewayId) {
   return true;
 }
 
-ChannelServer::ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal)
-    : impl_(std::make_unique<Impl>(std::move(options), gateways, outbox, renewal)) {}
+ChannelServer::ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal,
+                             GatewayMetrics* metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), gateways, outbox, renewal, metrics)) {}
 
 ChannelServer::~ChannelServer() {
   stop();
@@ -205,7 +217,7 @@ size_t ChannelServer::connections() const {
 
 ChannelCounters ChannelServer::counters() const {
   return {impl_->sent.load(), impl_->answers.load(), impl_->repeats.load(), impl_->badFrames.load(),
-          impl_->peerCalls.load()};
+          impl_->peerCalls.load(), impl_->reports.load()};
 }
 
 bool ChannelServer::deliver(const std::string& gatewayId) {

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "ferry/status.h"
+#include "gateway_metrics.h"
 #include "gateways.h"
 #include "outbox.h"
 #include "renewal.h"
@@ -46,6 +47,10 @@ struct ChannelOptions {
   std::string advertiseHost = "localhost";  // a name in the server's certificate
   // A gateway whose certificate expires within this is asked for a renewal.
   int64_t renewWithinSeconds = 30 * 86400;
+  // Gateway metrics reports: kept this long; a gateway's reports closer together than
+  // reportMinSeconds are dropped (a misbehaving agent cannot flood the database).
+  int64_t metricsRetentionSeconds = 15 * 86400;
+  int reportMinSeconds = 10;
 };
 
 struct ChannelCounters {
@@ -54,12 +59,15 @@ struct ChannelCounters {
   uint64_t repeats = 0;   // answers to requests already finished (after a redelivery)
   uint64_t badFrames = 0; // frames that were not a valid answer
   uint64_t peerCalls = 0; // internal endpoint calls served
+  uint64_t reports = 0;   // metrics reports stored
 };
 
 class ChannelServer {
  public:
-  // renewal: asks gateways for certificate renewals (none: never asked).
-  ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal = nullptr);
+  // renewal: asks gateways for certificate renewals (none: never asked); metrics:
+  // stores the gateways' metrics reports (none: they are dropped).
+  ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal = nullptr,
+                GatewayMetrics* metrics = nullptr);
   ~ChannelServer();
   Status start();
   void stop();

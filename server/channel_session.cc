@@ -9,6 +9,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <deque>
@@ -30,6 +31,8 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kMaxFrame = 1 << 20;
+// Metrics reports a gateway may send at once (an hour of backlog, one a minute).
+constexpr int kReportBurst = 60;
 
 // When the peer's certificate expires (Unix seconds; 0 if unknown).
 int64_t notAfterOf(SSL* ssl) {
@@ -213,10 +216,12 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
     });
   }
 
-  // {id, ok: true, result} or {id, ok: false, error: {code, message}}. A gateway never
-  // sends requests of its own; anything else is counted and dropped.
+  // {id, ok: true, result} or {id, ok: false, error: {code, message}}, or a metrics
+  // report (gateway_metrics.h). A gateway never sends requests of its own; anything
+  // else is counted and dropped.
   void onFrame(const std::string& text) {
     json f = json::parse(text, nullptr, false);
+    if (f.is_object() && f.contains("report")) return onReport(std::move(f));
     if (!f.is_object() || !f.contains("id") || !f["id"].is_string() || !f.contains("ok") || !f["ok"].is_boolean()) {
       ++server_.badFrames;
       std::cerr << "ferry-control: gateway " << gateway_ << " sent a frame that is not an answer; dropped\n";
@@ -246,6 +251,30 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       ++(r.value() ? self->server_.answers : self->server_.repeats);
       // Finished: no fetch from now on returns it, so the connection can forget it.
       asio::post(self->ws_.get_executor(), [self, id] { self->sent_.erase(id); });
+    });
+  }
+
+  void onReport(json report) {
+    // A bucket of kReportBurst reports, one more every reportMinSeconds: a gateway
+    // back from an outage sends its backlog at once; one that floods is cut off.
+    auto nowTime = std::chrono::steady_clock::now();
+    double refill = std::chrono::duration<double>(nowTime - lastReport_).count() /
+                    std::max(1, server_.opt.reportMinSeconds);
+    lastReport_ = nowTime;
+    reportTokens_ = std::min<double>(kReportBurst, reportTokens_ + refill);
+    if (!server_.metrics || reportTokens_ < 1) {
+      ++server_.badFrames;
+      if (server_.metrics) std::cerr << "ferry-control: gateway " << gateway_ << " reports too often; report dropped\n";
+      return;
+    }
+    reportTokens_ -= 1;
+    asio::post(server_.db, [self = shared_from_this(), report = std::move(report)] {
+      if (Status s = self->server_.metrics->record(self->gateway_, report); !s) {
+        ++self->server_.badFrames;
+        std::cerr << "ferry-control: gateway " << self->gateway_ << ": " << s.toString() << "\n";
+        return;
+      }
+      ++self->server_.reports;
     });
   }
 
@@ -300,6 +329,8 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   std::unordered_set<std::string> sent_;  // request ids sent on this connection
   std::deque<Outgoing> queue_;
   std::chrono::steady_clock::time_point lastHeard_;
+  std::chrono::steady_clock::time_point lastReport_ = std::chrono::steady_clock::now();
+  float reportTokens_ = kReportBurst;
 };
 
 }  // namespace

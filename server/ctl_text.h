@@ -100,5 +100,14 @@ struct CtlCommand {
 int volumeCommand(const CtlCommand& c);
 int snapshotCommand(const CtlCommand& c);
 int requestCommand(const CtlCommand& c);
+// bandwidth …, metrics … (ferryctl_limits.cc).
+int bandwidthCommand(const CtlCommand& c);
+int metricsCommand(const CtlCommand& c);
+
+// After a change the API accepted (202 with its request): with --wait, its outcome
+// (exit 1 if it failed); else what was asked (ferryctl_requests.cc).
+int accepted(const CtlCommand& c, const nlohmann::json& answer, const std::string& what);
+// 1048576 → "1 MiB" (exact units only: 1536 stays "1536 B").
+std::string bytes(int64_t n);
 
 }  // namespace ferry::control

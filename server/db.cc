@@ -141,6 +141,26 @@ const std::vector<std::vector<const char*>>& migrations() {
           " detail TEXT NOT NULL)",
           "CREATE INDEX snapshots_volume ON snapshots(gateway_id, volume)",
       },
+      // 7: bandwidth limits (the customer's setting as JSON, and its revision), and
+      // gateway metrics over time (a row per report: the gateway's totals with volume
+      // '', and one per volume; -1 stands for "none" in the ratios).
+      {
+          "ALTER TABLE gateways ADD COLUMN bandwidth TEXT NOT NULL DEFAULT '{}'",
+          "ALTER TABLE gateways ADD COLUMN bandwidth_revision BIGINT NOT NULL DEFAULT 0",
+          "CREATE TABLE metrics ("
+          " gateway_id TEXT NOT NULL REFERENCES gateways(id) ON DELETE CASCADE,"
+          " volume TEXT NOT NULL,"
+          " at BIGINT NOT NULL,"
+          " interval_seconds INTEGER NOT NULL,"
+          " cache_hit_ratio DOUBLE PRECISION NOT NULL,"
+          " cached_bytes BIGINT NOT NULL,"
+          " dirty_bytes BIGINT NOT NULL,"
+          " upload_buffer_used DOUBLE PRECISION NOT NULL,"
+          " bytes_up BIGINT NOT NULL,"
+          " bytes_down BIGINT NOT NULL,"
+          " PRIMARY KEY (gateway_id, volume, at))",
+          "CREATE INDEX metrics_at ON metrics(at)",
+      },
   };
   return m;
 }

@@ -67,9 +67,17 @@ requests (the history of what was asked of a gateway)
   request show ID
   request wait ID [--timeout SECONDS]
   request send GATEWAY gateway.describe|gateway.shutdown [--wait]
+bandwidth limits (to and from the object store, in the gateway's time zone)
+  bandwidth show GATEWAY
+  bandwidth set GATEWAY [--upload RATE] [--download RATE] [--schedule "DAYS HH:MM-HH:MM [up=RATE] [down=RATE]"]...
+                                      RATE: bytes per second (512K, 10M; 0 = none); DAYS: mon-fri,
+                                      sat,sun, daily; --schedule repeats; set with nothing = no limits
+metrics (reported by the gateway every minute)
+  metrics GATEWAY [--volume NAME | --all] [--since DURATION] (1h, 30m, 2d; default 1h)
 --wait and request wait give up after --timeout (60) seconds; a failed request exits 1.
 
---endpoint and --ca are remembered by login. The config lives in
+--endpoint and --ca are remembered by login. FERRY_TOKEN, if set, is the API token
+to use (one made with "token create" or in the console) instead of the login's. The config lives in
 $FERRY_CONFIG_DIR, else $XDG_CONFIG_HOME/ferry, else ~/.config/ferry.
 )";
 
@@ -177,7 +185,9 @@ class Ctl {
     auto client = ApiClient::make(endpoint_, ca_);
     if (!client) return fail(client.status());
     client_.emplace(std::move(client).value());
-    client_->setToken(config_.value("token", ""));
+    // An API token from the environment (scripts, CI) comes before the login's.
+    const char* envToken = std::getenv("FERRY_TOKEN");
+    client_->setToken(envToken && *envToken ? envToken : config_.value("token", ""));
     return dispatch();
   }
 
@@ -261,6 +271,8 @@ class Ctl {
     if (cmd == "gateway") return gateways();
     if (cmd == "volume") return ferry::control::volumeCommand(CtlCommand{*client_, args_, output_});
     if (cmd == "snapshot") return ferry::control::snapshotCommand(CtlCommand{*client_, args_, output_});
+    if (cmd == "bandwidth") return ferry::control::bandwidthCommand(CtlCommand{*client_, args_, output_});
+    if (cmd == "metrics") return ferry::control::metricsCommand(CtlCommand{*client_, args_, output_});
     if (cmd == "request") return ferry::control::requestCommand(CtlCommand{*client_, args_, output_});
     throw UsageError{"unknown command '" + cmd + "'"};
   }

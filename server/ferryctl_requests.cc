@@ -19,17 +19,6 @@ std::string millisWhen(const json& j, const char* key) {
   return when(j.value(key, int64_t{0}) / 1000);
 }
 
-std::string bytes(int64_t n) {
-  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  int u = 0;
-  double v = static_cast<double>(n);
-  while (v >= 1024 && u < 5 && static_cast<int64_t>(v) % 1024 == 0) {
-    v /= 1024;
-    ++u;
-  }
-  return std::to_string(static_cast<int64_t>(v)) + " " + units[u];
-}
-
 void showRequest(const json& r) {
   std::cout << "id:         " << r.value("id", "") << "\n"
             << "gateway:    " << r.value("gateway_id", "") << "\n"
@@ -69,6 +58,19 @@ Result<json> waitFor(const CtlCommand& c, const std::string& id) {
   }
 }
 
+}  // namespace
+
+std::string bytes(int64_t n) {
+  static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int u = 0;
+  double v = static_cast<double>(n);
+  while (v >= 1024 && u < 5 && static_cast<int64_t>(v) % 1024 == 0) {
+    v /= 1024;
+    ++u;
+  }
+  return std::to_string(static_cast<int64_t>(v)) + " " + units[u];
+}
+
 // After a change: with --wait, its outcome (exit 1 if it failed); else what was asked.
 int accepted(const CtlCommand& c, const json& answer, const std::string& what) {
   std::string id = answer["request"].value("id", "");
@@ -92,7 +94,6 @@ int accepted(const CtlCommand& c, const json& answer, const std::string& what) {
   return ok ? 0 : kExitApi;
 }
 
-}  // namespace
 
 int volumeCommand(const CtlCommand& c) {
   const std::string& sub = c.arg(1, "volume list|show|create|delete");

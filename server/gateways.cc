@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto.h"
+#include "ferry/timezone.h"
 #include "keys.h"
 
 namespace ferry::control {
@@ -122,6 +123,8 @@ Result<GatewayInfo> Gateways::claim(const std::string& accountId, const std::str
   if (Status s = checkGatewayName(name); !s) return s;
   std::string tz = timezone.empty() ? "UTC" : timezone;
   if (Status s = checkText("the time zone", tz, 64); !s) return s;
+  // Schedules run in it: it must be one the gateway can read.
+  if (auto zone = TimeZone::load(tz); !zone) return zone.status();
   std::string acc = accountId;
   Poco::Int64 t = nowSeconds();
   int failures = 0;

@@ -28,9 +28,11 @@
 
 #include "accounts.h"
 #include "api.h"
+#include "bandwidth.h"
 #include "ca.h"
 #include "channel_server.h"
 #include "db.h"
+#include "gateway_metrics.h"
 #include "gateways.h"
 #include "inventory.h"
 #include "outbox.h"
@@ -98,6 +100,8 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Gateways gateways(*db.value());
     ferry::control::Outbox outbox(*db.value());
     ferry::control::Inventory inventory(*db.value(), outbox);
+    ferry::control::Bandwidth bandwidth(*db.value(), outbox);
+    ferry::control::GatewayMetrics metrics(*db.value());
 
     ferry::control::Routing routing;
     if (!ferry::control::parseRouting(config().getString("routing", "lookup"), &routing)) {
@@ -181,7 +185,9 @@ class ControlServer : public Poco::Util::ServerApplication {
       co.internalUrl = config().getString("internal.url", "");
       co.advertiseHost = names.front();
       co.renewWithinSeconds = int64_t{86400} * config().getInt("gateway.certificate_renew_days", 30);
-      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox, &renewal);
+      co.metricsRetentionSeconds = int64_t{86400} * config().getInt("metrics.retention_days", 15);
+      co.reportMinSeconds = config().getInt("metrics.report_min_seconds", 10);
+      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox, &renewal, &metrics);
       if (Status s = channel->start(); !s) {
         std::cerr << "ferry-control: " << s.toString() << "\n";
         return EXIT_UNAVAILABLE;
@@ -208,6 +214,8 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    config().getInt("gateway.certificate_days", 365),
                                    outbox,
                                    inventory,
+                                   bandwidth,
+                                   metrics,
                                    router,
                                    routing,
                                    channel.get()};

@@ -2,7 +2,9 @@
 
 #include <set>
 
+#include "ferry/bandwidth_schedule.h"
 #include "ferry/strings.h"
+#include "ferry/timezone.h"
 
 namespace ferry::control {
 
@@ -63,12 +65,21 @@ Status checkRequest(const std::string& op, const json& args) {
   if (op == "gateway.describe" || op == "gateway.shutdown" || op == "certificate.renew") {
     return checkFields(op, args, {});
   }
+  if (op == "bandwidth.set") {
+    if (!args.is_object() || !args.contains("limits")) return Status::invalid(op + ": 'limits' is required");
+    json rest = args;
+    rest.erase("limits");
+    if (Status s = checkFields(op, rest, {"timezone"}, {"revision"}); !s) return s;
+    if (auto zone = TimeZone::load(args["timezone"].get<std::string>()); !zone) return zone.status();
+    auto schedule = BandwidthSchedule::fromJson(args["limits"]);
+    return schedule ? Status::ok() : schedule.status().withContext(op);
+  }
   if (op == "certificate.install") {
     return checkFields(op, args, {"certificate", "ca_certificate"}, {"not_after"});
   }
   return Status::invalid("unknown operation '" + op +
                          "' (known: volume.create, volume.delete, snapshot.create, snapshot.delete, "
-                         "gateway.describe, gateway.shutdown, certificate.renew, certificate.install)");
+                         "gateway.describe, gateway.shutdown, certificate.renew, certificate.install, bandwidth.set)");
 }
 
 bool isDirectOp(const std::string& op) {

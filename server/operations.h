@@ -13,6 +13,8 @@
 //   certificate.renew {}                        the gateway answers {csr} for its key
 //   certificate.install {certificate, not_after, ca_certificate}
 //                                               the renewed channel certificate
+//   bandwidth.set   {revision, timezone, limits} limits: ferry/bandwidth_schedule.h;
+//                                               a gateway keeps the highest revision
 
 #include <cstdint>
 #include <nlohmann/json.hpp>

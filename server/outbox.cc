@@ -70,23 +70,33 @@ bool ownsGateway(Poco::Data::Session& ses, const std::string& accountId, const s
 Result<RequestInfo> Outbox::submit(const std::string& accountId, const std::string& gatewayId, const std::string& op,
                                    const json& args,
                                    const std::function<Status(Poco::Data::Session&, const std::string&)>& prepare) {
+  return submitMade(accountId, gatewayId, op, [&](Poco::Data::Session& ses, const std::string& id) -> Result<json> {
+    if (prepare) {
+      if (Status p = prepare(ses, id); !p) return p;
+    }
+    return args;
+  });
+}
+
+Result<RequestInfo> Outbox::submitMade(const std::string& accountId, const std::string& gatewayId,
+                                       const std::string& op, const ArgsMaker& make) {
   RequestInfo info;
   info.id = "req-" + randomHex(12);
   info.gatewayId = gatewayId;
   info.op = op;
-  info.args = args;
   info.state = "pending";
   info.createdAt = nowMillis();
-  std::string id = info.id, acc = accountId, gid = gatewayId, o = op, a = args.dump(), st = info.state, empty;
+  std::string id = info.id, acc = accountId, gid = gatewayId, o = op, a, st = info.state, empty;
   int attempts = 0;
   Poco::Int64 created = info.createdAt, zero = 0;
   Status s = dbCall("store request", [&] {
     Poco::Data::Session ses = db_.session();
     if (!ownsGateway(ses, accountId, gatewayId)) return Status::notFound("no gateway " + gatewayId);
     Transaction tx(ses, db_.postgres());
-    if (prepare) {
-      if (Status p = prepare(ses, id); !p) return p;
-    }
+    auto made = make(ses, id);
+    if (!made) return made.status();
+    info.args = made.value();
+    a = info.args.dump();
     ses << "INSERT INTO requests (id, account_id, gateway_id, op, args, state, result, error, attempts,"
            " delivered_by, created_at, delivered_at, finished_at)"
            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",

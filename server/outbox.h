@@ -51,6 +51,11 @@ class Outbox {
   Result<RequestInfo> submit(const std::string& accountId, const std::string& gatewayId, const std::string& op,
                              const nlohmann::json& args,
                              const std::function<Status(Poco::Data::Session&, const std::string&)>& prepare = {});
+  // As submit, with the args made inside the transaction (from what it reads there)
+  // by make, which may also refuse.
+  using ArgsMaker = std::function<Result<nlohmann::json>(Poco::Data::Session&, const std::string& requestId)>;
+  Result<RequestInfo> submitMade(const std::string& accountId, const std::string& gatewayId, const std::string& op,
+                                 const ArgsMaker& make);
 
   Result<RequestInfo> get(const std::string& accountId, const std::string& id);
   // The gateway's requests, newest first.

@@ -96,6 +96,10 @@ json dispatch(Engine& engine, const json& req) {
                 {"dirty_bytes", st.dirtyBytes},
                 {"upload_queue", st.uploadQueue},
                 {"uploads_active", st.uploadsActive},
+                {"upload_limit", st.bandwidth.upload},
+                {"download_limit", st.bandwidth.download},
+                {"upload_throttled_seconds", static_cast<double>(st.uploadWaitedMicros) / 1e6},
+                {"download_throttled_seconds", static_cast<double>(st.downloadWaitedMicros) / 1e6},
                 {"volumes", vols}};
   }
   if (op == "flush") {
@@ -115,7 +119,18 @@ json dispatch(Engine& engine, const json& req) {
     return json{{"ok", true}, {"name", name}, {"size", v ? v->size() : 0},
                 {"chunk_size", v ? v->chunkSize() : 0}, {"chunks", chunks}};
   }
-  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint)"));
+  if (op == "limits") {
+    // Sets what it is given ("upload", "download": bytes per second, 0 = none) and
+    // answers the limits now in force.
+    BandwidthLimits now = engine.bandwidth().get();
+    auto up = sizeArg(req, "upload", now.upload);
+    if (!up) return fail(up.status().withContext("upload"));
+    auto down = sizeArg(req, "download", now.download);
+    if (!down) return fail(down.status().withContext("download"));
+    engine.bandwidth().set({up.value(), down.value()});
+    return json{{"ok", true}, {"upload", up.value()}, {"download", down.value()}};
+  }
+  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint, limits)"));
 }
 
 }  // namespace

@@ -73,7 +73,9 @@ Engine::Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::uniqu
                 [this] { return draining_.load() > 0 || budget_.dirty() * 2 >= budget_.dirtyLimit(); }),
       // A few chunks queued per thread at most: read-ahead that cannot start soon is
       // not worth doing.
-      readAhead_(options_.readAheadThreads, 2 * options_.readAheadThreads) {}
+      readAhead_(options_.readAheadThreads, 2 * options_.readAheadThreads) {
+  bandwidth_.set(options_.bandwidth);
+}
 
 Engine::~Engine() { shutdown(); }
 
@@ -374,6 +376,9 @@ void Engine::shutdown() {
       }
     }
   }
+  // Past the timeout: a transfer waiting for its turn under a bandwidth limit goes now
+  // (or fails fast), so the threads below can be joined.
+  bandwidth_.close();
   stopping_ = true;
   budget_.wake();
   readAhead_.stop();
@@ -409,6 +414,9 @@ EngineStats Engine::stats() {
   s.dirtyBytes = budget_.dirty();
   s.uploadQueue = uploader_.depth();
   s.uploadsActive = uploader_.active();
+  s.bandwidth = bandwidth_.get();
+  s.uploadWaitedMicros = bandwidth_.uploadWaitedMicros();
+  s.downloadWaitedMicros = bandwidth_.downloadWaitedMicros();
   for (auto& v : volumes()) s.volumes.push_back(v->stats());
   return s;
 }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "bandwidth_limiter.h"
 #include "cache_budget.h"
 #include "ferry/object_store.h"
 #include "lease.h"
@@ -50,6 +51,7 @@ struct EngineOptions {
   bool cacheStreams = false;  // keep chunks a sequential cold scan fetches
   uint64_t readAheadBytes = uint64_t{8} << 20;  // fetched ahead of a sequential reader
   size_t readAheadThreads = 4;
+  BandwidthLimits bandwidth;  // to and from the store; 0 = unlimited
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
 };
@@ -57,6 +59,8 @@ struct EngineOptions {
 struct EngineStats {
   uint64_t cacheLimit = 0, cachedBytes = 0, uploadBuffer = 0, dirtyBytes = 0;
   size_t uploadQueue = 0, uploadsActive = 0;
+  BandwidthLimits bandwidth;
+  uint64_t uploadWaitedMicros = 0, downloadWaitedMicros = 0;  // spent waiting under the limits
   std::vector<VolumeStats> volumes;
 };
 
@@ -98,6 +102,7 @@ class Engine : public VolumeHost {
   bool cacheStreams() const override { return options_.cacheStreams; }
   uint64_t readAheadBytes() const override { return options_.readAheadBytes; }
   bool submitReadAhead(std::function<void()> task) override { return readAhead_.submit(std::move(task)); }
+  BandwidthLimiter& bandwidth() override { return bandwidth_; }
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
@@ -129,6 +134,7 @@ class Engine : public VolumeHost {
   std::unique_ptr<Metadata> meta_;
   std::unique_ptr<ObjectStore> store_;
   CacheBudget budget_;
+  BandwidthLimiter bandwidth_;
   Uploader uploader_;
   TaskPool readAhead_;
   std::atomic<bool> stopping_{false};

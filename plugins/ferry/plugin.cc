@@ -105,6 +105,10 @@ int ferryConfig(const char* key, const char* value) {
       int n;
       if (parseIntParam(key, value, 1, 64, &n) == -1) return -1;
       gOptions.readAheadThreads = static_cast<size_t>(n);
+    } else if (k == "upload-limit" || k == "download-limit") {
+      int64_t r = nbdkit_parse_size(value);  // bytes per second; 0 = unlimited
+      if (r < 0) return -1;
+      (k == "upload-limit" ? gOptions.bandwidth.upload : gOptions.bandwidth.download) = static_cast<uint64_t>(r);
     } else if (k == "upload-threads") {
       int n;
       if (parseIntParam(key, value, 1, 256, &n) == -1) return -1;
@@ -303,6 +307,8 @@ nbdkit_plugin makePlugin() {
       "cache-streams=true        also cache what sequential scans of cold data fetch\n"
       "read-ahead=SIZE           fetched ahead of a sequential cold reader (default 8M; 0 = off)\n"
       "read-ahead-threads=N      parallel read-ahead fetches (default 4)\n"
+      "upload-limit=SIZE         chunk uploads at most SIZE bytes per second (default 0: none)\n"
+      "download-limit=SIZE       chunk downloads at most SIZE bytes per second (default 0: none)\n"
       "takeover=true             take volumes over from a gateway that still holds them\n"
       "admin-socket=PATH         admin interface (default STATE/admin.sock)";
   p.magic_config_key = nullptr;

@@ -298,6 +298,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   if (s && !(isZero && (oldGen == 0 || oldZero))) {
     newGen = nextGeneration();
     std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(buf.data(), len);
+    host_.bandwidth().upload(body.size());
     s = host_.store().put(chunkKey(row_.name, index, newGen), body);
   }
 

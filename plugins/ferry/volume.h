@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bandwidth_limiter.h"
 #include "cache_budget.h"
 #include "cache_file.h"
 #include "ferry/object_store.h"
@@ -52,6 +53,8 @@ class VolumeHost {
   // where: false when the read-ahead threads are busy (the fetch is skipped).
   virtual uint64_t readAheadBytes() const = 0;
   virtual bool submitReadAhead(std::function<void()> task) = 0;
+  // The gateway's limits on chunk transfers to and from the store.
+  virtual BandwidthLimiter& bandwidth() = 0;
 };
 
 enum class Where : uint8_t { kZero, kRemote, kCached };

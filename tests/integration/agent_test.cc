@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "activate.h"
+#include "agent_fixture.h"
 #include "agent_process.h"
 #include "control_process.h"
 #include "gateway_key.h"
@@ -29,45 +30,7 @@ using ferry::testing::TempDir;
 
 using ferry::testing::kFastTimers;
 
-class AgentTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!ferry::testing::haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit is not installed";
-    control_ = std::make_unique<Control>(controlDir_.path(), "sqlite://" + (controlDir_ / "control.db"),
-                                         std::string(kFastTimers) + "gateway.store = file://" + (storeDir_ / "{gateway}") +
-                                             "\n");
-    ASSERT_TRUE(control_->start()) << control_->log();
-    token_ = ferry::testing::signUpAndLogIn(*control_, "ann@example.com");
-  }
-  Control::Reply api(const std::string& method, const std::string& path, const json& body = nullptr) {
-    return control_->call(method, path, body.is_null() ? "" : body.dump(), token_);
-  }
-  // Starts the agent and activates it as a customer would: the key from its page.
-  std::string activate(Agent& agent) {
-    EXPECT_TRUE(agent.start()) << agent.log();
-    EXPECT_TRUE(agent.waitFor([](const json& s) { return s.value("stage", "") == "waiting_for_customer"; }))
-        << agent.log();
-    std::string key = agent.status()["activation_key"];
-    auto claimed = api("POST", "/v1/gateways/activate", {{"activation_key", key}, {"name", "branch"}});
-    EXPECT_EQ(claimed.status, 201) << claimed.text;
-    EXPECT_TRUE(agent.waitFor([](const json& s) {
-      return s.value("stage", "") == "activated" && s.value("channel", json::object()).value("connected", false);
-    })) << agent.log();
-    return claimed.body["gateway"].value("id", "");
-  }
-  json waitFinished(const std::string& id, int seconds = 60) {
-    return ferry::testing::waitFinished(*control_, token_, id, seconds);
-  }
-  std::string createVolume(const std::string& gw, const std::string& name, const std::string& size = "64M") {
-    auto r = api("POST", "/v1/gateways/" + gw + "/volumes", {{"name", name}, {"size", size}});
-    EXPECT_EQ(r.status, 202) << r.text;
-    return r.body["request"].value("id", "");
-  }
-
-  TempDir controlDir_, agentDir_, storeDir_;
-  std::unique_ptr<Control> control_;
-  std::string token_;
-};
+using AgentTest = ferry::testing::AgentFixture;
 
 TEST_F(AgentTest, ActivatedItServesAVolumeMadeThroughTheApiAndSnapshotsIt) {
   Agent agent(agentDir_.path(), *control_);

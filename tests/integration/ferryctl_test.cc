@@ -157,6 +157,27 @@ TEST_F(FerryctlTest, VolumesSnapshotsAndRequestsOfAConnectedGateway) {
   ASSERT_EQ(ctl("volume delete " + who.id + " disk0 --wait", &out), 0) << out;
   ASSERT_EQ(ctl("request send " + who.id + " gateway.describe --wait", &out), 0) << out;
 
+  // Bandwidth limits with a schedule, as a customer types them.
+  ASSERT_EQ(ctl("bandwidth set " + who.id + " --upload 10M --schedule 'mon-fri 08:00-18:00 up=2M down=512K' "
+                "--schedule 'sat,sun 00:00-24:00 up=0' --wait", &out), 0) << out;
+  ASSERT_EQ(ctl("--output json bandwidth show " + who.id, &out), 0) << out;
+  json bw = json::parse(out)["bandwidth"];
+  EXPECT_EQ(bw["upload_rate"], 10 << 20);
+  ASSERT_EQ(bw["schedule"].size(), 2u) << out;
+  EXPECT_EQ(bw["schedule"][0]["days"], (json{"mon", "tue", "wed", "thu", "fri"}));
+  EXPECT_EQ(bw["schedule"][0]["download_rate"], 512 << 10);
+  EXPECT_EQ(bw["schedule"][1]["days"], (json{"sat", "sun"}));
+  ASSERT_EQ(ctl("bandwidth show " + who.id, &out), 0) << out;
+  EXPECT_NE(out.find("10 MiB/s"), std::string::npos) << out;
+  EXPECT_NE(out.find("08:00-18:00"), std::string::npos) << out;
+  EXPECT_EQ(ctl("bandwidth set " + who.id + " --schedule 'mon-fri 18:00-08:00'", &out), 1) << out;
+  EXPECT_NE(out.find("end must be after start"), std::string::npos) << out;
+  EXPECT_EQ(ctl("bandwidth set " + who.id + " --schedule 'someday 08:00-18:00'", &out), 2) << out;
+  EXPECT_NE(out.find("not a day"), std::string::npos) << out;
+  ASSERT_EQ(ctl("metrics " + who.id + " --since 2h", &out), 0) << out;
+  EXPECT_NE(out.find("no metrics"), std::string::npos) << out;
+  EXPECT_EQ(ctl("metrics " + who.id + " --since forever", &out), 2) << out;
+
   // Offline: the request waits; --wait gives up clearly.
   channel.stop();
   EXPECT_EQ(ctl("request send " + who.id + " gateway.describe --wait --timeout 1", &out), 1) << out;

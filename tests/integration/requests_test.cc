@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <ctime>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -271,6 +272,107 @@ TEST_P(RequestsTest, ACertificateRenewalSignsOnlyTheGatewaysOwnKeyAndQueuesTheIn
   EXPECT_NE(installed.value("certificate", "").find("BEGIN CERTIFICATE"), std::string::npos);
   EXPECT_NE(installed.value("certificate", ""), who_.certificatePem) << "a new certificate";
   EXPECT_GT(installed.value("not_after", int64_t{0}), ::time(nullptr));
+}
+
+// Bandwidth limits: checked, kept with a growing revision, sent to the gateway with its
+// time zone; bad settings are refused with the reason and change nothing.
+TEST_P(RequestsTest, BandwidthLimitsAreCheckedKeptAndSentWithTheGatewaysTimeZone) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  auto none = api("GET", "/v1/gateways/" + gw() + "/bandwidth");
+  ASSERT_EQ(none.status, 200) << none.text;
+  EXPECT_EQ(none.body["bandwidth"]["revision"], 0);
+  EXPECT_EQ(none.body["bandwidth"]["upload_rate"], 0);
+  EXPECT_EQ(none.body["bandwidth"]["in_force"]["upload_rate"], 0);
+
+  json setting = {{"upload_rate", "1M"},
+                  {"schedule", {{{"days", {"sat", "sun"}}, {"start", "00:00"}, {"end", "24:00"},
+                                 {"upload_rate", 0}, {"download_rate", "256K"}}}}};
+  auto set = api("PUT", "/v1/gateways/" + gw() + "/bandwidth", setting);
+  ASSERT_EQ(set.status, 202) << set.text;
+  EXPECT_EQ(set.body["bandwidth"]["revision"], 1);
+  EXPECT_EQ(set.body["request"]["op"], "bandwidth.set");
+  json args = set.body["request"]["args"];
+  EXPECT_EQ(args["revision"], 1);
+  EXPECT_EQ(args["timezone"], "UTC");
+  EXPECT_EQ(args["limits"]["upload_rate"], 1 << 20);
+  EXPECT_EQ(args["limits"]["schedule"][0]["download_rate"], 256 << 10);
+  EXPECT_EQ(waitFinished(set.body["request"]["id"])["state"], "done");
+
+  auto again = api("PUT", "/v1/gateways/" + gw() + "/bandwidth", json{{"download_rate", 65536}});
+  ASSERT_EQ(again.status, 202) << again.text;
+  EXPECT_EQ(again.body["request"]["args"]["revision"], 2);
+  auto now = api("GET", "/v1/gateways/" + gw() + "/bandwidth");
+  EXPECT_EQ(now.body["bandwidth"]["revision"], 2);
+  EXPECT_EQ(now.body["bandwidth"]["download_rate"], 65536);
+  EXPECT_EQ(now.body["bandwidth"]["upload_rate"], 0);
+  EXPECT_TRUE(now.body["bandwidth"]["schedule"].empty());
+
+  size_t requests = api("GET", "/v1/gateways/" + gw() + "/requests").body["requests"].size();
+  for (const char* bad : {R"({"upload_rate": 100})", R"({"schedule": [{"days": ["mon"], "start": "9", "end": "10:00"}]})",
+                          R"({"speed": 5})", R"([1, 2])"}) {
+    auto r = control_->call("PUT", "/v1/gateways/" + gw() + "/bandwidth", bad, token_);
+    EXPECT_EQ(r.status, 400) << bad << " → " << r.text;
+    EXPECT_FALSE(r.body["error"].value("message", "").empty()) << r.text;
+  }
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/bandwidth").body["bandwidth"]["revision"], 2) << "nothing changed";
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/requests").body["requests"].size(), requests);
+  // bandwidth.set goes through its resource only.
+  auto direct = api("POST", "/v1/gateways/" + gw() + "/requests", {{"op", "bandwidth.set"}, {"args", args}});
+  EXPECT_EQ(direct.status, 400) << direct.text;
+
+  // Another account sees none of it.
+  std::string other = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
+  EXPECT_EQ(control_->call("GET", "/v1/gateways/" + gw() + "/bandwidth", "", other).status, 404);
+  EXPECT_EQ(control_->call("PUT", "/v1/gateways/" + gw() + "/bandwidth", "{}", other).status, 404);
+}
+
+// Metrics reports up the channel are stored and served by time range and volume;
+// malformed ones are dropped; another account gets 404.
+TEST_P(RequestsTest, MetricsReportsAreStoredAndServedOverTime) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  for (int i = 0; i < 100 && !channel.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(channel.connected());
+  int64_t t = static_cast<int64_t>(::time(nullptr));
+  auto report = [&](int64_t at, int64_t up) {
+    return json{{"report", "metrics"},
+                {"at", at},
+                {"interval", 60},
+                {"gateway",
+                 {{"cache_hit_ratio", 0.75}, {"cached_bytes", 1000}, {"dirty_bytes", 10},
+                  {"upload_buffer_used", 0.25}, {"bytes_up", up}, {"bytes_down", 5}}},
+                {"volumes",
+                 {{{"name", "disk0"}, {"cache_hit_ratio", nullptr}, {"cached_bytes", 600}, {"dirty_bytes", 10},
+                   {"bytes_up", up}, {"bytes_down", 5}}}}}
+        .dump();
+  };
+  channel.send(report(t - 120, 100));
+  channel.send(report(t - 60, 200));
+  channel.send(R"({"report":"metrics","at":"yesterday"})");
+  channel.send(report(t - 30 * 86400, 300));  // too old
+  json samples;
+  for (int i = 0; i < 100; ++i) {
+    samples = api("GET", "/v1/gateways/" + gw() + "/metrics?volume=*&since=" + std::to_string(t - 3600)).body;
+    if (samples["samples"].size() >= 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(samples["samples"].size(), 4u) << samples;
+  auto totals = api("GET", "/v1/gateways/" + gw() + "/metrics?since=" + std::to_string(t - 3600)).body["samples"];
+  ASSERT_EQ(totals.size(), 2u) << totals;
+  EXPECT_EQ(totals[0]["at"], t - 120) << "oldest first";
+  EXPECT_EQ(totals[1]["bytes_up"], 200);
+  EXPECT_EQ(totals[0]["cache_hit_ratio"], 0.75);
+  EXPECT_EQ(totals[0]["upload_buffer_used"], 0.25);
+  EXPECT_FALSE(totals[0].contains("volume"));
+  auto vol = api("GET", "/v1/gateways/" + gw() + "/metrics?volume=disk0&since=" + std::to_string(t - 90)).body["samples"];
+  ASSERT_EQ(vol.size(), 1u) << vol;
+  EXPECT_EQ(vol[0]["volume"], "disk0");
+  EXPECT_TRUE(vol[0]["cache_hit_ratio"].is_null()) << "no reads in the interval";
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/metrics?since=soon").status, 400);
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/metrics?volume=../x").status, 400);
+  std::string other = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
+  EXPECT_EQ(control_->call("GET", "/v1/gateways/" + gw() + "/metrics", "", other).status, 404);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RequestsTest, ::testing::Values("sqlite", "postgres"),

@@ -77,6 +77,16 @@ class GatewayChannel {
     });
   }
 
+  // Writes a frame of the gateway's own (a metrics report) on the current connection.
+  void send(std::string frame) {
+    boost::asio::post(io_, [this, frame = std::move(frame)]() mutable {
+      auto c = current_.lock();
+      if (!c || c->dead) return;
+      c->out.push_back(std::move(frame));
+      if (!c->writing) write(c);
+    });
+  }
+
   bool connected() const { return connected_; }
   int port() const { return port_; }  // of the current or last connection
   int connections() const { return connections_; }

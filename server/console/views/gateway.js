@@ -1,0 +1,213 @@
+// One gateway: its state, volumes, snapshots, bandwidth limits, request history and
+// metrics charts. Lists refresh every few seconds; forms keep what is typed.
+
+import { call } from '../api.js';
+import { lineChart } from '../chart.js';
+import { bytes, field, h, parseSize, state, table, when } from '../dom.js';
+import { every, flash } from '../app.js';
+
+const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+
+function ms(t) {
+  return when(Math.floor((t || 0) / 1000));
+}
+
+function rate(r) {
+  return r ? `${bytes(r)}/s` : 'no limit';
+}
+
+async function act(fn, done) {
+  try {
+    await fn();
+    if (done) await done();
+  } catch (err) {
+    flash(err.message);
+  }
+}
+
+export async function gatewayView(id) {
+  const base = `/v1/gateways/${encodeURIComponent(id)}`;
+  let gateway;
+  try {
+    gateway = (await call('GET', base)).gateway;
+  } catch (err) {
+    flash(err.message);
+    return h('div', {}, h('h1', {}, 'Gateway'), h('p', {}, h('a', { href: '#/gateways' }, 'Back to the gateways')));
+  }
+  const summary = h('dl', {});
+  const volumes = h('div', {});
+  const snapshots = h('div', {});
+  const requests = h('div', {});
+  const charts = h('div', { class: 'charts' });
+  const bandwidthNow = h('p', {});
+
+  function showSummary(g) {
+    summary.replaceChildren(
+      h('dt', {}, 'State'), h('dd', {}, state(g.online ? 'online' : 'offline')),
+      h('dt', {}, 'Last seen'), h('dd', {}, when(g.last_seen_at)),
+      h('dt', {}, 'Software version'), h('dd', {}, g.software_version || '-'),
+      h('dt', {}, 'Time zone'), h('dd', {}, g.timezone),
+      h('dt', {}, 'Addresses'), h('dd', {}, (g.addresses || []).join(', ') || '-'),
+      h('dt', {}, 'Id'), h('dd', {}, h('code', {}, g.id)));
+  }
+
+  async function loadVolumes() {
+    const r = await call('GET', `${base}/volumes`);
+    volumes.replaceChildren(table(['Name', 'Size', 'State', { label: 'Created', optional: true }, ''],
+      r.volumes.map((v) => [v.name, bytes(v.size), state(v.state), ms(v.created_at_ms),
+        h('span', {},
+          h('button', {
+            type: 'button', class: 'secondary', 'aria-label': `Snapshot ${v.name}`, disabled: v.state !== 'available',
+            onclick: () => act(() => call('POST', `${base}/volumes/${encodeURIComponent(v.name)}/snapshots`), refresh),
+          }, 'Snapshot'), ' ',
+          h('button', {
+            type: 'button', class: 'danger', 'aria-label': `Delete ${v.name}`, disabled: v.state !== 'available',
+            onclick: () => {
+              if (!confirm(`Delete the volume ${v.name} and all its data? This cannot be undone.`)) return;
+              act(() => call('DELETE', `${base}/volumes/${encodeURIComponent(v.name)}`), refresh);
+            },
+          }, 'Delete'))]),
+      'No volumes yet.'));
+  }
+
+  async function loadSnapshots() {
+    const r = await call('GET', `${base}/snapshots`);
+    snapshots.replaceChildren(table(['Snapshot', 'Volume', 'State', { label: 'Taken', optional: true }, ''],
+      r.snapshots.map((s) => [h('code', {}, s.id), s.volume, state(s.state), ms(s.created_at_ms),
+        h('button', {
+          type: 'button', class: 'danger', 'aria-label': `Delete snapshot ${s.id}`,
+          disabled: s.state !== 'completed' && s.state !== 'failed',
+          onclick: () => {
+            if (!confirm(`Delete the snapshot ${s.id}?`)) return;
+            act(() => call('DELETE', `${base}/snapshots/${encodeURIComponent(s.id)}`), refresh);
+          },
+        }, 'Delete')]),
+      'No snapshots yet.'));
+  }
+
+  async function loadRequests() {
+    const r = await call('GET', `${base}/requests?limit=50`);
+    requests.replaceChildren(table(['Operation', 'State', 'Asked', { label: 'Attempts', optional: true }, 'Outcome'],
+      r.requests.map((q) => [q.op, state(q.state), ms(q.created_at_ms), q.attempts,
+        q.error ? h('span', { class: 'error-text' }, q.error.message) : (q.state === 'done' ? 'done' : '')]),
+      'Nothing asked of this gateway yet.'));
+  }
+
+  async function loadMetrics() {
+    const r = await call('GET', `${base}/metrics?since=${Math.floor(Date.now() / 1000) - 6 * 3600}`);
+    const s = r.samples;
+    const series = (key) => s.filter((x) => x[key] !== null && x[key] !== undefined).map((x) => [x.at, x[key]]);
+    const pct = (v) => `${(v * 100).toFixed(1)}%`;
+    charts.replaceChildren(
+      lineChart('Cache hit ratio', series('cache_hit_ratio'), pct),
+      lineChart('Dirty bytes', series('dirty_bytes'), bytes),
+      lineChart('Upload buffer used', series('upload_buffer_used'), pct),
+      lineChart('Bytes up (per interval)', series('bytes_up'), bytes),
+      lineChart('Bytes down (per interval)', series('bytes_down'), bytes));
+  }
+
+  async function loadGateway() {
+    gateway = (await call('GET', base)).gateway;
+    showSummary(gateway);
+  }
+
+  async function refresh() {
+    await act(async () => {
+      await Promise.all([loadGateway(), loadVolumes(), loadSnapshots(), loadRequests()]);
+    });
+  }
+
+  // New volume.
+  const volName = h('input', { name: 'volume', required: true, pattern: '[A-Za-z0-9._-]+', maxlength: 64 });
+  const volSize = h('input', { name: 'size', required: true, placeholder: '10G', 'aria-describedby': 'size-hint' });
+  const volForm = h('form', {
+    class: 'inline',
+    onsubmit: (e) => {
+      e.preventDefault();
+      if (Number.isNaN(parseSize(volSize.value))) {
+        flash('The size is a number of bytes or a size like 10G or 512M.');
+        volSize.focus();
+        return;
+      }
+      act(() => call('POST', `${base}/volumes`, { name: volName.value, size: volSize.value }), async () => {
+        volName.value = '';
+        await refresh();
+      });
+    },
+  }, field('Volume name', volName), field('Size', volSize), h('button', { type: 'submit' }, 'Create volume'));
+
+  // Bandwidth limits: the standing rates and a schedule of intervals.
+  const upload = h('input', { name: 'upload_rate', placeholder: 'e.g. 10M', 'aria-describedby': 'rate-hint' });
+  const download = h('input', { name: 'download_rate', placeholder: 'e.g. 50M', 'aria-describedby': 'rate-hint' });
+  const rows = h('div', {});
+  function intervalRow(iv = {}) {
+    const days = h('fieldset', {}, h('legend', {}, 'Days'), DAYS.map((d) => h('label', { class: 'day' },
+      h('input', { type: 'checkbox', value: d, checked: (iv.days || []).includes(d) }), d)));
+    const start = h('input', { type: 'time', value: iv.start || '08:00', required: true });
+    const end = h('input', { value: iv.end || '18:00', required: true, pattern: '([01][0-9]|2[0-3]):[0-5][0-9]|24:00' });
+    const up = h('input', { value: iv.upload_rate ? String(iv.upload_rate) : '', placeholder: 'no limit' });
+    const down = h('input', { value: iv.download_rate ? String(iv.download_rate) : '', placeholder: 'no limit' });
+    const row = h('section', { class: 'interval' }, days,
+      h('div', { class: 'inline' }, field('From', start), field('Until (HH:MM, up to 24:00)', end),
+        field('Upload rate', up), field('Download rate', down),
+        h('button', { type: 'button', class: 'secondary', onclick: () => row.remove() }, 'Remove interval')));
+    row.read = () => ({
+      days: [...days.querySelectorAll('input:checked')].map((c) => c.value),
+      start: start.value, end: end.value, upload_rate: up.value || 0, download_rate: down.value || 0,
+    });
+    return row;
+  }
+  const bwForm = h('form', {
+    onsubmit: (e) => {
+      e.preventDefault();
+      const setting = {
+        upload_rate: upload.value || 0,
+        download_rate: download.value || 0,
+        schedule: [...rows.children].map((r) => r.read()),
+      };
+      act(() => call('PUT', `${base}/bandwidth`, setting), async () => {
+        flash('Bandwidth limits saved; the gateway applies them now.', 'info');
+        await loadBandwidth();
+        await loadRequests();
+      });
+    },
+  },
+  h('div', { class: 'inline' }, field('Upload rate', upload), field('Download rate', download)),
+  h('p', { id: 'rate-hint', class: 'muted' },
+    'Bytes per second to and from the object store, like 512K or 10M; empty or 0 for no limit. ' +
+    'Intervals below use other rates on their days and hours, in the gateway\'s time zone.'),
+  rows,
+  h('div', { class: 'inline' },
+    h('button', { type: 'button', class: 'secondary', onclick: () => rows.append(intervalRow({ days: DAYS.slice(0, 5) })) },
+      'Add interval'),
+    h('button', { type: 'submit' }, 'Save limits')));
+
+  async function loadBandwidth() {
+    const b = (await call('GET', `${base}/bandwidth`)).bandwidth;
+    upload.value = b.upload_rate ? String(b.upload_rate) : '';
+    download.value = b.download_rate ? String(b.download_rate) : '';
+    rows.replaceChildren(...b.schedule.map((iv) => intervalRow(iv)));
+    bandwidthNow.textContent = b.in_force
+      ? `In force now (${b.timezone}): upload ${rate(b.in_force.upload_rate)}, download ${rate(b.in_force.download_rate)}.`
+      : '';
+  }
+
+  showSummary(gateway);
+  await refresh();
+  await act(loadBandwidth);
+  await act(loadMetrics);
+  every(3000, refresh);
+  every(15000, () => act(loadMetrics));
+
+  return h('div', {},
+    h('h1', {}, gateway.name),
+    h('p', {}, h('a', { href: '#/gateways' }, 'All gateways')),
+    h('section', { 'aria-labelledby': 'h-summary' }, h('h2', { id: 'h-summary' }, 'Gateway'), summary),
+    h('section', { 'aria-labelledby': 'h-volumes' }, h('h2', { id: 'h-volumes' }, 'Volumes'), volumes, volForm,
+      h('p', { id: 'size-hint', class: 'muted' }, 'Sizes like 10G or 512M; a multiple of 1 MiB.')),
+    h('section', { 'aria-labelledby': 'h-snapshots' }, h('h2', { id: 'h-snapshots' }, 'Snapshots'), snapshots),
+    h('section', { 'aria-labelledby': 'h-bandwidth' }, h('h2', { id: 'h-bandwidth' }, 'Bandwidth limits'),
+      bandwidthNow, bwForm),
+    h('section', { 'aria-labelledby': 'h-metrics' }, h('h2', { id: 'h-metrics' }, 'Metrics, last 6 hours'), charts),
+    h('section', { 'aria-labelledby': 'h-requests' }, h('h2', { id: 'h-requests' }, 'Request history'), requests));
+}
