@@ -124,7 +124,8 @@ cat <<INFO
 Ferry demo — the whole system on this machine
   provider API : https://localhost:$API_PORT (CA: $DEMO/control/state/ca/ca.crt)
   demo login   : $EMAIL / $PASSWORD   (ferryctl is logged in: FERRY_CONFIG_DIR=$DEMO/ferryctl)
-  web console  : not built yet (issue #6); use ferryctl
+  web console  : https://localhost:$API_PORT/console/ (log in as the demo account; the
+                 browser warns about the demo's own CA: accept it, or import the CA above)
   gateway      : $GW, page http://127.0.0.1:$PAGE_PORT/
   object store : file://$DEMO/store/$GW
   volume       : demo ($SIZE)

@@ -16,5 +16,7 @@ ferry_test(ferryctl_test SOURCES integration/ferryctl_test.cc LIBS ferry_control
 ferry_test(channel_test SOURCES integration/channel_test.cc LIBS ferry_control LABELS integration)
 ferry_test(requests_test SOURCES integration/requests_test.cc LIBS ferry_control LABELS integration FIXTURES pg)
 ferry_test(farm_test SOURCES integration/farm_test.cc LIBS ferry_control LABELS integration FIXTURES pg)
+ferry_test(console_test SOURCES integration/console_test.cc LIBS ferry_control LABELS integration TIMEOUT 600)
+target_compile_definitions(console_test PRIVATE FERRY_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 ferry_test(agent_test SOURCES integration/agent_test.cc integration/agent_limits_test.cc LIBS ferry_agent ferry_control
            LABELS integration TIMEOUT 600)

@@ -55,3 +55,14 @@ export function parseSize(text) {
   const power = { '': 0, k: 1, m: 2, g: 3, t: 4, p: 5 }[m[2].toLowerCase()];
   return Math.round(Number(m[1]) * 1024 ** power);
 }
+
+// 10485760 → "10M", 1536 → "1536": the shortest exact way to type a size back.
+export function sizeText(n) {
+  let v = Number(n) || 0;
+  if (v === 0) return '';
+  for (const unit of ['', 'K', 'M', 'G', 'T']) {
+    if (v % 1024 !== 0 || unit === 'T') return `${v}${unit}`;
+    v /= 1024;
+  }
+  return String(n);
+}

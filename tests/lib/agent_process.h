@@ -122,6 +122,7 @@ class Agent {
     return false;
   }
   int nbdPort() const { return nbdPort_; }
+  int pagePort() const { return pagePort_; }
   std::string stateDir() const { return dir_ + "/state"; }
   std::string log() const { return readFile(dir_ + "/agent.log") + readFile(dir_ + "/state/engine.log"); }
 

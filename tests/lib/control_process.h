@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <utility>
@@ -155,6 +156,7 @@ class Control {
     int status = 0;
     json body;
     std::string text;
+    std::map<std::string, std::string> headers;  // of the answer
   };
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
              const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
@@ -175,6 +177,7 @@ class Control {
     r.status = resp.getStatus();
     r.text = text.str();
     r.body = json::parse(r.text, nullptr, false);
+    for (const auto& [k, v] : resp) r.headers[k] = v;
     return r;
   }
 

@@ -3,7 +3,7 @@
 
 import { call } from '../api.js';
 import { lineChart } from '../chart.js';
-import { bytes, field, h, parseSize, state, table, when } from '../dom.js';
+import { bytes, field, h, parseSize, sizeText, state, table, when } from '../dom.js';
 import { every, flash } from '../app.js';
 
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -118,7 +118,7 @@ export async function gatewayView(id) {
   }
 
   // New volume.
-  const volName = h('input', { name: 'volume', required: true, pattern: '[A-Za-z0-9._-]+', maxlength: 64 });
+  const volName = h('input', { name: 'volume', required: true, pattern: '[A-Za-z0-9._\\-]+', maxlength: 64 });
   const volSize = h('input', { name: 'size', required: true, placeholder: '10G', 'aria-describedby': 'size-hint' });
   const volForm = h('form', {
     class: 'inline',
@@ -145,8 +145,8 @@ export async function gatewayView(id) {
       h('input', { type: 'checkbox', value: d, checked: (iv.days || []).includes(d) }), d)));
     const start = h('input', { type: 'time', value: iv.start || '08:00', required: true });
     const end = h('input', { value: iv.end || '18:00', required: true, pattern: '([01][0-9]|2[0-3]):[0-5][0-9]|24:00' });
-    const up = h('input', { value: iv.upload_rate ? String(iv.upload_rate) : '', placeholder: 'no limit' });
-    const down = h('input', { value: iv.download_rate ? String(iv.download_rate) : '', placeholder: 'no limit' });
+    const up = h('input', { value: sizeText(iv.upload_rate), placeholder: 'no limit' });
+    const down = h('input', { value: sizeText(iv.download_rate), placeholder: 'no limit' });
     const row = h('section', { class: 'interval' }, days,
       h('div', { class: 'inline' }, field('From', start), field('Until (HH:MM, up to 24:00)', end),
         field('Upload rate', up), field('Download rate', down),
@@ -184,8 +184,8 @@ export async function gatewayView(id) {
 
   async function loadBandwidth() {
     const b = (await call('GET', `${base}/bandwidth`)).bandwidth;
-    upload.value = b.upload_rate ? String(b.upload_rate) : '';
-    download.value = b.download_rate ? String(b.download_rate) : '';
+    upload.value = sizeText(b.upload_rate);
+    download.value = sizeText(b.download_rate);
     rows.replaceChildren(...b.schedule.map((iv) => intervalRow(iv)));
     bandwidthNow.textContent = b.in_force
       ? `In force now (${b.timezone}): upload ${rate(b.in_force.upload_rate)}, download ${rate(b.in_force.download_rate)}.`
