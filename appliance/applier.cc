@@ -47,7 +47,7 @@ json Applier::apply(const json& request) {
   std::string op = request.value("op", "");
   json args = request.value("args", json::object());
   if (!args.is_object()) return failure(Status::invalid("args must be an object"));
-  bool needsEngine = op.rfind("volume.", 0) == 0 || op == "snapshot.create" || op == "gateway.describe";
+  bool needsEngine = op.rfind("volume.", 0) == 0 || op.rfind("snapshot.", 0) == 0 || op == "gateway.describe";
   if (needsEngine) {
     // The engine may be starting (just activated) or restarting: give it a minute.
     if (Status s = engine_.waitReady(60); !s) return failure(s);
@@ -56,12 +56,7 @@ json Applier::apply(const json& request) {
     if (op == "volume.create") return createVolume(args);
     if (op == "volume.delete") return deleteVolume(args);
     if (op == "snapshot.create") return snapshot(args);
-    if (op == "snapshot.delete") {
-      // This version keeps no snapshot manifests of its own (a snapshot is the
-      // recovery point the engine reported, recorded by the provider): nothing to
-      // remove here, so deleting is done.
-      return success({{"snapshot", args.value("snapshot", "")}, {"deleted", true}});
-    }
+    if (op == "snapshot.delete") return deleteSnapshot(args);
     if (op == "gateway.describe") return describe();
     if (op == "bandwidth.set") {
       if (!bandwidth_) return failure(Status::invalid("this gateway cannot keep bandwidth limits"));
@@ -115,16 +110,25 @@ json Applier::deleteVolume(const json& args) {
 }
 
 json Applier::snapshot(const json& args) {
-  std::string volume = args.at("volume").get<std::string>();
-  // The recovery point: everything acknowledged before now is in the store.
-  auto point = engine_.call({{"op", "checkpoint"}, {"name", volume}, {"timeout", 300}}, 330);
-  if (!point) return failure(point.status());
-  const json& p = point.value();
-  return success({{"snapshot", args.value("snapshot", "")},
+  std::string volume = args.at("volume").get<std::string>(), id = args.at("snapshot").get<std::string>();
+  // The recovery point (everything acknowledged before now is in the store), as a
+  // manifest in the store; made before (the answer was lost): the same manifest.
+  auto made = engine_.call({{"op", "snapshot"}, {"name", volume}, {"snapshot", id}, {"timeout", 300}}, 330);
+  if (!made) return failure(made.status());
+  const json& m = made.value();
+  return success({{"snapshot", id},
                   {"volume", volume},
-                  {"size", p.value("size", int64_t{0})},
-                  {"chunk_size", p.value("chunk_size", int64_t{0})},
-                  {"chunks_stored", p.value("chunks", json::array()).size()}});
+                  {"size", m.value("size", int64_t{0})},
+                  {"chunk_size", m.value("chunk_size", int64_t{0})},
+                  {"created", m.value("created", int64_t{0})},
+                  {"chunks_stored", m.value("chunks", int64_t{0})}});
+}
+
+json Applier::deleteSnapshot(const json& args) {
+  std::string volume = args.at("volume").get<std::string>(), id = args.at("snapshot").get<std::string>();
+  auto gone = engine_.call({{"op", "snapshot-delete"}, {"name", volume}, {"snapshot", id}}, 120);
+  if (!gone) return failure(gone.status());
+  return success({{"snapshot", id}, {"volume", volume}, {"deleted", true}});
 }
 
 json Applier::describe() {

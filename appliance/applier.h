@@ -34,6 +34,7 @@ class Applier {
   nlohmann::json createVolume(const nlohmann::json& args);
   nlohmann::json deleteVolume(const nlohmann::json& args);
   nlohmann::json snapshot(const nlohmann::json& args);
+  nlohmann::json deleteSnapshot(const nlohmann::json& args);
   nlohmann::json describe();
 
   EngineClient& engine_;

@@ -43,8 +43,12 @@ Status BandwidthKeeper::load() {
   std::stringstream text;
   text << in.rdbuf();
   auto setting = settingOf(json::parse(text.str(), nullptr, false));
-  if (!setting) return setting.status().withContext(path_);
   std::lock_guard<std::mutex> l(mu_);
+  if (!setting) {
+    Status s = setting.status().withContext(path_);
+    loadError_ = s.message() + " (no limits until the provider sends them again)";
+    return s;
+  }
   revision_ = setting.value().revision;
   zone_ = setting.value().zone;
   schedule_ = setting.value().schedule;
@@ -87,6 +91,7 @@ Result<json> BandwidthKeeper::set(const json& args) {
     revision_ = setting.value().revision;
     zone_ = setting.value().zone;
     schedule_ = setting.value().schedule;
+    loadError_.clear();
   }
   apply();
   std::lock_guard<std::mutex> l(mu_);
@@ -100,6 +105,7 @@ Result<json> BandwidthKeeper::set(const json& args) {
 }
 
 void BandwidthKeeper::apply() {
+  std::lock_guard<std::mutex> one(applyMu_);
   BandwidthRates rates;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -125,7 +131,7 @@ json BandwidthKeeper::status() const {
   out["timezone"] = zone_.name();
   out["in_force"] = {{"upload_rate", inForce_.upload}, {"download_rate", inForce_.download}};
   out["applied"] = applied_;
-  out["last_error"] = lastError_;
+  out["last_error"] = lastError_.empty() ? loadError_ : lastError_;
   return out;
 }
 

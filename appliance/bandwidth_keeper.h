@@ -25,7 +25,9 @@ class BandwidthKeeper {
       : path_(std::move(stateDir) + "/bandwidth.json"), engine_(engine), checkSeconds_(checkSeconds) {}
   ~BandwidthKeeper() { stop(); }
 
-  // Reads the kept setting, if any (a damaged file is an error: nothing is guessed).
+  // Reads the kept setting, if any. A damaged file (or a time zone the system no longer
+  // has) is an error, also shown in status(); the gateway then runs without limits
+  // until the provider sends a setting again.
   Status load();
   void start();
   void stop();
@@ -43,13 +45,15 @@ class BandwidthKeeper {
   const std::string path_;
   EngineClient& engine_;
   const int checkSeconds_;
+  std::mutex applyMu_;     // one apply() at a time: the rates worked out are the ones sent
   mutable std::mutex mu_;  // guards everything below
   int64_t revision_ = 0;
   TimeZone zone_;
   BandwidthSchedule schedule_;
   BandwidthRates inForce_;
   bool applied_ = false;
-  std::string lastError_;
+  std::string lastError_;  // of the last apply
+  std::string loadError_;  // the kept setting could not be read at start
   std::condition_variable wake_;
   bool stopping_ = false;
   std::thread thread_;

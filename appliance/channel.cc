@@ -52,6 +52,7 @@ struct Conn {
   beast::flat_buffer buffer;
   std::deque<std::string> out;
   bool writing = false, dead = false;
+  bool open = false;  // past the TLS and WebSocket handshakes
 };
 
 }  // namespace
@@ -121,6 +122,7 @@ struct Channel::Impl {
     c->ws.read_message_max(1 << 20);
     c->ws.async_handshake(host, path, [this, c](beast::error_code ec) {
       if (ec) return retry(c, "channel handshake: " + ec.message());
+      c->open = true;
       attempt = 0;
       {
         std::lock_guard<std::mutex> l(statusMutex);
@@ -316,7 +318,7 @@ bool Channel::report(std::string frame) {
     if (!s.st.connected || !s.ioThread.joinable()) return false;
   }
   asio::post(s.io, [&s, frame = std::move(frame)]() mutable {
-    if (auto c = s.current.lock(); c && !c->dead) s.send(c, std::move(frame));
+    if (auto c = s.current.lock(); c && c->open && !c->dead) s.send(c, std::move(frame));
   });
   return true;
 }

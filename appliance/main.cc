@@ -125,7 +125,8 @@ class Agent : public Poco::Util::ServerApplication {
     }
     EngineClient engine(ec.stateDir + "/admin.sock");
     BandwidthKeeper bandwidth(stateDir, engine, config().getInt("bandwidth.check_seconds", 10));
-    if (Status s = bandwidth.load(); !s) return fail(s, EXIT_CONFIG);
+    // A setting it cannot read must not keep the gateway from serving its volumes.
+    if (Status s = bandwidth.load(); !s) std::cerr << "ferry-agent: bandwidth limits: " << s.toString() << "\n";
     // Reports go to the channel of the moment (a new one after re-activation).
     std::mutex reportMutex;
     Channel* reportTo = nullptr;

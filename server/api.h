@@ -17,6 +17,7 @@
 #include "inventory.h"
 #include "outbox.h"
 #include "router.h"
+#include "snapshot_schedule.h"
 
 namespace ferry::control {
 
@@ -31,6 +32,7 @@ struct ApiContext {
   Outbox& outbox;
   Inventory& inventory;
   Bandwidth& bandwidth;
+  SnapshotSchedules& schedules;
   GatewayMetrics& metrics;
   Router& router;
   Routing routing = Routing::kLookup;  // unless a call says ?routing=

@@ -46,7 +46,8 @@ json snapshotJson(const SnapshotInfo& s) {
           {"request_id", s.requestId},
           {"created_at_ms", s.createdAt},
           {"completed_at_ms", s.completedAt},
-          {"detail", s.detail}};
+          {"detail", s.detail},
+          {"scheduled", s.scheduled}};
 }
 
 // The setting, and what is in force now in the gateway's time zone.
@@ -62,6 +63,11 @@ json bandwidthJson(const BandwidthInfo& b) {
     out["in_force"] = {{"upload_rate", r.upload}, {"download_rate", r.download}};
   }
   return out;
+}
+
+json scheduleJson(const SnapshotSchedule& s) {
+  return {{"gateway_id", s.gatewayId}, {"volume", s.volume}, {"every_hours", s.everyHours}, {"keep", s.keep},
+          {"next_at", s.nextAt}};
 }
 
 // "/a/b/c" → {"a", "b", "c"}
@@ -161,6 +167,32 @@ class GatewayRoutes {
         out = routed(made.second, mode);
         out["snapshot"] = snapshotJson(made.first);
         return HTTPResponse::HTTP_ACCEPTED;
+      }
+    }
+    if (what == "volumes" && p.size() == 6 && p[5] == "schedule") {
+      if (method_ == "GET") {
+        out = {{"schedule", scheduleJson(orThrow(ctx_.schedules.get(account_, gw, p[4])))}};
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "PUT") {
+        json in = readBody(req_);
+        auto every = in.find("every_hours");
+        auto keep = in.find("keep");
+        if (every == in.end() || !every->is_number_integer() || keep == in.end() || !keep->is_number_integer()) {
+          throw invalidArgument("want {\"every_hours\": N, \"keep\": K} (whole numbers)");
+        }
+        int64_t e = every->get<int64_t>(), k = keep->get<int64_t>();
+        if (e < 1 || e > kMaxScheduleHours || k < 1 || k > kMaxScheduleKeep) {
+          throw invalidArgument("every_hours must be from 1 to " + std::to_string(kMaxScheduleHours) +
+                                " and keep from 1 to " + std::to_string(kMaxScheduleKeep));
+        }
+        out = {{"schedule", scheduleJson(orThrow(
+                                ctx_.schedules.set(account_, gw, p[4], static_cast<int>(e), static_cast<int>(k))))}};
+        return HTTPResponse::HTTP_OK;
+      }
+      if (method_ == "DELETE") {
+        orThrow(ctx_.schedules.remove(account_, gw, p[4]));
+        return HTTPResponse::HTTP_NO_CONTENT;
       }
     }
     if (what == "snapshots" && p.size() == 4 && method_ == "GET") {

@@ -38,16 +38,15 @@ Result<std::pair<BandwidthInfo, RequestInfo>> Bandwidth::set(const std::string& 
   info.limits = schedule.value().toJson();
   auto r = outbox_.submitMade(
       accountId, gatewayId, "bandwidth.set", [&](Poco::Data::Session& ses, const std::string&) -> Result<json> {
-        std::string gid = gatewayId;
+        std::string gid = gatewayId, text = info.limits.dump(), zone;
         Poco::Int64 revision = 0;
-        std::string zone;
+        // The increment in the UPDATE: it locks the row, so two racing settings
+        // (PostgreSQL reads committed rows) get two revisions, never the same one.
+        ses << "UPDATE gateways SET bandwidth = $1, bandwidth_revision = bandwidth_revision + 1 WHERE id = $2",
+            use(text), use(gid), now;
         ses << "SELECT bandwidth_revision, timezone FROM gateways WHERE id = $1", use(gid), into(revision), into(zone),
             now;
-        Poco::Int64 next = revision + 1;
-        std::string text = info.limits.dump();
-        ses << "UPDATE gateways SET bandwidth = $1, bandwidth_revision = $2 WHERE id = $3", use(text), use(next),
-            use(gid), now;
-        info.revision = next;
+        info.revision = revision;
         info.timezone = zone;
         return json{{"revision", info.revision}, {"timezone", info.timezone}, {"limits", info.limits}};
       });

@@ -42,6 +42,16 @@ struct ChannelServer::Impl {
   std::atomic<int64_t> nextEpoch;
   std::atomic<uint64_t> sent{0}, answers{0}, repeats{0}, badFrames{0}, peerCalls{0}, reports{0};
   std::chrono::steady_clock::time_point lastPrune{};  // on the beats thread only
+  // Metrics reports: a bucket per gateway, kept across its connections (reconnecting
+  // does not refill it).
+  struct ReportBucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point last;
+  };
+  std::mutex reportMutex;
+  std::unordered_map<std::string, ReportBucket> reportBuckets;
+  // Whether gatewayId may send one more report now (and counts it).
+  bool takeReport(const std::string& gatewayId);
   std::string internalUrl;
   // The channels this server holds, by gateway id.
   std::mutex heldMutex;

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <random>
@@ -70,6 +71,22 @@ void ChannelServer::Impl::beat() {
     });
     beat();
   });
+}
+
+bool ChannelServer::Impl::takeReport(const std::string& gatewayId) {
+  constexpr double kBurst = 60;  // an hour of backlog at one a minute
+  auto nowTime = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(reportMutex);
+  auto [it, fresh] = reportBuckets.try_emplace(gatewayId, ReportBucket{kBurst, nowTime});
+  ReportBucket& b = it->second;
+  if (!fresh) {
+    double refill = std::chrono::duration<double>(nowTime - b.last).count() / std::max(1, opt.reportMinSeconds);
+    b.tokens = std::min(kBurst, b.tokens + refill);
+    b.last = nowTime;
+  }
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
 }
 
 // Every ten minutes at most (each server of a farm does it; once would do).

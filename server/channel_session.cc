@@ -31,8 +31,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kMaxFrame = 1 << 20;
-// Metrics reports a gateway may send at once (an hour of backlog, one a minute).
-constexpr int kReportBurst = 60;
 
 // When the peer's certificate expires (Unix seconds; 0 if unknown).
 int64_t notAfterOf(SSL* ssl) {
@@ -255,19 +253,11 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   }
 
   void onReport(json report) {
-    // A bucket of kReportBurst reports, one more every reportMinSeconds: a gateway
-    // back from an outage sends its backlog at once; one that floods is cut off.
-    auto nowTime = std::chrono::steady_clock::now();
-    double refill = std::chrono::duration<double>(nowTime - lastReport_).count() /
-                    std::max(1, server_.opt.reportMinSeconds);
-    lastReport_ = nowTime;
-    reportTokens_ = std::min<double>(kReportBurst, reportTokens_ + refill);
-    if (!server_.metrics || reportTokens_ < 1) {
+    if (!server_.metrics || !server_.takeReport(gateway_)) {
       ++server_.badFrames;
       if (server_.metrics) std::cerr << "ferry-control: gateway " << gateway_ << " reports too often; report dropped\n";
       return;
     }
-    reportTokens_ -= 1;
     asio::post(server_.db, [self = shared_from_this(), report = std::move(report)] {
       if (Status s = self->server_.metrics->record(self->gateway_, report); !s) {
         ++self->server_.badFrames;
@@ -329,8 +319,6 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   std::unordered_set<std::string> sent_;  // request ids sent on this connection
   std::deque<Outgoing> queue_;
   std::chrono::steady_clock::time_point lastHeard_;
-  std::chrono::steady_clock::time_point lastReport_ = std::chrono::steady_clock::now();
-  float reportTokens_ = kReportBurst;
 };
 
 }  // namespace

@@ -161,6 +161,20 @@ const std::vector<std::vector<const char*>>& migrations() {
           " PRIMARY KEY (gateway_id, volume, at))",
           "CREATE INDEX metrics_at ON metrics(at)",
       },
+      // 8: snapshot schedules (every N hours, keep the last K), and which snapshots
+      // a schedule took.
+      {
+          "ALTER TABLE snapshots ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0",
+          "CREATE TABLE snapshot_schedules ("
+          " gateway_id TEXT NOT NULL,"
+          " volume TEXT NOT NULL,"
+          " every_hours INTEGER NOT NULL,"
+          " keep_last INTEGER NOT NULL,"
+          " next_at BIGINT NOT NULL,"
+          " PRIMARY KEY (gateway_id, volume),"
+          " FOREIGN KEY (gateway_id, volume) REFERENCES volumes(gateway_id, name) ON DELETE CASCADE)",
+          "CREATE INDEX snapshot_schedules_due ON snapshot_schedules(next_at)",
+      },
   };
   return m;
 }

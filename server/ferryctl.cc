@@ -62,6 +62,8 @@ snapshots
   snapshot list GATEWAY [VOLUME]
   snapshot create GATEWAY VOLUME [--wait]
   snapshot delete GATEWAY SNAPSHOT [--wait]
+  snapshot schedule GATEWAY VOLUME [--every HOURS --keep K | --off]
+                                      a snapshot every HOURS, keeping the last K it took
 requests (the history of what was asked of a gateway)
   request list GATEWAY [--limit N]
   request show ID

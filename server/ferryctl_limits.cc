@@ -121,7 +121,7 @@ int64_t durationOf(const std::string& text) {
   try {
     size_t used = 0;
     int64_t n = std::stoll(text.substr(0, text.size() - 1), &used);
-    if (used != text.size() - 1 || n <= 0) throw UsageError{""};
+    if (used != text.size() - 1 || n <= 0 || n > 3650 * 86400 / unit) throw UsageError{""};
     return n * unit;
   } catch (...) {
     throw UsageError{"--since wants a duration like 30m, 1h or 2d, not " + text};

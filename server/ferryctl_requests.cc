@@ -145,7 +145,7 @@ int volumeCommand(const CtlCommand& c) {
 }
 
 int snapshotCommand(const CtlCommand& c) {
-  const std::string& sub = c.arg(1, "snapshot list|create|delete");
+  const std::string& sub = c.arg(1, "snapshot list|create|delete|schedule");
   if (sub == "list") {
     static const std::vector<std::string> flags = {"--output"};
     std::string gateway = c.arg(2, "GATEWAY");
@@ -175,6 +175,38 @@ int snapshotCommand(const CtlCommand& c) {
       return c.print(json{{"deleted", snap}}, [&] { std::cout << "deleted " << snap << "\n"; });
     }
     return accepted(c, r.value(), "delete snapshot " + snap);
+  }
+  if (sub == "schedule") {
+    std::string path = "/v1/gateways/" + c.arg(2, "GATEWAY") + "/volumes/" + c.arg(3, "VOLUME") + "/schedule";
+    Result<json> r = json();
+    if (c.has("--off")) {
+      r = c.client.call("DELETE", path);
+      if (!r) return c.fail(r.status());
+      return c.print(json{{"schedule", nullptr}}, [&] { std::cout << "no snapshot schedule for " << c.args[3] << "\n"; });
+    }
+    if (c.has("--every") || c.has("--keep")) {
+      auto number = [&](const char* flag) {
+        std::string v = c.option(flag);
+        if (!v.empty() && v.back() == 'h') v.pop_back();
+        try {
+          size_t used = 0;
+          int n = std::stoi(v, &used);
+          if (used == v.size()) return n;
+        } catch (...) {
+        }
+        throw UsageError{std::string(flag) + " wants a whole number" + (std::string(flag) == "--every" ? " of hours" : "")};
+      };
+      r = c.client.call("PUT", path, json{{"every_hours", number("--every")}, {"keep", number("--keep")}});
+    } else {
+      r = c.client.call("GET", path);
+    }
+    if (!r) return c.fail(r.status());
+    return c.print(r.value(), [&] {
+      const json& s = r.value()["schedule"];
+      std::cout << "volume " << s.value("volume", "") << ": a snapshot every " << s.value("every_hours", 0)
+                << " h, keeping the last " << s.value("keep", 0) << "; next at " << when(s.value("next_at", int64_t{0}))
+                << " UTC\n";
+    });
   }
   throw UsageError{"unknown snapshot command '" + sub + "'"};
 }

@@ -16,12 +16,12 @@ namespace {
 
 using VolumeRow = Poco::Tuple<std::string, std::string, Poco::Int64, Poco::Int64, std::string, std::string, Poco::Int64>;
 using SnapshotRow = Poco::Tuple<std::string, std::string, std::string, std::string, std::string, Poco::Int64,
-                                Poco::Int64, std::string>;
+                                Poco::Int64, std::string, int>;
 
 constexpr const char* kVolumeColumns =
     "SELECT gateway_id, name, size, chunk_size, state, request_id, created_at FROM volumes ";
 constexpr const char* kSnapshotColumns =
-    "SELECT id, gateway_id, volume, state, request_id, created_at, completed_at, detail FROM snapshots ";
+    "SELECT id, gateway_id, volume, state, request_id, created_at, completed_at, detail, scheduled FROM snapshots ";
 
 VolumeInfo volumeOf(const VolumeRow& r) {
   return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>()};
@@ -30,7 +30,7 @@ VolumeInfo volumeOf(const VolumeRow& r) {
 SnapshotInfo snapshotOf(const SnapshotRow& r) {
   json detail = r.get<7>().empty() ? json() : json::parse(r.get<7>(), nullptr, false);
   if (detail.is_discarded()) detail = nullptr;
-  return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>(), detail};
+  return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>(), detail, r.get<8>() != 0};
 }
 
 // The volume's state, or "" when there is no such volume.
@@ -120,8 +120,8 @@ Result<VolumeInfo> Inventory::volume(const std::string& accountId, const std::st
 
 Result<std::pair<SnapshotInfo, RequestInfo>> Inventory::createSnapshot(const std::string& accountId,
                                                                        const std::string& gatewayId,
-                                                                       const std::string& volume) {
-  SnapshotInfo snap{"snap-" + randomHex(10), gatewayId, volume, "pending", "", nowMillis(), 0, nullptr};
+                                                                       const std::string& volume, bool scheduled) {
+  SnapshotInfo snap{"snap-" + randomHex(10), gatewayId, volume, "pending", "", nowMillis(), 0, nullptr, scheduled};
   json args = {{"snapshot", snap.id}, {"volume", volume}};
   if (Status s = checkRequest("snapshot.create", args); !s) return s;
   auto r = outbox_.submit(accountId, gatewayId, "snapshot.create", args,
@@ -133,9 +133,11 @@ Result<std::pair<SnapshotInfo, RequestInfo>> Inventory::createSnapshot(const std
                             std::string id = snap.id, gid = gatewayId, vol = volume, st = snap.state,
                                         rid = requestId, detail;
                             Poco::Int64 at = snap.createdAt, zero = 0;
+                            int sched = scheduled ? 1 : 0;
                             ses << "INSERT INTO snapshots (id, gateway_id, volume, state, request_id, created_at,"
-                                   " completed_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                                use(id), use(gid), use(vol), use(st), use(rid), use(at), use(zero), use(detail), now;
+                                   " completed_at, detail, scheduled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                use(id), use(gid), use(vol), use(st), use(rid), use(at), use(zero), use(detail),
+                                use(sched), now;
                             return Status::ok();
                           });
   if (!r) return r.status();

@@ -36,6 +36,7 @@ struct SnapshotInfo {
   std::string gatewayId, volume, state, requestId;
   int64_t createdAt = 0, completedAt = 0;
   nlohmann::json detail;  // what the gateway reported when it completed
+  bool scheduled = false;  // taken by a snapshot schedule (snapshot_schedule.h)
 };
 
 class Inventory {
@@ -49,7 +50,8 @@ class Inventory {
   Result<VolumeInfo> volume(const std::string& accountId, const std::string& gatewayId, const std::string& name);
 
   Result<std::pair<SnapshotInfo, RequestInfo>> createSnapshot(const std::string& accountId,
-                                                              const std::string& gatewayId, const std::string& volume);
+                                                              const std::string& gatewayId, const std::string& volume,
+                                                              bool scheduled = false);
   // A completed snapshot: the request that deletes it on the gateway. A failed one
   // holds nothing on the gateway: its record goes at once (no request, nullopt).
   Result<std::optional<RequestInfo>> deleteSnapshot(const std::string& accountId, const std::string& gatewayId,

@@ -22,6 +22,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -38,6 +43,7 @@
 #include "outbox.h"
 #include "renewal.h"
 #include "router.h"
+#include "snapshot_schedule.h"
 
 namespace {
 
@@ -101,6 +107,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Outbox outbox(*db.value());
     ferry::control::Inventory inventory(*db.value(), outbox);
     ferry::control::Bandwidth bandwidth(*db.value(), outbox);
+    ferry::control::SnapshotSchedules schedules(*db.value(), inventory, config().getInt("snapshots.hour_seconds", 3600));
     ferry::control::GatewayMetrics metrics(*db.value());
 
     ferry::control::Routing routing;
@@ -215,6 +222,7 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    outbox,
                                    inventory,
                                    bandwidth,
+                                   schedules,
                                    metrics,
                                    router,
                                    routing,
@@ -233,7 +241,32 @@ class ControlServer : public Poco::Util::ServerApplication {
                 << ferry::control::routingName(routing) << ")";
     }
     std::cout << std::endl;
+    // Snapshot schedules: every server looks; one takes each due snapshot and routes
+    // the requests it made as the API does.
+    std::mutex scheduleMutex;
+    std::condition_variable scheduleWake;
+    bool stopping = false;
+    int checkSeconds = config().getInt("snapshots.check_seconds", 30);
+    std::thread scheduler([&] {
+      std::unique_lock<std::mutex> l(scheduleMutex);
+      while (!scheduleWake.wait_for(l, std::chrono::seconds(checkSeconds), [&] { return stopping; })) {
+        l.unlock();
+        auto touched = schedules.runDue(static_cast<int64_t>(::time(nullptr)));
+        if (!touched) {
+          std::cerr << "ferry-control: snapshot schedules: " << touched.status().toString() << "\n";
+        } else {
+          for (const auto& gw : touched.value()) router.route(gw, routing);
+        }
+        l.lock();
+      }
+    });
     waitForTerminationRequest();
+    {
+      std::lock_guard<std::mutex> l(scheduleMutex);
+      stopping = true;
+    }
+    scheduleWake.notify_all();
+    scheduler.join();
     server.stopAll(true);
     if (channel) channel->stop();
     std::cout << "ferry-control: stopped" << std::endl;

@@ -166,21 +166,26 @@ Result<TimeZone> TimeZone::parse(const std::string& name, const std::string& f) 
     for (int i = 0; i < 6; ++i) c[i] = readBig(f, at + 20 + 4 * static_cast<size_t>(i), 4);
   };
   int64_t c[6];  // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+  auto plausible = [&c] {
+    for (int i = 0; i < 6; ++i) {
+      if (c[i] < 0 || c[i] > 100000) return false;
+    }
+    return true;
+  };
   counts(0, c);
+  if (!plausible()) return bad("implausible TZif counts");
   size_t at = 44;
   int timeBytes = 4;
   if (version >= '2') {
     at += static_cast<size_t>(c[3] * 5 + c[4] * 6 + c[5] + c[2] * 8 + c[1] + c[0]);
-    if (f.size() < at + 44 || f.compare(at, 4, "TZif") != 0) return bad("truncated TZif file");
+    if (at > f.size() || f.size() - at < 44 || f.compare(at, 4, "TZif") != 0) return bad("truncated TZif file");
     counts(at, c);
     at += 44;
     timeBytes = 8;
   }
-  for (int i = 0; i < 6; ++i) {
-    if (c[i] < 0 || c[i] > 100000) return bad("implausible TZif counts");
-  }
+  if (!plausible()) return bad("implausible TZif counts");
   size_t need = static_cast<size_t>(c[3] * (timeBytes + 1) + c[4] * 6 + c[5] + c[2] * (timeBytes + 4) + c[1] + c[0]);
-  if (f.size() < at + need || c[4] == 0) return bad("truncated TZif file");
+  if (at > f.size() || f.size() - at < need || c[4] == 0) return bad("truncated TZif file");
   TimeZone tz;
   tz.name_ = name;
   std::vector<int32_t> typeOffsets;

@@ -86,7 +86,11 @@ json dispatch(Engine& engine, const json& req) {
     EngineStats st = engine.stats();
     json vols = json::array();
     for (const auto& v : st.volumes) {
-      if (name.empty() || v.name == name) vols.push_back(volumeJson(v));
+      if (!name.empty() && v.name != name) continue;
+      json one = volumeJson(v);
+      Engine::CollectStats c = engine.collectProgress(v.name);
+      one["collection"] = {{"listed", c.listed}, {"deleted", c.deleted}, {"kept", c.kept}, {"errors", c.errors}};
+      vols.push_back(one);
     }
     if (!name.empty() && vols.empty()) return fail(Status::notFound("no volume named " + name));
     return json{{"ok", true},
@@ -119,6 +123,34 @@ json dispatch(Engine& engine, const json& req) {
     return json{{"ok", true}, {"name", name}, {"size", v ? v->size() : 0},
                 {"chunk_size", v ? v->chunkSize() : 0}, {"chunks", chunks}};
   }
+  if (op == "snapshot") {
+    int timeout = req.value("timeout", 300);
+    auto m = engine.snapshot(name, req.value("snapshot", std::string()), std::chrono::seconds(timeout));
+    if (!m) return fail(m.status());
+    return json{{"ok", true},          {"name", name},
+                {"snapshot", m.value().id}, {"size", m.value().size},
+                {"chunk_size", m.value().chunkSize}, {"created", m.value().createdUnix},
+                {"chunks", m.value().chunks.size()}};
+  }
+  if (op == "snapshot-delete") {
+    if (Status s = engine.deleteSnapshot(name, req.value("snapshot", std::string())); !s) return fail(s);
+    return json{{"ok", true}};
+  }
+  if (op == "collect") {
+    auto st = engine.collect(name);
+    if (!st) return fail(st.status());
+    return json{{"ok", true},
+                {"name", name},
+                {"listed", st.value().listed},
+                {"deleted", st.value().deleted},
+                {"kept", st.value().kept},
+                {"errors", st.value().errors}};
+  }
+  if (op == "snapshots") {
+    auto ids = engine.listSnapshots(name);
+    if (!ids) return fail(ids.status());
+    return json{{"ok", true}, {"name", name}, {"snapshots", ids.value()}};
+  }
   if (op == "limits") {
     // Sets what it is given ("upload", "download": bytes per second, 0 = none) and
     // answers the limits now in force.
@@ -127,10 +159,10 @@ json dispatch(Engine& engine, const json& req) {
     if (!up) return fail(up.status().withContext("upload"));
     auto down = sizeArg(req, "download", now.download);
     if (!down) return fail(down.status().withContext("download"));
-    engine.bandwidth().set({up.value(), down.value()});
+    if (req.contains("upload") || req.contains("download")) engine.bandwidth().set({up.value(), down.value()});
     return json{{"ok", true}, {"upload", up.value()}, {"download", down.value()}};
   }
-  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint, limits)"));
+  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint, snapshot, snapshot-delete, snapshots, collect, limits)"));
 }
 
 }  // namespace

@@ -19,6 +19,9 @@ void RateLimit::refill(Clock::time_point now) {
 
 void RateLimit::setRate(uint64_t bytesPerSecond) {
   std::lock_guard<std::mutex> l(mu_);
+  // The same limit again (the agent sets it every few seconds): the debt stands, else
+  // each re-apply would let one more transfer through.
+  if (bytesPerSecond == rate_) return;
   refill(Clock::now());
   rate_ = bytesPerSecond;
   // A new limit starts with an empty bucket and no debt: the old rate's debt is not

@@ -146,6 +146,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   if (!cache) return cache.status();
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   if (Status s = held.volume->load(rows); !s) return s;
+  if (Status s = loadSnapshotPins(*held.volume); !s) return s;
   logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " +
           std::to_string(epoch.value()) + ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
   return held;

@@ -84,6 +84,25 @@ class Engine : public VolumeHost {
                                                                  std::chrono::seconds timeout);
   EngineStats stats();
 
+  // Snapshots (engine_snapshots.cc, docs/FORMAT.md). snapshot: flushes, waits until
+  // everything acknowledged before the call is in the store (up to timeout), pins the
+  // volume's stored chunks and writes the manifest; made before (the same id): that
+  // manifest. deleteSnapshot: removes the manifest, then every chunk object only it
+  // kept; an absent one is done.
+  Result<SnapshotManifest> snapshot(const std::string& name, const std::string& id, std::chrono::seconds timeout);
+  Status deleteSnapshot(const std::string& name, const std::string& id);
+  Result<std::vector<std::string>> listSnapshots(const std::string& name);
+
+  // Garbage collection: deletes the volume's chunk objects that nothing needs (left
+  // behind by a crash, a failed delete, a gateway that lost the volume). Safe while
+  // the volume is written and uploaded: see Volume::collectable. Progress in stats().
+  struct CollectStats {
+    uint64_t listed = 0, deleted = 0, kept = 0, errors = 0;
+  };
+  Result<CollectStats> collect(const std::string& name);
+  // The last (or running) collection of a volume.
+  CollectStats collectProgress(const std::string& name);
+
   // Connections: a volume with open connections cannot be deleted.
   void connectionOpened(const std::string& name);
   void connectionClosed(const std::string& name);
@@ -112,6 +131,8 @@ class Engine : public VolumeHost {
     int connections = 0;
   };
   Result<Held> openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
+  // Pins what the volume's snapshot manifests in the store reference.
+  Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
   std::string cachePath(const std::string& name) const;
   // Keeps kReserveBytes allocated in STATE/space.reserve while the disk has room.
@@ -147,6 +168,9 @@ class Engine : public VolumeHost {
   std::map<std::string, Held> volumes_;  // GUARDED_BY(mu_)
   size_t evictCursor_ = 0;               // GUARDED_BY(mu_)
   std::mutex createMu_;                  // one create/delete at a time
+  std::mutex snapshotMu_;                // one snapshot change (or collection) at a time
+  std::mutex collectMu_;                 // guards collectProgress_
+  std::map<std::string, CollectStats> collectProgress_;
 
   std::mutex bgMu_;
   std::condition_variable bgCv_;

@@ -11,6 +11,10 @@ std::string volumePrefix(std::string_view volume) { return "volumes/" + std::str
 std::string headerKey(std::string_view volume) { return volumePrefix(volume) + "volume.json"; }
 std::string leaseKey(std::string_view volume) { return volumePrefix(volume) + "lease.json"; }
 std::string chunksPrefix(std::string_view volume) { return volumePrefix(volume) + "chunks/"; }
+std::string snapshotsPrefix(std::string_view volume) { return volumePrefix(volume) + "snapshots/"; }
+std::string snapshotKey(std::string_view volume, std::string_view id) {
+  return snapshotsPrefix(volume) + std::string(id) + ".json";
+}
 
 std::string chunkKey(std::string_view volume, uint64_t index, uint64_t generation) {
   char buf[40];
@@ -73,6 +77,48 @@ Status checkGeometry(uint64_t size, uint64_t chunkSize) {
   }
   if (size > (uint64_t{1} << 50)) return Status::invalid("volume size is larger than 1 PiB");
   return Status::ok();
+}
+
+}  // namespace ferry
+
+namespace ferry {
+
+std::string encodeManifest(const SnapshotManifest& m) {
+  nlohmann::json chunks = nlohmann::json::array();
+  for (const ChunkKey& c : m.chunks) chunks.push_back({c.index, c.generation});
+  nlohmann::json j = {{"format", m.format},      {"volume", m.volume},         {"snapshot", m.id},
+                      {"size", m.size},          {"chunk_size", m.chunkSize}, {"created", m.createdUnix},
+                      {"chunks", chunks}};
+  return j.dump();
+}
+
+Result<SnapshotManifest> decodeManifest(std::string_view json) {
+  try {
+    auto j = nlohmann::json::parse(json);
+    SnapshotManifest m;
+    m.format = j.at("format").get<int>();
+    if (m.format != kFormatVersion) {
+      return Status::corruption("snapshot manifest format " + std::to_string(m.format) + " is not one this gateway reads (" +
+                                std::to_string(kFormatVersion) + ")");
+    }
+    m.volume = j.at("volume").get<std::string>();
+    m.id = j.at("snapshot").get<std::string>();
+    m.size = j.at("size").get<uint64_t>();
+    m.chunkSize = j.at("chunk_size").get<uint64_t>();
+    m.createdUnix = j.at("created").get<int64_t>();
+    if (Status s = checkGeometry(m.size, m.chunkSize); !s) return Status::corruption("snapshot manifest: " + s.message());
+    uint64_t count = (m.size + m.chunkSize - 1) / m.chunkSize;
+    for (const auto& c : j.at("chunks")) {
+      ChunkKey k{c.at(0).get<uint64_t>(), c.at(1).get<uint64_t>()};
+      if (k.index >= count || k.generation == 0 || (!m.chunks.empty() && k.index <= m.chunks.back().index)) {
+        return Status::corruption("snapshot manifest " + m.id + ": bad chunk entry " + c.dump());
+      }
+      m.chunks.push_back(k);
+    }
+    return m;
+  } catch (const nlohmann::json::exception& e) {
+    return Status::corruption(std::string("snapshot manifest: ") + e.what());
+  }
 }
 
 }  // namespace ferry

@@ -6,11 +6,14 @@
 //   volumes/<name>/lease.json                   which gateway may write, until when
 //   volumes/<name>/chunks/<index>.<generation>  chunk content (16 hex digits each);
 //                                               an empty object is a zero tombstone
+//   volumes/<name>/snapshots/<id>.json          a snapshot manifest: the chunk
+//                                               generations of a recovery point
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ferry/status.h"
 
@@ -41,6 +44,22 @@ std::string chunksPrefix(std::string_view volume);
 std::string chunkKey(std::string_view volume, uint64_t index, uint64_t generation);
 // Parses the part after chunksPrefix(): "<16 hex>.<16 hex>".
 std::optional<ChunkKey> parseChunkKey(std::string_view tail);
+
+// A snapshot: the volume's stored chunks at a recovery point. Chunks not listed are
+// zeros. Every object listed stays in the store while the manifest exists.
+struct SnapshotManifest {
+  int format = kFormatVersion;
+  std::string volume, id;
+  uint64_t size = 0, chunkSize = 0;
+  int64_t createdUnix = 0;
+  std::vector<ChunkKey> chunks;  // ascending index
+};
+
+std::string snapshotsPrefix(std::string_view volume);
+std::string snapshotKey(std::string_view volume, std::string_view id);
+std::string encodeManifest(const SnapshotManifest& m);
+// Checks everything (format, geometry, chunk indexes in range and ascending).
+Result<SnapshotManifest> decodeManifest(std::string_view json);
 
 std::string encodeHeader(const VolumeHeader& h);
 Result<VolumeHeader> decodeHeader(std::string_view json);

@@ -423,6 +423,8 @@ void Volume::deleteSuperseded() {
   {
     std::lock_guard lock(mu_);
     keys.swap(supersededReady_);
+    // A snapshot still needs these: unpin() hands them back when it no longer does.
+    std::erase_if(keys, [&](const std::string& k) { return pinned_.count(k) != 0; });
   }
   for (const std::string& k : keys) {
     // A failure only leaks an object a later collection can find; it loses nothing.
@@ -442,6 +444,55 @@ std::vector<std::pair<uint64_t, uint64_t>> Volume::remoteMap() {
     if (states_[i].remoteGen != 0 && !states_[i].remoteZero) out.emplace_back(i, states_[i].remoteGen);
   }
   return out;
+}
+
+std::vector<ChunkKey> Volume::pinCurrent() {
+  std::lock_guard lock(mu_);
+  std::vector<ChunkKey> out;
+  for (uint64_t i = 0; i < states_.size(); ++i) {
+    if (states_[i].remoteGen != 0 && !states_[i].remoteZero) {
+      out.push_back({i, states_[i].remoteGen});
+      ++pinned_[chunkKey(row_.name, i, states_[i].remoteGen)];
+    }
+  }
+  return out;
+}
+
+void Volume::pin(const std::vector<ChunkKey>& keys) {
+  std::lock_guard lock(mu_);
+  for (const ChunkKey& k : keys) ++pinned_[chunkKey(row_.name, k.index, k.generation)];
+}
+
+std::vector<std::string> Volume::unpin(const std::vector<ChunkKey>& keys) {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> deletable;
+  for (const ChunkKey& k : keys) {
+    std::string key = chunkKey(row_.name, k.index, k.generation);
+    auto it = pinned_.find(key);
+    if (it == pinned_.end()) continue;
+    if (--it->second > 0) continue;
+    pinned_.erase(it);
+    // Still the volume's newest generation (or being replaced right now: the upload
+    // then supersedes it and deleteSuperseded takes it): keep.
+    if (k.index < states_.size() && states_[k.index].remoteGen == k.generation) continue;
+    // Superseded, and on its way out through persist() and deleteSuperseded (which no
+    // longer skips it): not before the metadata stops pointing at it.
+    auto queued = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), key) != v.end(); };
+    if (queued(supersededPending_) || queued(supersededReady_)) continue;
+    deletable.push_back(key);
+  }
+  return deletable;
+}
+
+bool Volume::collectable(uint64_t index, uint64_t generation) {
+  std::lock_guard lock(mu_);
+  if (index >= states_.size()) return true;  // past the end of the volume: nobody reads it
+  const ChunkState& st = states_[index];
+  if (st.remoteGen == generation || st.uploading) return false;
+  std::string key = chunkKey(row_.name, index, generation);
+  if (pinned_.count(key) != 0) return false;
+  auto queued = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), key) != v.end(); };
+  return !queued(supersededPending_) && !queued(supersededReady_);
 }
 
 uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs) {

@@ -18,11 +18,13 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bandwidth_limiter.h"
 #include "cache_budget.h"
 #include "cache_file.h"
+#include "format.h"
 #include "ferry/object_store.h"
 #include "metadata.h"
 #include "read_window.h"
@@ -143,6 +145,23 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // The newest generation of every stored chunk: what a snapshot would reference.
   std::vector<std::pair<uint64_t, uint64_t>> remoteMap();
 
+  // Snapshots. A chunk object a manifest references is never deleted as superseded.
+  // pinCurrent: the newest stored generations, pinned in the same critical section (no
+  // upload can supersede and delete one in between); pin: a manifest read from the
+  // store; unpin: a manifest's pins dropped — the keys no other manifest pins and the
+  // volume no longer points at, which the caller deletes.
+  std::vector<ChunkKey> pinCurrent();
+  void pin(const std::vector<ChunkKey>& keys);
+  std::vector<std::string> unpin(const std::vector<ChunkKey>& keys);
+
+  // Collection of leaked chunk objects (Engine::collect). generationFloor: every
+  // generation this volume has made so far is at most this; one above it may be an
+  // upload in flight. collectable: an object no one needs — not the chunk's newest
+  // generation, not being uploaded, not pinned by a snapshot, not already queued for
+  // deletion as superseded.
+  uint64_t generationFloor() const { return (epoch_ << 32) | genCounter_.load(); }
+  bool collectable(uint64_t index, uint64_t generation);
+
   // After a lease loss: refuse writes and uploads from now on.
   void fence(const std::string& why);
   bool fenced() const { return fenced_.load(); }
@@ -191,6 +210,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<uint64_t> metaPendingList_;        // GUARDED_BY(mu_)
   std::vector<std::string> supersededPending_;   // GUARDED_BY(mu_): deletable after next persist
   std::vector<std::string> supersededReady_;     // GUARDED_BY(mu_): deletable now
+  std::unordered_map<std::string, int> pinned_;  // GUARDED_BY(mu_): chunk key → manifests
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
   std::array<uint64_t, 16> recentMisses_{};     // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses

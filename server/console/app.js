@@ -9,6 +9,7 @@ import { tokensView } from './views/tokens.js';
 const main = document.getElementById('main');
 const flashBox = document.getElementById('flash');
 let timers = [];
+let routeNumber = 0;  // the page being shown; an older route's view is dropped
 
 // A message above the page: errors from the API read as sentences.
 export function flash(text, kind = 'error') {
@@ -16,14 +17,33 @@ export function flash(text, kind = 'error') {
   flashBox.textContent = text || '';
 }
 
-// Runs fn every ms while the current page is shown.
-export function every(ms, fn) {
-  timers.push(setInterval(fn, ms));
+// Runs fn every ms while el is on the page (a view dropped before it was shown, or
+// left since, stops it).
+export function every(ms, fn, el) {
+  let seen = false;
+  let idle = 0;
+  const t = setInterval(() => {
+    if (el.isConnected) {
+      seen = true;
+      fn();
+    } else if (seen || ++idle > 10) {
+      clearInterval(t);
+    }
+  }, ms);
+  timers.push(t);
 }
 
 export function go(hash) {
   if (location.hash === hash) route();
   else location.hash = hash;
+}
+
+function decoded(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch (e) {
+    return part;
+  }
 }
 
 async function showNav() {
@@ -42,6 +62,8 @@ async function showNav() {
 async function route() {
   timers.forEach(clearInterval);
   timers = [];
+  routeNumber += 1;
+  const mine = routeNumber;
   const hash = location.hash || '#/gateways';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
@@ -58,11 +80,19 @@ async function route() {
   else if (parts[0] === 'signup') view = signupView(params);
   else if (parts[0] === 'activate') view = activateView(params);
   else if (parts[0] === 'tokens') view = tokensView();
-  else if (parts[0] === 'gateways' && parts[1]) view = gatewayView(decodeURIComponent(parts[1]));
+  else if (parts[0] === 'gateways' && parts[1]) view = gatewayView(decoded(parts[1]));
   else view = gatewaysView();
-  main.replaceChildren(await view);
+  const shown = await view;
+  if (mine !== routeNumber) return;  // the customer went elsewhere meanwhile
+  main.replaceChildren(shown);
   main.focus();
 }
+
+// The skip link moves the focus; it must not change the route.
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
 
 document.getElementById('logout').addEventListener('click', async () => {
   try {

@@ -29,11 +29,17 @@ async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-// The flash message, once it says something.
-async function flashText(page) {
+// The flash message the action brings (not one left from before).
+async function flashAfter(page, action) {
   const flash = page.locator('#flash');
-  await flash.filter({ hasText: /\S/ }).waitFor({ timeout: 15000 });
-  return (await flash.textContent()).trim();
+  const before = ((await flash.textContent()) || '').trim();
+  await action();
+  for (let i = 0; i < 150; i += 1) {
+    const now = ((await flash.textContent()) || '').trim();
+    if (now && now !== before) return now;
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`no new message after the action (still "${before}")`);
 }
 
 async function signUp(page, email) {
@@ -72,8 +78,7 @@ try {
   // A wrong key: a clear error, nothing activated.
   await page.getByLabel('Activation key').fill('ABCD-EFGH-JKMN-PQ23');
   await page.getByLabel('Gateway name').fill('branch');
-  await page.getByRole('button', { name: 'Activate' }).click();
-  const wrong = await flashText(page);
+  const wrong = await flashAfter(page, () => page.getByRole('button', { name: 'Activate' }).click());
   check(/activation key/i.test(wrong), `a wrong key says so: "${wrong}"`);
   await shot(page, '03-wrong-key');
 
@@ -99,13 +104,19 @@ try {
   await snapshots.locator('.state.completed').first().waitFor({ timeout: 60000 });
   check(true, 'the snapshot completed');
 
+  // A snapshot schedule for it.
+  await snapshots.getByLabel('Every (hours)').fill('6');
+  await snapshots.getByLabel('Keep the last').fill('4');
+  await snapshots.getByRole('button', { name: 'Save schedule' }).click();
+  await snapshots.getByText('disk0: a snapshot every 6 h, keeping the last 4').waitFor();
+  check(true, 'a snapshot schedule is set');
+
   // Bandwidth limits with one interval.
   const limits = page.locator('section', { has: page.getByRole('heading', { name: 'Bandwidth limits' }) });
   await limits.getByLabel('Upload rate').first().fill('10M');
   await limits.getByRole('button', { name: 'Add interval' }).click();
   await limits.getByLabel('Upload rate').nth(1).fill('1M');
-  await limits.getByRole('button', { name: 'Save limits' }).click();
-  const saved = await flashText(page);
+  const saved = await flashAfter(page, () => limits.getByRole('button', { name: 'Save limits' }).click());
   check(/saved/i.test(saved), `limits saved: "${saved}"`);
   const history = page.locator('section', { has: page.getByRole('heading', { name: 'Request history' }) });
   await history.locator('tr', { hasText: 'bandwidth.set' }).locator('.state.done').waitFor({ timeout: 60000 });
@@ -115,8 +126,7 @@ try {
   await limits.getByRole('button', { name: 'Add interval' }).click();
   await limits.getByLabel('From').last().fill('20:00');
   await limits.getByLabel(/Until/).last().fill('19:00');
-  await limits.getByRole('button', { name: 'Save limits' }).click();
-  const bad = await flashText(page);
+  const bad = await flashAfter(page, () => limits.getByRole('button', { name: 'Save limits' }).click());
   check(/end must be after start/.test(bad), `a bad interval is explained: "${bad}"`);
 
   // Metrics charts, from the reports the gateway sends.
@@ -172,8 +182,8 @@ try {
   await page.getByRole('heading', { name: 'Log in' }).waitFor();
   await signUp(page, 'dave@example.com');
   await page.getByText('No gateways yet').waitFor();
-  await page.goto(`${CONSOLE}/console/#/gateways/${encodeURIComponent(result.gateway)}`);
-  const denied = await flashText(page);
+  const denied = await flashAfter(page,
+    () => page.goto(`${CONSOLE}/console/#/gateways/${encodeURIComponent(result.gateway)}`));
   check(/no gateway/i.test(denied), `dave cannot open carol's gateway: "${denied}"`);
   await shot(page, '08-other-account');
 

@@ -79,6 +79,20 @@ TEST_F(AgentTest, ActivatedItServesAVolumeMadeThroughTheApiAndSnapshotsIt) {
   EXPECT_GE(done["result"].value("chunks_stored", 0), 3) << done;
   auto chunks = ferry::testing::listFiles(storeDir_ / gw, "");
   EXPECT_GE(chunks.size(), 3u) << "its chunks landed in the store";
+  std::string snapId = snap.body["snapshot"]["id"];
+  std::string manifest = (storeDir_ / gw) + "/volumes/disk0/snapshots/" + snapId + ".json";
+  EXPECT_TRUE(std::filesystem::exists(manifest)) << "the snapshot is a manifest in the store";
+  // Rewritten, then the snapshot deleted: its manifest goes; the volume reads on.
+  auto data2 = ferry::testing::randomBytes(1 << 20, 8);
+  ASSERT_TRUE(nbd.pwrite(data2.data(), data2.size(), 5 << 20)) << nbd.error();
+  ASSERT_TRUE(nbd.flush()) << nbd.error();
+  auto unsnap = api("DELETE", "/v1/gateways/" + gw + "/snapshots/" + snapId);
+  ASSERT_EQ(unsnap.status, 202) << unsnap.text;
+  EXPECT_EQ(waitFinished(unsnap.body["request"]["id"])["state"], "done");
+  EXPECT_FALSE(std::filesystem::exists(manifest));
+  std::vector<uint8_t> back2(data2.size());
+  ASSERT_TRUE(nbd.pread(back2.data(), back2.size(), 5 << 20)) << nbd.error();
+  EXPECT_EQ(back2, data2);
 
   // describe answers with the engine's view; deleting a volume in use is refused.
   auto describe = api("POST", "/v1/gateways/" + gw + "/requests", {{"op", "gateway.describe"}});

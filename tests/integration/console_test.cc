@@ -65,6 +65,9 @@ TEST_F(ConsoleTest, ACustomerActivatesAndManagesAGatewayInTheBrowser) {
   auto snaps = control_->call("GET", "/v1/gateways/" + gw + "/snapshots", "", token).body["snapshots"];
   ASSERT_EQ(snaps.size(), 1u) << snaps;
   EXPECT_EQ(snaps[0]["state"], "completed");
+  auto schedule = control_->call("GET", "/v1/gateways/" + gw + "/volumes/disk0/schedule", "", token);
+  EXPECT_EQ(schedule.body["schedule"]["every_hours"], 6) << schedule.text;
+  EXPECT_EQ(schedule.body["schedule"]["keep"], 4) << schedule.text;
   EXPECT_EQ(control_->call("GET", "/v1/gateways/" + gw + "/bandwidth", "", token).body["bandwidth"]["upload_rate"],
             10 << 20);
   // The fixture's own account does not see it.

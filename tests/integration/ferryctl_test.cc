@@ -143,6 +143,16 @@ TEST_F(FerryctlTest, VolumesSnapshotsAndRequestsOfAConnectedGateway) {
             0)
       << out;
 
+  // A snapshot schedule, shown, then off.
+  ASSERT_EQ(ctl("snapshot schedule " + who.id + " disk0 --every 6h --keep 3", &out), 0) << out;
+  EXPECT_NE(out.find("a snapshot every 6 h, keeping the last 3"), std::string::npos) << out;
+  ASSERT_EQ(ctl("snapshot schedule " + who.id + " disk0", &out), 0) << out;
+  EXPECT_NE(out.find("every 6 h"), std::string::npos) << out;
+  EXPECT_EQ(ctl("snapshot schedule " + who.id + " disk0 --every 0 --keep 3", &out), 1) << out;
+  EXPECT_EQ(ctl("snapshot schedule " + who.id + " disk0 --every often --keep 3", &out), 2) << out;
+  ASSERT_EQ(ctl("snapshot schedule " + who.id + " disk0 --off", &out), 0) << out;
+  EXPECT_EQ(ctl("snapshot schedule " + who.id + " disk0", &out), 1) << "none any more: " << out;
+
   // A refusal: exit 1 and the gateway's words.
   EXPECT_EQ(ctl("volume create " + who.id + " fail0 --size 1G --wait", &out), 1) << out;
   EXPECT_NE(out.find("failed: the cache disk is full"), std::string::npos) << out;

@@ -375,6 +375,73 @@ TEST_P(RequestsTest, MetricsReportsAreStoredAndServedOverTime) {
   EXPECT_EQ(control_->call("GET", "/v1/gateways/" + gw() + "/metrics", "", other).status, 404);
 }
 
+// A snapshot schedule (an "hour" is a second here): snapshots come by themselves, the
+// ones past keep are deleted through snapshot.delete, a hand-made one is never touched.
+TEST_P(RequestsTest, AScheduleTakesSnapshotsAndKeepsTheLastOnes) {
+  GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+  channel.start();
+  auto v = api("POST", "/v1/gateways/" + gw() + "/volumes", {{"name", "disk0"}, {"size", "64M"}});
+  ASSERT_EQ(waitFinished(v.body["request"]["id"])["state"], "done");
+  auto manual = api("POST", "/v1/gateways/" + gw() + "/volumes/disk0/snapshots");
+  ASSERT_EQ(waitFinished(manual.body["request"]["id"])["state"], "done");
+  std::string manualId = manual.body["snapshot"]["id"];
+
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/volumes/disk0/schedule").status, 404) << "none yet";
+  auto set = api("PUT", "/v1/gateways/" + gw() + "/volumes/disk0/schedule", {{"every_hours", 1}, {"keep", 2}});
+  ASSERT_EQ(set.status, 200) << set.text;
+  EXPECT_EQ(set.body["schedule"]["every_hours"], 1);
+  EXPECT_GT(set.body["schedule"]["next_at"].get<int64_t>(), ::time(nullptr) - 1);
+
+  // Wait for five scheduled snapshots to have been asked for.
+  auto scheduledCreates = [&] {
+    int n = 0;
+    json history = api("GET", "/v1/gateways/" + gw() + "/requests?limit=1000").body;  // kept: the loop reads it
+    for (const auto& q : history["requests"]) {
+      if (q["op"] == "snapshot.create" && q["args"]["snapshot"] != manualId) ++n;
+    }
+    return n;
+  };
+  for (int i = 0; i < 200 && scheduledCreates() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_GE(scheduledCreates(), 5) << control_->log();
+  auto del = api("DELETE", "/v1/gateways/" + gw() + "/volumes/disk0/schedule");
+  EXPECT_EQ(del.status, 204) << del.text;
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gw() + "/volumes/disk0/schedule").status, 404);
+
+  // Settled: the hand-made one, and at most keep (2) scheduled ones, all completed
+  // (one more may still be on its way when the schedule stopped).
+  json snaps;
+  for (int i = 0; i < 100; ++i) {
+    snaps = api("GET", "/v1/gateways/" + gw() + "/volumes/disk0/snapshots").body["snapshots"];
+    bool settled = true;
+    for (const auto& s : snaps) settled = settled && s["state"] == "completed";
+    if (settled) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  int scheduled = 0;
+  bool manualKept = false;
+  for (const auto& s : snaps) {
+    if (s["scheduled"] == true) ++scheduled;
+    if (s["id"] == manualId) manualKept = true;
+  }
+  EXPECT_TRUE(manualKept) << snaps;
+  EXPECT_GE(scheduled, 2) << snaps;
+  EXPECT_LE(scheduled, 3) << snaps;
+  int deletes = 0;
+  json history = api("GET", "/v1/gateways/" + gw() + "/requests?limit=1000").body;
+  for (const auto& q : history["requests"]) {
+    if (q["op"] == "snapshot.delete") ++deletes;
+  }
+  EXPECT_GE(deletes, 2) << "the old scheduled snapshots were deleted on the gateway";
+
+  // Bad input and other accounts.
+  EXPECT_EQ(api("PUT", "/v1/gateways/" + gw() + "/volumes/disk0/schedule", {{"every_hours", 0}, {"keep", 2}}).status, 400);
+  EXPECT_EQ(api("PUT", "/v1/gateways/" + gw() + "/volumes/disk0/schedule", {{"every_hours", 2}}).status, 400);
+  EXPECT_EQ(api("PUT", "/v1/gateways/" + gw() + "/volumes/nope/schedule", {{"every_hours", 2}, {"keep", 1}}).status, 404);
+  std::string other = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
+  EXPECT_EQ(control_->call("PUT", "/v1/gateways/" + gw() + "/volumes/disk0/schedule",
+                           R"({"every_hours": 2, "keep": 1})", other).status, 404);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RequestsTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& p) { return p.param; });
 

@@ -51,7 +51,8 @@ inline std::string buildDir() {
 // Configuration lines for a Control: pings every second, dead after 3 of silence;
 // heartbeats every second, a server silent for 3 is dead.
 inline const char* const kFastTimers =
-    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n";
+    "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\nserver.stale_seconds = 3\n"
+    "snapshots.hour_seconds = 1\nsnapshots.check_seconds = 1\n";  // an "hour" of a snapshot schedule: 1 s
 
 // One ferry-control process; stops it (SIGTERM, then SIGKILL) when it goes.
 class Control {

@@ -16,7 +16,9 @@ function rate(r) {
   return r ? `${bytes(r)}/s` : 'no limit';
 }
 
+// Runs a customer's action: the last message goes, errors become the new one.
 async function act(fn, done) {
+  flash('');
   try {
     await fn();
     if (done) await done();
@@ -53,6 +55,12 @@ export async function gatewayView(id) {
 
   async function loadVolumes() {
     const r = await call('GET', `${base}/volumes`);
+    const names = r.volumes.map((v) => v.name);
+    const chosen = schedVolume.value;
+    if (names.join() !== [...schedVolume.options].map((o) => o.value).join()) {
+      schedVolume.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
+      if (names.includes(chosen)) schedVolume.value = chosen;
+    }
     volumes.replaceChildren(table(['Name', 'Size', 'State', { label: 'Created', optional: true }, ''],
       r.volumes.map((v) => [v.name, bytes(v.size), state(v.state), ms(v.created_at_ms),
         h('span', {},
@@ -116,6 +124,40 @@ export async function gatewayView(id) {
       await Promise.all([loadGateway(), loadVolumes(), loadSnapshots(), loadRequests()]);
     });
   }
+
+  // Snapshot schedules, one per volume.
+  const schedVolume = h('select', { name: 'schedule_volume' });
+  const schedEvery = h('input', { type: 'number', name: 'every_hours', min: 1, max: 168, value: 24, required: true });
+  const schedKeep = h('input', { type: 'number', name: 'keep', min: 1, max: 100, value: 7, required: true });
+  const schedNow = h('p', { 'aria-live': 'polite' });
+  async function loadSchedule() {
+    if (!schedVolume.value) {
+      schedNow.textContent = '';
+      return;
+    }
+    try {
+      const s = (await call('GET', `${base}/volumes/${encodeURIComponent(schedVolume.value)}/schedule`)).schedule;
+      schedNow.textContent = `${s.volume}: a snapshot every ${s.every_hours} h, keeping the last ${s.keep}; next ${when(s.next_at)}.`;
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      schedNow.textContent = `${schedVolume.value} has no snapshot schedule.`;
+    }
+  }
+  schedVolume.addEventListener('change', () => act(loadSchedule));
+  const schedForm = h('form', {
+    class: 'inline',
+    onsubmit: (e) => {
+      e.preventDefault();
+      act(() => call('PUT', `${base}/volumes/${encodeURIComponent(schedVolume.value)}/schedule`,
+        { every_hours: Number(schedEvery.value), keep: Number(schedKeep.value) }), loadSchedule);
+    },
+  }, field('Volume', schedVolume), field('Every (hours)', schedEvery), field('Keep the last', schedKeep),
+  h('button', { type: 'submit' }, 'Save schedule'),
+  h('button', {
+    type: 'button', class: 'secondary',
+    onclick: () => act(() => call('DELETE', `${base}/volumes/${encodeURIComponent(schedVolume.value)}/schedule`),
+      loadSchedule),
+  }, 'Remove schedule'));
 
   // New volume.
   const volName = h('input', { name: 'volume', required: true, pattern: '[A-Za-z0-9._\\-]+', maxlength: 64 });
@@ -195,9 +237,10 @@ export async function gatewayView(id) {
   showSummary(gateway);
   await refresh();
   await act(loadBandwidth);
+  await act(loadSchedule);
   await act(loadMetrics);
-  every(3000, refresh);
-  every(15000, () => act(loadMetrics));
+  every(3000, refresh, summary);
+  every(15000, () => act(loadMetrics), summary);
 
   return h('div', {},
     h('h1', {}, gateway.name),
@@ -205,7 +248,8 @@ export async function gatewayView(id) {
     h('section', { 'aria-labelledby': 'h-summary' }, h('h2', { id: 'h-summary' }, 'Gateway'), summary),
     h('section', { 'aria-labelledby': 'h-volumes' }, h('h2', { id: 'h-volumes' }, 'Volumes'), volumes, volForm,
       h('p', { id: 'size-hint', class: 'muted' }, 'Sizes like 10G or 512M; a multiple of 1 MiB.')),
-    h('section', { 'aria-labelledby': 'h-snapshots' }, h('h2', { id: 'h-snapshots' }, 'Snapshots'), snapshots),
+    h('section', { 'aria-labelledby': 'h-snapshots' }, h('h2', { id: 'h-snapshots' }, 'Snapshots'), snapshots,
+      h('h3', {}, 'Schedule'), schedNow, schedForm),
     h('section', { 'aria-labelledby': 'h-bandwidth' }, h('h2', { id: 'h-bandwidth' }, 'Bandwidth limits'),
       bandwidthNow, bwForm),
     h('section', { 'aria-labelledby': 'h-metrics' }, h('h2', { id: 'h-metrics' }, 'Metrics, last 6 hours'), charts),

@@ -21,7 +21,7 @@ export async function gatewaysView() {
     }
   }
   await load();
-  every(5000, load);
+  every(5000, load, box);
   return h('div', {}, h('h1', {}, 'Gateways'), box,
     h('p', {}, h('a', { href: '#/activate' }, 'Activate a gateway')));
 }

@@ -1,0 +1,158 @@
+// The engine's snapshots: manifests in the store that pin chunk generations
+// (docs/FORMAT.md "Snapshots").
+
+#include <ctime>
+
+#include "engine.h"
+#include "ferry/log.h"
+#include "ferry/strings.h"
+
+namespace ferry {
+
+namespace {
+
+std::span<const uint8_t> bytesOf(const std::string& s) {
+  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+}  // namespace
+
+Status Engine::loadSnapshotPins(Volume& v) {
+  auto listed = store_->list(snapshotsPrefix(v.name()));
+  if (!listed) return listed.status().withContext("list the snapshots of volume " + v.name());
+  for (const ObjectInfo& o : listed.value()) {
+    auto body = store_->getAll(o.key);
+    if (!body && body.status().code() == Code::kNotFound) continue;  // deleted meanwhile
+    if (!body) return body.status().withContext("read snapshot manifest " + o.key);
+    auto m = decodeManifest(body.value());
+    // Not knowing what a snapshot holds, the gateway could delete what it needs: stop.
+    if (!m) return m.status().withContext(o.key);
+    v.pin(m.value().chunks);
+  }
+  return Status::ok();
+}
+
+Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::string& id,
+                                          std::chrono::seconds timeout) {
+  if (Status s = checkVolumeName(id); !s) return Status::invalid("snapshot id: " + s.message());
+  auto v = find(name);
+  if (!v) return Status::notFound("no volume named " + name);
+  std::lock_guard guard(snapshotMu_);
+  std::string key = snapshotKey(name, id);
+  auto existing = store_->getAll(key);
+  if (existing) return decodeManifest(existing.value());
+  if (existing.status().code() != Code::kNotFound) return existing.status().withContext("snapshot " + id);
+
+  // The recovery point: every write acknowledged before now is in the store.
+  {
+    Drain drain(*this);
+    if (Status s = v->persist(); !s) return s;
+    if (!v->waitClean(std::chrono::steady_clock::now() + timeout)) {
+      auto st = v->stats();
+      return Status::unavailable("snapshot " + id + " of " + name + ": " + std::to_string(st.dirtyChunks) +
+                                 " chunks still not uploaded after " + std::to_string(timeout.count()) + " s" +
+                                 (st.lastError.empty() ? "" : " (last error: " + st.lastError + ")"));
+    }
+    if (Status s = v->persist(); !s) return s;
+  }
+  SnapshotManifest m;
+  m.volume = name;
+  m.id = id;
+  m.size = v->size();
+  m.chunkSize = v->chunkSize();
+  m.createdUnix = static_cast<int64_t>(::time(nullptr));
+  m.chunks = v->pinCurrent();
+  if (Status s = store_->put(key, bytesOf(encodeManifest(m))); !s) {
+    for (const std::string& k : v->unpin(m.chunks)) (void)store_->remove(k);
+    return s.withContext("write snapshot manifest " + key);
+  }
+  logInfo("volume " + name + ": snapshot " + id + " of " + std::to_string(m.chunks.size()) + " stored chunks");
+  return m;
+}
+
+Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
+  if (Status s = checkVolumeName(id); !s) return Status::invalid("snapshot id: " + s.message());
+  auto v = find(name);
+  std::lock_guard guard(snapshotMu_);
+  std::string key = snapshotKey(name, id);
+  auto body = store_->getAll(key);
+  if (!body && body.status().code() == Code::kNotFound) return Status::ok();  // gone already
+  if (!body) return body.status().withContext("snapshot " + id);
+  auto m = decodeManifest(body.value());
+  if (!m) return m.status().withContext(key);
+  // The manifest first: a crash after it leaks chunk objects (found by a collection),
+  // never leaves a manifest that points at deleted ones.
+  if (Status s = store_->remove(key); !s) return s.withContext("delete snapshot manifest " + key);
+  if (!v) return Status::ok();
+  size_t removed = 0;
+  for (const std::string& k : v->unpin(m.value().chunks)) {
+    if (Status s = store_->remove(k); !s) {
+      v->noteError("delete " + k + ": " + s.toString());
+    } else {
+      ++removed;
+    }
+  }
+  logInfo("volume " + name + ": snapshot " + id + " deleted, " + std::to_string(removed) +
+          " chunk objects only it kept removed");
+  return Status::ok();
+}
+
+Result<std::vector<std::string>> Engine::listSnapshots(const std::string& name) {
+  if (!find(name)) return Status::notFound("no volume named " + name);
+  auto listed = store_->list(snapshotsPrefix(name));
+  if (!listed) return listed.status();
+  std::vector<std::string> ids;
+  std::string prefix = snapshotsPrefix(name);
+  for (const ObjectInfo& o : listed.value()) {
+    std::string tail = o.key.substr(prefix.size());
+    if (tail.size() > 5 && tail.compare(tail.size() - 5, 5, ".json") == 0)
+      ids.push_back(tail.substr(0, tail.size() - 5));
+  }
+  return ids;
+}
+
+}  // namespace ferry
+
+namespace ferry {
+
+Result<Engine::CollectStats> Engine::collect(const std::string& name) {
+  auto v = find(name);
+  if (!v) return Status::notFound("no volume named " + name);
+  // Pins do not change meanwhile: no snapshot is taken or deleted during a collection.
+  std::lock_guard guard(snapshotMu_);
+  // Uploads that start from now on make generations above the floor: never touched.
+  uint64_t floor = v->generationFloor();
+  std::string prefix = chunksPrefix(name);
+  auto listed = store_->list(prefix);
+  if (!listed) return listed.status().withContext("collect " + name);
+  CollectStats st;
+  auto publish = [&] {
+    std::lock_guard<std::mutex> l(collectMu_);
+    collectProgress_[name] = st;
+  };
+  for (const ObjectInfo& o : listed.value()) {
+    ++st.listed;
+    auto key = parseChunkKey(std::string_view(o.key).substr(prefix.size()));
+    if (!key || key->generation > floor || !v->collectable(key->index, key->generation)) {
+      ++st.kept;
+    } else if (Status s = store_->remove(o.key); !s) {
+      ++st.errors;
+      v->noteError("collect " + o.key + ": " + s.toString());
+    } else {
+      ++st.deleted;
+    }
+    if (st.listed % 256 == 0) publish();
+  }
+  publish();
+  logInfo("volume " + name + ": collection: " + std::to_string(st.listed) + " chunk objects, " +
+          std::to_string(st.deleted) + " deleted, " + std::to_string(st.errors) + " errors");
+  return st;
+}
+
+Engine::CollectStats Engine::collectProgress(const std::string& name) {
+  std::lock_guard<std::mutex> l(collectMu_);
+  auto it = collectProgress_.find(name);
+  return it == collectProgress_.end() ? CollectStats{} : it->second;
+}
+
+}  // namespace ferry
