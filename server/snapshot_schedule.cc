@@ -105,6 +105,9 @@ Result<std::vector<std::string>> SnapshotSchedules::runDue(int64_t nowSeconds) {
     });
     if (!c) return c;
     if (claimed == 0) continue;  // another server took it
+    // The last one still waits for the gateway (offline): one pending is enough, not
+    // one per missed run.
+    if (pendingScheduled(account, gid, vol)) continue;
     auto made = inventory_.createSnapshot(account, gid, vol, true);
     if (!made) {
       std::cerr << "ferry-control: scheduled snapshot of " << vol << " on " << gid << ": " << made.status().toString()
@@ -115,6 +118,16 @@ Result<std::vector<std::string>> SnapshotSchedules::runDue(int64_t nowSeconds) {
     if (std::find(touched.begin(), touched.end(), gid) == touched.end()) touched.push_back(gid);
   }
   return touched;
+}
+
+bool SnapshotSchedules::pendingScheduled(const std::string& accountId, const std::string& gatewayId,
+                                         const std::string& volume) {
+  auto all = inventory_.snapshots(accountId, gatewayId, volume);
+  if (!all) return false;
+  for (const auto& s : all.value()) {
+    if (s.scheduled && s.state == "pending") return true;
+  }
+  return false;
 }
 
 void SnapshotSchedules::prune(const std::string& accountId, const std::string& gatewayId, const std::string& volume,

@@ -4,7 +4,8 @@
 // snapshots taken by hand are never touched). Every server of a farm runs runDue();
 // a due schedule is claimed by moving its next time with a conditional UPDATE, so
 // one server takes each snapshot. A run missed while no server was up is not made up:
-// the next run is one interval after the late one.
+// the next run is one interval after the late one; nor is a run made while the last
+// scheduled snapshot still waits for an offline gateway.
 
 #include <cstdint>
 #include <string>
@@ -42,6 +43,7 @@ class SnapshotSchedules {
 
  private:
   void prune(const std::string& accountId, const std::string& gatewayId, const std::string& volume, int keep);
+  bool pendingScheduled(const std::string& accountId, const std::string& gatewayId, const std::string& volume);
 
   Db& db_;
   Inventory& inventory_;

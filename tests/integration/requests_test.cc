@@ -442,6 +442,22 @@ TEST_P(RequestsTest, AScheduleTakesSnapshotsAndKeepsTheLastOnes) {
                            R"({"every_hours": 2, "keep": 1})", other).status, 404);
 }
 
+// While the gateway is offline a schedule keeps one snapshot waiting, not one per run.
+TEST_P(RequestsTest, AnOfflineGatewayGetsOneScheduledSnapshotNotOnePerRun) {
+  {
+    GatewayChannel channel(who_, {control_->channelPort()}, obedient);
+    channel.start();
+    auto v = api("POST", "/v1/gateways/" + gw() + "/volumes", {{"name", "disk0"}, {"size", "64M"}});
+    ASSERT_EQ(waitFinished(v.body["request"]["id"])["state"], "done");
+  }
+  ASSERT_EQ(api("PUT", "/v1/gateways/" + gw() + "/volumes/disk0/schedule", {{"every_hours", 1}, {"keep", 2}}).status,
+            200);
+  std::this_thread::sleep_for(std::chrono::seconds(5));  // five "hours"
+  json snaps = api("GET", "/v1/gateways/" + gw() + "/volumes/disk0/snapshots").body;
+  ASSERT_EQ(snaps["snapshots"].size(), 1u) << snaps;
+  EXPECT_EQ(snaps["snapshots"][0]["state"], "pending");
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RequestsTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& p) { return p.param; });
 
