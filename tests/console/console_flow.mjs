@@ -165,6 +165,8 @@ try {
   }
   // The hit ratio has no points until something reads the volume; the other four do.
   check(charts >= 4, `metrics charts drawn (${charts})`);
+  const every = await snapshots.getByLabel('Every (hours)').inputValue();
+  check(every === '6', `the form shows the schedule set (every ${every} h)`);
   await shot(page, '04-gateway');
 
   // Every form field has a label.

@@ -138,6 +138,8 @@ export async function gatewayView(id) {
     try {
       const s = (await call('GET', `${base}/volumes/${encodeURIComponent(schedVolume.value)}/schedule`)).schedule;
       schedNow.textContent = `${s.volume}: a snapshot every ${s.every_hours} h, keeping the last ${s.keep}; next ${when(s.next_at)}.`;
+      schedEvery.value = String(s.every_hours);
+      schedKeep.value = String(s.keep);
     } catch (err) {
       if (err.status !== 404) throw err;
       schedNow.textContent = `${schedVolume.value} has no snapshot schedule.`;
