@@ -156,9 +156,11 @@ Status Outbox::markDelivered(const std::string& id, const std::string& serverId)
   Poco::Int64 t = nowMillis();
   return dbCall("mark request delivered", [&] {
     Poco::Data::Session ses = db_.session();
-    // Never moves a finished request back (its answer can overtake this write).
-    ses << "UPDATE requests SET state = 'delivered', attempts = attempts + 1, delivered_by = $1, delivered_at = $2"
-           " WHERE id = $3 AND state IN ('pending', 'delivered')",
+    // Never moves a finished request back (its answer can overtake this write); an
+    // answer that overtook it still leaves who delivered it on record.
+    ses << "UPDATE requests SET state = CASE WHEN state IN ('pending', 'delivered') THEN 'delivered' ELSE state END,"
+           " attempts = attempts + 1, delivered_by = $1, delivered_at = $2"
+           " WHERE id = $3 AND (state IN ('pending', 'delivered') OR delivered_by = '')",
         use(sid), use(t), use(rid), now;
     return Status::ok();
   });
