@@ -78,11 +78,9 @@ void MetricsReporter::tick() {
 
 void MetricsReporter::start() {
   thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> l(mu_);
     // The first counters are the baseline: the first report covers one whole interval.
-    l.unlock();
     (void)sample(0);
-    l.lock();
+    std::unique_lock<std::mutex> l(mu_);
     while (!stopping_) {
       wake_.wait_for(l, std::chrono::seconds(interval_), [this] { return stopping_; });
       if (stopping_) break;

@@ -288,16 +288,20 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std:
                                                                        std::chrono::seconds timeout) {
   auto v = find(name);
   if (!v) return Status::notFound("no volume named " + name);
+  if (Status s = waitStored(*v, timeout); !s) return s;
+  return v->remoteMap();
+}
+
+Status Engine::waitStored(Volume& v, std::chrono::seconds timeout) {
   Drain drain(*this);
-  if (Status s = v->persist(); !s) return s;
-  if (!v->waitClean(std::chrono::steady_clock::now() + timeout)) {
-    auto st = v->stats();
-    return Status::unavailable("volume " + name + ": " + std::to_string(st.dirtyChunks) +
+  if (Status s = v.persist(); !s) return s;
+  if (!v.waitClean(std::chrono::steady_clock::now() + timeout)) {
+    auto st = v.stats();
+    return Status::unavailable("volume " + v.name() + ": " + std::to_string(st.dirtyChunks) +
                                " chunks still not uploaded after " + std::to_string(timeout.count()) + " s" +
                                (st.lastError.empty() ? "" : " (last error: " + st.lastError + ")"));
   }
-  if (Status s = v->persist(); !s) return s;
-  return v->remoteMap();
+  return v.persist();
 }
 
 void Engine::ensureSpaceReserve() {

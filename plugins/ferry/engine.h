@@ -131,6 +131,9 @@ class Engine : public VolumeHost {
     int connections = 0;
   };
   Result<Held> openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
+  // Flushes, then waits (draining the upload queue) until nothing acknowledged is
+  // dirty, and commits the metadata: the recovery point of checkpoint and snapshot.
+  Status waitStored(Volume& v, std::chrono::seconds timeout);
   // Pins what the volume's snapshot manifests in the store reference.
   Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);

@@ -44,17 +44,7 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   if (existing.status().code() != Code::kNotFound) return existing.status().withContext("snapshot " + id);
 
   // The recovery point: every write acknowledged before now is in the store.
-  {
-    Drain drain(*this);
-    if (Status s = v->persist(); !s) return s;
-    if (!v->waitClean(std::chrono::steady_clock::now() + timeout)) {
-      auto st = v->stats();
-      return Status::unavailable("snapshot " + id + " of " + name + ": " + std::to_string(st.dirtyChunks) +
-                                 " chunks still not uploaded after " + std::to_string(timeout.count()) + " s" +
-                                 (st.lastError.empty() ? "" : " (last error: " + st.lastError + ")"));
-    }
-    if (Status s = v->persist(); !s) return s;
-  }
+  if (Status s = waitStored(*v, timeout); !s) return s.withContext("snapshot " + id);
   SnapshotManifest m;
   m.volume = name;
   m.id = id;
@@ -110,10 +100,6 @@ Result<std::vector<std::string>> Engine::listSnapshots(const std::string& name) 
   }
   return ids;
 }
-
-}  // namespace ferry
-
-namespace ferry {
 
 Result<Engine::CollectStats> Engine::collect(const std::string& name) {
   auto v = find(name);

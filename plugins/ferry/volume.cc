@@ -477,8 +477,7 @@ std::vector<std::string> Volume::unpin(const std::vector<ChunkKey>& keys) {
     if (k.index < states_.size() && states_[k.index].remoteGen == k.generation) continue;
     // Superseded, and on its way out through persist() and deleteSuperseded (which no
     // longer skips it): not before the metadata stops pointing at it.
-    auto queued = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), key) != v.end(); };
-    if (queued(supersededPending_) || queued(supersededReady_)) continue;
+    if (queuedForDeletion(key)) continue;
     deletable.push_back(key);
   }
   return deletable;
@@ -490,9 +489,12 @@ bool Volume::collectable(uint64_t index, uint64_t generation) {
   const ChunkState& st = states_[index];
   if (st.remoteGen == generation || st.uploading) return false;
   std::string key = chunkKey(row_.name, index, generation);
-  if (pinned_.count(key) != 0) return false;
-  auto queued = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), key) != v.end(); };
-  return !queued(supersededPending_) && !queued(supersededReady_);
+  return pinned_.count(key) == 0 && !queuedForDeletion(key);
+}
+
+bool Volume::queuedForDeletion(const std::string& key) const {
+  auto in = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), key) != v.end(); };
+  return in(supersededPending_) || in(supersededReady_);
 }
 
 uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs) {

@@ -173,6 +173,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
  private:
   uint64_t chunkLength(uint64_t index) const;
+  // REQUIRES: mu_ held. Whether key waits in the superseded lists to be deleted.
+  bool queuedForDeletion(const std::string& key) const;
   uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
   ChunkRow rowOf(uint64_t index, const ChunkState& st) const;
   void markMeta(uint64_t index, ChunkState& st);
