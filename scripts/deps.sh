@@ -14,6 +14,9 @@ PACKAGES=(
   libboost-dev
   # nbdkit and libnbd: the server the plugin runs in and the clients the tests use
   nbdkit nbdkit-plugin-dev libnbd-bin libnbd-dev python3-libnbd
+  # the load balancer: libbpf (its BPF programs are built with clang -target bpf),
+  # nftables (the fallback data plane), iproute2 and ethtool (network-namespace tests)
+  libbpf-dev nftables iproute2 ethtool
   # tools used by tests, demo and benchmarks
   fio sqlite3 curl procps psmisc util-linux qemu-utils
   # the peer the benchmarks compare with
