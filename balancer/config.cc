@@ -156,7 +156,7 @@ Status parseHealth(const json& doc, BalancerConfig& cfg) {
 Result<BalancerConfig> parseBalancerConfig(const std::string& text) {
   json doc = json::parse(text, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) return Status::invalid("the configuration is not a JSON object");
-  static const std::set<std::string> kKnown = {"seed", "services", "backends", "health", "flows"};
+  static const std::set<std::string> kKnown = {"seed", "services", "backends", "nodes", "health", "flows"};
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (!kKnown.count(it.key())) return Status::invalid("unknown field \"" + it.key() + "\"");
   BalancerConfig cfg;
@@ -168,6 +168,16 @@ Result<BalancerConfig> parseBalancerConfig(const std::string& text) {
   if (Status st = parseServices(doc, cfg); !st) return st;
   if (Status st = parseBackends(doc, cfg); !st) return st;
   if (Status st = parseHealth(doc, cfg); !st) return st;
+  if (doc.contains("nodes")) {
+    const json& nodes = doc["nodes"];
+    if (!nodes.is_array() || nodes.size() > LB_MAX_NODES)
+      return Status::invalid("nodes must be an array of at most " + std::to_string(LB_MAX_NODES) + " addresses");
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      auto addr = nodes[i].is_string() ? parseIPv4(nodes[i].get<std::string>()) : Result<uint32_t>(Status::invalid("not a string"));
+      if (!addr) return Status::invalid("nodes[" + std::to_string(i) + "]: " + addr.status().message());
+      cfg.nodes.push_back(addr.value());
+    }
+  }
   return cfg;
 }
 

@@ -9,6 +9,7 @@
 //   "services": [{"name": "api", "vip": "198.51.100.10", "port": 443,
 //                 "protocol": "tcp", "host_port": 18443}],
 //   "backends": [{"name": "control-1", "address": "10.2.0.21"}],
+//   "nodes": ["10.2.0.11", "10.2.0.12"],
 //   "health": {"scheme": "https", "port": 18443, "path": "/healthz",
 //              "interval_ms": 1000, "timeout_ms": 800, "rise": 2, "fall": 2},
 //   "flows": 65536
@@ -50,6 +51,8 @@ struct BalancerConfig {
   std::vector<ServiceConfig> services;
   std::vector<BackendConfig> backends;
   HealthConfig health;
+  // The balancer nodes' own addresses: hosts answer their health checks unrewritten.
+  std::vector<uint32_t> nodes;
   uint32_t flows = 65536;  // connection-table entries per node
 };
 

@@ -31,7 +31,7 @@ int HostEgress::programFd() const {
 
 int HostEgress::mapFd(const char* name) const { return obj_ ? balancer::mapFd(obj_.get(), name) : -1; }
 
-Status HostEgress::start(const std::vector<ServiceConfig>& services) {
+Status HostEgress::start(const std::vector<ServiceConfig>& services, const std::vector<uint32_t>& nodes) {
   if (!opt_.interface.empty()) {
     ifindex_ = if_nametoindex(opt_.interface.c_str());
     if (ifindex_ == 0) return Status::invalid("no interface \"" + opt_.interface + "\" here");
@@ -46,6 +46,11 @@ Status HostEgress::start(const std::vector<ServiceConfig>& services) {
     lb_host_key key{opt_.address, htons(s.hostPort), s.protocol, 0};
     lb_host_target to{s.vip, htons(s.port), 0};
     if (bpf_map_update_elem(fd, &key, &to, BPF_ANY) != 0) return bpfError("program port " + s.name, errno);
+  }
+  int exemptFd = mapFd("exempt");
+  for (uint32_t node : nodes) {
+    uint32_t one = 1;
+    if (bpf_map_update_elem(exemptFd, &node, &one, BPF_ANY) != 0) return bpfError("program node address", errno);
   }
   if (ifindex_ == 0) return Status::ok();
 
@@ -77,6 +82,12 @@ Result<HostCounters> HostEgress::counters() {
   out.replies = r.value();
   out.icmpErrors = i.value();
   return out;
+}
+
+void HostEgress::removeFromInterface() {
+  ifindex_ = if_nametoindex(opt_.interface.c_str());
+  attached_ = ifindex_ != 0;
+  stop();
 }
 
 void HostEgress::stop() {

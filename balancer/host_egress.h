@@ -26,9 +26,13 @@ class HostEgress {
  public:
   explicit HostEgress(HostOptions options);
   ~HostEgress();
-  Status start(const std::vector<ServiceConfig>& services);
+  // services: what to rewrite; nodes: the balancer nodes, whose health checks get
+  // their answers from the host's own address.
+  Status start(const std::vector<ServiceConfig>& services, const std::vector<uint32_t>& nodes);
   Result<HostCounters> counters();
+  // Takes our filter off the interface (this daemon's or an earlier one's).
   void stop();
+  void removeFromInterface();
 
   int programFd() const;
   int mapFd(const char* name) const;

@@ -88,7 +88,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     const std::string& m = req.getMethod();
     std::string path = req.getURI().substr(0, req.getURI().find('?'));
     if (path == "/healthz") {
-      out = {{"ok", true}};
+      out = {{"ok", true}, {"server", ctx_.serverId}};
       return HTTPResponse::HTTP_OK;
     }
     if (path == "/metrics" && m == "GET") {

@@ -37,6 +37,7 @@ struct ApiContext {
   Router& router;
   Routing routing = Routing::kLookup;  // unless a call says ?routing=
   ChannelServer* channel = nullptr;    // for /metrics; none when api.tls = false
+  std::string serverId;                // in /healthz: which farm member answered
 };
 
 // Answers by status class (1xx … 5xx), for /metrics.

@@ -226,7 +226,8 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    metrics,
                                    router,
                                    routing,
-                                   channel.get()};
+                                   channel.get(),
+                                   serverId};
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(config().getInt("api.threads", 16));
     params->setKeepAlive(true);

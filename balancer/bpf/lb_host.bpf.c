@@ -1,7 +1,8 @@
 /* The backend host's half of direct server return (DESIGN.md "Balancer"): a tc egress
  * program that rewrites the source of replies from (host address, mapped port) back
  * to (VIP, port), so that they go straight to the client, which only ever talks to the
- * VIP. Everything else, fragments included, leaves untouched.
+ * VIP. Everything else, fragments included, leaves untouched, and so do replies to the
+ * balancer nodes themselves (their health checks talk to the mapped ports directly).
  *
  * It also rewrites the ICMP errors the host sends about a mapped port (say, port
  * unreachable for UDP): the outer source becomes the VIP and the quoted destination
@@ -33,6 +34,15 @@ struct {
   __type(key, struct lb_host_key);
   __type(value, struct lb_host_target);
 } host_ports SEC(".maps");
+
+/* Destinations whose replies keep the host's own address: the balancer nodes, whose
+ * health checks reach the mapped ports directly and must hear back from the host. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LB_MAX_NODES);
+  __type(key, __u32);
+  __type(value, __u32);
+} exempt SEC(".maps");
 
 /* [0] replies rewritten, [1] ICMP errors rewritten. */
 struct {
@@ -137,6 +147,7 @@ int ferry_host_egress(struct __sk_buff* skb) {
    * whose fragments name different sources never reassembles. Replies of VIP
    * services fit the path MTU (TCP finds it; UDP services must keep to it). */
   if (ip.ihl < 5 || (ip.frag_off & bpf_htons(0x3fff))) return TC_ACT_OK;
+  if (bpf_map_lookup_elem(&exempt, &ip.daddr)) return TC_ACT_OK;
   __u32 l4off = ETH_LEN + ip.ihl * 4;
   if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) return rewrite_reply(skb, &ip, l4off);
   if (ip.protocol == IPPROTO_ICMP) return rewrite_icmp(skb, &ip, l4off);

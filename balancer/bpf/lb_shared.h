@@ -26,6 +26,8 @@ typedef __u64 lb_u64;
 /* (VIP, port, protocol) services and backend hosts one node can carry. */
 #define LB_MAX_SERVICES 64u
 #define LB_MAX_BACKENDS 256u
+/* Balancer nodes a host knows (their health checks are answered unrewritten). */
+#define LB_MAX_NODES 64u
 /* A ring slot with no backend (no backend is healthy). */
 #define LB_NO_BACKEND 0xffffffffu
 

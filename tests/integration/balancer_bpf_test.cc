@@ -525,7 +525,7 @@ class HostTest : public ::testing::Test {
   void SetUp() override {
     if (!gSkip.empty()) GTEST_SKIP() << gSkip;
     host_ = std::make_unique<HostEgress>(HostOptions{"", ip4("10.2.0.22")});
-    Status st = host_->start(services());
+    Status st = host_->start(services(), {ip4("10.2.0.11")});
     ASSERT_TRUE(st) << st.toString();
   }
   // A reply c2's stack sends: from its address and the mapped port.
@@ -572,6 +572,9 @@ TEST_F(HostTest, EverythingElseLeavesUntouched) {
   Frame other = reply(IPPROTO_TCP, 18443);
   other.saddr = ip4("10.9.9.9");
   cases.push_back({"another source address", other});
+  Frame toNode = reply(IPPROTO_TCP, 18443);
+  toNode.daddr = ip4("10.2.0.11");
+  cases.push_back({"an answer to a balancer node's health check", toNode});
   Frame frag = reply(IPPROTO_UDP, 18053);
   frag.fragOff = 0x2000;
   cases.push_back({"a fragment", frag});

@@ -16,6 +16,7 @@ const char* kGood = R"({
     {"name": "dns", "vip": "198.51.100.10", "port": 53, "protocol": "udp", "host_port": 18053}
   ],
   "backends": [{"name": "c1", "address": "10.2.0.21"}, {"name": "c2", "address": "10.2.0.22"}],
+  "nodes": ["10.2.0.11", "10.2.0.12"],
   "health": {"scheme": "https", "path": "/healthz", "interval_ms": 200, "rise": 1}
 })";
 
@@ -36,6 +37,8 @@ TEST(BalancerConfig, ParsesAGoodFile) {
   EXPECT_EQ(cfg->health.rise, 1);
   EXPECT_EQ(cfg->health.fall, 2);
   EXPECT_EQ(cfg->flows, 65536u);
+  ASSERT_EQ(cfg->nodes.size(), 2u);
+  EXPECT_EQ(formatIPv4(cfg->nodes[1]), "10.2.0.12");
 }
 
 void expectRefused(const std::string& text, const std::string& mention) {
@@ -76,6 +79,7 @@ TEST(BalancerConfig, RefusesMistakesByName) {
   expectRefused("{" + svc + ", " + be + R"(, "health": {"path": "healthz"}})", "health.path must start with /");
   expectRefused("{" + svc + ", " + be + R"(, "seeds": 1})", "unknown field \"seeds\"");
   expectRefused("{" + svc + ", " + be + R"(, "flows": 10})", "flows must be between");
+  expectRefused("{" + svc + ", " + be + R"(, "nodes": ["10.0.0"]})", "nodes[0]");
 }
 
 TEST(BalancerConfig, MissingFileIsAnError) {

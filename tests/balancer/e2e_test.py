@@ -1,0 +1,240 @@
+"""The balancer end to end, in network namespaces made for it (topology.sh): a client,
+an ECMP router with an L4 hash, two balancer nodes running `ferry-balancer node` (XDP,
+native), three backend hosts running `ferry-balancer host` and a real ferry-control
+each, on one PostgreSQL in its own namespace. A client holds TLS connections to the VIP.
+
+Checks: requests reach every backend through the VIP; replies never cross a balancer
+(a bridge counter); withdrawing one balancer node from the ECMP route breaks no held
+connection; adding a backend keeps held connections where they were and new ones reach
+it; killing a backend breaks only its own connections, and the health checks take it
+out. Needs root: exits 77 (skipped) without it.
+
+  FERRY_BUILD_DIR=build python3 tests/balancer/e2e_test.py
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.path.abspath(os.environ.get("FERRY_BUILD_DIR", os.path.join(ROOT, "build")))
+P = "fbt"
+VIP = "198.51.100.10"
+HOSTS = {"h1": "10.2.0.21", "h2": "10.2.0.22", "h3": "10.2.0.23"}
+NODES = {"lb1": "10.2.0.11", "lb2": "10.2.0.12"}
+procs = {}
+
+
+def sh(cmd, check=True):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s: %s%s" % (cmd, r.stdout, r.stderr))
+    return r.stdout
+
+
+def spawn(name, ns, args, log):
+    f = open(log, "w")
+    procs[name] = subprocess.Popen(["ip", "netns", "exec", "%s-%s" % (P, ns)] + args, stdout=f,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill(name, sig=signal.SIGTERM):
+    p = procs.pop(name, None)
+    if p and p.poll() is None:
+        os.killpg(p.pid, sig)
+        p.wait(timeout=30)
+
+
+def wait_for(what, fn, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if fn():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def metrics(node):
+    out = sh("ip netns exec %s-%s curl -s -m 2 http://%s:9480/metrics" % (P, node, NODES[node]))
+    values = {}
+    for line in out.splitlines():
+        m = re.match(r'^(\w+)\{([^}]*)\} (\S+)$', line)
+        if m:
+            values[(m.group(1), m.group(2))] = float(m.group(3))
+    return values
+
+
+def backend_up(node, backend):
+    return metrics(node).get(("ferry_balancer_backend_up", 'backend="%s"' % backend)) == 1
+
+
+def start_control(tmp, host, db_url):
+    d = os.path.join(tmp, host)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "control.properties"), "w") as f:
+        f.write("database = %s\napi.host = 0.0.0.0\napi.port = 18443\nstate.dir = %s/state\n"
+                "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\nchannel.port = 18445\n"
+                "internal.port = 8444\napi.threads = 64\ntls.ca_dir = %s/ca\ntls.names = %s,%s,localhost\nserver.id = %s\n"
+                % (db_url, d, tmp, VIP, HOSTS[host], host))
+    spawn("control-" + host, host, [os.path.join(BUILD, "server", "ferry-control"),
+                                     "--config=" + os.path.join(d, "control.properties")], os.path.join(d, "control.log"))
+    wait_for("ferry-control on " + host, lambda: os.path.exists(os.path.join(tmp, "ca", "ca.crt")) and sh(
+        "ip netns exec %s-%s curl -sk -m 1 https://%s:18443/healthz" % (P, host, HOSTS[host]), check=False))
+
+
+class Client:
+    def __init__(self, ca):
+        self.p = subprocess.Popen(["ip", "netns", "exec", P + "-cli", sys.executable,
+                                   os.path.join(HERE, "flow_client.py"), VIP, ca],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, cmd):
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+        return json.loads(self.p.stdout.readline())
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=10)
+
+
+def bridge_counters():
+    out = sh("ip netns exec %s-lan nft list table bridge dsr" % P)
+    return [int(n) for n in re.findall(r"counter packets (\d+)", out)]
+
+
+def check(cond, message):
+    if not cond:
+        raise AssertionError(message)
+    print("ok:", message, flush=True)
+
+
+def run(tmp):
+    topo = os.path.join(HERE, "topology.sh")
+    sh("bash %s up %s %s" % (topo, P, os.path.join(BUILD, "balancer", "lb_pass.bpf.o")))
+
+    # One PostgreSQL for the farm, in its own namespace.
+    env = "FERRY_PG_LISTEN=10.2.0.50"
+    sh("ip netns exec %s-db env %s bash %s/tests/pg/pg-start.sh %s/pg" % (P, env, ROOT, tmp))
+    port = re.search(r"port=(\d+)", open(tmp + "/pg/url").read()).group(1)
+    db_url = "postgresql:host=10.2.0.50 port=%s user=postgres dbname=ferry" % port
+
+    cfg = {"seed": 5,
+           "services": [{"name": "api", "vip": VIP, "port": 443, "host_port": 18443}],
+           "backends": [{"name": h, "address": a} for h, a in sorted(HOSTS.items())],
+           "nodes": list(NODES.values()),
+           "health": {"scheme": "https", "path": "/healthz", "interval_ms": 300, "timeout_ms": 1000,
+                      "rise": 2, "fall": 2}}
+    with open(tmp + "/balancer.json", "w") as f:
+        json.dump(cfg, f)
+    bal = os.path.join(BUILD, "balancer", "ferry-balancer")
+    for h, a in HOSTS.items():
+        spawn("host-" + h, h, [bal, "host", "--config", tmp + "/balancer.json", "--interface", "eth0", "--address", a],
+              "%s/host-%s.log" % (tmp, h))
+    start_control(tmp, "h1", db_url)
+    start_control(tmp, "h2", db_url)
+    for n, a in NODES.items():
+        spawn(n, n, [bal, "node", "--config", tmp + "/balancer.json", "--interface", "eth0", "--metrics", a + ":9480"],
+              "%s/%s.log" % (tmp, n))
+    for n in NODES:
+        wait_for(n + " sees h1 and h2 up", lambda n=n: backend_up(n, "h1") and backend_up(n, "h2"))
+    check(not backend_up("lb1", "h3"), "h3 (no server yet) is down")
+
+    # Replies from VIP seen on the bridge: [from a balancer's MAC, from anyone].
+    macs = [sh("ip -n %s-%s -j link show eth0" % (P, n)) for n in NODES]
+    macs = [json.loads(m)[0]["address"] for m in macs]
+    sh("ip netns exec %s-lan nft -f -" % P + " <<'EOF'\n"
+       "table bridge dsr { chain watch { type filter hook forward priority 0;\n"
+       "  ip saddr %s ether saddr { %s } counter\n  ip saddr %s counter\n}\n}\nEOF" % (VIP, ", ".join(macs), VIP))
+
+    client = Client(tmp + "/ca/ca.crt")
+    first = client.ask("open 24")
+    check(all(s in ("h1", "h2") for s in first), "24 TLS connections through the VIP answered: %s" % first)
+    check({"h1", "h2"} <= set(first), "both backends serve")
+    via_lb, total = bridge_counters()
+    check(total > 0 and via_lb == 0, "replies never cross a balancer (%d from the VIP, %d of them via a node)"
+          % (total, via_lb))
+    fwd = sum(metrics(n).get(("ferry_balancer_packets_total", 'verdict="forwarded"'), 0) for n in NODES)
+    check(fwd > 0, "the nodes forwarded %d client packets" % fwd)
+    per_node = [metrics(n).get(("ferry_balancer_packets_total", 'verdict="forwarded"'), 0) for n in NODES]
+    check(all(v > 0 for v in per_node), "ECMP spreads flows over both nodes: %s" % per_node)
+
+    # Withdraw lb1: its flows go to lb2, which builds the same ring.
+    sh("bash %s ecmp %s lb2" % (topo, P))
+    again = client.ask("round")
+    check(again == first, "withdrawing lb1 broke no held connection")
+    sh("bash %s ecmp %s both" % (topo, P))
+    check(client.ask("round") == first, "and giving it back neither")
+
+    # Add a backend: held connections stay, new ones reach it.
+    start_control(tmp, "h3", db_url)
+    for n in NODES:
+        wait_for(n + " sees h3 up", lambda n=n: backend_up(n, "h3"))
+    check(client.ask("round") == first, "adding h3 kept every held connection where it was")
+    fresh = client.ask("open 24")
+    check(not any(s.startswith("error") for s in fresh), "24 new connections answered: %s" % fresh)
+    check("h3" in fresh, "new connections reach h3")
+    held = first + fresh
+
+    # Kill a backend: only its own connections break; the checks take it out.
+    kill("control-h2", signal.SIGKILL)
+    for n in NODES:
+        wait_for(n + " takes h2 out", lambda n=n: not backend_up(n, "h2"))
+    after = client.ask("round")
+    for was, now in zip(held, after):
+        if was == "h2":
+            check(now.startswith("error"), "a connection on h2 broke (%s)" % now)
+        else:
+            check(now == was, "a connection on %s kept going" % was)
+    replaced = client.ask("open 12")
+    check(all(s in ("h1", "h3") for s in replaced), "new connections avoid h2: %s" % replaced)
+    client.close()
+
+
+def main():
+    if os.geteuid() != 0:
+        print("skipped: needs root for network namespaces and XDP")
+        return 77
+    for tool in ("ip", "nft", "curl", "ethtool"):
+        if not shutil.which(tool):
+            print("skipped: %s is not installed" % tool)
+            return 77
+    tmp = tempfile.mkdtemp(prefix="ferry-balancer-e2e-")
+    os.chmod(tmp, 0o755)
+    try:
+        run(tmp)
+        print("PASSED")
+        return 0
+    except Exception as e:
+        print("FAILED:", e)
+        for n in NODES:
+            try:
+                print("--- %s metrics\n%s" % (n, "\n".join("%s{%s} %g" % (k[0], k[1], v) for k, v in metrics(n).items() if v)))
+            except Exception:
+                pass
+        for name in sorted(os.listdir(tmp)):
+            path = os.path.join(tmp, name)
+            if name.endswith(".log"):
+                print("--- " + name + "\n" + open(path, errors="replace").read()[-3000:])
+        return 1
+    finally:
+        for name in list(procs):
+            kill(name, signal.SIGKILL)
+        subprocess.run("ip netns exec %s-db bash %s/tests/pg/pg-stop.sh %s/pg" % (P, ROOT, tmp), shell=True)
+        subprocess.run(["bash", os.path.join(HERE, "topology.sh"), "down", P])
+        if not os.environ.get("FERRY_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
