@@ -1,7 +1,9 @@
 // ferry-balancer: the farm's distributed load balancer with direct server return
 // (DESIGN.md "Balancer", docs/balancer.md).
-//   ferry-balancer node  --config F --interface IF [--xdp-mode native|generic] [--metrics HOST:PORT]
-//   ferry-balancer host  --config F --interface IF --address A [--metrics HOST:PORT] [--remove]
+//   ferry-balancer node  --config F --interface IF [--dataplane xdp|nft] [--xdp-mode native|generic]
+//                        [--metrics HOST:PORT]
+//   ferry-balancer host  --config F --interface IF --address A [--dataplane xdp|nft] [--metrics HOST:PORT]
+//   ferry-balancer host  --interface IF --remove
 //   ferry-balancer table --config F [--down NAME,...]
 #include <signal.h>
 
@@ -18,6 +20,8 @@
 #include "host_egress.h"
 #include "http_endpoint.h"
 #include "maglev.h"
+#include "nft.h"
+#include "nft_dataplane.h"
 #include "node.h"
 #include "xdp_dataplane.h"
 
@@ -26,12 +30,13 @@ namespace {
 
 const char* kUsage =
     "usage:\n"
-    "  ferry-balancer node  --config F --interface IF [--xdp-mode native|generic] [--metrics HOST:PORT]\n"
-    "      forward the config's services to its healthy backends (XDP on IF)\n"
-    "  ferry-balancer host  --config F --interface IF --address A [--metrics HOST:PORT]\n"
-    "      on a backend host: replies from A's mapped ports leave as their VIP (tc egress on IF)\n"
+    "  ferry-balancer node  --config F --interface IF [--dataplane xdp|nft] [--xdp-mode native|generic]\n"
+    "                       [--metrics HOST:PORT]\n"
+    "      forward the config's services to its healthy backends (XDP on IF, or nftables)\n"
+    "  ferry-balancer host  --config F --interface IF --address A [--dataplane xdp|nft] [--metrics HOST:PORT]\n"
+    "      on a backend host: replies from A's mapped ports leave as their VIP (tc egress on IF, or nftables)\n"
     "  ferry-balancer host  --interface IF --remove\n"
-    "      take the egress rewrite off IF\n"
+    "      take the egress rewrite off IF (and the nftables one)\n"
     "  ferry-balancer table --config F [--down NAME,...]\n"
     "      print the Maglev ring's digest and each backend's share (every node must agree)\n";
 
@@ -64,7 +69,7 @@ bool parseArgs(int argc, char** argv, Args& out, std::string& error) {
       error = "--" + key + " needs a value";
       return false;
     }
-    static const std::set<std::string> kKnown = {"config", "interface", "xdp-mode", "metrics", "address", "down"};
+    static const std::set<std::string> kKnown = {"config", "interface", "dataplane", "xdp-mode", "metrics", "address", "down"};
     if (!kKnown.count(key)) {
       error = "unknown option --" + key;
       return false;
@@ -95,6 +100,13 @@ int waitForSignal() {
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
+}
+
+// --dataplane: xdp (default) or nft.
+Result<std::string> dataplaneOf(const Args& a) {
+  std::string d = a.opts.count("dataplane") ? a.opts.at("dataplane") : "xdp";
+  if (d != "xdp" && d != "nft") return Status::invalid("--dataplane must be xdp or nft, not \"" + d + "\"");
+  return d;
 }
 
 Result<BalancerConfig> needConfig(const Args& a) {
@@ -130,14 +142,23 @@ int runTable(const Args& a) {
 int runNode(const Args& a) {
   auto cfg = needConfig(a);
   if (!cfg) return fail(cfg.status().toString());
+  auto dataplane = dataplaneOf(a);
+  if (!dataplane) return fail(dataplane.status().toString());
   if (!a.opts.count("interface")) return fail("--interface is required");
   XdpOptions xo;
   xo.interface = a.opts.at("interface");
   xo.mode = a.opts.count("xdp-mode") ? a.opts.at("xdp-mode") : "native";
   xo.seed = cfg->seed;
   xo.flows = cfg->flows;
+  std::unique_ptr<Dataplane> dp;
+  if (dataplane.value() == "nft") {
+    dp = std::make_unique<NftDataplane>(cfg->seed);
+  } else {
+    dp = std::make_unique<XdpDataplane>(xo);
+  }
+  std::string where = dataplane.value() == "nft" ? std::string("nftables") : "XDP (" + xo.mode + ") on " + xo.interface;
   blockSignals();
-  Node node(cfg.value(), std::make_unique<XdpDataplane>(xo));
+  Node node(cfg.value(), std::move(dp));
   if (Status st = node.start(); !st) return fail(st.toString());
   std::unique_ptr<HttpEndpoint> http;
   if (a.opts.count("metrics")) {
@@ -148,7 +169,7 @@ int runNode(const Args& a) {
     if (Status st = http->start(); !st) return fail(st.toString());
   }
   logInfo("ferry-balancer node: " + std::to_string(cfg->services.size()) + " services, " +
-          std::to_string(cfg->backends.size()) + " backends, XDP (" + xo.mode + ") on " + xo.interface +
+          std::to_string(cfg->backends.size()) + " backends, " + where +
           (http ? ", metrics on port " + std::to_string(http->port()) : ""));
   int sig = waitForSignal();
   logInfo("ferry-balancer node: signal " + std::to_string(sig) + ", detaching");
@@ -164,8 +185,11 @@ int runHost(const Args& a) {
   if (a.flags.count("remove")) {
     HostEgress egress(ho);
     egress.removeFromInterface();
+    if (haveNft()) NftHost::remove();
     return 0;
   }
+  auto dataplane = dataplaneOf(a);
+  if (!dataplane) return fail(dataplane.status().toString());
   auto cfg = needConfig(a);
   if (!cfg) return fail(cfg.status().toString());
   if (!a.opts.count("address")) return fail("--address is required (the host's address the balancer sends to)");
@@ -174,14 +198,21 @@ int runHost(const Args& a) {
   ho.address = addr.value();
   blockSignals();
   HostEgress egress(ho);
-  if (Status st = egress.start(cfg->services, cfg->nodes); !st) return fail(st.toString());
+  NftHost nftHost(ho.interface, ho.address, cfg->nodes);
+  bool nft = dataplane.value() == "nft";
+  if (Status st = nft ? nftHost.start(cfg->services) : egress.start(cfg->services, cfg->nodes); !st)
+    return fail(st.toString());
   std::unique_ptr<HttpEndpoint> http;
   if (a.opts.count("metrics")) {
     http = std::make_unique<HttpEndpoint>(a.opts.at("metrics"), HttpRoutes{{"/metrics", [&] {
                                             MetricsText m;
                                             m.family("ferry_balancer_host_rewritten_packets_total", "counter",
                                                      "Packets whose source the egress rewrite set to a VIP.");
-                                            if (auto c = egress.counters()) {
+                                            if (nft) {
+                                              if (auto n = nftHost.rewritten())
+                                                m.sample("ferry_balancer_host_rewritten_packets_total",
+                                                         double(n.value()), {{"kind", "reply"}});
+                                            } else if (auto c = egress.counters()) {
                                               m.sample("ferry_balancer_host_rewritten_packets_total",
                                                        double(c->replies.packets), {{"kind", "reply"}});
                                               m.sample("ferry_balancer_host_rewritten_packets_total",
@@ -191,8 +222,8 @@ int runHost(const Args& a) {
                                           }}});
     if (Status st = http->start(); !st) return fail(st.toString());
   }
-  logInfo("ferry-balancer host: replies from " + a.opts.at("address") + " leave as their VIP (tc egress on " +
-          ho.interface + ")");
+  logInfo("ferry-balancer host: replies from " + a.opts.at("address") + " leave as their VIP (" +
+          (nft ? std::string("nftables") : "tc egress on " + ho.interface) + ")");
   waitForSignal();
   // The rewrite stays: replies of live connections must keep their VIP while the
   // daemon is away. `ferry-balancer host --remove` takes it off.

@@ -84,11 +84,19 @@ class Handler : public Poco::Net::HTTPRequestHandler {
   }
 
  private:
+  // The channel endpoint to give a gateway: its VIP's, when it came through one that
+  // names one (the port it arrived on says which), else the server's default.
+  std::string controlEndpointFor(HTTPServerRequest& req) const {
+    const Vip* vip = vipForPort(ctx_.vips, req.serverAddress().port());
+    return vip && !vip->controlEndpoint.empty() ? vip->controlEndpoint : ctx_.controlEndpoint;
+  }
+
   HTTPResponse::HTTPStatus route(HTTPServerRequest& req, json& out) {
     const std::string& m = req.getMethod();
     std::string path = req.getURI().substr(0, req.getURI().find('?'));
     if (path == "/healthz") {
       out = {{"ok", true}, {"server", ctx_.serverId}};
+      if (const Vip* vip = vipForPort(ctx_.vips, req.serverAddress().port())) out["vip"] = vip->address;
       return HTTPResponse::HTTP_OK;
     }
     if (path == "/metrics" && m == "GET") {
@@ -148,7 +156,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
              {"certificate", cert.certificatePem},
              {"certificate_not_after", cert.notAfter},
              {"ca_certificate", ctx_.ca.certificatePem()},
-             {"control_endpoint", ctx_.controlEndpoint},
+             {"control_endpoint", controlEndpointFor(req)},
              {"store", store}};
       return HTTPResponse::HTTP_OK;
     }

@@ -18,6 +18,7 @@
 #include "outbox.h"
 #include "router.h"
 #include "snapshot_schedule.h"
+#include "vips.h"
 
 namespace ferry::control {
 
@@ -38,6 +39,7 @@ struct ApiContext {
   Routing routing = Routing::kLookup;  // unless a call says ?routing=
   ChannelServer* channel = nullptr;    // for /metrics; none when api.tls = false
   std::string serverId;                // in /healthz: which farm member answered
+  std::vector<Vip> vips;               // the VIPs whose host ports this server also listens on
 };
 
 // Answers by status class (1xx … 5xx), for /metrics.

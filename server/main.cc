@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -129,11 +130,22 @@ class ControlServer : public Poco::Util::ServerApplication {
                                Poco::StringTokenizer::TOK_TRIM | Poco::StringTokenizer::TOK_IGNORE_EMPTY)) {
       names.push_back(n);
     }
+    auto vips = ferry::control::readVips(config());
+    if (!vips) {
+      std::cerr << "ferry-control: " << vips.status().toString() << "\n";
+      return EXIT_CONFIG;
+    }
+    // Clients that came through a VIP check the certificate against the VIP's name.
+    for (const auto& v : vips.value()) {
+      std::string vipHost = v.address.substr(0, v.address.rfind(':'));
+      if (std::find(names.begin(), names.end(), vipHost) == names.end()) names.push_back(vipHost);
+    }
     std::string host = config().getString("api.host", "0.0.0.0");
     auto port = static_cast<Poco::UInt16>(config().getUInt("api.port", 8443));
     bool tls = config().getBool("api.tls", true);
 
     std::unique_ptr<Poco::Net::ServerSocket> socket;
+    std::vector<std::unique_ptr<Poco::Net::ServerSocket>> vipSockets;  // one per VIP host port
     try {
       if (tls) {
         // A fresh server certificate from the provider CA at every start: names follow
@@ -156,14 +168,28 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    "", Poco::Net::Context::VERIFY_NONE, 9, false, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL");
         ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
         socket = std::make_unique<Poco::Net::SecureServerSocket>(ctx);
+        for (size_t i = 0; i < vips.value().size(); ++i)
+          vipSockets.push_back(std::make_unique<Poco::Net::SecureServerSocket>(ctx));
       } else {
         socket = std::make_unique<Poco::Net::ServerSocket>();
+        for (size_t i = 0; i < vips.value().size(); ++i) vipSockets.push_back(std::make_unique<Poco::Net::ServerSocket>());
       }
       socket->bind(Poco::Net::SocketAddress(host, port), true);
       socket->listen(256);
     } catch (const Poco::Exception& e) {
       std::cerr << "ferry-control: cannot listen on " << host << ":" << port << ": " << e.displayText() << "\n";
       return EXIT_UNAVAILABLE;
+    }
+    for (size_t i = 0; i < vipSockets.size(); ++i) {
+      const auto& v = vips.value()[i];
+      try {
+        vipSockets[i]->bind(Poco::Net::SocketAddress(host, v.port), true);
+        vipSockets[i]->listen(256);
+      } catch (const Poco::Exception& e) {
+        std::cerr << "ferry-control: cannot listen on " << host << ":" << v.port << " for VIP " << v.name << ": "
+                  << e.displayText() << "\n";
+        return EXIT_UNAVAILABLE;
+      }
     }
     Poco::UInt16 boundPort = socket->address().port();
     // What finishing a request changes: volumes and snapshots, or a renewed certificate.
@@ -227,12 +253,24 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    router,
                                    routing,
                                    channel.get(),
-                                   serverId};
+                                   serverId,
+                                   vips.value()};
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(config().getInt("api.threads", 16));
     params->setKeepAlive(true);
-    Poco::Net::HTTPServer server(new ferry::control::ApiFactory(ctx), *socket, params);
+    // One handler factory for every listener: the same counters whichever port a
+    // request came in on.
+    Poco::Net::HTTPRequestHandlerFactory::Ptr factory = new ferry::control::ApiFactory(ctx);
+    Poco::Net::HTTPServer server(factory, *socket, params);
     server.start();
+    std::vector<std::unique_ptr<Poco::Net::HTTPServer>> vipServers;
+    for (auto& vs : vipSockets) {
+      auto* vipParams = new Poco::Net::HTTPServerParams;
+      vipParams->setMaxThreads(config().getInt("api.threads", 16));
+      vipParams->setKeepAlive(true);
+      vipServers.push_back(std::make_unique<Poco::Net::HTTPServer>(factory, *vs, vipParams));
+      vipServers.back()->start();
+    }
     std::cout << "ferry-control: API on " << (tls ? "https://" : "http://") << socket->address().toString()
               << ", database schema version " << db.value()->schemaVersion() << ", provider CA "
               << config().getString("tls.ca_dir", stateDir + "/ca") << "/ca.crt";
@@ -241,6 +279,7 @@ class ControlServer : public Poco::Util::ServerApplication {
                 << channel->internalUrl() << " (server " << serverId << ", routing "
                 << ferry::control::routingName(routing) << ")";
     }
+    for (const auto& v : vips.value()) std::cout << ", VIP " << v.name << " " << v.address << " on port " << v.port;
     std::cout << std::endl;
     // Snapshot schedules: every server looks; one takes each due snapshot and routes
     // the requests it made as the API does.
@@ -268,6 +307,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     }
     scheduleWake.notify_all();
     scheduler.join();
+    for (auto& vs : vipServers) vs->stopAll(true);
     server.stopAll(true);
     if (channel) channel->stop();
     std::cout << "ferry-control: stopped" << std::endl;

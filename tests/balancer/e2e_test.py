@@ -9,7 +9,13 @@ connection; adding a backend keeps held connections where they were and new ones
 it; killing a backend breaks only its own connections, and the health checks take it
 out. Needs root: exits 77 (skipped) without it.
 
-  FERRY_BUILD_DIR=build python3 tests/balancer/e2e_test.py
+With --dataplane nft the nodes and hosts use the nftables data plane, which has no
+connection table: a change of the backend set also moves the held connections whose
+ring slots Maglev moved (adding a third backend moves about a third of all flows to it;
+removing one moves a few per cent besides its own), so those checks are relaxed to at
+least a quarter and at least 70 % kept.
+
+  FERRY_BUILD_DIR=build python3 tests/balancer/e2e_test.py [--dataplane xdp|nft]
 """
 import json
 import os
@@ -25,7 +31,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.abspath(os.environ.get("FERRY_BUILD_DIR", os.path.join(ROOT, "build")))
-P = "fbt"
+DATAPLANE = sys.argv[sys.argv.index("--dataplane") + 1] if "--dataplane" in sys.argv else "xdp"
+P = "fbt" if DATAPLANE == "xdp" else "fbn"
 VIP = "198.51.100.10"
 HOSTS = {"h1": "10.2.0.21", "h2": "10.2.0.22", "h3": "10.2.0.23"}
 NODES = {"lb1": "10.2.0.11", "lb2": "10.2.0.12"}
@@ -82,10 +89,14 @@ def start_control(tmp, host, db_url):
     d = os.path.join(tmp, host)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "control.properties"), "w") as f:
-        f.write("database = %s\napi.host = 0.0.0.0\napi.port = 18443\nstate.dir = %s/state\n"
+        # The server's own API port is 8443; 18443 is the VIP's host port (the balancer's
+        # host_port), where it answers as the VIP.
+        f.write("database = %s\napi.host = 0.0.0.0\napi.port = 8443\nstate.dir = %s/state\n"
                 "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\nchannel.port = 18445\n"
-                "internal.port = 8444\napi.threads = 64\ntls.ca_dir = %s/ca\ntls.names = %s,%s,localhost\nserver.id = %s\n"
-                % (db_url, d, tmp, VIP, HOSTS[host], host))
+                "internal.port = 8444\napi.threads = 64\ntls.ca_dir = %s/ca\ntls.names = %s,localhost\nserver.id = %s\n"
+                "vip.api.port = 18443\nvip.api.address = %s:443\n"
+                "vip.api.control_endpoint = wss://%s:8445/v1/channel\n"
+                % (db_url, d, tmp, HOSTS[host], host, VIP, VIP))
     spawn("control-" + host, host, [os.path.join(BUILD, "server", "ferry-control"),
                                      "--config=" + os.path.join(d, "control.properties")], os.path.join(d, "control.log"))
     wait_for("ferry-control on " + host, lambda: os.path.exists(os.path.join(tmp, "ca", "ca.crt")) and sh(
@@ -139,13 +150,13 @@ def run(tmp):
         json.dump(cfg, f)
     bal = os.path.join(BUILD, "balancer", "ferry-balancer")
     for h, a in HOSTS.items():
-        spawn("host-" + h, h, [bal, "host", "--config", tmp + "/balancer.json", "--interface", "eth0", "--address", a],
-              "%s/host-%s.log" % (tmp, h))
+        spawn("host-" + h, h, [bal, "host", "--config", tmp + "/balancer.json", "--interface", "eth0", "--address", a,
+                               "--dataplane", DATAPLANE], "%s/host-%s.log" % (tmp, h))
     start_control(tmp, "h1", db_url)
     start_control(tmp, "h2", db_url)
     for n, a in NODES.items():
-        spawn(n, n, [bal, "node", "--config", tmp + "/balancer.json", "--interface", "eth0", "--metrics", a + ":9480"],
-              "%s/%s.log" % (tmp, n))
+        spawn(n, n, [bal, "node", "--config", tmp + "/balancer.json", "--interface", "eth0", "--metrics", a + ":9480",
+                     "--dataplane", DATAPLANE], "%s/%s.log" % (tmp, n))
     for n in NODES:
         wait_for(n + " sees h1 and h2 up", lambda n=n: backend_up(n, "h1") and backend_up(n, "h2"))
     check(not backend_up("lb1", "h3"), "h3 (no server yet) is down")
@@ -157,6 +168,8 @@ def run(tmp):
        "table bridge dsr { chain watch { type filter hook forward priority 0;\n"
        "  ip saddr %s ether saddr { %s } counter\n  ip saddr %s counter\n}\n}\nEOF" % (VIP, ", ".join(macs), VIP))
 
+    answer = json.loads(sh("ip netns exec %s-cli curl -s -m 5 --cacert %s/ca/ca.crt https://%s/healthz" % (P, tmp, VIP)))
+    check(answer.get("vip") == VIP + ":443", "ferry-control knows which VIP the client dialled: %s" % answer)
     client = Client(tmp + "/ca/ca.crt")
     first = client.ask("open 24")
     check(all(s in ("h1", "h2") for s in first), "24 TLS connections through the VIP answered: %s" % first)
@@ -180,22 +193,39 @@ def run(tmp):
     start_control(tmp, "h3", db_url)
     for n in NODES:
         wait_for(n + " sees h3 up", lambda n=n: backend_up(n, "h3"))
-    check(client.ask("round") == first, "adding h3 kept every held connection where it was")
+    now = client.ask("round")
+    if DATAPLANE == "xdp":
+        check(now == first, "adding h3 kept every held connection where it was")
+    else:
+        kept = sum(1 for a, b in zip(first, now) if a == b)
+        # Without a connection table every flow in a slot h3 now owns moves: about a third
+        # (a binomial draw: 14 to 17 of 24 kept in trial runs; a quarter is far below).
+        check(kept >= len(first) * 0.25, "adding h3 kept %d of %d held connections (no connection table)"
+              % (kept, len(first)))
+        first = now  # a moved one is gone for good
     fresh = client.ask("open 24")
     check(not any(s.startswith("error") for s in fresh), "24 new connections answered: %s" % fresh)
     check("h3" in fresh, "new connections reach h3")
     held = first + fresh
+    if DATAPLANE == "nft":
+        # The forward-path counters of the nft plane count per backend too.
+        check(sum(v for k, v in metrics("lb1").items() if k[0] == "ferry_balancer_backend_packets_total") > 0,
+              "the nft plane counts packets per backend")
 
     # Kill a backend: only its own connections break; the checks take it out.
     kill("control-h2", signal.SIGKILL)
     for n in NODES:
         wait_for(n + " takes h2 out", lambda n=n: not backend_up(n, "h2"))
     after = client.ask("round")
+    others = [(was, now) for was, now in zip(held, after) if was in ("h1", "h3")]
     for was, now in zip(held, after):
         if was == "h2":
             check(now.startswith("error"), "a connection on h2 broke (%s)" % now)
-        else:
-            check(now == was, "a connection on %s kept going" % was)
+    kept = sum(1 for was, now in others if was == now)
+    if DATAPLANE == "xdp":
+        check(kept == len(others), "every connection on h1 and h3 kept going (%d)" % kept)
+    else:
+        check(kept >= len(others) * 0.7, "%d of %d connections on h1 and h3 kept going" % (kept, len(others)))
     replaced = client.ask("open 12")
     check(all(s in ("h1", "h3") for s in replaced), "new connections avoid h2: %s" % replaced)
     client.close()

@@ -244,6 +244,65 @@ TEST_P(ControlApiTest, AnActivatedGatewayGetsItsCertificateForItsOwnKeyOnly) {
   EXPECT_EQ(got.body["control_endpoint"], "wss://localhost:" + std::to_string(control_->channelPort()) + "/v1/channel");
 }
 
+// Behind the balancer (docs/balancer.md): the port a connection arrived on says which
+// VIP the client dialled; the server answers as that VIP where it matters.
+TEST(ControlVipTest, AVipsHostPortAnswersAsThatVip) {
+  TempDir dir;
+  int vipPort = ferry::testing::freeTcpPort();
+  Control control(dir.path(), "sqlite://" + (dir / "control.db"),
+                  "vip.api.port = " + std::to_string(vipPort) +
+                      "\nvip.api.address = 198.51.100.10:443\n"
+                      "vip.api.control_endpoint = wss://198.51.100.10:8445/v1/channel\n");
+  ASSERT_TRUE(control.start()) << control.log();
+  auto direct = control.call("GET", "/healthz");
+  ASSERT_EQ(direct.status, 200);
+  EXPECT_FALSE(direct.body.contains("vip")) << direct.text;
+  auto viaVip = control.callOn(vipPort, "GET", "/healthz");
+  ASSERT_EQ(viaVip.status, 200) << "the server listens on the VIP's host port too";
+  EXPECT_EQ(viaVip.body.value("vip", ""), "198.51.100.10:443");
+
+  // A gateway that activates through the VIP is told the VIP's channel endpoint; one that
+  // comes to the server's own port, the server's.
+  std::string token;
+  {
+    auto r = control.call("POST", "/v1/signup", json{{"email", "vip@example.com"}, {"password", "0123456789ab"}}.dump());
+    ASSERT_EQ(r.status, 201) << r.text;
+    r = control.call("POST", "/v1/login", json{{"email", "vip@example.com"}, {"password", "0123456789ab"}}.dump());
+    token = r.body.value("token", "");
+  }
+  for (bool throughVip : {true, false}) {
+    ferry::testing::GatewayKey key;
+    auto call = [&](const std::string& m, const std::string& path, const std::string& body, const std::string& tok,
+                    const std::vector<std::pair<std::string, std::string>>& h = {}) {
+      return throughVip ? control.callOn(vipPort, m, path, body, tok, h) : control.call(m, path, body, tok, h);
+    };
+    auto started = call("POST", "/v1/activation", json{{"public_key", key.publicPem()}}.dump(), "");
+    ASSERT_EQ(started.status, 201) << started.text;
+    std::string requestId = started.body["request_id"];
+    auto claimed = control.call("POST", "/v1/gateways/activate",
+                                json{{"activation_key", started.body["activation_key"]},
+                                     {"name", throughVip ? "via-vip" : "direct"}}.dump(),
+                                token);
+    ASSERT_EQ(claimed.status, 201) << claimed.text;
+    std::string t = std::to_string(::time(nullptr));
+    auto got = call("POST", "/v1/activation/" + requestId + "/certificate", json{{"csr", key.csr()}}.dump(), "",
+                    {{"X-Ferry-Time", t}, {"X-Ferry-Signature", key.sign("ferry-activation\n" + requestId + "\n" + t)}});
+    ASSERT_EQ(got.status, 200) << got.text;
+    if (throughVip) {
+      EXPECT_EQ(got.body["control_endpoint"], "wss://198.51.100.10:8445/v1/channel");
+    } else {
+      EXPECT_EQ(got.body["control_endpoint"], "wss://localhost:" + std::to_string(control.channelPort()) + "/v1/channel");
+    }
+  }
+}
+
+TEST(ControlVipTest, ABadVipIsRefusedAtStart) {
+  TempDir dir;
+  Control control(dir.path(), "sqlite://" + (dir / "control.db"), "vip.api.port = 0\nvip.api.address = 198.51.100.10:443\n");
+  EXPECT_FALSE(control.start());
+  EXPECT_NE(control.log().find("vip.api.port must be a port number"), std::string::npos) << control.log();
+}
+
 TEST_P(ControlApiTest, TheApiIsTlsOnlyAndTheCaSurvivesARestart) {
   std::string ca = ferry::testing::readFile(control_->caPath());
   ASSERT_NE(ca.find("BEGIN CERTIFICATE"), std::string::npos);

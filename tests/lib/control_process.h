@@ -161,7 +161,12 @@ class Control {
   };
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
              const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_), clientContext());
+    return callOn(port_, method, path, body, token, headers);
+  }
+  // The same on another of the server's ports (a VIP's host port).
+  Reply callOn(int port, const std::string& method, const std::string& path, const std::string& body = "",
+               const std::string& token = "", const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    Poco::Net::HTTPSClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port), clientContext());
     Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
     if (!token.empty()) req.set("Authorization", "Bearer " + token);
     for (const auto& [k, v] : headers) req.set(k, v);
