@@ -5,6 +5,10 @@
 # a backend change disturbs (balancer_disruption). Needs root; results go to stdout
 # (docs/PERFORMANCE.md has the last run).
 #
+# The generator runs on CPU 0; the node's receive work (threaded NAPI on its veth, in
+# every mode) is pinned to CPU 1, so what is measured is what one core of the node
+# forwards, not what the generator's core has left after forwarding too.
+#
 #   gen (10.1.0.2) --veth-- lb (10.1.0.1 | 10.3.0.1) --veth-- sink (10.3.0.21-23, XDP drop)
 #
 #   bash bench/balancer_pps.sh [SECONDS=5] [ROUNDS=3] [FLOWS=4096]
@@ -49,6 +53,14 @@ ns sink ip addr add 10.3.0.23/24 dev s0
 ns sink ip link set s0 up
 ns sink ip route add default via 10.3.0.1
 ns gen ip route add default via 10.1.0.1
+# NAPI on the node's receiving veth in every mode (GRO on), in a kernel thread of its
+# own that pin_napi puts on CPU 1.
+ns lb ethtool -K l0 gro on >/dev/null
+ns lb sh -c 'echo 1 > /sys/class/net/l0/threaded'
+pin_napi() {
+  local t
+  for t in $(ps -eLo tid,comm | awk '$2 ~ /^napi\/l0-/ {print $1}'); do taskset -pc 1 "$t" >/dev/null; done
+}
 SINK_MAC=$(ns sink cat /sys/class/net/s0/address)
 for i in 21 22 23; do ns lb ip neigh replace 10.3.0.$i lladdr "$SINK_MAC" dev l1 nud permanent; done
 # The sink answers the node's health checks on :8080 and drops UDP at XDP (which also
@@ -72,14 +84,16 @@ run() {
   case $mode in
     plain) dst=10.3.0.21; port=18053 ;;
     xdp|nft)
-      ns lb "$BAL" node --config "$W/lb.json" --interface l0 --dataplane $mode >"$W/node-$mode.log" 2>&1 &
+      ip netns exec "$P-lb" "$BAL" node --config "$W/lb.json" --interface l0 --dataplane $mode \
+        >"$W/node-$mode.log" 2>&1 &
       pid=$!
       for _ in $(seq 1 100); do grep -q "ferry-balancer node:" "$W/node-$mode.log" && break; sleep 0.1; done
       grep -q "ferry-balancer node:" "$W/node-$mode.log" || { cat "$W/node-$mode.log" >&2; exit 1; } ;;
   esac
+  pin_napi
   local before after out
   before=$(rx_sink)
-  out=$(ns gen "$FLOOD" --interface g0 --dst-mac "$LB_MAC" --src 10.1.0.2 --dst $dst --dport $port \
+  out=$(ns gen taskset -c 0 "$FLOOD" --interface g0 --dst-mac "$LB_MAC" --src 10.1.0.2 --dst $dst --dport $port \
         --flows "$FLOWS" --seconds "$SECONDS_PER")
   sleep 0.2
   after=$(rx_sink)
