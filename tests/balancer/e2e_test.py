@@ -1,13 +1,18 @@
 """The balancer end to end, in network namespaces made for it (topology.sh): a client,
 an ECMP router with an L4 hash, two balancer nodes running `ferry-balancer node` (XDP,
 native), three backend hosts running `ferry-balancer host` and a real ferry-control
-each, on one PostgreSQL in its own namespace. A client holds TLS connections to the VIP.
+each, on one PostgreSQL in its own namespace. A client holds TLS connections to the VIP,
+and three real ferry-agents in the client namespace activate through the VIP and hold
+their gateway channels through it (the channel service, VIP:8445).
 
 Checks: requests reach every backend through the VIP; replies never cross a balancer
 (a bridge counter); withdrawing one balancer node from the ECMP route breaks no held
 connection; adding a backend keeps held connections where they were and new ones reach
 it; killing a backend breaks only its own connections, and the health checks take it
-out. Needs root: exits 77 (skipped) without it.
+out. The same for the gateway channels: a request is pushed down each one; they survive
+the node withdrawal and the added backend on the connection they had; the ones held
+by the killed backend reconnect through the VIP to another and the gateways are
+online again. Needs root: exits 77 (skipped) without it.
 
 With --dataplane nft the nodes and hosts use the nftables data plane, which has no
 connection table: a change of the backend set also moves the held connections whose
@@ -92,11 +97,13 @@ def start_control(tmp, host, db_url):
         # The server's own API port is 8443; 18443 is the VIP's host port (the balancer's
         # host_port), where it answers as the VIP.
         f.write("database = %s\napi.host = 0.0.0.0\napi.port = 8443\nstate.dir = %s/state\n"
-                "gateway.store = s3://ferry/{gateway}?endpoint=http://store:7480\nchannel.port = 18445\n"
+                "gateway.store = file://%s/store/{gateway}\nchannel.port = 18445\n"
+                "channel.ping_seconds = 1\nchannel.dead_seconds = 3\nserver.heartbeat_seconds = 1\n"
+                "server.stale_seconds = 3\n"
                 "internal.port = 8444\napi.threads = 64\ntls.ca_dir = %s/ca\ntls.names = %s,localhost\nserver.id = %s\n"
                 "vip.api.port = 18443\nvip.api.address = %s:443\n"
                 "vip.api.control_endpoint = wss://%s:8445/v1/channel\n"
-                % (db_url, d, tmp, HOSTS[host], host, VIP, VIP))
+                % (db_url, d, tmp, tmp, HOSTS[host], host, VIP, VIP))
     spawn("control-" + host, host, [os.path.join(BUILD, "server", "ferry-control"),
                                      "--config=" + os.path.join(d, "control.properties")], os.path.join(d, "control.log"))
     wait_for("ferry-control on " + host, lambda: os.path.exists(os.path.join(tmp, "ca", "ca.crt")) and sh(
@@ -117,6 +124,84 @@ class Client:
     def close(self):
         self.p.stdin.close()
         self.p.wait(timeout=10)
+
+
+def cli(cmd):
+    return sh("ip netns exec %s-cli %s" % (P, cmd))
+
+
+class Api:
+    """The provider's API through the VIP, from the client namespace, as a customer."""
+
+    def __init__(self, tmp):
+        self.ca = tmp + "/ca/ca.crt"
+        who = json.dumps({"email": "lb@example.com", "password": "0123456789ab"})
+        self.call("POST", "/v1/signup", who)
+        self.token = self.call("POST", "/v1/login", who)["token"]
+
+    def call(self, method, path, body=None):
+        cmd = "curl -s -m 10 --cacert %s -X %s" % (self.ca, method)
+        if getattr(self, "token", None):
+            cmd += " -H 'Authorization: Bearer %s'" % self.token
+        if body is not None:
+            cmd += " -H 'Content-Type: application/json' --data '%s'" % body
+        return json.loads(cli(cmd + " https://%s%s" % (VIP, path)) or "{}")
+
+
+def start_agent(tmp, i):
+    d = "%s/agent%d" % (tmp, i)
+    os.makedirs(d, exist_ok=True)
+    preload = os.environ.get("FERRY_NBDKIT_PRELOAD", "")
+    with open(d + "/agent.properties", "w") as f:
+        f.write("state.dir = %s/state\nprovider.endpoint = https://%s:443\nprovider.ca = %s/ca/ca.crt\n"
+                "page.host = 10.1.0.2\npage.port = %d\nnbd.host = 10.1.0.2\nnbd.port = %d\n"
+                "engine.plugin = %s\nactivation.poll_seconds = 1\n"
+                "channel.backoff_base_ms = 100\nchannel.backoff_cap_ms = 1000\n%s"
+                % (d, VIP, tmp, 8081 + i, 10809 + i, os.path.join(BUILD, "plugins", "ferry", "nbdkit-ferry-plugin.so"),
+                   "engine.environment = LD_PRELOAD=%s\n" % preload if preload else ""))
+    spawn("agent%d" % i, "cli", [os.path.join(BUILD, "appliance", "ferry-agent"), "--config=" + d + "/agent.properties"],
+          d + "/agent.log")
+
+
+def agent_status(i):
+    return json.loads(cli("curl -s -m 2 http://10.1.0.2:%d/status.json" % (8081 + i)))
+
+
+def channel_connections(i):
+    ch = agent_status(i).get("channel", {})
+    return ch.get("connections", 0) if ch.get("connected") else 0
+
+
+def activate_agents(tmp, api, count):
+    """Starts count agents, claims each through the API; returns their gateway ids."""
+    ids = []
+    for i in range(count):
+        start_agent(tmp, i)
+    for i in range(count):
+        key = {}
+        wait_for("agent %d's activation key" % i,
+                 lambda: key.setdefault("k", agent_status(i).get("activation_key")) or key.pop("k", None))
+        g = api.call("POST", "/v1/gateways/activate",
+                     json.dumps({"activation_key": key["k"], "name": "gw%d" % i, "timezone": "UTC"}))
+        ids.append(g["gateway"]["id"])
+    for i, gid in enumerate(ids):
+        wait_for("gateway %d online" % i, lambda gid=gid: api.call("GET", "/v1/gateways/" + gid)["gateway"]["online"],
+                 timeout=60)
+        wait_for("agent %d's channel" % i, lambda i=i: channel_connections(i) == 1, timeout=30)
+    return ids
+
+
+def push_volume(api, gid, name):
+    """Creates a volume on the gateway: a request pushed down its channel; True when done."""
+    r = api.call("POST", "/v1/gateways/%s/volumes" % gid, json.dumps({"name": name, "size": "64M"}))
+    rid = r["request"]["id"]
+    end = time.time() + 60
+    while time.time() < end:
+        st = api.call("GET", "/v1/requests/" + rid)["request"]["state"]
+        if st in ("done", "failed"):
+            return st == "done"
+        time.sleep(0.3)
+    return False
 
 
 def bridge_counters():
@@ -141,7 +226,8 @@ def run(tmp):
     db_url = "postgresql:host=10.2.0.50 port=%s user=postgres dbname=ferry" % port
 
     cfg = {"seed": 5,
-           "services": [{"name": "api", "vip": VIP, "port": 443, "host_port": 18443}],
+           "services": [{"name": "api", "vip": VIP, "port": 443, "host_port": 18443},
+                        {"name": "channel", "vip": VIP, "port": 8445, "host_port": 18445}],
            "backends": [{"name": h, "address": a} for h, a in sorted(HOSTS.items())],
            "nodes": list(NODES.values()),
            "health": {"scheme": "https", "path": "/healthz", "interval_ms": 300, "timeout_ms": 1000,
@@ -177,6 +263,12 @@ def run(tmp):
     via_lb, total = bridge_counters()
     check(total > 0 and via_lb == 0, "replies never cross a balancer (%d from the VIP, %d of them via a node)"
           % (total, via_lb))
+    api = Api(tmp)
+    gws = activate_agents(tmp, api, 3)
+    holders = [api.call("GET", "/v1/gateways/" + g)["gateway"]["server"] for g in gws]
+    check(set(holders) <= {"h1", "h2"}, "3 gateways activated through the VIP hold channels on %s" % holders)
+    check(all(push_volume(api, g, "v1") for g in gws), "a request went down each channel through the VIP")
+
     fwd = sum(metrics(n).get(("ferry_balancer_packets_total", 'verdict="forwarded"'), 0) for n in NODES)
     check(fwd > 0, "the nodes forwarded %d client packets" % fwd)
     per_node = [metrics(n).get(("ferry_balancer_packets_total", 'verdict="forwarded"'), 0) for n in NODES]
@@ -186,6 +278,8 @@ def run(tmp):
     sh("bash %s ecmp %s lb2" % (topo, P))
     again = client.ask("round")
     check(again == first, "withdrawing lb1 broke no held connection")
+    time.sleep(4)  # more than dead_seconds: pings cross lb2 now
+    check([channel_connections(i) for i in range(3)] == [1, 1, 1], "nor a gateway channel")
     sh("bash %s ecmp %s both" % (topo, P))
     check(client.ask("round") == first, "and giving it back neither")
 
@@ -203,6 +297,10 @@ def run(tmp):
         check(kept >= len(first) * 0.25, "adding h3 kept %d of %d held connections (no connection table)"
               % (kept, len(first)))
         first = now  # a moved one is gone for good
+    if DATAPLANE == "xdp":
+        time.sleep(4)
+        check([channel_connections(i) for i in range(3)] == [1, 1, 1],
+              "adding h3 kept every gateway channel on its connection")
     fresh = client.ask("open 24")
     check(not any(s.startswith("error") for s in fresh), "24 new connections answered: %s" % fresh)
     check("h3" in fresh, "new connections reach h3")
@@ -226,6 +324,17 @@ def run(tmp):
         check(kept == len(others), "every connection on h1 and h3 kept going (%d)" % kept)
     else:
         check(kept >= len(others) * 0.7, "%d of %d connections on h1 and h3 kept going" % (kept, len(others)))
+    for i, g in enumerate(gws):
+        wait_for("gateway %d online after the kill" % i,
+                 lambda g=g: api.call("GET", "/v1/gateways/" + g)["gateway"]["online"] and
+                 api.call("GET", "/v1/gateways/" + g)["gateway"]["server"] in ("h1", "h3"), timeout=60)
+    conns = [channel_connections(i) for i in range(3)]
+    for i, was in enumerate(holders):
+        if was == "h2":
+            check(conns[i] >= 2, "gateway %d, held by h2, reconnected through the VIP (%d connections)" % (i, conns[i]))
+        elif DATAPLANE == "xdp":
+            check(conns[i] == 1, "gateway %d, held by %s, kept its channel" % (i, was))
+    check(all(push_volume(api, g, "v2") for g in gws), "requests reach every gateway after the kill")
     replaced = client.ask("open 12")
     check(all(s in ("h1", "h3") for s in replaced), "new connections avoid h2: %s" % replaced)
     client.close()
