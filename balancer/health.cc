@@ -83,6 +83,7 @@ void HealthChecker::loop(size_t index) {
     lock.unlock();
     std::string error = probe(cfg_, backends_[index].address);
     record(index, error, false);
+    if (index == 0 && onRound_) onRound_();
     lock.lock();
   }
 }

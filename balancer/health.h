@@ -30,6 +30,9 @@ class HealthChecker {
   // onChange runs (on a checker thread) whenever a backend goes up or down.
   HealthChecker(HealthConfig cfg, std::vector<BackendConfig> backends, std::function<void()> onChange);
   ~HealthChecker();
+  // onRound runs after every probe of the first backend (once per interval), on its
+  // checker thread. Set before start().
+  void setOnRound(std::function<void()> onRound) { onRound_ = std::move(onRound); }
   // Probes every backend once (in parallel) and takes the answers as they are.
   void firstRound();
   void start();
@@ -46,6 +49,7 @@ class HealthChecker {
   HealthConfig cfg_;
   std::vector<BackendConfig> backends_;
   std::function<void()> onChange_;
+  std::function<void()> onRound_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -84,10 +84,21 @@ Result<HostCounters> HostEgress::counters() {
   return out;
 }
 
-void HostEgress::removeFromInterface() {
-  ifindex_ = if_nametoindex(opt_.interface.c_str());
-  attached_ = ifindex_ != 0;
-  stop();
+Status HostEgress::removeFromInterface() {
+  unsigned ifindex = if_nametoindex(opt_.interface.c_str());
+  if (ifindex == 0) return Status::invalid("no interface \"" + opt_.interface + "\" here");
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = static_cast<int>(ifindex);
+  hook.attach_point = BPF_TC_EGRESS;
+  bpf_tc_opts to{};
+  to.sz = sizeof to;
+  to.handle = kHandle;
+  to.priority = kPriority;
+  int rc = bpf_tc_detach(&hook, &to);
+  if (rc == -ENOENT || rc == -EINVAL) return Status::notFound("no egress rewrite on " + opt_.interface);
+  if (rc != 0) return bpfError("detach the egress rewrite from " + opt_.interface, rc);
+  return Status::ok();
 }
 
 void HostEgress::stop() {

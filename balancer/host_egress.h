@@ -30,9 +30,10 @@ class HostEgress {
   // their answers from the host's own address.
   Status start(const std::vector<ServiceConfig>& services, const std::vector<uint32_t>& nodes);
   Result<HostCounters> counters();
-  // Takes our filter off the interface (this daemon's or an earlier one's).
   void stop();
-  void removeFromInterface();
+  // Takes our filter off the interface (this daemon's or an earlier one's): not found
+  // when there is none, an error when the interface is missing or the detach fails.
+  Status removeFromInterface();
 
   int programFd() const;
   int mapFd(const char* name) const;

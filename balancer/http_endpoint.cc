@@ -58,9 +58,13 @@ HttpEndpoint::~HttpEndpoint() { stop(); }
 
 Status HttpEndpoint::start() {
   size_t colon = listen_.rfind(':');
-  if (colon == std::string::npos) return Status::invalid("listen address must be HOST:PORT, not \"" + listen_ + "\"");
+  std::string portText = colon == std::string::npos ? "" : listen_.substr(colon + 1);
+  bool digits = !portText.empty() && portText.size() <= 5 &&
+                portText.find_first_not_of("0123456789") == std::string::npos;
+  if (colon == std::string::npos || colon == 0 || !digits || std::stoi(portText) > 65535)
+    return Status::invalid("listen address must be HOST:PORT (port 0-65535), not \"" + listen_ + "\"");
   try {
-    Poco::Net::SocketAddress addr(listen_.substr(0, colon), static_cast<Poco::UInt16>(std::stoi(listen_.substr(colon + 1))));
+    Poco::Net::SocketAddress addr(listen_.substr(0, colon), static_cast<Poco::UInt16>(std::stoi(portText)));
     Poco::Net::ServerSocket socket(addr, 64);
     port_ = socket.address().port();
     auto* params = new Poco::Net::HTTPServerParams;

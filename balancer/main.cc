@@ -183,9 +183,17 @@ int runHost(const Args& a) {
   HostOptions ho;
   ho.interface = a.opts.at("interface");
   if (a.flags.count("remove")) {
-    HostEgress egress(ho);
-    egress.removeFromInterface();
-    if (haveNft()) NftHost::remove();
+    // Both rewrites, whichever this host ran; saying which were there.
+    Status tc = HostEgress(ho).removeFromInterface();
+    if (!tc && tc.code() != ferry::Code::kNotFound) return fail(tc.toString());
+    std::cout << (tc ? "removed the tc egress rewrite from " : "no tc egress rewrite on ") << ho.interface << "\n";
+    if (haveNft()) {
+      bool present = listNft("list table ip ferry_host").isOk();
+      if (present) {
+        if (Status st = NftHost::remove(); !st) return fail(st.toString());
+      }
+      std::cout << (present ? "removed" : "no") << " nftables table ip ferry_host\n";
+    }
     return 0;
   }
   auto dataplane = dataplaneOf(a);

@@ -13,6 +13,16 @@ Node::~Node() { stop(); }
 Status Node::start() {
   if (Status st = dp_->start(); !st) return st;
   health_ = std::make_unique<HealthChecker>(cfg_.health, cfg_.backends, [this] { reprogram(); });
+  // A data-plane update that failed is tried again every health interval, not only at
+  // the next change of health.
+  health_->setOnRound([this] {
+    bool failed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      failed = !lastError_.empty();
+    }
+    if (failed) reprogram();
+  });
   health_->firstRound();
   reprogram();
   {
@@ -61,7 +71,12 @@ void Node::reprogram() {
 
 std::string Node::metricsText() {
   MetricsText m;
-  auto counters = dp_->counters();
+  Result<DataplaneCounters> counters = Status::unavailable("not read");
+  {
+    // program() (on a health thread) reshapes what counters() reads.
+    std::lock_guard<std::mutex> lock(mu_);
+    counters = dp_->counters();
+  }
   std::vector<BackendHealth> health = health_ ? health_->snapshot() : std::vector<BackendHealth>{};
   std::vector<int> slots(cfg_.backends.size(), 0);
   uint64_t updates;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <tuple>
 #include <set>
 
@@ -20,7 +21,7 @@ const char* verdictName(int v) {
   static const char* const kNames[LB_V_COUNT] = {
       "forwarded",         "forwarded_kernel", "icmp_forwarded", "pass_not_ipv4",   "pass_not_vip",
       "drop_unknown_service", "drop_fragment", "drop_protocol",  "drop_malformed",  "drop_no_backend",
-      "drop_ttl",          "drop_no_route"};
+      "drop_ttl",          "drop_no_route",    "drop_too_big"};
   return v >= 0 && v < LB_V_COUNT ? kNames[v] : "?";
 }
 
@@ -35,6 +36,14 @@ Status XdpDataplane::start() {
   if (!opt_.interface.empty()) {
     ifindex = if_nametoindex(opt_.interface.c_str());
     if (ifindex == 0) return Status::invalid("no interface \"" + opt_.interface + "\" here");
+    // The program asks the kernel's FIB for the next hop, which answers only where the
+    // interface forwards.
+    std::ifstream fwd("/proc/sys/net/ipv4/conf/" + opt_.interface + "/forwarding");
+    int on = 0;
+    fwd >> on;
+    if (on != 1)
+      return Status::invalid("the XDP data plane forwards: set net.ipv4.conf." + opt_.interface +
+                             ".forwarding = 1 (or net.ipv4.ip_forward = 1)");
   }
   auto obj = openEmbedded(k_lb_xdp_object, k_lb_xdp_object_size, "lb_xdp");
   if (!obj) return obj.status();

@@ -91,6 +91,7 @@ enum {
   LB_V_DROP_NO_BACKEND,     /* no healthy backend */
   LB_V_DROP_TTL,            /* TTL would reach zero */
   LB_V_DROP_NO_ROUTE,       /* no route to the backend */
+  LB_V_DROP_TOO_BIG,        /* larger than the MTU towards the backend */
   LB_V_COUNT
 };
 

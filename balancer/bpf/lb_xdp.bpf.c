@@ -15,7 +15,8 @@
  *   any other ICMP or protocol to a VIP      XDP_DROP
  *   truncated headers to a VIP               XDP_DROP
  * The next hop comes from the kernel's FIB; without a neighbour entry yet, the
- * rewritten packet goes to the kernel, which resolves it and forwards. */
+ * rewritten packet goes to the kernel, which resolves it and forwards. Too big for the
+ * backend link (the FIB says fragmentation needed), or no route: XDP_DROP. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -143,7 +144,10 @@ static __always_inline __u32 pick_backend(struct lb_flow_key* fk, int new_flow, 
   if (!entry || *entry == LB_NO_BACKEND) return LB_NO_BACKEND;
   __u32 idx = *entry;
   struct lb_backend* be = bpf_map_lookup_elem(&backends, &idx);
-  if (!be || !be->up) return LB_NO_BACKEND;
+  /* The ring holds only backends that were up when it was built. Its up flag is not
+   * checked here: a packet that read the old ring just before a flip may meet a backend
+   * marked down just after it, and dropping it would be a drop caused by the update. */
+  if (!be) return LB_NO_BACKEND;
   struct lb_flow value = {.backend = idx};
   bpf_map_update_elem(&flows, fk, &value, BPF_ANY);
   *out = be;
@@ -151,13 +155,10 @@ static __always_inline __u32 pick_backend(struct lb_flow_key* fk, int new_flow, 
 }
 
 /* Sends the rewritten packet towards daddr: next hop from the FIB, then XDP_TX out of
- * the port it came in on, or a redirect. TTL is decremented as any router does. */
+ * the port it came in on, or a redirect. TTL is decremented as any router does, once:
+ * by us when we send, by the kernel when we hand the packet to it. */
 static __always_inline int transmit(struct xdp_md* ctx, struct ethhdr* eth, struct iphdr* ip, __u32 v) {
   if (ip->ttl <= 1) return verdict(ctx, LB_V_DROP_TTL, XDP_DROP);
-  __u16 old_word = *(__u16*)&ip->ttl;
-  ip->ttl--;
-  ip->check = lb_csum_replace16(ip->check, old_word, *(__u16*)&ip->ttl);
-
   struct bpf_fib_lookup fib = {};
   fib.family = AF_INET;
   fib.ipv4_src = ip->saddr;
@@ -168,12 +169,28 @@ static __always_inline int transmit(struct xdp_md* ctx, struct ethhdr* eth, stru
   fib.ifindex = ctx->ingress_ifindex;
   long rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
   if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return verdict(ctx, LB_V_FORWARDED_KERNEL, XDP_PASS);
+  /* Larger than the backend link's MTU: the node's links towards the backends must carry
+   * what its client side does (docs/balancer.md); counted apart so it shows. */
+  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) return verdict(ctx, LB_V_DROP_TOO_BIG, XDP_DROP);
   if (rc != BPF_FIB_LKUP_RET_SUCCESS) return verdict(ctx, LB_V_DROP_NO_ROUTE, XDP_DROP);
+  __u16 old_word = *(__u16*)&ip->ttl;
+  ip->ttl--;
+  ip->check = lb_csum_replace16(ip->check, old_word, *(__u16*)&ip->ttl);
   __builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
   __builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
   if (fib.ifindex == ctx->ingress_ifindex) return verdict(ctx, v, XDP_TX);
   verdict(ctx, v, XDP_REDIRECT);
   return bpf_redirect(fib.ifindex, 0);
+}
+
+/* Counts a packet for its service and backend once transmit() has not dropped it. */
+static __always_inline int counted(struct xdp_md* ctx, int action, __u32 service, __u32 backend, __u64 bytes) {
+  if (action != XDP_DROP && action != XDP_ABORTED) {
+    count(&service_stats, service, bytes);
+    count(&backend_stats, backend, bytes);
+  }
+  (void)ctx;
+  return action;
 }
 
 /* Rewrites the destination to (backend, host port): IP header and L4 checksums fixed
@@ -246,9 +263,8 @@ static __always_inline int handle_icmp(struct xdp_md* ctx, struct ethhdr* eth, s
   __u32 old_dst = ip->daddr;
   ip->daddr = be->addr;
   ip->check = lb_csum_replace32(ip->check, old_dst, be->addr);
-  count(&service_stats, svc->index, ctx->data_end - ctx->data);
-  count(&backend_stats, idx, ctx->data_end - ctx->data);
-  return transmit(ctx, eth, ip, LB_V_ICMP_FORWARDED);
+  __u64 bytes = ctx->data_end - ctx->data;
+  return counted(ctx, transmit(ctx, eth, ip, LB_V_ICMP_FORWARDED), svc->index, idx, bytes);
 }
 
 SEC("xdp")
@@ -303,9 +319,8 @@ int ferry_lb(struct xdp_md* ctx) {
   if (idx == LB_NO_BACKEND || !be) return verdict(ctx, LB_V_DROP_NO_BACKEND, XDP_DROP);
 
   rewrite_dest(ip, &ports[1], l4check, udp, be->addr, svc->host_port);
-  count(&service_stats, svc->index, ctx->data_end - ctx->data);
-  count(&backend_stats, idx, ctx->data_end - ctx->data);
-  return transmit(ctx, eth, ip, LB_V_FORWARDED);
+  __u64 bytes = ctx->data_end - ctx->data;
+  return counted(ctx, transmit(ctx, eth, ip, LB_V_FORWARDED), svc->index, idx, bytes);
 }
 
 char LICENSE[] SEC("license") = "GPL";

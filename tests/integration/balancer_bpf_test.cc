@@ -13,6 +13,12 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
 #include "host_egress.h"
 #include "maglev.h"
 #include "packet.h"
@@ -275,8 +281,10 @@ TEST_F(XdpTest, WithoutANeighbourEntryTheKernelForwardsTheRewrittenPacket) {
   Frame in = clientFrame(40000);
   ProgRun r = runXdp(dp_->programFd(), frameBytes(in));
   EXPECT_EQ(r.action, XDP_PASS);
-  // Addresses and ports rewritten, TTL down, MACs as they came: the kernel routes it.
+  // Addresses and ports rewritten, MACs as they came: the kernel routes it (and takes
+  // one from the TTL, as it forwards: the program leaves the TTL to it).
   Frame want = forwarded(in, ip4("10.2.0.23"), 18443, in.dst, in.src);
+  want.ttl++;
   expectSame(r.out, frameBytes(want));
   EXPECT_EQ(verdict(LB_V_FORWARDED_KERNEL).packets, 1u);
 }
@@ -326,6 +334,27 @@ TEST_F(XdpTest, FlowsOfABackendThatWentDownMoveAndOnlyThose) {
   EXPECT_NE(daddr, ip4("10.2.0.21")) << "c1 is down: its flow must move";
   ProgRun rb = runXdp(dp_->programFd(), frameBytes(b));
   expectSame(rb.out, frameBytes(forwarded(b, ip4("10.2.0.22"), 18443, backendMac(0x22))));
+}
+
+TEST_F(XdpTest, NoRouteOrTooBigForTheBackendLinkDropsAndSaysWhich) {
+  // A backend nothing routes to (the namespace has no default route).
+  std::vector<uint32_t> ring(LB_RING_SIZE, 0);
+  ASSERT_TRUE(dp_->program(services(), {{ip4("10.9.0.5"), true}}, ring));
+  EXPECT_EQ(runXdp(dp_->programFd(), frameBytes(clientFrame(40000))).action, XDP_DROP);
+  EXPECT_EQ(verdict(LB_V_DROP_NO_ROUTE).packets, 1u);
+  auto c = dp_->counters();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->backends[0].packets, 0u) << "a dropped packet is not counted as the backend's";
+
+  // A packet larger than the MTU of the port towards the backend.
+  ASSERT_EQ(testing::runCommand("ip link set out0 mtu 1280"), 0);
+  setUp({false, false, true, false});
+  Frame big = clientFrame(40000);
+  big.l4.payload = Bytes(1400, 'b');
+  EXPECT_EQ(runXdp(dp_->programFd(), frameBytes(big)).action, XDP_DROP);
+  EXPECT_EQ(verdict(LB_V_DROP_TOO_BIG).packets, 1u);
+  ASSERT_EQ(testing::runCommand("ip link set out0 mtu 1500"), 0);
+  EXPECT_EQ(runXdp(dp_->programFd(), frameBytes(big)).action, XDP_REDIRECT);
 }
 
 TEST_F(XdpTest, NoBackendUpDrops) {
@@ -488,6 +517,42 @@ TEST_F(XdpTest, AnUpdateFlipsTheRingInOneStep) {
   EXPECT_EQ(again.ring, after.ring);
 }
 
+TEST_F(XdpTest, MapUpdatesUnderTrafficDropNoPacket) {
+  // One thread keeps reprogramming (a backend comes and goes, so the ring flips every
+  // time) while this one sends new connections through the program: every packet must
+  // be forwarded, none dropped for a half-written ring or a backend marked down mid-way.
+  std::atomic<bool> done{false};
+  std::atomic<int> updates{0};
+  std::thread updater([&] {
+    auto cfgs = backendConfigs();
+    for (bool third = true; !done; third = !third) {
+      std::vector<MaglevBackend> mb;
+      std::vector<BackendState> st;
+      for (size_t i = 0; i < cfgs.size(); ++i) {
+        bool up = i < 2 || (i == 2 && third);
+        mb.push_back({cfgs[i].name, up});
+        st.push_back({cfgs[i].address, up});
+      }
+      Status s = dp_->program(services(), st, buildMaglev(mb, kSeed, LB_RING_SIZE));
+      if (!s) ADD_FAILURE() << s.toString();
+      updates++;
+    }
+  });
+  int dropped = 0, sent = 0;
+  // Until the ring has flipped 20 times (an update takes milliseconds: the whole ring is
+  // written), with a time limit.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (; (sent < 2000 || updates < 20) && std::chrono::steady_clock::now() < until; ++sent) {
+    ProgRun r = runXdp(dp_->programFd(), frameBytes(clientFrame(static_cast<uint16_t>(10000 + sent % 50000))));
+    dropped += r.action != XDP_TX && r.action != XDP_REDIRECT;
+  }
+  done = true;
+  updater.join();
+  EXPECT_GE(updates.load(), 20) << "the ring must have flipped while packets ran";
+  EXPECT_EQ(dropped, 0) << "of " << sent << " packets, during " << updates << " updates";
+  EXPECT_EQ(verdict(LB_V_DROP_NO_BACKEND).packets, 0u);
+}
+
 TEST_F(XdpTest, AttachingToAMissingInterfaceSaysSo) {
   XdpOptions o;
   o.interface = "nosuch0";
@@ -517,6 +582,44 @@ TEST_F(XdpTest, AttachesToAVethAndDetachesOnStop) {
   std::string out;
   testing::runCommand("ip link show up1", &out);
   EXPECT_EQ(out.find("xdp"), std::string::npos) << out;
+}
+
+TEST_F(XdpTest, TheCommandLineSaysWhatIsWrong) {
+  const char* build = std::getenv("FERRY_BUILD_DIR");
+  if (!build) GTEST_SKIP() << "FERRY_BUILD_DIR is not set (run under ctest)";
+  std::string bin = std::string(build) + "/balancer/ferry-balancer";
+  testing::TempDir dir;
+  std::ofstream(dir / "lb.json") << R"({"services": [{"name": "api", "vip": "198.51.100.10", "port": 443,
+    "host_port": 18443}], "backends": [{"name": "c1", "address": "10.2.0.21"}]})";
+  struct Case {
+    std::string args;
+    int exit;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {"host --interface nosuch0 --remove", 1, "no interface \"nosuch0\""},
+      {"host --interface up0 --remove", 0, "no tc egress rewrite on up0"},
+      {"node --config " + (dir / "lb.json") + " --interface nosuch0", 1, "no interface \"nosuch0\""},
+      {"node --config " + (dir / "lb.json") + " --interface lb0 --dataplane ebpf", 1, "--dataplane must be xdp or nft"},
+      {"node --config " + (dir / "lb.json") + " --interface lb0 --xdp-mode turbo", 1, "XDP mode must be native or generic"},
+      {"node --config " + (dir / "missing.json") + " --interface lb0", 1, "missing.json"},
+      {"node --config " + (dir / "lb.json") + " --interface lb0 --xdp-mode generic --metrics 127.0.0.1:99999", 1,
+       "port 0-65535"},
+      {"table --config " + (dir / "lb.json"), 0, "\"digest\""},
+      {"bogus", 2, "unknown command"},
+  };
+  for (const Case& c : cases) {
+    std::string out;
+    int rc = testing::runCommand(bin + " " + c.args + " 2>&1", &out);
+    EXPECT_EQ(rc, c.exit) << c.args << ": " << out;
+    EXPECT_NE(out.find(c.says), std::string::npos) << c.args << ": " << out;
+  }
+  // Forwarding off: the XDP node refuses, naming the setting.
+  ASSERT_EQ(testing::runCommand("sysctl -qw net.ipv4.conf.up1.forwarding=0"), 0);
+  std::string out;
+  EXPECT_EQ(testing::runCommand(bin + " node --config " + (dir / "lb.json") + " --interface up1 2>&1", &out), 1);
+  EXPECT_NE(out.find("net.ipv4.conf.up1.forwarding = 1"), std::string::npos) << out;
+  ASSERT_EQ(testing::runCommand("sysctl -qw net.ipv4.conf.up1.forwarding=1"), 0);
 }
 
 // The host's egress rewrite.

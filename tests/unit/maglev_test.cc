@@ -6,7 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
 
 namespace ferry::balancer {
 namespace {
@@ -101,10 +106,40 @@ TEST(Maglev, TheSeedAndTheNamesDecideTheTable) {
   EXPECT_NE(a, buildMaglev(named(5), 2, kM));
   // A stable function of its input: these values must not change between builds, or
   // nodes on different versions would disagree about every flow.
-  EXPECT_EQ(maglevHash("control-1", 0), maglevHash("control-1", 0));
-  // (0xefd01f60ba992926: FNV-1a's offset basis through murmur3's fmix64, worked out
-  // apart from this code.)
+  EXPECT_EQ(maglevHash("control-1", 0), 0x0b6d4f345e161431ull);
+  EXPECT_EQ(maglevHash("control-1", 42), 0x173d050121b23d4bull);
+  EXPECT_EQ(maglevHash("h3", ~uint64_t{5}), 0xc810a45336e07b6eull);
+  // (These values were worked out apart from this code, in Python: FNV-1a 64 over the
+  // bytes with the seed xored into the offset basis, then murmur3's fmix64.)
   EXPECT_EQ(maglevHash("", 0), 0xefd01f60ba992926ull) << std::hex << maglevHash("", 0);
+}
+
+TEST(Maglev, TwoProcessesBuildTheSameTable) {
+  // `ferry-balancer table` is what an operator runs on each node to compare; two runs
+  // of it (two processes) and this process must agree on every slot.
+  const char* build = std::getenv("FERRY_BUILD_DIR");
+  if (!build) GTEST_SKIP() << "FERRY_BUILD_DIR is not set (run under ctest)";
+  testing::TempDir dir;
+  std::ofstream(dir / "lb.json") << R"({"seed": 77,
+    "services": [{"name": "api", "vip": "198.51.100.10", "port": 443, "host_port": 18443}],
+    "backends": [{"name": "a", "address": "10.0.0.1"}, {"name": "b", "address": "10.0.0.2"},
+                 {"name": "c", "address": "10.0.0.3"}, {"name": "d", "address": "10.0.0.4"}]})";
+  auto ring = buildMaglev({{"a", true}, {"b", false}, {"c", true}, {"d", true}}, 77, kM);
+  std::string bytes(reinterpret_cast<const char*>(ring.data()), ring.size() * sizeof(uint32_t));
+  char want[32];
+  std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(maglevHash(bytes, 0)));
+  for (int run = 0; run < 2; ++run) {
+    std::string out;
+    ASSERT_EQ(testing::runCommand(std::string(build) + "/balancer/ferry-balancer table --config " + (dir / "lb.json") +
+                                      " --down b",
+                                  &out),
+              0)
+        << out;
+    auto doc = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_FALSE(doc.is_discarded()) << out;
+    EXPECT_EQ(doc.value("digest", ""), want) << out;
+    EXPECT_EQ(doc["slots"].value("b", -1), 0) << out;
+  }
 }
 
 }  // namespace
