@@ -16,6 +16,19 @@ namespace {
 // restarted daemon replaces its predecessor instead of stacking a second copy.
 constexpr uint32_t kHandle = 0xfe77;
 constexpr uint32_t kPriority = 1;
+
+// Takes our filter (by handle and priority) off ifindex's egress hook; 0 or -errno.
+int detachOurs(unsigned ifindex) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = static_cast<int>(ifindex);
+  hook.attach_point = BPF_TC_EGRESS;
+  bpf_tc_opts to{};
+  to.sz = sizeof to;
+  to.handle = kHandle;
+  to.priority = kPriority;
+  return bpf_tc_detach(&hook, &to);
+}
 }  // namespace
 
 HostEgress::HostEgress(HostOptions options) : opt_(std::move(options)) {}
@@ -87,15 +100,7 @@ Result<HostCounters> HostEgress::counters() {
 Status HostEgress::removeFromInterface() {
   unsigned ifindex = if_nametoindex(opt_.interface.c_str());
   if (ifindex == 0) return Status::invalid("no interface \"" + opt_.interface + "\" here");
-  bpf_tc_hook hook{};
-  hook.sz = sizeof hook;
-  hook.ifindex = static_cast<int>(ifindex);
-  hook.attach_point = BPF_TC_EGRESS;
-  bpf_tc_opts to{};
-  to.sz = sizeof to;
-  to.handle = kHandle;
-  to.priority = kPriority;
-  int rc = bpf_tc_detach(&hook, &to);
+  int rc = detachOurs(ifindex);
   if (rc == -ENOENT || rc == -EINVAL) return Status::notFound("no egress rewrite on " + opt_.interface);
   if (rc != 0) return bpfError("detach the egress rewrite from " + opt_.interface, rc);
   return Status::ok();
@@ -103,15 +108,7 @@ Status HostEgress::removeFromInterface() {
 
 void HostEgress::stop() {
   if (attached_) {
-    bpf_tc_hook hook{};
-    hook.sz = sizeof hook;
-    hook.ifindex = static_cast<int>(ifindex_);
-    hook.attach_point = BPF_TC_EGRESS;
-    bpf_tc_opts to{};
-    to.sz = sizeof to;
-    to.handle = kHandle;
-    to.priority = kPriority;
-    bpf_tc_detach(&hook, &to);
+    detachOurs(ifindex_);
     attached_ = false;
   }
   obj_.reset();

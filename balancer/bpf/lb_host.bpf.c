@@ -17,16 +17,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "lb_shared.h"
+#include "lb_bpf.h"
 
-struct icmphdr {
-  __u8 type;
-  __u8 code;
-  __u16 checksum;
-  __u32 rest;
-};
-#define ICMP_DEST_UNREACH 3
-#define ICMP_TIME_EXCEEDED 11
 
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
@@ -52,13 +44,6 @@ struct {
   __type(value, struct lb_counter);
 } host_stats SEC(".maps");
 
-static __always_inline void count(__u32 index, __u64 bytes) {
-  struct lb_counter* c = bpf_map_lookup_elem(&host_stats, &index);
-  if (c) {
-    c->packets++;
-    c->bytes += bytes;
-  }
-}
 
 #define ETH_LEN sizeof(struct ethhdr)
 #define IP_SADDR_OFF (ETH_LEN + offsetof(struct iphdr, saddr))
@@ -83,7 +68,7 @@ static __always_inline int rewrite_reply(struct __sk_buff* skb, struct iphdr* ip
   bpf_l3_csum_replace(skb, IP_CHECK_OFF, old_addr, new_addr, sizeof(new_addr));
   bpf_skb_store_bytes(skb, IP_SADDR_OFF, &new_addr, sizeof(new_addr), 0);
   bpf_skb_store_bytes(skb, l4off, &new_port, sizeof(new_port), 0);
-  count(0, skb->len);
+  lb_count(&host_stats, 0, skb->len);
   return TC_ACT_OK;
 }
 
@@ -134,7 +119,7 @@ static __always_inline int rewrite_icmp(struct __sk_buff* skb, struct iphdr* ip,
   bpf_skb_store_bytes(skb, icmp_check_off, &c, sizeof(c), 0);
   bpf_l3_csum_replace(skb, IP_CHECK_OFF, old_addr, vip, sizeof(vip));
   bpf_skb_store_bytes(skb, IP_SADDR_OFF, &vip, sizeof(vip), 0);
-  count(1, skb->len);
+  lb_count(&host_stats, 1, skb->len);
   return TC_ACT_OK;
 }
 

@@ -26,20 +26,11 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "lb_shared.h"
+#include "lb_bpf.h"
 
 #ifndef AF_INET
 #define AF_INET 2
 #endif
-/* linux/icmp.h pulls in libc headers the BPF target has not: the part we need. */
-struct icmphdr {
-  __u8 type;
-  __u8 code;
-  __u16 checksum;
-  __u32 rest;
-};
-#define ICMP_DEST_UNREACH 3
-#define ICMP_TIME_EXCEEDED 11
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 
@@ -109,16 +100,8 @@ struct {
   __type(value, struct lb_counter);
 } backend_stats SEC(".maps");
 
-static __always_inline void count(void* map, __u32 index, __u64 bytes) {
-  struct lb_counter* c = bpf_map_lookup_elem(map, &index);
-  if (c) {
-    c->packets++;
-    c->bytes += bytes;
-  }
-}
-
 static __always_inline int verdict(struct xdp_md* ctx, __u32 v, int action) {
-  count(&verdicts, v, ctx->data_end - ctx->data);
+  lb_count(&verdicts, v, ctx->data_end - ctx->data);
   return action;
 }
 
@@ -184,12 +167,11 @@ static __always_inline int transmit(struct xdp_md* ctx, struct ethhdr* eth, stru
 }
 
 /* Counts a packet for its service and backend once transmit() has not dropped it. */
-static __always_inline int counted(struct xdp_md* ctx, int action, __u32 service, __u32 backend, __u64 bytes) {
+static __always_inline int counted(int action, __u32 service, __u32 backend, __u64 bytes) {
   if (action != XDP_DROP && action != XDP_ABORTED) {
-    count(&service_stats, service, bytes);
-    count(&backend_stats, backend, bytes);
+    lb_count(&service_stats, service, bytes);
+    lb_count(&backend_stats, backend, bytes);
   }
-  (void)ctx;
   return action;
 }
 
@@ -264,7 +246,7 @@ static __always_inline int handle_icmp(struct xdp_md* ctx, struct ethhdr* eth, s
   ip->daddr = be->addr;
   ip->check = lb_csum_replace32(ip->check, old_dst, be->addr);
   __u64 bytes = ctx->data_end - ctx->data;
-  return counted(ctx, transmit(ctx, eth, ip, LB_V_ICMP_FORWARDED), svc->index, idx, bytes);
+  return counted(transmit(ctx, eth, ip, LB_V_ICMP_FORWARDED), svc->index, idx, bytes);
 }
 
 SEC("xdp")
@@ -320,7 +302,7 @@ int ferry_lb(struct xdp_md* ctx) {
 
   rewrite_dest(ip, &ports[1], l4check, udp, be->addr, svc->host_port);
   __u64 bytes = ctx->data_end - ctx->data;
-  return counted(ctx, transmit(ctx, eth, ip, LB_V_FORWARDED), svc->index, idx, bytes);
+  return counted(transmit(ctx, eth, ip, LB_V_FORWARDED), svc->index, idx, bytes);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -86,20 +86,19 @@ struct ProgRun {
   Bytes out;
 };
 
-ProgRun runXdp(int fd, const Bytes& in, const char* ifname = "lb0") {
+// Runs a program once on in (with an optional context) and returns its verdict and
+// the packet as it left.
+ProgRun runProgram(int fd, const Bytes& in, void* ctx = nullptr, size_t ctxSize = 0) {
   ProgRun r;
   r.out.resize(in.size() + 256);
-  xdp_md ctx{};
-  ctx.data_end = static_cast<uint32_t>(in.size());
-  ctx.ingress_ifindex = if_nametoindex(ifname);
   bpf_test_run_opts o{};
   o.sz = sizeof o;
   o.data_in = in.data();
   o.data_size_in = static_cast<uint32_t>(in.size());
   o.data_out = r.out.data();
   o.data_size_out = static_cast<uint32_t>(r.out.size());
-  o.ctx_in = &ctx;
-  o.ctx_size_in = sizeof ctx;
+  o.ctx_in = ctx;
+  o.ctx_size_in = static_cast<uint32_t>(ctxSize);
   o.repeat = 1;
   int rc = bpf_prog_test_run_opts(fd, &o);
   EXPECT_EQ(rc, 0) << strerror(errno);
@@ -108,22 +107,15 @@ ProgRun runXdp(int fd, const Bytes& in, const char* ifname = "lb0") {
   return r;
 }
 
-ProgRun runTc(int fd, const Bytes& in) {
-  ProgRun r;
-  r.out.resize(in.size() + 256);
-  bpf_test_run_opts o{};
-  o.sz = sizeof o;
-  o.data_in = in.data();
-  o.data_size_in = static_cast<uint32_t>(in.size());
-  o.data_out = r.out.data();
-  o.data_size_out = static_cast<uint32_t>(r.out.size());
-  o.repeat = 1;
-  int rc = bpf_prog_test_run_opts(fd, &o);
-  EXPECT_EQ(rc, 0) << strerror(errno);
-  r.action = static_cast<int>(o.retval);
-  r.out.resize(o.data_size_out);
-  return r;
+// XDP: as if it came in on ifname.
+ProgRun runXdp(int fd, const Bytes& in, const char* ifname = "lb0") {
+  xdp_md ctx{};
+  ctx.data_end = static_cast<uint32_t>(in.size());
+  ctx.ingress_ifindex = if_nametoindex(ifname);
+  return runProgram(fd, in, &ctx, sizeof ctx);
 }
+
+ProgRun runTc(int fd, const Bytes& in) { return runProgram(fd, in); }
 
 // The farm of these tests: two services on one VIP and four backends.
 const uint32_t kVip = ip4("198.51.100.10");
