@@ -29,6 +29,10 @@ struct DataplaneCounters {
 // The name of verdict v as /metrics shows it ("forwarded", "drop_fragment", ...).
 const char* verdictName(int v);
 
+// Whether IPv4 forwarding is on for conf: an interface, or "all" (net.ipv4.ip_forward).
+// Both data planes forward; they refuse to start without it.
+bool ipv4Forwarding(const std::string& conf);
+
 class Dataplane {
  public:
   virtual ~Dataplane() = default;

@@ -2,7 +2,6 @@
 
 #include <netinet/in.h>
 
-#include <fstream>
 #include <sstream>
 
 #include "nft.h"
@@ -12,13 +11,6 @@ namespace ferry::balancer {
 namespace {
 
 const char* l4(uint8_t protocol) { return protocol == IPPROTO_UDP ? "udp" : "tcp"; }
-
-bool forwardingOn() {
-  std::ifstream in("/proc/sys/net/ipv4/ip_forward");
-  int v = 0;
-  in >> v;
-  return v == 1;
-}
 
 // nft counter name -> the XDP verdict it stands for.
 struct VerdictCounter {
@@ -39,7 +31,7 @@ NftDataplane::~NftDataplane() { stop(); }
 
 Status NftDataplane::start() {
   if (!haveNft()) return Status::unavailable("the nft data plane needs nft (apt-get install nftables)");
-  if (!forwardingOn())
+  if (!ipv4Forwarding("all"))
     return Status::invalid("the nft data plane forwards through the kernel: set net.ipv4.ip_forward = 1");
   std::ostringstream s;
   s << "add table ip ferry_lb\ndelete table ip ferry_lb\n"

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
 #include <tuple>
 #include <set>
 
@@ -16,14 +15,6 @@ namespace ferry::balancer {
 
 extern const unsigned char k_lb_xdp_object[];
 extern const size_t k_lb_xdp_object_size;
-
-const char* verdictName(int v) {
-  static const char* const kNames[LB_V_COUNT] = {
-      "forwarded",         "forwarded_kernel", "icmp_forwarded", "pass_not_ipv4",   "pass_not_vip",
-      "drop_unknown_service", "drop_fragment", "drop_protocol",  "drop_malformed",  "drop_no_backend",
-      "drop_ttl",          "drop_no_route",    "drop_too_big"};
-  return v >= 0 && v < LB_V_COUNT ? kNames[v] : "?";
-}
 
 XdpDataplane::XdpDataplane(XdpOptions options) : opt_(std::move(options)) {}
 
@@ -38,10 +29,7 @@ Status XdpDataplane::start() {
     if (ifindex == 0) return Status::invalid("no interface \"" + opt_.interface + "\" here");
     // The program asks the kernel's FIB for the next hop, which answers only where the
     // interface forwards.
-    std::ifstream fwd("/proc/sys/net/ipv4/conf/" + opt_.interface + "/forwarding");
-    int on = 0;
-    fwd >> on;
-    if (on != 1)
+    if (!ipv4Forwarding(opt_.interface))
       return Status::invalid("the XDP data plane forwards: set net.ipv4.conf." + opt_.interface +
                              ".forwarding = 1 (or net.ipv4.ip_forward = 1)");
   }

@@ -20,14 +20,9 @@
 #include <string>
 #include <vector>
 
-namespace {
+#include "packet.h"
 
-uint16_t ipChecksum(const uint8_t* p, size_t n) {
-  uint32_t sum = 0;
-  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return htons(static_cast<uint16_t>(~sum));
-}
+namespace {
 
 bool parseMac(const std::string& s, uint8_t* out) {
   unsigned v[6];
@@ -92,7 +87,7 @@ int main(int argc, char** argv) {
     ip[9] = IPPROTO_UDP;
     std::memcpy(ip + 12, &src, 4);
     std::memcpy(ip + 16, &dst, 4);
-    uint16_t c = ipChecksum(ip, 20);
+    uint16_t c = ferry::testing::inetChecksum(ip, 20);
     std::memcpy(ip + 10, &c, 2);
     uint8_t* udp = ip + 20;
     uint16_t sport = htons(static_cast<uint16_t>(10000 + f)), dp = htons(dport), ulen = htons(static_cast<uint16_t>(8 + payload));

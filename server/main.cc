@@ -144,54 +144,60 @@ class ControlServer : public Poco::Util::ServerApplication {
     auto port = static_cast<Poco::UInt16>(config().getUInt("api.port", 8443));
     bool tls = config().getBool("api.tls", true);
 
-    std::unique_ptr<Poco::Net::ServerSocket> socket;
-    std::vector<std::unique_ptr<Poco::Net::ServerSocket>> vipSockets;  // one per VIP host port
-    try {
-      if (tls) {
-        // A fresh server certificate from the provider CA at every start: names follow
-        // the configuration, and it never expires under a running server for long.
-        auto cert = ca.value()->issueServer(names, 90);
-        if (!cert) {
-          std::cerr << "ferry-control: " << cert.status().toString() << "\n";
-          return EXIT_CONFIG;
-        }
-        std::string tlsDir = stateDir + "/tls";
-        ::mkdir(tlsDir.c_str(), 0700);
-        if (Status s = writeSecret(tlsDir + "/server.key", cert.value().privateKeyPem);
-            !s || !(s = writeSecret(tlsDir + "/server.crt", cert.value().certificatePem))) {
-          std::cerr << "ferry-control: " << s.toString() << "\n";
-          return EXIT_CANTCREAT;
-        }
-        Poco::Net::initializeSSL();
-        Poco::Net::Context::Ptr ctx =
-            new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, tlsDir + "/server.key", tlsDir + "/server.crt",
-                                   "", Poco::Net::Context::VERIFY_NONE, 9, false, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL");
-        ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
-        socket = std::make_unique<Poco::Net::SecureServerSocket>(ctx);
-        for (size_t i = 0; i < vips.value().size(); ++i)
-          vipSockets.push_back(std::make_unique<Poco::Net::SecureServerSocket>(ctx));
-      } else {
-        socket = std::make_unique<Poco::Net::ServerSocket>();
-        for (size_t i = 0; i < vips.value().size(); ++i) vipSockets.push_back(std::make_unique<Poco::Net::ServerSocket>());
+    Poco::Net::Context::Ptr serverTls;  // one, for every listener
+    if (tls) {
+      // A fresh server certificate from the provider CA at every start: names follow
+      // the configuration, and it never expires under a running server for long.
+      auto cert = ca.value()->issueServer(names, 90);
+      if (!cert) {
+        std::cerr << "ferry-control: " << cert.status().toString() << "\n";
+        return EXIT_CONFIG;
       }
-      socket->bind(Poco::Net::SocketAddress(host, port), true);
-      socket->listen(256);
-    } catch (const Poco::Exception& e) {
-      std::cerr << "ferry-control: cannot listen on " << host << ":" << port << ": " << e.displayText() << "\n";
-      return EXIT_UNAVAILABLE;
-    }
-    for (size_t i = 0; i < vipSockets.size(); ++i) {
-      const auto& v = vips.value()[i];
+      std::string tlsDir = stateDir + "/tls";
+      ::mkdir(tlsDir.c_str(), 0700);
+      if (Status s = writeSecret(tlsDir + "/server.key", cert.value().privateKeyPem);
+          !s || !(s = writeSecret(tlsDir + "/server.crt", cert.value().certificatePem))) {
+        std::cerr << "ferry-control: " << s.toString() << "\n";
+        return EXIT_CANTCREAT;
+      }
       try {
-        vipSockets[i]->bind(Poco::Net::SocketAddress(host, v.port), true);
-        vipSockets[i]->listen(256);
+        Poco::Net::initializeSSL();
+        serverTls = new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, tlsDir + "/server.key",
+                                           tlsDir + "/server.crt", "", Poco::Net::Context::VERIFY_NONE, 9, false,
+                                           "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL");
+        serverTls->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
       } catch (const Poco::Exception& e) {
-        std::cerr << "ferry-control: cannot listen on " << host << ":" << v.port << " for VIP " << v.name << ": "
-                  << e.displayText() << "\n";
+        std::cerr << "ferry-control: cannot listen on " << host << ":" << port << ": " << e.displayText() << "\n";
         return EXIT_UNAVAILABLE;
       }
     }
-    Poco::UInt16 boundPort = socket->address().port();
+    // The API listens on its own port and on each VIP's host port: the same API on each.
+    struct Listener {
+      Poco::UInt16 port;
+      std::string what;  // for an error: "" or " for VIP NAME"
+    };
+    std::vector<Listener> listeners = {{port, ""}};
+    for (const auto& v : vips.value()) listeners.push_back({v.port, " for VIP " + v.name});
+    std::vector<std::unique_ptr<Poco::Net::ServerSocket>> sockets;  // in the order of listeners
+    for (const Listener& l : listeners) {
+      try {
+        std::unique_ptr<Poco::Net::ServerSocket> listening;
+        if (tls) {
+          listening = std::make_unique<Poco::Net::SecureServerSocket>(serverTls);
+        } else {
+          listening = std::make_unique<Poco::Net::ServerSocket>();
+        }
+        listening->bind(Poco::Net::SocketAddress(host, l.port), true);
+        listening->listen(256);
+        sockets.push_back(std::move(listening));
+      } catch (const Poco::Exception& e) {
+        std::cerr << "ferry-control: cannot listen on " << host << ":" << l.port << l.what << ": " << e.displayText()
+                  << "\n";
+        return EXIT_UNAVAILABLE;
+      }
+    }
+    Poco::Net::ServerSocket& socket = *sockets.front();
+    Poco::UInt16 boundPort = socket.address().port();
     // What finishing a request changes: volumes and snapshots, or a renewed certificate.
     ferry::control::Renewal renewal(*db.value(), outbox, *ca.value(), config().getInt("gateway.certificate_days", 365));
     outbox.setSettler([&renewal](Poco::Data::Session& ses, const ferry::control::RequestInfo& r) {
@@ -255,23 +261,18 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    channel.get(),
                                    serverId,
                                    vips.value()};
-    auto* params = new Poco::Net::HTTPServerParams;
-    params->setMaxThreads(config().getInt("api.threads", 16));
-    params->setKeepAlive(true);
     // One handler factory for every listener: the same counters whichever port a
     // request came in on.
     Poco::Net::HTTPRequestHandlerFactory::Ptr factory = new ferry::control::ApiFactory(ctx);
-    Poco::Net::HTTPServer server(factory, *socket, params);
-    server.start();
-    std::vector<std::unique_ptr<Poco::Net::HTTPServer>> vipServers;
-    for (auto& vs : vipSockets) {
-      auto* vipParams = new Poco::Net::HTTPServerParams;
-      vipParams->setMaxThreads(config().getInt("api.threads", 16));
-      vipParams->setKeepAlive(true);
-      vipServers.push_back(std::make_unique<Poco::Net::HTTPServer>(factory, *vs, vipParams));
-      vipServers.back()->start();
+    std::vector<std::unique_ptr<Poco::Net::HTTPServer>> servers;
+    for (auto& listening : sockets) {
+      auto* params = new Poco::Net::HTTPServerParams;
+      params->setMaxThreads(config().getInt("api.threads", 16));
+      params->setKeepAlive(true);
+      servers.push_back(std::make_unique<Poco::Net::HTTPServer>(factory, *listening, params));
+      servers.back()->start();
     }
-    std::cout << "ferry-control: API on " << (tls ? "https://" : "http://") << socket->address().toString()
+    std::cout << "ferry-control: API on " << (tls ? "https://" : "http://") << socket.address().toString()
               << ", database schema version " << db.value()->schemaVersion() << ", provider CA "
               << config().getString("tls.ca_dir", stateDir + "/ca") << "/ca.crt";
     if (channel) {
@@ -307,8 +308,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     }
     scheduleWake.notify_all();
     scheduler.join();
-    for (auto& vs : vipServers) vs->stopAll(true);
-    server.stopAll(true);
+    for (auto& api : servers) api->stopAll(true);
     if (channel) channel->stop();
     std::cout << "ferry-control: stopped" << std::endl;
     if (tls) Poco::Net::uninitializeSSL();

@@ -192,16 +192,18 @@ def activate_agents(tmp, api, count):
 
 
 def push_volume(api, gid, name):
-    """Creates a volume on the gateway: a request pushed down its channel; True when done."""
+    """Creates a volume on the gateway: a request pushed down its channel; True when done,
+    else the request as the API last showed it."""
     r = api.call("POST", "/v1/gateways/%s/volumes" % gid, json.dumps({"name": name, "size": "64M"}))
     rid = r["request"]["id"]
     end = time.time() + 60
+    req = {}
     while time.time() < end:
-        st = api.call("GET", "/v1/requests/" + rid)["request"]["state"]
-        if st in ("done", "failed"):
-            return st == "done"
+        req = api.call("GET", "/v1/requests/" + rid)["request"]
+        if req["state"] in ("done", "failed"):
+            break
         time.sleep(0.3)
-    return False
+    return True if req.get("state") == "done" else req
 
 
 def bridge_counters():
@@ -267,7 +269,8 @@ def run(tmp):
     gws = activate_agents(tmp, api, 3)
     holders = [api.call("GET", "/v1/gateways/" + g)["gateway"]["server"] for g in gws]
     check(set(holders) <= {"h1", "h2"}, "3 gateways activated through the VIP hold channels on %s" % holders)
-    check(all(push_volume(api, g, "v1") for g in gws), "a request went down each channel through the VIP")
+    pushed = [push_volume(api, g, "v1") for g in gws]
+    check(all(p is True for p in pushed), "a request went down each channel through the VIP: %s" % pushed)
 
     fwd = sum(metrics(n).get(("ferry_balancer_packets_total", 'verdict="forwarded"'), 0) for n in NODES)
     check(fwd > 0, "the nodes forwarded %d client packets" % fwd)
@@ -325,16 +328,18 @@ def run(tmp):
     else:
         check(kept >= len(others) * 0.7, "%d of %d connections on h1 and h3 kept going" % (kept, len(others)))
     for i, g in enumerate(gws):
-        wait_for("gateway %d online after the kill" % i,
-                 lambda g=g: api.call("GET", "/v1/gateways/" + g)["gateway"]["online"] and
-                 api.call("GET", "/v1/gateways/" + g)["gateway"]["server"] in ("h1", "h3"), timeout=60)
+        def moved(g=g):
+            gw = api.call("GET", "/v1/gateways/" + g)["gateway"]
+            return gw["online"] and gw["server"] in ("h1", "h3")
+        wait_for("gateway %d online after the kill" % i, moved, timeout=60)
     conns = [channel_connections(i) for i in range(3)]
     for i, was in enumerate(holders):
         if was == "h2":
             check(conns[i] >= 2, "gateway %d, held by h2, reconnected through the VIP (%d connections)" % (i, conns[i]))
         elif DATAPLANE == "xdp":
             check(conns[i] == 1, "gateway %d, held by %s, kept its channel" % (i, was))
-    check(all(push_volume(api, g, "v2") for g in gws), "requests reach every gateway after the kill")
+    pushed = [push_volume(api, g, "v2") for g in gws]
+    check(all(p is True for p in pushed), "requests reach every gateway after the kill: %s" % pushed)
     replaced = client.ask("open 12")
     check(all(s in ("h1", "h3") for s in replaced), "new connections avoid h2: %s" % replaced)
     client.close()
