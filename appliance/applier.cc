@@ -1,5 +1,8 @@
 #include "applier.h"
 
+#include <chrono>
+#include <thread>
+
 namespace ferry::agent {
 
 using json = nlohmann::json;
@@ -58,6 +61,7 @@ json Applier::apply(const json& request) {
     if (op == "snapshot.create") return snapshot(args);
     if (op == "snapshot.delete") return deleteSnapshot(args);
     if (op == "gateway.describe") return describe();
+    if (op == "volume.chap") return setChap(args);
     if (op == "bandwidth.set") {
       if (!bandwidth_) return failure(Status::invalid("this gateway cannot keep bandwidth limits"));
       auto kept = bandwidth_->set(args);
@@ -98,14 +102,37 @@ json Applier::createVolume(const json& args) {
   }
   auto made = engine_.call({{"op", "create"}, {"name", name}, {"size", size}, {"chunk_size", chunk}});
   if (!made) return failure(made.status());
-  return success(made.value().value("volume", json::object()));
+  json out = made.value().value("volume", json::object());
+  // The volume is made and served over NBD; an iSCSI target that cannot be made yet
+  // is said here and retried, not a failed request.
+  if (iscsi_ != nullptr && iscsi_->enabled()) {
+    Status served = iscsi_->ensure(name);
+    out["iscsi"] = {{"target", iscsi_->targetName(name)}, {"state", served ? "ready" : "error"},
+                    {"error", served ? "" : served.message()}};
+  }
+  return success(out);
 }
 
 json Applier::deleteVolume(const json& args) {
   std::string name = args.at("name").get<std::string>();
+  // Its iSCSI target goes first: the engine refuses a volume with open connections.
+  if (iscsi_ != nullptr) {
+    if (Status s = iscsi_->withdraw(name); !s) {
+      iscsi_->restore(name, false);
+      return failure(s);
+    }
+  }
   auto gone = engine_.call({{"op", "delete"}, {"name", name}, {"force", false}});
+  // nbdfuse's connections close a moment after it exits: give them a few seconds.
+  for (int i = 0; iscsi_ != nullptr && iscsi_->enabled() && i < 50 && !gone && gone.status().code() == Code::kBusy;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = engine_.call({{"op", "delete"}, {"name", name}, {"force", false}});
+  }
   // Gone already (deleted before the answer was lost): done.
-  if (!gone && gone.status().code() != Code::kNotFound) return failure(gone.status());
+  bool deleted = gone || gone.status().code() == Code::kNotFound;
+  if (iscsi_ != nullptr) iscsi_->restore(name, deleted);
+  if (!deleted) return failure(gone.status());
   return success({{"name", name}, {"deleted", true}});
 }
 
@@ -131,11 +158,26 @@ json Applier::deleteSnapshot(const json& args) {
   return success({{"snapshot", id}, {"volume", volume}, {"deleted", true}});
 }
 
+json Applier::setChap(const json& args) {
+  std::string name = args.at("name").get<std::string>();
+  if (iscsi_ == nullptr || !iscsi_->enabled()) {
+    return failure(Status::invalid("this gateway does not serve iSCSI (iscsi.enabled is off in its configuration)"));
+  }
+  auto chap = chapFromJson(args);
+  if (!chap) return failure(chap.status());
+  auto existing = findVolume(engine_, name);
+  if (!existing) return failure(existing.status());
+  if (existing.value().is_null()) return failure(Status::notFound("no volume named " + name + " on this gateway"));
+  if (Status s = iscsi_->setChap(name, chap.value()); !s) return failure(s);
+  return success({{"volume", name}, {"target", iscsi_->targetName(name)}, {"chap", chapPublicJson(chap.value())}});
+}
+
 json Applier::describe() {
   json out = {{"hostname", facts_.hostname}, {"software_version", facts_.version}, {"addresses", facts_.addresses}};
   auto stats = engine_.call({{"op", "stats"}});
   if (!stats) return failure(stats.status());
   out["engine"] = stats.value();
+  if (iscsi_ != nullptr) out["iscsi"] = iscsi_->status();
   return success(out);
 }
 

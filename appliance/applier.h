@@ -11,6 +11,7 @@
 #include "activation.h"
 #include "bandwidth_keeper.h"
 #include "engine_client.h"
+#include "iscsi_targets.h"
 
 namespace ferry::agent {
 
@@ -22,6 +23,9 @@ class Applier {
 
   // request: {id, op, args}.
   nlohmann::json apply(const nlohmann::json& request);
+
+  // iSCSI targets to keep with the volumes (none: volume.chap is refused).
+  void setIscsi(IscsiTargets* iscsi) { iscsi_ = iscsi; }
 
   // Certificate rotation: makes a CSR for the gateway's key; installs a certificate.
   void setCertificateHandlers(std::function<std::string()> csr,
@@ -36,10 +40,12 @@ class Applier {
   nlohmann::json snapshot(const nlohmann::json& args);
   nlohmann::json deleteSnapshot(const nlohmann::json& args);
   nlohmann::json describe();
+  nlohmann::json setChap(const nlohmann::json& args);
 
   EngineClient& engine_;
   GatewayFacts facts_;
   BandwidthKeeper* bandwidth_;
+  IscsiTargets* iscsi_ = nullptr;
   std::function<void()> shutdown_;
   std::function<std::string()> csr_;
   std::function<Status(const nlohmann::json&)> install_;

@@ -32,6 +32,7 @@
 #include "ctl_client.h"
 #include "engine_client.h"
 #include "identity.h"
+#include "iscsi_targets.h"
 #include "metrics_reporter.h"
 #include "page.h"
 #include "request_log.h"
@@ -137,6 +138,33 @@ class Agent : public Poco::Util::ServerApplication {
           return reportTo != nullptr && reportTo->report(frame);
         },
         config().getInt("metrics.interval_seconds", 60));
+    IscsiConfig ic;
+    ic.enabled = config().getBool("iscsi.enabled", false);
+    ic.portal = config().getString("iscsi.portal", "0.0.0.0:3260");
+    ic.controlPort = config().getInt("iscsi.control_port", 0);
+    ic.iqnPrefix = config().getString("iscsi.iqn_prefix", "iqn.2026-11.io.ferry");
+    ic.tgtd = config().getString("iscsi.tgtd", "tgtd");
+    ic.tgtadm = config().getString("iscsi.tgtadm", "tgtadm");
+    ic.nbdfuse = config().getString("iscsi.nbdfuse", "nbdfuse");
+    ic.fusermount = config().getString("iscsi.fusermount", "fusermount3");
+    ic.dir = config().getString("iscsi.dir", stateDir + "/iscsi");
+    ic.checkSeconds = config().getInt("iscsi.check_seconds", 5);
+    ic.nbdHost = ec.host == "0.0.0.0" ? "127.0.0.1" : ec.host;
+    ic.nbdPort = ec.port;
+    IscsiTargets iscsi(
+        ic,
+        [&engine]() -> ferry::Result<std::vector<std::string>> {
+          auto list = engine.call({{"op", "list"}}, 10);
+          if (!list) return list.status();
+          std::vector<std::string> names;
+          for (const auto& v : list.value().value("volumes", json::array())) names.push_back(v.value("name", ""));
+          return names;
+        },
+        [&](const std::string& frame) {
+          std::lock_guard<std::mutex> l(reportMutex);
+          return reportTo != nullptr && reportTo->report(frame);
+        });
+    if (Status s = iscsi.load(); !s) return fail(s, EXIT_CONFIG);
     std::atomic<bool> shutdownAsked{false};
     Applier applier(engine, facts, &bandwidth, [&shutdownAsked] {
       // Answer first, then stop: the signal comes a moment later.
@@ -146,6 +174,7 @@ class Agent : public Poco::Util::ServerApplication {
         ::kill(::getpid(), SIGTERM);
       }).detach();
     });
+    applier.setIscsi(&iscsi);
 
     std::unique_ptr<Supervisor> supervisor;
     std::unique_ptr<Channel> channel;
@@ -174,6 +203,7 @@ class Agent : public Poco::Util::ServerApplication {
         auto stats = engine.call({{"op", "stats"}}, 2);
         st["engine"] = stats ? stats.value() : json{{"ok", false}, {"error", stats.status().message()}};
         st["nbd"] = {{"host", ec.host}, {"port", ec.port}, {"restarts", supervisor->restarts()}};
+        if (ic.enabled) st["iscsi"] = iscsi.status();
       }
       return st;
     };
@@ -239,6 +269,7 @@ class Agent : public Poco::Util::ServerApplication {
             }
             bandwidth.start();
             reporter.start();
+            iscsi.start();
           }
           channel = std::make_unique<Channel>(cc, *log.value(), applier);
           Channel* ch = channel.get();
@@ -286,6 +317,7 @@ class Agent : public Poco::Util::ServerApplication {
     page.stop();
     reporter.stop();
     bandwidth.stop();
+    iscsi.stop();  // before the engine: nbdfuse holds NBD connections to it
     {
       std::lock_guard<std::mutex> l(partsMutex);
       if (channel) channel->stop();

@@ -1,6 +1,7 @@
 #include "supervisor.h"
 
-#include <fcntl.h>
+#include "child_process.h"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,33 +27,8 @@ pid_t Supervisor::spawn() {
                                    "store=" + cfg_.store,
                                    "admin-socket=" + adminSocket()};
   argv.insert(argv.end(), cfg_.extra.begin(), cfg_.extra.end());
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  // The environment and the error line are made before fork: between fork and exec
-  // the child of a threaded process may only make async-signal-safe calls.
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  env.insert(env.end(), cfg_.environment.begin(), cfg_.environment.end());
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string cannot = "ferry-agent: cannot run " + cfg_.nbdkit + "\n";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!cfg_.logFile.empty()) {
-      int fd = ::open(cfg_.logFile.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, STDOUT_FILENO);
-        ::dup2(fd, STDERR_FILENO);
-      }
-    }
-    ::execvpe(args[0], args.data(), envp.data());
-    ssize_t ignored = ::write(STDERR_FILENO, cannot.data(), cannot.size());
-    (void)ignored;
-    ::_exit(127);
-  }
-  return pid;
+  // nbdkit's own --exit-with-parent follows the agent, not the thread that started it.
+  return spawnChild({argv, cfg_.environment, cfg_.logFile, /*dieWithParent=*/false});
 }
 
 Status Supervisor::start() {

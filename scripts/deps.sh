@@ -17,6 +17,10 @@ PACKAGES=(
   # the load balancer: libbpf (its BPF programs are built with clang -target bpf),
   # nftables (the fallback data plane), iproute2 and ethtool (network-namespace tests)
   libbpf-dev nftables iproute2 ethtool
+  # iSCSI: the userspace target tgtd, FUSE for nbdfuse (which shows an NBD export as
+  # the file tgtd serves), and the initiators the tests use (libiscsi's tools with
+  # iscsi-test-cu, qemu-io/qemu-img with qemu's iSCSI driver)
+  tgt fuse3 libiscsi-bin qemu-block-extra
   # tools used by tests, demo and benchmarks
   fio sqlite3 curl procps psmisc util-linux qemu-utils
   # the peer the benchmarks compare with

@@ -13,6 +13,7 @@
 #include "ca.h"
 #include "channel_server.h"
 #include "gateway_metrics.h"
+#include "iscsi_access.h"
 #include "gateways.h"
 #include "inventory.h"
 #include "outbox.h"
@@ -40,6 +41,7 @@ struct ApiContext {
   ChannelServer* channel = nullptr;    // for /metrics; none when api.tls = false
   std::string serverId;                // in /healthz: which farm member answered
   std::vector<Vip> vips;               // the VIPs whose host ports this server also listens on
+  IscsiAccess* iscsi = nullptr;        // volumes' CHAP settings and iSCSI reports
 };
 
 // Answers by status class (1xx … 5xx), for /metrics.

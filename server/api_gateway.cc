@@ -16,10 +16,18 @@ using json = nlohmann::json;
 using Poco::Net::HTTPResponse;
 
 json requestJson(const RequestInfo& r) {
+  // CHAP secrets go to the gateway; the request history shows that they were set.
+  json args = r.args;
+  if (args.is_object()) {
+    for (const char* secret : {"initiator_secret", "target_secret"}) {
+      auto it = args.find(secret);
+      if (it != args.end() && it->is_string() && !it->get<std::string>().empty()) *it = "(set)";
+    }
+  }
   return {{"id", r.id},
           {"gateway_id", r.gatewayId},
           {"op", r.op},
-          {"args", r.args},
+          {"args", args},
           {"state", r.state},
           {"result", r.result},
           {"error", r.error},
@@ -128,7 +136,14 @@ class GatewayRoutes {
     if (what == "volumes" && p.size() == 4) {
       if (method_ == "GET") {
         out = {{"volumes", json::array()}};
-        for (const auto& v : orThrow(ctx_.inventory.volumes(account_, gw))) out["volumes"].push_back(volumeJson(v));
+        auto volumes = orThrow(ctx_.inventory.volumes(account_, gw));
+        auto iscsi = ctx_.iscsi ? orThrow(ctx_.iscsi->forGateway(gw)) : std::map<std::string, IscsiInfo>{};
+        for (const auto& v : volumes) {
+          json one = volumeJson(v);
+          auto it = iscsi.find(v.name);
+          one["iscsi"] = iscsiJson(it != iscsi.end() ? it->second : IscsiInfo{gw, v.name});
+          out["volumes"].push_back(std::move(one));
+        }
         return HTTPResponse::HTTP_OK;
       }
       if (method_ == "POST") {
@@ -144,6 +159,7 @@ class GatewayRoutes {
     if (what == "volumes" && p.size() == 5) {
       if (method_ == "GET") {
         out = {{"volume", volumeJson(orThrow(ctx_.inventory.volume(account_, gw, p[4])))}};
+        if (ctx_.iscsi) out["volume"]["iscsi"] = iscsiJson(orThrow(ctx_.iscsi->get(account_, gw, p[4])));
         return HTTPResponse::HTTP_OK;
       }
       if (method_ == "DELETE") {
@@ -168,6 +184,30 @@ class GatewayRoutes {
         out["snapshot"] = snapshotJson(made.first);
         return HTTPResponse::HTTP_ACCEPTED;
       }
+    }
+    if (what == "volumes" && p.size() == 6 && p[5] == "iscsi" && method_ == "GET" && ctx_.iscsi) {
+      out = {{"iscsi", iscsiJson(orThrow(ctx_.iscsi->get(account_, gw, p[4])))}};
+      return HTTPResponse::HTTP_OK;
+    }
+    // PUT sets the volume's CHAP credentials (mutual with a target user and secret),
+    // DELETE turns CHAP off; either is a volume.chap request to the gateway.
+    if (what == "volumes" && p.size() == 6 && p[5] == "chap" && (method_ == "PUT" || method_ == "DELETE") &&
+        ctx_.iscsi) {
+      Routing mode = routing();
+      ChapSetting chap;
+      if (method_ == "PUT") {
+        json in = readBody(req_);
+        for (const auto& [k, v] : in.items()) {
+          if (k != "initiator_user" && k != "initiator_secret" && k != "target_user" && k != "target_secret") {
+            throw invalidArgument("unknown field '" + k +
+                                  "' (initiator_user, initiator_secret, target_user, target_secret)");
+          }
+        }
+        chap = orThrow(chapFromJson(in));
+        if (!chap.enabled()) throw invalidArgument("initiator_user is required (DELETE turns CHAP off)");
+      }
+      out = routed(orThrow(ctx_.iscsi->setChap(account_, gw, p[4], chap)), mode);
+      return HTTPResponse::HTTP_ACCEPTED;
     }
     if (what == "volumes" && p.size() == 6 && p[5] == "schedule") {
       if (method_ == "GET") {

@@ -37,6 +37,7 @@ struct ChannelServer::Impl {
   Outbox& outbox;
   Renewal* renewal;
   GatewayMetrics* metrics;
+  IscsiAccess* iscsi = nullptr;
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_server};
   std::atomic<size_t> live{0};
   std::atomic<int64_t> nextEpoch;

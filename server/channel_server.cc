@@ -139,8 +139,10 @@ bool ChannelServer::Impl::deliver(const std::string& gatewayId) {
 }
 
 ChannelServer::ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal,
-                             GatewayMetrics* metrics)
-    : impl_(std::make_unique<Impl>(std::move(options), gateways, outbox, renewal, metrics)) {}
+                             GatewayMetrics* metrics, IscsiAccess* iscsi)
+    : impl_(std::make_unique<Impl>(std::move(options), gateways, outbox, renewal, metrics)) {
+  impl_->iscsi = iscsi;
+}
 
 ChannelServer::~ChannelServer() {
   stop();

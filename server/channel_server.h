@@ -22,6 +22,7 @@
 
 #include "ferry/status.h"
 #include "gateway_metrics.h"
+#include "iscsi_access.h"
 #include "gateways.h"
 #include "outbox.h"
 #include "renewal.h"
@@ -64,10 +65,10 @@ struct ChannelCounters {
 
 class ChannelServer {
  public:
-  // renewal: asks gateways for certificate renewals (none: never asked); metrics:
-  // stores the gateways' metrics reports (none: they are dropped).
+  // renewal: asks gateways for certificate renewals (none: never asked); metrics and
+  // iscsi: store the gateways' metrics and iSCSI reports (none: they are dropped).
   ChannelServer(ChannelOptions options, Gateways& gateways, Outbox& outbox, Renewal* renewal = nullptr,
-                GatewayMetrics* metrics = nullptr);
+                GatewayMetrics* metrics = nullptr, IscsiAccess* iscsi = nullptr);
   ~ChannelServer();
   Status start();
   void stop();

@@ -259,7 +259,12 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       return;
     }
     asio::post(server_.db, [self = shared_from_this(), report = std::move(report)] {
-      if (Status s = self->server_.metrics->record(self->gateway_, report); !s) {
+      const auto kind = report.find("report");
+      bool iscsi = kind != report.end() && *kind == "iscsi";
+      if (iscsi && self->server_.iscsi == nullptr) return;
+      Status s = iscsi ? self->server_.iscsi->record(self->gateway_, report)
+                       : self->server_.metrics->record(self->gateway_, report);
+      if (!s) {
         ++self->server_.badFrames;
         std::cerr << "ferry-control: gateway " << self->gateway_ << ": " << s.toString() << "\n";
         return;

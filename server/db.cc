@@ -175,6 +175,25 @@ const std::vector<std::vector<const char*>>& migrations() {
           " FOREIGN KEY (gateway_id, volume) REFERENCES volumes(gateway_id, name) ON DELETE CASCADE)",
           "CREATE INDEX snapshot_schedules_due ON snapshot_schedules(next_at)",
       },
+      // 9: iSCSI: each volume's CHAP credentials (kept for the gateway) and what the
+      // gateway last reported of its target (state, initiators logged in).
+      {
+          "CREATE TABLE volume_iscsi ("
+          " gateway_id TEXT NOT NULL,"
+          " volume TEXT NOT NULL,"
+          " initiator_user TEXT NOT NULL DEFAULT '',"
+          " initiator_secret TEXT NOT NULL DEFAULT '',"
+          " target_user TEXT NOT NULL DEFAULT '',"
+          " target_secret TEXT NOT NULL DEFAULT '',"
+          " chap_request_id TEXT NOT NULL DEFAULT '',"
+          " target TEXT NOT NULL DEFAULT '',"
+          " state TEXT NOT NULL DEFAULT '',"
+          " error TEXT NOT NULL DEFAULT '',"
+          " initiators TEXT NOT NULL DEFAULT '[]',"
+          " reported_at BIGINT NOT NULL DEFAULT 0,"
+          " PRIMARY KEY (gateway_id, volume),"
+          " FOREIGN KEY (gateway_id, volume) REFERENCES volumes(gateway_id, name) ON DELETE CASCADE)",
+      },
   };
   return m;
 }

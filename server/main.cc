@@ -110,6 +110,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Bandwidth bandwidth(*db.value(), outbox);
     ferry::control::SnapshotSchedules schedules(*db.value(), inventory, config().getInt("snapshots.hour_seconds", 3600));
     ferry::control::GatewayMetrics metrics(*db.value());
+    ferry::control::IscsiAccess iscsi(*db.value(), outbox, inventory);
 
     ferry::control::Routing routing;
     if (!ferry::control::parseRouting(config().getString("routing", "lookup"), &routing)) {
@@ -226,7 +227,7 @@ class ControlServer : public Poco::Util::ServerApplication {
       co.renewWithinSeconds = int64_t{86400} * config().getInt("gateway.certificate_renew_days", 30);
       co.metricsRetentionSeconds = int64_t{86400} * config().getInt("metrics.retention_days", 15);
       co.reportMinSeconds = config().getInt("metrics.report_min_seconds", 10);
-      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox, &renewal, &metrics);
+      channel = std::make_unique<ferry::control::ChannelServer>(co, gateways, outbox, &renewal, &metrics, &iscsi);
       if (Status s = channel->start(); !s) {
         std::cerr << "ferry-control: " << s.toString() << "\n";
         return EXIT_UNAVAILABLE;
@@ -260,7 +261,8 @@ class ControlServer : public Poco::Util::ServerApplication {
                                    routing,
                                    channel.get(),
                                    serverId,
-                                   vips.value()};
+                                   vips.value(),
+                                   &iscsi};
     // One handler factory for every listener: the same counters whichever port a
     // request came in on.
     Poco::Net::HTTPRequestHandlerFactory::Ptr factory = new ferry::control::ApiFactory(ctx);

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "ferry/bandwidth_schedule.h"
+#include "ferry/chap.h"
 #include "ferry/strings.h"
 #include "ferry/timezone.h"
 
@@ -58,6 +59,15 @@ Status checkRequest(const std::string& op, const json& args) {
     if (Status s = checkFields(op, args, {"name"}); !s) return s;
     return ferry::checkVolumeName(args["name"].get<std::string>());
   }
+  if (op == "volume.chap") {
+    if (Status s = checkFields(op, args, {"name", "initiator_user", "initiator_secret", "target_user", "target_secret"});
+        !s) {
+      return s;
+    }
+    if (Status s = ferry::checkVolumeName(args["name"].get<std::string>()); !s) return s;
+    auto chap = chapFromJson(args);
+    return chap ? Status::ok() : chap.status().withContext(op);
+  }
   if (op == "snapshot.create" || op == "snapshot.delete") {
     if (Status s = checkFields(op, args, {"snapshot", "volume"}); !s) return s;
     return ferry::checkVolumeName(args["volume"].get<std::string>());
@@ -78,7 +88,7 @@ Status checkRequest(const std::string& op, const json& args) {
     return checkFields(op, args, {"certificate", "ca_certificate"}, {"not_after"});
   }
   return Status::invalid("unknown operation '" + op +
-                         "' (known: volume.create, volume.delete, snapshot.create, snapshot.delete, "
+                         "' (known: volume.create, volume.delete, volume.chap, snapshot.create, snapshot.delete, "
                          "gateway.describe, gateway.shutdown, certificate.renew, certificate.install, bandwidth.set)");
 }
 

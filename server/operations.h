@@ -6,6 +6,9 @@
 //   volume.create   {name, size, chunk_size}    a volume (size in bytes, a multiple of
 //                                               the chunk size; chunk a power of two)
 //   volume.delete   {name}
+//   volume.chap     {name, initiator_user, initiator_secret, target_user,
+//                    target_secret}             the volume's iSCSI CHAP (ferry/chap.h);
+//                                               an empty initiator_user turns it off
 //   snapshot.create {snapshot, volume}          snapshot: the id the provider chose
 //   snapshot.delete {snapshot, volume}
 //   gateway.describe {}                         what the gateway is and holds

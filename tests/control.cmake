@@ -20,3 +20,7 @@ ferry_test(console_test SOURCES integration/console_test.cc LIBS ferry_control L
 target_compile_definitions(console_test PRIVATE FERRY_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 ferry_test(agent_test SOURCES integration/agent_test.cc integration/agent_limits_test.cc LIBS ferry_agent ferry_control
            LABELS integration TIMEOUT 600)
+ferry_test(agent_iscsi_test SOURCES integration/agent_iscsi_test.cc LIBS ferry_agent ferry_control
+           LABELS integration TIMEOUT 600)
+ferry_test(iscsi_conformance_test SOURCES integration/iscsi_conformance_test.cc LIBS ferry_agent ferry_control
+           LABELS integration TIMEOUT 900)
