@@ -54,8 +54,8 @@ pid_t spawnChild(const ChildSpec& spec) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
-    if (spec.dieWithParent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (spec.parentDeathSignal != 0) {
+      ::prctl(PR_SET_PDEATHSIG, spec.parentDeathSignal);
       if (::getppid() != parent) ::_exit(1);  // the parent died already
     }
     if (!spec.logFile.empty()) {

@@ -17,7 +17,9 @@ struct ChildSpec {
   std::vector<std::string> argv;         // argv[0] is looked up in PATH
   std::vector<std::string> environment;  // NAME=VALUE added to the agent's
   std::string logFile;                   // stdout and stderr appended here ("" = the agent's)
-  bool dieWithParent = true;  // SIGTERM when the thread that started it ends (the agent killed)
+  // Sent to the child when the thread that started it ends (the agent killed); 0: none.
+  // SIGKILL for a program that ignores SIGTERM (tgtd).
+  int parentDeathSignal = 15;  // SIGTERM
 };
 
 // The child's pid (> 0), or -1 when fork failed. A program that cannot be run exits 127

@@ -131,7 +131,11 @@ void IscsiTargets::loop() {
   // Targets first (initiators see the LUN go), then the mounts, then tgtd.
   for (auto& [volume, s] : served_) unserveLocked(volume, s);
   served_.clear();
-  if (tgtd_ > 0) stopChild(tgtd_, 10);
+  if (tgtd_ > 0) {
+    // tgtd ignores SIGTERM; this is its way out.
+    (void)tgtadm({"--op", "delete", "--mode", "system"});
+    stopChild(tgtd_, 5);
+  }
   tgtd_ = 0;
 }
 
@@ -237,7 +241,7 @@ Status IscsiTargets::ensureTgtdLocked() {
   accounts_.clear();
   std::string log = cfg_.dir + "/tgtd.log";
   tgtd_ = spawnChild(
-      {{cfg_.tgtd, "-f", "-C", std::to_string(cfg_.controlPort), "--iscsi", "portal=" + cfg_.portal}, {}, log, true});
+      {{cfg_.tgtd, "-f", "-C", std::to_string(cfg_.controlPort), "--iscsi", "portal=" + cfg_.portal}, {}, log, SIGKILL});
   if (tgtd_ <= 0) return Status::ioError("cannot start tgtd: " + std::string(std::strerror(errno)));
   // tgtd writes no pid file in the foreground: ours, for load() after a crash.
   std::ofstream(cfg_.dir + "/tgtd.pid", std::ios::trunc) << tgtd_ << "\n";
@@ -316,7 +320,7 @@ Status IscsiTargets::serveLocked(const std::string& volume, Served& s) {
     if (ec) return Status::ioError("create " + dir + ": " + ec.message());
     std::string uri = "nbd://" + cfg_.nbdHost + ":" + std::to_string(cfg_.nbdPort) + "/" + volume;
     std::string log = cfg_.dir + "/nbdfuse-" + volume + ".log";
-    s.fuse = spawnChild({{cfg_.nbdfuse, file, uri}, {}, log, true});
+    s.fuse = spawnChild({{cfg_.nbdfuse, file, uri}, {}, log, SIGTERM});
     if (s.fuse <= 0) {
       s.fuse = 0;
       return Status::ioError("cannot start nbdfuse: " + std::string(std::strerror(errno)));

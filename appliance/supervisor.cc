@@ -28,7 +28,7 @@ pid_t Supervisor::spawn() {
                                    "admin-socket=" + adminSocket()};
   argv.insert(argv.end(), cfg_.extra.begin(), cfg_.extra.end());
   // nbdkit's own --exit-with-parent follows the agent, not the thread that started it.
-  return spawnChild({argv, cfg_.environment, cfg_.logFile, /*dieWithParent=*/false});
+  return spawnChild({argv, cfg_.environment, cfg_.logFile, /*parentDeathSignal=*/0});
 }
 
 Status Supervisor::start() {

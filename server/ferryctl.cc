@@ -58,6 +58,9 @@ volumes (a change is a request to the gateway; --wait waits for its answer)
   volume create GATEWAY [NAME] --size SIZE [--chunk-size SIZE] [--wait]
                                       sizes as 10G, 256M (default chunk 1M)
   volume delete GATEWAY NAME [--wait]
+  volume chap GATEWAY NAME --initiator-user U --initiator-secret S|- [--target-user U
+         --target-secret S|-] [--wait]    iSCSI CHAP (mutual with a target user); "-" reads
+                                          the secret from stdin; --off turns CHAP off
 snapshots
   snapshot list GATEWAY [VOLUME]
   snapshot create GATEWAY VOLUME [--wait]

@@ -96,7 +96,7 @@ int accepted(const CtlCommand& c, const json& answer, const std::string& what) {
 
 
 int volumeCommand(const CtlCommand& c) {
-  const std::string& sub = c.arg(1, "volume list|show|create|delete");
+  const std::string& sub = c.arg(1, "volume list|show|create|delete|chap");
   if (sub == "list") {
     auto r = c.client.call("GET", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/volumes");
     if (!r) return c.fail(r.status());
@@ -119,7 +119,52 @@ int volumeCommand(const CtlCommand& c) {
                 << "chunk:    " << bytes(v.value("chunk_size", int64_t{0})) << "\n"
                 << "state:    " << v.value("state", "") << "\n"
                 << "request:  " << v.value("request_id", "") << "\n";
+      auto iscsi = v.find("iscsi");
+      if (iscsi == v.end() || !iscsi->is_object()) return;
+      const json& chap = iscsi->value("chap", json::object());
+      std::string chapText = !chap.value("enabled", false) ? "off"
+                             : chap.value("mutual", false)
+                                 ? "mutual (initiator " + chap.value("initiator_user", "") + ", target " +
+                                       chap.value("target_user", "") + ")"
+                                 : "one-way (initiator " + chap.value("initiator_user", "") + ")";
+      std::cout << "iscsi:    " << iscsi->value("target", "") << " (" << iscsi->value("state", "") << ")"
+                << (iscsi->value("error", "").empty() ? "" : ": " + iscsi->value("error", "")) << "\n"
+                << "chap:     " << chapText << "\n";
+      for (const auto& i : iscsi->value("initiators", json::array())) {
+        std::cout << "initiator: " << i.value("name", "") << " from " << i.value("address", "") << "\n";
+      }
     });
+  }
+  if (sub == "chap") {
+    // Secrets: on the command line, or "-" to read them from stdin (one per line: the
+    // initiator's, then the target's), which keeps them out of shell history.
+    static const std::vector<std::string> flags = {"--initiator-user", "--initiator-secret", "--target-user",
+                                                   "--target-secret", "--timeout", "--output"};
+    std::string gateway = c.positional(2, flags), name = c.positional(3, flags);
+    if (gateway.empty() || name.empty()) {
+      throw UsageError{"volume chap GATEWAY NAME --initiator-user U --initiator-secret S|- "
+                       "[--target-user U --target-secret S|-] | --off"};
+    }
+    std::string path = "/v1/gateways/" + gateway + "/volumes/" + name + "/chap";
+    if (c.has("--off")) {
+      auto r = c.client.call("DELETE", path);
+      if (!r) return c.fail(r.status());
+      return accepted(c, r.value(), "CHAP off for " + name);
+    }
+    auto secret = [&](const std::string& flag) {
+      std::string v = c.option(flag);
+      if (v == "-" && !std::getline(std::cin, v)) throw UsageError{flag + " -: no line on stdin"};
+      return v;
+    };
+    json body = {{"initiator_user", c.option("--initiator-user")}, {"initiator_secret", secret("--initiator-secret")}};
+    if (c.has("--target-user") || c.has("--target-secret")) {
+      body["target_user"] = c.option("--target-user");
+      body["target_secret"] = secret("--target-secret");
+    }
+    if (body["initiator_user"] == "") throw UsageError{"volume chap needs --initiator-user (or --off)"};
+    auto r = c.client.call("PUT", path, body);
+    if (!r) return c.fail(r.status());
+    return accepted(c, r.value(), "CHAP for " + name);
   }
   if (sub == "create") {
     static const std::vector<std::string> flags = {"--size", "--chunk-size", "--timeout", "--output"};

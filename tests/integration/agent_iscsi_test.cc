@@ -159,8 +159,9 @@ TEST_F(AgentIscsiTest, ChapSetThroughTheProviderGuardsTheTarget) {
       << out;
   EXPECT_EQ(iscsiOf(gw, "vol1")["chap"]["mutual"], true);
 
-  // Kept across an agent restart (tgtd's accounts are made again from the agent's copy).
-  agent.stop();
+  // Kept across an agent killed outright (its tgtd and nbdfuse go with it; the next
+  // agent makes tgtd's accounts again from its own copy).
+  agent.kill9();
   ASSERT_TRUE(agent.start()) << agent.log();
   ASSERT_TRUE(waitTarget("vol1", false, 1));  // no login without CHAP
   bool back = false;

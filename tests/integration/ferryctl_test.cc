@@ -164,6 +164,34 @@ TEST_F(FerryctlTest, VolumesSnapshotsAndRequestsOfAConnectedGateway) {
   ASSERT_EQ(ctl("request show " + last, &out), 0) << out;
   EXPECT_NE(out.find("failed"), std::string::npos) << out;
 
+  // iSCSI CHAP: set (the secret read from stdin), shown without secrets, refused when
+  // too short, mutual, then off.
+  ASSERT_EQ(ctl("volume chap " + who.id + " disk0 --initiator-user host1 --initiator-secret - --wait", &out,
+                "s3cret-s3cret"),
+            0)
+      << out;
+  EXPECT_NE(out.find("CHAP for disk0: done"), std::string::npos) << out;
+  ASSERT_EQ(ctl("volume show " + who.id + " disk0", &out), 0) << out;
+  EXPECT_NE(out.find("chap:     one-way (initiator host1)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("s3cret"), std::string::npos) << out;
+  ASSERT_EQ(ctl("request list " + who.id, &out), 0) << out;
+  EXPECT_EQ(out.find("s3cret"), std::string::npos) << "request history hides secrets: " << out;
+  EXPECT_EQ(ctl("volume chap " + who.id + " disk0 --initiator-user host1 --initiator-secret short --wait", &out), 1)
+      << out;
+  EXPECT_NE(out.find("12 to 16 characters"), std::string::npos) << out;
+  EXPECT_EQ(ctl("volume chap " + who.id + " disk0 --initiator-secret s3cret-s3cret", &out), 2) << out;
+  ASSERT_EQ(ctl("volume chap " + who.id +
+                    " disk0 --initiator-user host1 --initiator-secret s3cret-s3cret --target-user gw1 "
+                    "--target-secret other-s3cret --wait",
+                &out),
+            0)
+      << out;
+  ASSERT_EQ(ctl("volume show " + who.id + " disk0", &out), 0) << out;
+  EXPECT_NE(out.find("chap:     mutual (initiator host1, target gw1)"), std::string::npos) << out;
+  ASSERT_EQ(ctl("volume chap " + who.id + " disk0 --off --wait", &out), 0) << out;
+  ASSERT_EQ(ctl("volume show " + who.id + " disk0", &out), 0) << out;
+  EXPECT_NE(out.find("chap:     off"), std::string::npos) << out;
+
   ASSERT_EQ(ctl("volume delete " + who.id + " disk0 --wait", &out), 0) << out;
   ASSERT_EQ(ctl("request send " + who.id + " gateway.describe --wait", &out), 0) << out;
 
