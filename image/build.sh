@@ -384,8 +384,9 @@ make_root_fs() {
   # mkfs.ext4 -d (e2fsprogs 1.47.0) copies atime and ctime from the tree, where they
   # are this build's: set them to SOURCE_DATE_EPOCH on every inode.
   local cmds=$WORK/debugfs.cmds
-  if find "$ROOT" -xdev -name '*[\"\\]*' -print -quit | grep -q .; then
-    die "a file name in the tree has a quote or backslash: debugfs cannot be told about it"
+  local nl=$'\n'
+  if find "$ROOT" -xdev -name "*[\"$nl]*" -print -quit | grep -q .; then
+    die "a file name in the tree has a double quote or a newline: debugfs cannot be told about it"
   fi
   find "$ROOT" -xdev -printf '/%P\n' | awk -v t="@$SOURCE_DATE_EPOCH" \
     '{printf "sif \"%s\" atime %s\nsif \"%s\" ctime %s\nsif \"%s\" crtime %s\n", $0, t, $0, t, $0, t}' >"$cmds"

@@ -111,6 +111,24 @@ try {
   await snapshots.getByText('disk0: a snapshot every 6 h, keeping the last 4').waitFor();
   check(true, 'a snapshot schedule is set');
 
+  // iSCSI: the volume lists its target (as the gateway reported it); CHAP set from the
+  // console — the secret never shown back — then turned off.
+  await volumeRow.getByText('iqn.2026-11.io.ferry:disk0').waitFor({ timeout: 30000 });
+  check(true, 'the volume lists its iSCSI target');
+  const iscsi = page.locator('section', { has: page.getByRole('heading', { name: 'iSCSI access' }) });
+  await iscsi.getByLabel('Initiator user').fill('host1');
+  await iscsi.getByLabel('Initiator secret').fill('short');
+  await iscsi.getByRole('button', { name: 'Save CHAP' }).click();
+  check(await iscsi.getByText('disk0: no CHAP').isVisible(), 'a secret under 12 characters is not sent');
+  await iscsi.getByLabel('Initiator secret').fill('s3cret-s3cret');
+  await iscsi.getByRole('button', { name: 'Save CHAP' }).click();
+  await iscsi.getByText('disk0: CHAP one-way (initiator host1).').waitFor({ timeout: 30000 });
+  await volumeRow.getByText(/· CHAP ·/).waitFor({ timeout: 30000 });
+  check(!(await page.content()).includes('s3cret-s3cret'), 'CHAP set; the secret is nowhere on the page');
+  await iscsi.getByRole('button', { name: 'Turn CHAP off' }).click();
+  await iscsi.getByText('disk0: no CHAP').waitFor({ timeout: 30000 });
+  check(true, 'CHAP turned off');
+
   // A second snapshot; the first one deleted after a confirmation.
   const firstSnapshot = (await snapshots.locator('tbody tr code').first().textContent()).trim();
   await page.getByRole('button', { name: 'Snapshot disk0' }).click();

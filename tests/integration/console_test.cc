@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "agent_fixture.h"
+#include "iscsi_fixture.h"
 #include "test_util.h"
 
 #ifndef FERRY_SOURCE_DIR
@@ -24,7 +24,7 @@ using json = nlohmann::json;
 using ferry::testing::Agent;
 using ferry::testing::NbdClient;
 
-using ConsoleTest = ferry::testing::AgentFixture;
+using ConsoleTest = ferry::testing::IscsiFixture;  // the agent serves iSCSI too
 
 TEST_F(ConsoleTest, ACustomerActivatesAndManagesAGatewayInTheBrowser) {
   const std::string tests = std::string(FERRY_SOURCE_DIR) + "/tests/console";
@@ -33,7 +33,7 @@ TEST_F(ConsoleTest, ACustomerActivatesAndManagesAGatewayInTheBrowser) {
   if (!std::filesystem::exists(tests + "/node_modules/playwright-core")) {
     GTEST_SKIP() << "playwright-core is not installed in tests/console (scripts/deps.sh runs npm ci)";
   }
-  Agent agent(agentDir_.path(), *control_, "metrics.interval_seconds = 1\n");
+  Agent agent(agentDir_.path(), *control_, "metrics.interval_seconds = 1\n" + agentConfig());
   ASSERT_TRUE(agent.start()) << agent.log();
   ASSERT_TRUE(agent.waitFor([](const json& s) { return s.value("stage", "") == "waiting_for_customer"; }))
       << agent.log();

@@ -56,13 +56,18 @@ export async function gatewayView(id) {
   async function loadVolumes() {
     const r = await call('GET', `${base}/volumes`);
     const names = r.volumes.map((v) => v.name);
-    const chosen = schedVolume.value;
-    if (names.join() !== [...schedVolume.options].map((o) => o.value).join()) {
-      schedVolume.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
-      if (names.includes(chosen)) schedVolume.value = chosen;
+    for (const [select, load] of [[schedVolume, loadSchedule], [chapVolume, loadChap]]) {
+      const chosen = select.value;
+      if (names.join() !== [...select.options].map((o) => o.value).join()) {
+        select.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
+        if (names.includes(chosen)) select.value = chosen;
+        // A first volume, or the chosen one gone: show the one chosen now.
+        if (select.value !== chosen) await load();
+      }
     }
-    volumes.replaceChildren(table(['Name', 'Size', 'State', { label: 'Created', optional: true }, ''],
-      r.volumes.map((v) => [v.name, bytes(v.size), state(v.state), ms(v.created_at_ms),
+    volumes.replaceChildren(table(['Name', 'Size', 'State', { label: 'iSCSI', optional: true },
+      { label: 'Created', optional: true }, ''],
+      r.volumes.map((v) => [v.name, bytes(v.size), state(v.state), iscsiText(v.iscsi), ms(v.created_at_ms),
         h('span', {},
           h('button', {
             type: 'button', class: 'secondary', 'aria-label': `Snapshot ${v.name}`, disabled: v.state !== 'available',
@@ -76,6 +81,16 @@ export async function gatewayView(id) {
             },
           }, 'Delete'))]),
       'No volumes yet.'));
+  }
+
+  // "iqn…:disk0 · CHAP mutual · 2 initiators", or "-" before the gateway reported.
+  function iscsiText(i) {
+    if (!i || !i.target) return '-';
+    const chap = i.chap.enabled ? (i.chap.mutual ? 'CHAP mutual' : 'CHAP') : 'no CHAP';
+    const n = i.initiators.length;
+    return h('span', {}, h('code', {}, i.target), ` · ${chap} · ${n} initiator${n === 1 ? '' : 's'}`,
+      i.initiators.length ? h('span', { class: 'muted' }, ` (${i.initiators.map((x) => `${x.name} ${x.address}`).join(', ')})`) : '',
+      i.state === 'error' ? h('span', { class: 'error-text' }, ` ${i.error}`) : '');
   }
 
   async function loadSnapshots() {
@@ -161,6 +176,54 @@ export async function gatewayView(id) {
       loadSchedule),
   }, 'Remove schedule'));
 
+  // iSCSI CHAP, per volume: the secrets are write-only (the API never returns them).
+  const chapVolume = h('select', { name: 'chap_volume' });
+  const chapUser = h('input', { name: 'initiator_user', required: true, maxlength: 64, autocomplete: 'off' });
+  const chapSecret = h('input', { name: 'initiator_secret', type: 'password', required: true, minlength: 12,
+    maxlength: 16, autocomplete: 'new-password' });
+  const chapTargetUser = h('input', { name: 'target_user', maxlength: 64, autocomplete: 'off' });
+  const chapTargetSecret = h('input', { name: 'target_secret', type: 'password', minlength: 12, maxlength: 16,
+    autocomplete: 'new-password' });
+  const chapNow = h('p', { 'aria-live': 'polite' });
+  async function loadChap() {
+    if (!chapVolume.value) {
+      chapNow.textContent = '';
+      return;
+    }
+    const i = (await call('GET', `${base}/volumes/${encodeURIComponent(chapVolume.value)}/iscsi`)).iscsi;
+    chapNow.textContent = i.chap.enabled
+      ? `${chapVolume.value}: CHAP ${i.chap.mutual ? `mutual (initiator ${i.chap.initiator_user}, target ${i.chap.target_user})` : `one-way (initiator ${i.chap.initiator_user})`}.`
+      : `${chapVolume.value}: no CHAP; any initiator that reaches the gateway may log in.`;
+  }
+  chapVolume.addEventListener('change', () => act(loadChap));
+  const chapForm = h('form', {
+    class: 'inline',
+    onsubmit: (e) => {
+      e.preventDefault();
+      const body = { initiator_user: chapUser.value, initiator_secret: chapSecret.value };
+      if (chapTargetUser.value || chapTargetSecret.value) {
+        body.target_user = chapTargetUser.value;
+        body.target_secret = chapTargetSecret.value;
+      }
+      act(() => call('PUT', `${base}/volumes/${encodeURIComponent(chapVolume.value)}/chap`, body), async () => {
+        chapSecret.value = '';
+        chapTargetSecret.value = '';
+        await loadChap();
+        await loadRequests();
+      });
+    },
+  }, field('Volume', chapVolume), field('Initiator user', chapUser), field('Initiator secret', chapSecret),
+  field('Target user (mutual)', chapTargetUser), field('Target secret (mutual)', chapTargetSecret),
+  h('button', { type: 'submit' }, 'Save CHAP'),
+  h('button', {
+    type: 'button', class: 'secondary',
+    onclick: () => act(() => call('DELETE', `${base}/volumes/${encodeURIComponent(chapVolume.value)}/chap`),
+      async () => {
+        await loadChap();
+        await loadRequests();
+      }),
+  }, 'Turn CHAP off'));
+
   // New volume.
   const volName = h('input', { name: 'volume', required: true, pattern: '[A-Za-z0-9._\\-]+', maxlength: 64 });
   const volSize = h('input', { name: 'size', required: true, placeholder: '10G', 'aria-describedby': 'size-hint' });
@@ -240,6 +303,7 @@ export async function gatewayView(id) {
   await refresh();
   await act(loadBandwidth);
   await act(loadSchedule);
+  await act(loadChap);
   await act(loadMetrics);
   every(3000, refresh, summary);
   every(15000, () => act(loadMetrics), summary);
@@ -252,6 +316,9 @@ export async function gatewayView(id) {
       h('p', { id: 'size-hint', class: 'muted' }, 'Sizes like 10G or 512M; a multiple of 1 MiB.')),
     h('section', { 'aria-labelledby': 'h-snapshots' }, h('h2', { id: 'h-snapshots' }, 'Snapshots'), snapshots,
       h('h3', {}, 'Schedule'), schedNow, schedForm),
+    h('section', { 'aria-labelledby': 'h-iscsi' }, h('h2', { id: 'h-iscsi' }, 'iSCSI access'), chapNow, chapForm,
+      h('p', { class: 'muted' }, 'Secrets are 12 to 16 characters; a target user and secret make CHAP mutual. ' +
+        'Initiators connect to the gateway on port 3260; the target of each volume is listed with it.')),
     h('section', { 'aria-labelledby': 'h-bandwidth' }, h('h2', { id: 'h-bandwidth' }, 'Bandwidth limits'),
       bandwidthNow, bwForm),
     h('section', { 'aria-labelledby': 'h-metrics' }, h('h2', { id: 'h-metrics' }, 'Metrics, last 6 hours'), charts),
