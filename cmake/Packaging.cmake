@@ -3,13 +3,15 @@
 #   ferry-control   the provider: ferry-control and ferryctl
 #   ferry-balancer  the load balancer node/host program
 include(GNUInstallDirs)
-install(TARGETS ferry-agent RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT gateway)
+install(TARGETS ferry-agent ferry-console RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT gateway)
 install(TARGETS nbdkit-ferry-plugin LIBRARY DESTINATION lib/x86_64-linux-gnu/nbdkit/plugins COMPONENT gateway)
 install(FILES appliance/dist/ferry-agent.service appliance/dist/ferry-firstboot.service
         DESTINATION lib/systemd/system COMPONENT gateway)
 install(PROGRAMS appliance/dist/ferry-firstboot DESTINATION lib/ferry COMPONENT gateway)
+install(FILES appliance/dist/serial-getty-ferry-console.conf DESTINATION lib/systemd/system/serial-getty@ttyS0.service.d
+        RENAME ferry-console.conf COMPONENT gateway)
 install(FILES appliance/dist/agent.properties DESTINATION /etc/ferry COMPONENT gateway)
-install(FILES docs/agent.md docs/iscsi.md docs/volume-engine.md DESTINATION share/doc/ferry-gateway COMPONENT gateway)
+install(FILES docs/agent.md docs/iscsi.md docs/console-menu.md docs/volume-engine.md DESTINATION share/doc/ferry-gateway COMPONENT gateway)
 install(TARGETS ferry-control ferryctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT control)
 install(TARGETS ferry-balancer RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT balancer)
 

@@ -235,7 +235,18 @@ EOF
   # The initramfs finds the root by UUID on virtio (qemu -drive if=virtio) as well as
   # on the usual controllers (MODULES=most is Debian's default, said here to be sure).
   mkdir -p "$ROOT/etc/initramfs-tools/conf.d" "$ROOT/etc/initramfs-tools/hooks"
-  printf 'MODULES=most\nCOMPRESS=zstd\n' >"$ROOT/etc/initramfs-tools/conf.d/ferry.conf"
+  # FSTYPE: the root's type cannot be probed in the chroot; with it, e2fsck is in the
+  # initramfs and checks the root before it is mounted.
+  printf 'MODULES=most\nCOMPRESS=zstd\nFSTYPE=ext4\n' >"$ROOT/etc/initramfs-tools/conf.d/ferry.conf"
+  # WORKAROUND (appliance/dist/ferry-firstboot takes any "disk" lsblk lists, even the
+  # 0-byte fd0 of an empty emulated floppy drive, as a blank cache disk, and fails on
+  # it): no floppy driver. Worth keeping after that is fixed: no appliance uses one.
+  mkdir -p "$ROOT/etc/modprobe.d"
+  cat >"$ROOT/etc/modprobe.d/ferry-appliance.conf" <<'EOF'
+# Ferry appliance: no floppy drive is ever used; hypervisors that emulate an empty
+# one (qemu -machine pc, VMware) would otherwise show a 0-byte disk fd0.
+blacklist floppy
+EOF
   cat >"$ROOT/etc/initramfs-tools/hooks/ferry" <<'EOF'
 #!/bin/sh
 # Ferry appliance: the root disk's drivers, whatever MODULES says.
@@ -305,7 +316,10 @@ EOF
     systemd-timesyncd.service ferry-firstboot.service ferry-agent.service >/dev/null 2>&1 ||
     die "systemctl enable failed in the chroot (are the units in the .deb?)"
   # Debian's tgt enables tgt.service; the agent runs its own tgtd on 3260.
+  in_root systemctl disable tgt.service >/dev/null 2>&1 || true
   in_root systemctl mask tgt.service >/dev/null 2>&1 || die "could not mask tgt.service"
+  # An appliance does not fetch package lists from the mirror by itself every day.
+  in_root systemctl disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
   # An empty machine-id is a first boot: systemd-firstboot would ask on the console
   # for a locale, keymap, time zone and root password. There is nothing to ask.
   in_root systemctl mask systemd-firstboot.service >/dev/null 2>&1 || true

@@ -21,6 +21,9 @@ PACKAGES=(
   # the file tgtd serves), and the initiators the tests use (libiscsi's tools with
   # iscsi-test-cu, qemu-io/qemu-img with qemu's iSCSI driver)
   tgt fuse3 libiscsi-bin qemu-block-extra
+  # the appliance's console menu: libcrypt (yescrypt password hash); its test drives
+  # it through tmux
+  libcrypt-dev tmux
   # tools used by tests, demo and benchmarks
   fio sqlite3 curl procps psmisc util-linux qemu-utils
   # the peer the benchmarks compare with

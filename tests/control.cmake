@@ -24,3 +24,5 @@ ferry_test(agent_iscsi_test SOURCES integration/agent_iscsi_test.cc LIBS ferry_a
            LABELS integration TIMEOUT 600)
 ferry_test(iscsi_conformance_test SOURCES integration/iscsi_conformance_test.cc LIBS ferry_agent ferry_control
            LABELS integration TIMEOUT 900)
+ferry_test(console_menu_test SOURCES integration/console_menu_test.cc LIBS ferry_console ferry_control
+           LABELS integration TIMEOUT 300)
