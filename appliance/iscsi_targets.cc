@@ -124,6 +124,11 @@ void IscsiTargets::loop() {
   while (!stopping_) {
     uint64_t round = asked_;
     reconcileLocked();
+    {
+      json now = statusLocked();
+      std::lock_guard<std::mutex> l(statusMu_);
+      status_ = std::move(now);
+    }
     done_ = round;
     wake_.notify_all();
     wake_.wait_for(lock, std::chrono::seconds(cfg_.checkSeconds), [this] { return stopping_ || asked_ > done_; });
@@ -264,16 +269,35 @@ void IscsiTargets::reconcileLocked() {
     return;
   }
   tgtdError_.clear();
-  auto volumes = list_();
-  if (!volumes) return;  // the engine is (re)starting: keep what is served
+  auto engine = list_();
+  if (!engine) return;  // the engine is (re)starting: keep what is served
   std::set<std::string> wanted;
-  for (const auto& v : volumes.value()) {
+  for (const auto& v : engine.value().volumes) {
     if (!withdrawn_.count(v)) wanted.insert(v);
+  }
+  bool engineRestarted = engineGeneration_ != -1 && engineGeneration_ != engine.value().generation;
+  engineGeneration_ = engine.value().generation;
+  if (engineRestarted) {
+    // I/O that was in flight to the dead engine holds tgtd's LUNs ("still active"):
+    // tgtd goes too (initiators log in again), every nbdfuse is replaced.
+    std::cerr << "ferry-agent: iscsi: the engine restarted; serving every volume again\n";
+    ::kill(tgtd_, SIGKILL);
+    stopChild(tgtd_, 5);
+    tgtd_ = 0;
+    for (auto& [volume, s] : served_) {
+      s.tid = 0;
+      unserveLocked(volume, s);
+    }
+    if (Status st = ensureTgtdLocked(); !st) {
+      tgtdError_ = st.message();
+      return;
+    }
   }
   for (auto it = served_.begin(); it != served_.end();) {
     // Gone from the engine, withdrawn, or its nbdfuse died (the LUN's file is dead).
-    bool fuseDied = it->second.fuse > 0 && childExited(it->second.fuse);
-    if (fuseDied) {
+    bool exited = it->second.fuse > 0 && childExited(it->second.fuse);
+    bool fuseDied = exited;
+    if (exited) {
       it->second.fuse = 0;
       std::cerr << "ferry-agent: iscsi: nbdfuse of " << it->first << " exited; serving it again\n";
     }
@@ -356,8 +380,10 @@ Status IscsiTargets::serveLocked(const std::string& volume, Served& s) {
   std::string product = volume.substr(0, 16);
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"--op", "new", "--mode", "target", "--tid", std::to_string(tid), "-T", targetName(volume)},
+           // O_DIRECT: no page cache between tgtd and nbdfuse, so what NBD clients
+           // write is what iSCSI initiators read next (tgtd keeps the file open).
            {"--op", "new", "--mode", "logicalunit", "--tid", std::to_string(tid), "--lun", "1", "--bstype", "rdwr",
-            "-b", file},
+            "--bsoflags", "direct", "-b", file},
            {"--op", "update", "--mode", "logicalunit", "--tid", std::to_string(tid), "--lun", "1", "--params",
             "vendor_id=FERRY,product_id=" + product},
            {"--op", "bind", "--mode", "target", "--tid", std::to_string(tid), "-I", "ALL"}}) {
@@ -447,7 +473,13 @@ void IscsiTargets::refreshInitiatorsLocked() {
 }
 
 json IscsiTargets::status() {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<std::mutex> l(statusMu_);
+  return status_.is_null() ? json{{"enabled", cfg_.enabled}, {"portal", cfg_.portal}, {"error", ""},
+                                  {"targets", json::array()}}
+                           : status_;
+}
+
+json IscsiTargets::statusLocked() const {
   json out = {{"enabled", cfg_.enabled}, {"portal", cfg_.portal}, {"error", tgtdError_}, {"targets", json::array()}};
   for (const auto& [volume, s] : served_) {
     out["targets"].push_back({{"volume", volume},

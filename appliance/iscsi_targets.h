@@ -45,7 +45,13 @@ struct IscsiConfig {
 
 class IscsiTargets {
  public:
-  using ListVolumes = std::function<Result<std::vector<std::string>>()>;
+  // The engine's volumes, and how many times it has been started: when that changes,
+  // every nbdfuse (whose NBD connections went with the old engine) is made again.
+  struct EngineView {
+    std::vector<std::string> volumes;
+    int generation = 0;
+  };
+  using ListVolumes = std::function<Result<EngineView>()>;
   using Report = std::function<bool(const std::string& frame)>;
   IscsiTargets(IscsiConfig config, ListVolumes list, Report report)
       : cfg_(std::move(config)), list_(std::move(list)), report_(std::move(report)) {}
@@ -72,7 +78,8 @@ class IscsiTargets {
   // Keeps and applies a volume's CHAP setting (empty initiator user: none).
   Status setChap(const std::string& volume, const ChapSetting& chap);
 
-  // Per volume: target, state, error, chap users (never secrets), initiators.
+  // Per volume: target, state, error, chap users (never secrets), initiators — as of
+  // the last round (it does not wait for one in progress).
   nlohmann::json status();
 
  private:
@@ -92,6 +99,7 @@ class IscsiTargets {
   Status applyChapLocked(const std::string& volume, Served& s);
   void refreshInitiatorsLocked();
   void reportLocked();
+  nlohmann::json statusLocked() const;
   Status saveChapLocked();
   Result<std::string> tgtadm(std::vector<std::string> args);
   std::string mountDir(const std::string& volume) const { return cfg_.dir + "/mnt/" + volume; }
@@ -111,6 +119,9 @@ class IscsiTargets {
   std::set<std::string> withdrawn_;
   std::string tgtdError_;
   nlohmann::json reported_;  // the last report the channel took
+  int engineGeneration_ = -1;
+  mutable std::mutex statusMu_;  // the last round's status, readable during a round
+  nlohmann::json status_;
 };
 
 }  // namespace ferry::agent

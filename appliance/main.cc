@@ -138,6 +138,9 @@ class Agent : public Poco::Util::ServerApplication {
           return reportTo != nullptr && reportTo->report(frame);
         },
         config().getInt("metrics.interval_seconds", 60));
+    // The supervisor, once there is one: its restart count tells iSCSI the engine's
+    // NBD connections were lost.
+    std::atomic<Supervisor*> engineSupervisor{nullptr};
     IscsiConfig ic;
     ic.enabled = config().getBool("iscsi.enabled", false);
     ic.portal = config().getString("iscsi.portal", "0.0.0.0:3260");
@@ -153,12 +156,14 @@ class Agent : public Poco::Util::ServerApplication {
     ic.nbdPort = ec.port;
     IscsiTargets iscsi(
         ic,
-        [&engine]() -> ferry::Result<std::vector<std::string>> {
+        [&engine, &engineSupervisor]() -> ferry::Result<IscsiTargets::EngineView> {
           auto list = engine.call({{"op", "list"}}, 10);
           if (!list) return list.status();
-          std::vector<std::string> names;
-          for (const auto& v : list.value().value("volumes", json::array())) names.push_back(v.value("name", ""));
-          return names;
+          IscsiTargets::EngineView view;
+          Supervisor* sup = engineSupervisor.load();
+          view.generation = sup != nullptr ? sup->restarts() : 0;
+          for (const auto& v : list.value().value("volumes", json::array())) view.volumes.push_back(v.value("name", ""));
+          return view;
         },
         [&](const std::string& frame) {
           std::lock_guard<std::mutex> l(reportMutex);
@@ -263,6 +268,7 @@ class Agent : public Poco::Util::ServerApplication {
           if (!supervisor) {
             ec.store = config().getString("engine.store", r.store);
             supervisor = std::make_unique<Supervisor>(ec);
+            engineSupervisor = supervisor.get();
             if (Status s = supervisor->start(); !s) {
               lastError = s.message();
               std::cerr << "ferry-agent: " << s.toString() << "\n";

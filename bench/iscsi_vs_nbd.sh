@@ -44,7 +44,7 @@ for _ in $(seq 1 100); do [ -s "$W/mnt/disk" ] && break; sleep 0.1; done
 tgtd -f -C "$CTL" --iscsi portal="127.0.0.1:$ISCSI_PORT" >"$W/tgtd.log" 2>&1 &
 for _ in $(seq 1 100); do tgtadm -C "$CTL" --op show --mode sys >/dev/null 2>&1 && break; sleep 0.1; done
 tgtadm -C "$CTL" --lld iscsi --op new --mode target --tid 1 -T "$IQN"
-tgtadm -C "$CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 --bstype rdwr -b "$W/mnt/disk"
+tgtadm -C "$CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 --bstype rdwr --bsoflags direct -b "$W/mnt/disk"
 tgtadm -C "$CTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
 
 NBD="driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=$NBD_PORT,export=vol"

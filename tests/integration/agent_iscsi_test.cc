@@ -64,6 +64,15 @@ TEST_F(AgentIscsiTest, AVolumeIsATargetWithTheDataOfItsNbdExportBothWays) {
   EXPECT_TRUE(std::equal(whole.begin(), whole.end(), reinterpret_cast<const uint8_t*>(viaIscsi.data())));
   EXPECT_TRUE(std::equal(data.begin(), data.end(), whole.begin() + (20 << 20)));
 
+  // No cache between the protocols: a region read over iSCSI, then rewritten over
+  // NBD, reads back the new bytes over iSCSI.
+  ASSERT_EQ(qemuIo("disk0", {"read -P 0xa5 1M 64k"}, &out), 0) << out;
+  std::vector<uint8_t> fresh(64 << 10, 0x3c);
+  ASSERT_TRUE(nbd.pwrite(fresh.data(), fresh.size(), 1 << 20)) << nbd.error();
+  ASSERT_EQ(qemuIo("disk0", {"read -P 0x3c 1M 64k"}, &out), 0) << out;
+  EXPECT_EQ(out.find("failed"), std::string::npos) << "iSCSI read stale data: " << out;
+  ASSERT_TRUE(nbd.pwrite(std::vector<uint8_t>(64 << 10, 0xa5).data(), 64 << 10, 1 << 20)) << nbd.error();
+
   // The initiators logged in are listed with the volume (the agent reports changes).
   std::thread holder([&] { qemuIo("disk0", {"sleep 6000"}, nullptr, "iqn.2026-11.test:holder"); });
   bool listed = false;
@@ -88,9 +97,32 @@ TEST_F(AgentIscsiTest, AVolumeIsATargetWithTheDataOfItsNbdExportBothWays) {
   ASSERT_EQ(qemuIo("disk0", {"read -P 0xa5 1M 3M"}, &out), 0) << out;
   EXPECT_EQ(out.find("Pattern verification failed"), std::string::npos) << out;
 
+  // An engine that dies (nbdkit killed; the supervisor starts it again) takes
+  // nbdfuse's NBD connection along: the target is made again on a new one, and what
+  // was flushed before reads back.
+  client.reset();
+  ASSERT_EQ(run("pkill -KILL -f '[n]bdkit .*state=" + agent.stateDir() + "/engine'"), 0);
+  bool served = false;
+  for (int i = 0; i < 150 && !served; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    served = qemuIo("disk0", {"read -P 0xa5 1M 3M"}, &out) == 0 && out.find("failed") == std::string::npos;
+  }
+  EXPECT_TRUE(served) << out << agent.log();
+  ASSERT_EQ(qemuIo("disk0", {"write -P 0x77 8M 1M", "flush"}, &out), 0) << out;
+  EXPECT_EQ(out.find("failed"), std::string::npos) << out;
+  client = std::make_unique<NbdClient>();
+  ASSERT_TRUE(client->connectTcp("127.0.0.1", agent.nbdPort(), "disk0")) << client->error();
+  std::vector<uint8_t> after(1 << 20);
+  ASSERT_TRUE(client->pread(after.data(), after.size(), 8 << 20)) << client->error();
+  EXPECT_EQ(std::count(after.begin(), after.end(), 0x77), static_cast<long>(after.size())) << "written after the restart";
+  client.reset();
+  std::string log = agent.log();
+  EXPECT_TRUE(log.find("the engine restarted; serving every volume again") != std::string::npos ||
+              log.find("nbdfuse of disk0 exited; serving it again") != std::string::npos)
+      << log;
+
   // Deleting the volume takes its target away first (the engine refuses a volume with
   // open connections), then the volume.
-  client.reset();
   auto del = api("DELETE", "/v1/gateways/" + gw + "/volumes/disk0");
   ASSERT_EQ(del.status, 202) << del.text;
   json gone = waitFinished(del.body["request"]["id"]);

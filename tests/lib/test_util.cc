@@ -59,6 +59,7 @@ std::string readFile(const std::string& path) {
 
 int runCommand(const std::string& cmd, std::string* output) {
   std::string full = cmd + " 2>&1";
+  if (output) output->clear();  // this command's output only
   FILE* p = ::popen(full.c_str(), "r");
   if (!p) return -1;
   char buf[4096];
