@@ -75,23 +75,35 @@ Status IscsiTargets::load() {
   std::error_code ec;
   std::filesystem::create_directories(cfg_.dir + "/mnt", ec);
   if (ec) return Status::ioError("create " + cfg_.dir + "/mnt: " + ec.message());
+  // A CHAP file that cannot be read leaves every target unserved (serving them without
+  // their CHAP would open them to anyone) until an operator mends it; NBD goes on.
   std::ifstream in(cfg_.dir + "/chap.json");
   if (in) {
     json j = json::parse(in, nullptr, false);
-    if (!j.is_object()) return Status::corruption(cfg_.dir + "/chap.json is not a JSON object");
-    for (const auto& [volume, setting] : j.items()) {
-      auto c = chapFromJson(setting);
-      if (!c) return c.status().withContext(cfg_.dir + "/chap.json, volume " + volume);
-      chap_[volume] = c.value();
+    if (!j.is_object()) {
+      loadError_ = cfg_.dir + "/chap.json is not a JSON object; iSCSI is off until it is mended";
+    } else {
+      for (const auto& [volume, setting] : j.items()) {
+        auto c = chapFromJson(setting);
+        if (!c) {
+          loadError_ = c.status().withContext(cfg_.dir + "/chap.json, volume " + volume).message() +
+                       "; iSCSI is off until it is mended";
+          break;
+        }
+        chap_[volume] = c.value();
+      }
     }
+    if (!loadError_.empty()) std::cerr << "ferry-agent: iscsi: " << loadError_ << "\n";
   }
-  // A tgtd a killed agent left: ours by its pid file, if it is still a tgtd.
+  // A tgtd a killed agent left: ours by its pid file, if it is still a tgtd on our
+  // control port.
   std::ifstream pidFile(cfg_.dir + "/tgtd.pid");
   pid_t old = 0;
   if (pidFile >> old && old > 0) {
-    std::ifstream comm("/proc/" + std::to_string(old) + "/comm");
-    std::string name;
-    if (comm >> name && name == "tgtd") {
+    std::ifstream cmdline("/proc/" + std::to_string(old) + "/cmdline");
+    std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    std::string ours = std::string("-C") + '\0' + std::to_string(cfg_.controlPort) + '\0';
+    if (args.find("tgtd") != std::string::npos && args.find(ours) != std::string::npos) {
       ::kill(old, SIGKILL);
       for (int i = 0; i < 100 && ::kill(old, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -188,6 +200,7 @@ void IscsiTargets::restore(const std::string& volume, bool deleted) {
 Status IscsiTargets::setChap(const std::string& volume, const ChapSetting& chap) {
   if (!cfg_.enabled) return Status::invalid("this gateway does not serve iSCSI (iscsi.enabled is off)");
   std::unique_lock<std::mutex> lock(mu_);
+  if (!loadError_.empty()) return Status::unavailable(loadError_);
   // tgtd's accounts are per daemon: one user name has one secret on the gateway.
   for (const auto& [other, c] : chap_) {
     if (other == volume) continue;
@@ -263,6 +276,10 @@ Status IscsiTargets::ensureTgtdLocked() {
 }
 
 void IscsiTargets::reconcileLocked() {
+  if (!loadError_.empty()) {
+    tgtdError_ = loadError_;
+    return;
+  }
   if (Status s = ensureTgtdLocked(); !s) {
     if (tgtdError_ != s.message()) std::cerr << "ferry-agent: iscsi: " << s.message() << "\n";
     tgtdError_ = s.message();

@@ -60,7 +60,8 @@ class IscsiTargets {
   bool enabled() const { return cfg_.enabled; }
   std::string targetName(const std::string& volume) const { return cfg_.iqnPrefix + ":" + volume; }
 
-  // Reads DIR/chap.json, stops what a killed agent left (its tgtd, stale mounts).
+  // Reads DIR/chap.json (unreadable: iSCSI stays off, the reason in status()), stops
+  // what a killed agent left (its tgtd, stale mounts). An error: the directory.
   Status load();
   void start();
   // Stops tgtd and every nbdfuse (before the engine stops).
@@ -118,6 +119,7 @@ class IscsiTargets {
   std::map<std::string, Served> served_;
   std::set<std::string> withdrawn_;
   std::string tgtdError_;
+  std::string loadError_;  // chap.json unreadable: nothing is served
   nlohmann::json reported_;  // the last report the channel took
   int engineGeneration_ = -1;
   mutable std::mutex statusMu_;  // the last round's status, readable during a round

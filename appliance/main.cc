@@ -169,7 +169,7 @@ class Agent : public Poco::Util::ServerApplication {
           std::lock_guard<std::mutex> l(reportMutex);
           return reportTo != nullptr && reportTo->report(frame);
         });
-    if (Status s = iscsi.load(); !s) return fail(s, EXIT_CONFIG);
+    if (Status s = iscsi.load(); !s) return fail(s, EXIT_CANTCREAT);
     std::atomic<bool> shutdownAsked{false};
     Applier applier(engine, facts, &bandwidth, [&shutdownAsked] {
       // Answer first, then stop: the signal comes a moment later.

@@ -209,6 +209,29 @@ TEST_F(AgentIscsiTest, ChapSetThroughTheProviderGuardsTheTarget) {
   ASSERT_EQ(waitFinished(off.body["request"]["id"])["state"], "done") << agent.log();
   EXPECT_EQ(run("iscsi-inq " + url("vol1"), &out), 0) << out;
   EXPECT_EQ(iscsiOf(gw, "vol1")["chap"]["enabled"], false);
+
+  // A CHAP file the agent cannot read: no target is served (not even without its
+  // CHAP), NBD goes on, the reason is shown, and new CHAP settings are refused.
+  agent.stop();
+  std::ofstream(agent.stateDir() + "/iscsi/chap.json", std::ios::trunc) << "{ not json";
+  ASSERT_TRUE(agent.start()) << agent.log();
+  ASSERT_TRUE(agent.waitFor([](const json& st) {
+    return st.value("iscsi", json::object()).value("error", "").find("chap.json") != std::string::npos;
+  })) << agent.status();
+  EXPECT_NE(run("iscsi-inq " + url("vol1"), &out), 0) << out;
+  bool nbdServes = false;
+  for (int i = 0; i < 150 && !nbdServes; ++i) {
+    NbdClient nbd;
+    nbdServes = nbd.connectTcp("127.0.0.1", agent.nbdPort(), "vol1");
+    if (!nbdServes) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(nbdServes) << agent.log();
+  EXPECT_NE(run("iscsi-inq " + url("vol1"), &out), 0) << "still no target once the engine is up: " << out;
+  auto refused = api("PUT", chapPath, {{"initiator_user", "host2"}, {"initiator_secret", "s3cret-s3cret"}});
+  ASSERT_EQ(refused.status, 202);
+  json failed = waitFinished(refused.body["request"]["id"]);
+  EXPECT_EQ(failed["state"], "failed") << failed;
+  EXPECT_NE(failed.dump().find("chap.json"), std::string::npos) << failed;
 }
 
 }  // namespace
