@@ -174,7 +174,11 @@ TEST_F(ConsoleMenuTest, AnOperatorAtTheSerialLineSetsTheGatewayUp) {
   // 7: a console password (typed twice, not echoed); then the console asks for it.
   tmux.markNow();
   tmux.type("7");
+  // Typed once the prompt shows (the terminal echoes what comes before the console
+  // turns echo off, as it would for a person typing ahead).
+  ASSERT_TRUE(tmux.waitFor("New console password")) << tmux.screen();
   tmux.type("console-pass-1");
+  ASSERT_TRUE(tmux.waitFor("Again:")) << tmux.screen();
   tmux.type("console-pass-1");
   ASSERT_TRUE(tmux.waitFor("Console password set.")) << tmux.screen();
   EXPECT_EQ(tmux.screen().find("console-pass-1"), std::string::npos) << "typed without echo";
