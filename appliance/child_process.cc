@@ -67,6 +67,8 @@ pid_t spawnChild(const ChildSpec& spec) {
     }
     int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null >= 0) ::dup2(null, STDIN_FILENO);
+    // Nothing of the agent's (its channel's socket above all) stays open in the child.
+    ::close_range(3, ~0U, 0);
     ::execvpe(args[0], args.data(), envp.data());
     ssize_t ignored = ::write(STDERR_FILENO, cannot.data(), cannot.size());
     (void)ignored;
@@ -106,6 +108,7 @@ Result<std::string> runCommand(const std::vector<std::string>& argv, int timeout
     ::dup2(fds[1], STDERR_FILENO);
     int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null >= 0) ::dup2(null, STDIN_FILENO);
+    ::close_range(3, ~0U, 0);
     ::execvp(args[0], args.data());
     ::_exit(127);
   }
@@ -131,8 +134,17 @@ Result<std::string> runCommand(const std::vector<std::string>& argv, int timeout
   }
   ::close(fds[0]);
   if (timedOut) ::kill(pid, SIGKILL);
+  // A child that closed its output but does not exit is killed at the same deadline.
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return Status::ioError(joined(argv) + ": lost track of it: " + std::strerror(errno));
+    if (std::chrono::steady_clock::now() >= deadline && !timedOut) {
+      timedOut = true;
+      ::kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(timedOut ? 5 : 2));
   }
   if (timedOut) return Status::unavailable(joined(argv) + ": no answer in " + std::to_string(timeoutSeconds) + " s");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;

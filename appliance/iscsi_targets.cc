@@ -13,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "activation.h"  // writeFileAtomically
 #include "child_process.h"
 
 namespace ferry::agent {
@@ -70,6 +71,12 @@ std::map<int, json> parseInitiators(const std::string& show) {
 
 }  // namespace
 
+std::string IscsiTargets::targetName(const std::string& volume) const {
+  std::string name = volume;
+  for (char& c : name) c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return cfg_.iqnPrefix + ":" + name;
+}
+
 Status IscsiTargets::load() {
   if (!cfg_.enabled) return Status::ok();
   std::error_code ec;
@@ -77,7 +84,11 @@ Status IscsiTargets::load() {
   if (ec) return Status::ioError("create " + cfg_.dir + "/mnt: " + ec.message());
   // A CHAP file that cannot be read leaves every target unserved (serving them without
   // their CHAP would open them to anyone) until an operator mends it; NBD goes on.
-  std::ifstream in(cfg_.dir + "/chap.json");
+  std::string chapPath = cfg_.dir + "/chap.json";
+  std::ifstream in(chapPath);
+  if (!in && errno != ENOENT) {
+    loadError_ = "cannot read " + chapPath + ": " + std::strerror(errno) + "; iSCSI is off until it is mended";
+  }
   if (in) {
     json j = json::parse(in, nullptr, false);
     if (!j.is_object()) {
@@ -122,10 +133,9 @@ void IscsiTargets::start() {
 }
 
 void IscsiTargets::stop() {
+  if (stopping_.exchange(true) || !thread_.joinable()) return;
   {
-    std::lock_guard<std::mutex> l(mu_);
-    if (stopping_ || !thread_.joinable()) return;
-    stopping_ = true;
+    std::lock_guard<std::mutex> l(mu_);  // a waiter between its check and its wait sees it
   }
   wake_.notify_all();
   thread_.join();
@@ -135,7 +145,11 @@ void IscsiTargets::loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     uint64_t round = asked_;
-    reconcileLocked();
+    try {
+      reconcileLocked();
+    } catch (const std::exception& e) {  // a malformed answer must not take the agent down
+      std::cerr << "ferry-agent: iscsi: round failed: " << e.what() << "\n";
+    }
     {
       json now = statusLocked();
       std::lock_guard<std::mutex> l(statusMu_);
@@ -228,17 +242,7 @@ Status IscsiTargets::setChap(const std::string& volume, const ChapSetting& chap)
 Status IscsiTargets::saveChapLocked() {
   json j = json::object();
   for (const auto& [volume, c] : chap_) j[volume] = chapToJson(c);
-  std::string path = cfg_.dir + "/chap.json", tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return Status::ioError("write " + tmp + ": " + std::strerror(errno));
-    ::chmod(tmp.c_str(), 0600);
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) return Status::ioError("write " + tmp + ": " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::ioError("rename " + tmp + ": " + std::strerror(errno));
-  return Status::ok();
+  return writeFileAtomically(cfg_.dir + "/chap.json", j.dump(2) + "\n", 0600);
 }
 
 Result<std::string> IscsiTargets::tgtadm(std::vector<std::string> args) {
@@ -254,6 +258,7 @@ Status IscsiTargets::ensureTgtdLocked() {
   // Its targets went with it; the mounts stay and are served again.
   for (auto& [volume, s] : served_) {
     s.tid = 0;
+    s.open = false;
     s.chap = {};
   }
   accounts_.clear();
@@ -276,6 +281,16 @@ Status IscsiTargets::ensureTgtdLocked() {
 }
 
 void IscsiTargets::reconcileLocked() {
+  // Withdrawn volumes go first, even when tgtd is down: their nbdfuse holds the NBD
+  // connection the engine's delete waits for.
+  for (auto it = served_.begin(); it != served_.end();) {
+    if (!withdrawn_.count(it->first)) {
+      ++it;
+      continue;
+    }
+    unserveLocked(it->first, it->second);
+    it = served_.erase(it);
+  }
   if (!loadError_.empty()) {
     tgtdError_ = loadError_;
     return;
@@ -298,8 +313,10 @@ void IscsiTargets::reconcileLocked() {
     // I/O that was in flight to the dead engine holds tgtd's LUNs ("still active"):
     // tgtd goes too (initiators log in again), every nbdfuse is replaced.
     std::cerr << "ferry-agent: iscsi: the engine restarted; serving every volume again\n";
-    ::kill(tgtd_, SIGKILL);
-    stopChild(tgtd_, 5);
+    if (tgtd_ > 0) {
+      ::kill(tgtd_, SIGKILL);
+      stopChild(tgtd_, 5);
+    }
     tgtd_ = 0;
     for (auto& [volume, s] : served_) {
       s.tid = 0;
@@ -328,9 +345,24 @@ void IscsiTargets::reconcileLocked() {
     ++it;
   }
   for (const auto& v : wanted) {
+    if (stopping_) return;
     Served& s = served_[v];
-    Status st = serveLocked(v, s);
+    Status st = Status::ok();
+    for (const auto& [other, o] : served_) {
+      if (other != v && o.tid > 0 && targetName(other) == targetName(v)) {
+        st = Status::invalid("volume " + other + " is already the target " + targetName(v) +
+                             " (iSCSI names are lower case, '_' as '-')");
+      }
+    }
+    ChapSetting want;
+    if (auto c = chap_.find(v); c != chap_.end()) want = c->second;
+    // New CHAP: the target is made again, so that no session outlives the old setting.
+    if (st && s.tid > 0 && s.chap != want) dropTargetLocked(s);
+    if (st) st = serveLocked(v, s);
     if (st) st = applyChapLocked(v, s);
+    if (st) st = openLocked(s);
+    // Never left open without its CHAP: a target that could not be finished goes.
+    if (!st && s.tid > 0 && !s.open) dropTargetLocked(s);
     if (!st && s.error != st.message()) std::cerr << "ferry-agent: iscsi: " << v << ": " << st.message() << "\n";
     s.error = st ? "" : st.message();
   }
@@ -402,27 +434,41 @@ Status IscsiTargets::serveLocked(const std::string& volume, Served& s) {
            {"--op", "new", "--mode", "logicalunit", "--tid", std::to_string(tid), "--lun", "1", "--bstype", "rdwr",
             "--bsoflags", "direct", "-b", file},
            {"--op", "update", "--mode", "logicalunit", "--tid", std::to_string(tid), "--lun", "1", "--params",
-            "vendor_id=FERRY,product_id=" + product},
-           {"--op", "bind", "--mode", "target", "--tid", std::to_string(tid), "-I", "ALL"}}) {
+            "vendor_id=FERRY,product_id=" + product}}) {
     if (auto r = tgtadm(args); !r) {
       (void)tgtadm({"--op", "delete", "--mode", "target", "--tid", std::to_string(tid), "--force"});
       return r.status();
     }
   }
   s.tid = tid;
+  s.open = false;
   s.chap = {};
   std::cerr << "ferry-agent: iscsi: serving " << volume << " as " << targetName(volume) << " (tid " << tid << ")\n";
   return Status::ok();
 }
 
-void IscsiTargets::unserveLocked(const std::string& volume, Served& s) {
+Status IscsiTargets::openLocked(Served& s) {
+  if (s.open) return Status::ok();
+  auto r = tgtadm({"--op", "bind", "--mode", "target", "--tid", std::to_string(s.tid), "-I", "ALL"});
+  if (!r) return r.status();
+  s.open = true;
+  return Status::ok();
+}
+
+void IscsiTargets::dropTargetLocked(Served& s) {
   if (s.tid > 0) {
+    // --force: sessions logged in are cut off.
     if (auto r = tgtadm({"--op", "delete", "--mode", "target", "--tid", std::to_string(s.tid), "--force"}); !r) {
       std::cerr << "ferry-agent: iscsi: " << r.status().message() << "\n";
     }
-    s.tid = 0;
-    s.chap = {};
   }
+  s.tid = 0;
+  s.open = false;
+  s.chap = {};
+}
+
+void IscsiTargets::unserveLocked(const std::string& volume, Served& s) {
+  dropTargetLocked(s);
   if (s.fuse > 0) {
     // Unmounting ends nbdfuse, which has nothing of its own to flush: every write it
     // took is in the engine.
@@ -501,7 +547,7 @@ json IscsiTargets::statusLocked() const {
   for (const auto& [volume, s] : served_) {
     out["targets"].push_back({{"volume", volume},
                               {"target", targetName(volume)},
-                              {"state", s.tid > 0 && s.error.empty() ? "ready" : "error"},
+                              {"state", s.open && s.error.empty() ? "ready" : "error"},
                               {"error", s.error},
                               {"chap", chapPublicJson(s.chap)},
                               {"initiators", s.initiators}});
@@ -514,13 +560,19 @@ void IscsiTargets::reportLocked() {
   for (const auto& [volume, s] : served_) {
     volumes.push_back({{"name", volume},
                        {"target", targetName(volume)},
-                       {"state", s.tid > 0 && s.error.empty() ? "ready" : "error"},
+                       {"state", s.open && s.error.empty() ? "ready" : "error"},
                        {"error", s.error},
                        {"initiators", s.initiators}});
   }
+  // Sent when it changes, and again every 12 rounds (a minute by default): a frame
+  // the channel took may still have been lost.
+  if (++roundsSinceReport_ >= 12) reported_ = nullptr;
   if (volumes == reported_ || !report_) return;
   json frame = {{"report", "iscsi"}, {"at", static_cast<int64_t>(::time(nullptr))}, {"volumes", volumes}};
-  if (report_(frame.dump())) reported_ = volumes;
+  if (report_(frame.dump())) {
+    reported_ = volumes;
+    roundsSinceReport_ = 0;
+  }
 }
 
 }  // namespace ferry::agent

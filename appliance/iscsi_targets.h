@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -58,7 +59,9 @@ class IscsiTargets {
   ~IscsiTargets() { stop(); }
 
   bool enabled() const { return cfg_.enabled; }
-  std::string targetName(const std::string& volume) const { return cfg_.iqnPrefix + ":" + volume; }
+  // iSCSI names are lower case, without '_' (RFC 3722): "Disk_1" → "<prefix>:disk-1".
+  // Two volumes that map to one name: the second is not served (its error says so).
+  std::string targetName(const std::string& volume) const;
 
   // Reads DIR/chap.json (unreadable: iSCSI stays off, the reason in status()), stops
   // what a killed agent left (its tgtd, stale mounts). An error: the directory.
@@ -86,6 +89,7 @@ class IscsiTargets {
  private:
   struct Served {
     int tid = 0;           // 0: no target in tgtd
+    bool open = false;     // initiators allowed (bound last, after its CHAP)
     pid_t fuse = 0;        // nbdfuse, 0: none
     ChapSetting chap;      // as bound in tgtd
     std::string error;
@@ -98,6 +102,8 @@ class IscsiTargets {
   Status serveLocked(const std::string& volume, Served& s);
   void unserveLocked(const std::string& volume, Served& s);
   Status applyChapLocked(const std::string& volume, Served& s);
+  Status openLocked(Served& s);
+  void dropTargetLocked(Served& s);
   void refreshInitiatorsLocked();
   void reportLocked();
   nlohmann::json statusLocked() const;
@@ -110,7 +116,7 @@ class IscsiTargets {
   Report report_;
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};  // read between volumes of a round, without mu_
   uint64_t asked_ = 0, done_ = 0;  // rounds asked for, the last one finished
   std::thread thread_;
   pid_t tgtd_ = 0;
@@ -121,6 +127,7 @@ class IscsiTargets {
   std::string tgtdError_;
   std::string loadError_;  // chap.json unreadable: nothing is served
   nlohmann::json reported_;  // the last report the channel took
+  int roundsSinceReport_ = 0;  // a report is sent again every so many rounds
   int engineGeneration_ = -1;
   mutable std::mutex statusMu_;  // the last round's status, readable during a round
   nlohmann::json status_;

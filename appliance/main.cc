@@ -66,7 +66,10 @@ class Agent : public Poco::Util::ServerApplication {
  protected:
   void defineOptions(Poco::Util::OptionSet& options) override {
     ServerApplication::defineOptions(options);
-    options.addOption(Poco::Util::Option("config", "c", "configuration file")
+    // Repeatable: the first file that sets a key wins (the appliance gives the
+    // provider's settings first, then its defaults).
+    options.addOption(Poco::Util::Option("config", "c", "configuration file (repeatable; the first to set a key wins)")
+                          .repeatable(true)
                           .argument("FILE")
                           .callback(Poco::Util::OptionCallback<Agent>(this, &Agent::onConfig)));
     options.addOption(Poco::Util::Option("help", "h", "this help")

@@ -60,6 +60,14 @@ void Supervisor::watch() {
       if (stopping_) return;
       pid_ = spawn();
     }
+    if (pid_ <= 0) {  // fork failed: waitpid(-1) would reap someone else's child
+      pid_ = 0;
+      std::cerr << "ferry-agent: cannot start the volume engine (fork failed); trying again in " << pause << " s\n";
+      std::unique_lock<std::mutex> l(mutex_);
+      wake_.wait_for(l, std::chrono::seconds(pause), [this] { return stopping_; });
+      pause = std::min(pause * 2, 60);
+      continue;
+    }
     std::cerr << "ferry-agent: volume engine started (pid " << pid_ << ", NBD on " << cfg_.host << ":" << cfg_.port
               << ")\n";
     auto started = std::chrono::steady_clock::now();

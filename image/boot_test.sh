@@ -21,7 +21,13 @@
 #      request to be done;
 #   4. over NBD (python3-libnbd) writes and reads back the volume; over iSCSI checks
 #      iscsi-inq and iscsi-readcapacity16, reads with qemu-io what NBD wrote and writes
-#      what NBD then reads back.
+#      what NBD then reads back;
+#   5. presses the power button (QMP system_powerdown), waits for the guest to power
+#      off, checks that no unit failed on the way up or down (the serial console), and
+#      checks the second disk: ext4 "ferry-cache" with the agent's state and the
+#      written chunks uploaded to the (file) store on it;
+#   6. boots again on the same disks: still activated, the channel up again, the
+#      volume's data intact over NBD; powers off again, again without a failed unit.
 # It stops qemu and ferry-control whatever happens, prints the tails of the serial
 # console and the server's log on failure, and exits 0 only if every step passed.
 #
@@ -29,11 +35,13 @@
 #   FERRY_BUILD_DIR            where ferry-control is (default /work/main/build, or the
 #                              repository's build/): BUILD/server/ferry-control
 #   FERRY_BOOT_TEST_TIMEOUT    seconds for the whole test (default 900)
-#   FERRY_BOOT_TEST_ACCEL      auto (default: KVM when /dev/kvm works, else TCG), kvm, tcg
+#   FERRY_BOOT_TEST_ACCEL      auto (default: KVM when /dev/kvm is usable and the CPU
+#                              shows vmx/svm, else TCG; KVM failing at start falls back
+#                              to TCG), kvm, tcg
 #   FERRY_BOOT_TEST_KEEP=1     keep the work folder (logs, overlay) after a pass too
 #
 # Host packages: qemu-system-x86 qemu-utils (qemu-img, qemu-io with its iSCSI
-# driver, qemu-block-extra) libiscsi-bin python3-libnbd curl jq.
+# driver, qemu-block-extra) libiscsi-bin python3-libnbd curl jq e2fsprogs util-linux.
 set -euo pipefail
 
 readonly VOLUME=disk0
@@ -56,7 +64,8 @@ usage() {
 check_host() {
   local t missing=()
   for t in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils qemu-io:qemu-utils \
-    iscsi-inq:libiscsi-bin iscsi-readcapacity16:libiscsi-bin curl:curl jq:jq; do
+    iscsi-inq:libiscsi-bin iscsi-readcapacity16:libiscsi-bin curl:curl jq:jq \
+    debugfs:e2fsprogs blkid:util-linux; do
     command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t%%:*} (package ${t#*:})")
   done
   "$PY" -c 'import nbd' 2>/dev/null || missing+=("python3 module nbd (package python3-libnbd)")
@@ -104,9 +113,9 @@ on_exit() {
     if [[ "${FERRY_BOOT_TEST_KEEP:-}" == 1 ]]; then log "kept $DIR"; else rm -rf "$DIR"; fi
   else
     if [[ -n "${DIR:-}" && -d "$DIR" ]]; then
-      if [[ -f "$DIR/serial.log" ]]; then
-        printf '\n--- the end of the serial console (%s) ---\n' "$DIR/serial.log" >&2
-        tail -n 60 "$DIR/serial.log" | tr -d '\r' >&2
+      if [[ -f "${SERIAL:-}" ]]; then
+        printf '\n--- the end of the serial console (%s) ---\n' "$SERIAL" >&2
+        tail -n 60 "$SERIAL" | tr -d '\r' >&2
       fi
       if [[ -s "$DIR/qemu.err" ]]; then
         printf '\n--- qemu ---\n' >&2
@@ -138,6 +147,7 @@ tls.names = 10.0.2.2,127.0.0.1,localhost
 gateway.control_endpoint = wss://10.0.2.2:$CHANNEL_PORT/v1/channel
 gateway.store = file:///var/lib/ferry/store/{gateway}
 EOF
+  : >"$DIR/control/control.log"
   "$CONTROL_BIN" --config="$DIR/control/control.properties" >"$DIR/control/control.log" 2>&1 &
   CONTROL_PID=$!
   local i
@@ -153,16 +163,17 @@ EOF
   log "ferry-control: API https://127.0.0.1:$API_PORT, channel $CHANNEL_PORT, CA $CA"
 }
 
-# api METHOD PATH [JSON]: the answer's body on stdout; the status in $API_STATUS.
+# api METHOD PATH [JSON]: the answer in $API_STATUS and $API_BODY.
 API_STATUS=""
+API_BODY=""
+TOKEN=""
 api() {
-  local out args=(-sS --max-time 30 --cacert "$CA" -o "$DIR/api.body" -w '%{http_code}' -X "$1"
+  local args=(-sS --max-time 30 --cacert "$CA" -o "$DIR/api.body" -w '%{http_code}' -X "$1"
     "https://127.0.0.1:$API_PORT$2")
-  [[ -n "${TOKEN:-}" ]] && args+=(-H "Authorization: Bearer $TOKEN")
-  [[ $# -ge 3 ]] && args+=(-H 'Content-Type: application/json' --data "$3")
-  out=$(curl "${args[@]}") || die "$1 $2: curl failed"
-  API_STATUS=$out
-  cat "$DIR/api.body"
+  if [[ -n "$TOKEN" ]]; then args+=(-H "Authorization: Bearer $TOKEN"); fi
+  if (($# >= 3)); then args+=(-H 'Content-Type: application/json' --data "$3"); fi
+  API_STATUS=$(curl "${args[@]}") || die "$1 $2: curl failed"
+  API_BODY=$(cat "$DIR/api.body")
 }
 
 # --- the guest --------------------------------------------------------------------
@@ -181,10 +192,19 @@ pick_accel() {
   esac
 }
 
+# start_guest [again]: new disks (the root an overlay of IMAGE, a blank cache disk),
+# or with "again" the same disks as the last boot.
 start_guest() {
-  rm -f "$DIR/root.qcow2" "$DIR/cache.qcow2" "$DIR/serial.log"
-  qemu-img create -q -f qcow2 -b "$IMAGE" -F qcow2 "$DIR/root.qcow2"
-  qemu-img create -q -f qcow2 "$DIR/cache.qcow2" 1G
+  SERIAL=$DIR/serial.log
+  GUEST_MODE=${1:-}
+  if [[ "$GUEST_MODE" == again ]]; then
+    SERIAL=$DIR/serial-2.log
+  else
+    rm -f "$DIR/root.qcow2" "$DIR/cache.qcow2"
+    qemu-img create -q -f qcow2 -b "$IMAGE" -F qcow2 "$DIR/root.qcow2"
+    qemu-img create -q -f qcow2 "$DIR/cache.qcow2" 1G
+  fi
+  rm -f "$SERIAL"
   cat >"$DIR/provider.properties" <<EOF
 provider.endpoint = https://10.0.2.2:$API_PORT
 provider.ca = /etc/ferry/provider-ca.crt
@@ -192,7 +212,8 @@ EOF
   local fwd="hostfwd=tcp:127.0.0.1:$PAGE_PORT-:80,hostfwd=tcp:127.0.0.1:$NBD_PORT-:10809"
   fwd+=",hostfwd=tcp:127.0.0.1:$ISCSI_PORT-:3260"
   qemu-system-x86_64 -accel "$ACCEL" -m 1024 -smp 2 -no-reboot \
-    -display none -monitor none -serial "file:$DIR/serial.log" \
+    -display none -monitor none -serial "file:$SERIAL" \
+    -qmp "unix:$DIR/qmp.sock,server=on,wait=off" \
     -drive "file=$DIR/root.qcow2,if=virtio,format=qcow2" \
     -drive "file=$DIR/cache.qcow2,if=virtio,format=qcow2" \
     -netdev "user,id=n0,$fwd" -device virtio-net-pci,netdev=n0 \
@@ -200,7 +221,7 @@ EOF
     -fw_cfg "name=opt/io.ferry/provider-ca.crt,file=$CA" \
     >"$DIR/qemu.err" 2>&1 &
   QEMU_PID=$!
-  log "qemu ($ACCEL, pid $QEMU_PID): page 127.0.0.1:$PAGE_PORT, NBD $NBD_PORT, iSCSI $ISCSI_PORT; console $DIR/serial.log"
+  log "qemu ($ACCEL, pid $QEMU_PID): page 127.0.0.1:$PAGE_PORT, NBD $NBD_PORT, iSCSI $ISCSI_PORT; console $SERIAL"
 }
 
 guest_alive() {
@@ -220,11 +241,11 @@ wait_for_page() {
       log "KVM does not work here: again with TCG"
       stop_pid "$QEMU_PID"
       ACCEL=tcg
-      start_guest
+      start_guest "$GUEST_MODE"
     fi
-    if ((!booted)) && grep -aq "login:" "$DIR/serial.log" 2>/dev/null; then
+    if ((!booted)) && grep -aq "activation page:" "$SERIAL" 2>/dev/null; then
       booted=1
-      log "the guest is up: $(grep -a 'activation page' "$DIR/serial.log" | tail -n 1 | tr -d '\r')"
+      log "the guest is up: $(grep -a 'activation page' "$SERIAL" | tail -n 1 | tr -d '\r')"
     fi
     stage=$(page .stage)
     [[ "$stage" == waiting_for_customer || "$stage" == activated ]] && return 0
@@ -235,23 +256,23 @@ wait_for_page() {
 
 # --- the steps ----------------------------------------------------------------
 activate() {
-  local key body
+  local key online=""
   key=$(page .activation_key)
   [[ -n "$key" && "$key" != null ]] || die "no activation key on the page"
   log "activation key on the page: $key"
-  api POST /v1/signup "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" >/dev/null
-  [[ "$API_STATUS" == 201 ]] || die "sign-up answered $API_STATUS: $(cat "$DIR/api.body")"
-  body=$(api POST /v1/login "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}")
-  [[ "$API_STATUS" == 200 ]] || die "login answered $API_STATUS: $body"
-  TOKEN=$(jq -r .token <<<"$body")
-  body=$(api POST /v1/gateways/activate "{\"activation_key\":\"$key\",\"name\":\"boot-test\"}")
-  [[ "$API_STATUS" == 201 ]] || die "activation answered $API_STATUS: $body"
-  GATEWAY=$(jq -r .gateway.id <<<"$body")
+  api POST /v1/signup "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
+  [[ "$API_STATUS" == 201 ]] || die "sign-up answered $API_STATUS: $API_BODY"
+  api POST /v1/login "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
+  [[ "$API_STATUS" == 200 ]] || die "login answered $API_STATUS: $API_BODY"
+  TOKEN=$(jq -r .token <<<"$API_BODY")
+  api POST /v1/gateways/activate "{\"activation_key\":\"$key\",\"name\":\"boot-test\"}"
+  [[ "$API_STATUS" == 201 ]] || die "activation answered $API_STATUS: $API_BODY"
+  GATEWAY=$(jq -r .gateway.id <<<"$API_BODY")
   log "activated: gateway $GATEWAY"
-  local online=""
   while (($(remaining) > 0)); do
     guest_alive
-    online=$(api GET "/v1/gateways/$GATEWAY" | jq -r .gateway.online)
+    api GET "/v1/gateways/$GATEWAY"
+    online=$(jq -r .gateway.online <<<"$API_BODY")
     [[ "$online" == true ]] && break
     sleep 2
   done
@@ -260,24 +281,26 @@ activate() {
 }
 
 create_volume() {
-  local body request state=""
-  body=$(api POST "/v1/gateways/$GATEWAY/volumes" "{\"name\":\"$VOLUME\",\"size\":\"${VOLUME_SIZE_MIB}M\"}")
-  [[ "$API_STATUS" == 202 ]] || die "volume create answered $API_STATUS: $body"
-  request=$(jq -r .request.id <<<"$body")
+  local request state=""
+  api POST "/v1/gateways/$GATEWAY/volumes" "{\"name\":\"$VOLUME\",\"size\":\"${VOLUME_SIZE_MIB}M\"}"
+  [[ "$API_STATUS" == 202 ]] || die "volume create answered $API_STATUS: $API_BODY"
+  request=$(jq -r .request.id <<<"$API_BODY")
   while (($(remaining) > 0)); do
-    body=$(api GET "/v1/requests/$request")
-    state=$(jq -r .request.state <<<"$body")
-    [[ "$state" == done || "$state" == failed ]] && break
+    guest_alive
+    api GET "/v1/requests/$request"
+    state=$(jq -r .request.state <<<"$API_BODY")
+    [[ "$state" == "done" || "$state" == failed ]] && break
     sleep 2
   done
-  [[ "$state" == done ]] || die "volume request $request is '$state': $body"
+  [[ "$state" == "done" ]] || die "volume request $request is '$state': $API_BODY"
   log "volume $VOLUME (${VOLUME_SIZE_MIB} MiB) made: request $request done"
 }
 
 # Over NBD: the size, 1 MiB of 0xa5 at 0 and of 0x3c at the last MiB, written,
 # flushed, and read back on a second connection.
 check_nbd() {
-  "$PY" - "$NBD_PORT" "$VOLUME" $((VOLUME_SIZE_MIB * 1048576)) <<'EOF' || die "the NBD check failed"
+  local out
+  out=$("$PY" - "$NBD_PORT" "$VOLUME" $((VOLUME_SIZE_MIB * 1048576)) 2>&1 <<'EOF'
 import nbd, sys
 port, name, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
 MiB = 1 << 20
@@ -300,6 +323,8 @@ assert h.pread(MiB, MiB) == bytes(MiB), "an unwritten MiB is not zero"
 h.shutdown()
 print(f"NBD: {size} bytes; 2 MiB written, flushed, read back on a new connection")
 EOF
+  ) || die "the NBD check failed: $out"
+  log "$out"
 }
 
 check_iscsi() {
@@ -311,11 +336,16 @@ check_iscsi() {
     sleep 3
   done
   [[ -n "$inq" ]] || die "iscsi-inq $url never answered"
-  grep -q "FERRY" <<<"$inq" || die "iscsi-inq: vendor is not FERRY: $inq"
+  printf '%s\n' "$inq" >"$DIR/iscsi-inq.txt"
+  if ! grep -Eq "^Vendor:FERRY *$" <<<"$inq" || ! grep -Eq "^Product:$VOLUME *$" <<<"$inq"; then
+    die "iscsi-inq: not vendor FERRY, product $VOLUME: $inq"
+  fi
   cap=$(iscsi-readcapacity16 "$url" 2>&1) || die "iscsi-readcapacity16 failed: $cap"
-  grep -Eq "Logical block length:[[:space:]]*512" <<<"$cap" || die "block length is not 512: $cap"
-  grep -Eq "Last LBA:[[:space:]]*$((VOLUME_SIZE_MIB * 2048 - 1))\b" <<<"$cap" ||
+  grep -q "^LOGICAL BLOCK LENGTH IN BYTES:512$" <<<"$cap" || die "block length is not 512: $cap"
+  if ! grep -q "^RETURNED LOGICAL BLOCK ADDRESS:$((VOLUME_SIZE_MIB * 2048 - 1))$" <<<"$cap" ||
+    ! grep -q "^Total size:$((VOLUME_SIZE_MIB * 1048576))$" <<<"$cap"; then
     die "capacity is not ${VOLUME_SIZE_MIB} MiB: $cap"
+  fi
   log "iSCSI: $IQN_PREFIX:$VOLUME LUN 1: vendor FERRY, 512-byte blocks, last LBA $((VOLUME_SIZE_MIB * 2048 - 1))"
   # What NBD wrote, read over iSCSI; then written over iSCSI, read over NBD.
   local out
@@ -331,6 +361,98 @@ assert h.pread(1 << 20, 1 << 20) == b"\x5a" * (1 << 20)
 h.shutdown()
 EOF
   log "iSCSI and NBD agree: read over iSCSI what NBD wrote, and over NBD what iSCSI wrote"
+}
+
+# The power button (ACPI, through QMP), then qemu's exit: the appliance shuts down
+# cleanly (the agent stops the engine, which uploads what is dirty), and no unit
+# failed on the way up or down.
+power_off() {
+  local t0 i
+  t0=$(date +%s)
+  "$PY" - "$DIR/qmp.sock" <<'EOF' || die "could not press the power button through QMP"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+json.loads(f.readline())  # the greeting
+for cmd in ("qmp_capabilities", "system_powerdown"):
+    f.write(json.dumps({"execute": cmd}) + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            break
+    if "error" in r:
+        sys.exit(f"{cmd}: {r['error']}")
+EOF
+  for ((i = 0; i < 2400 && $(remaining) > 0; i++)); do
+    kill -0 "$QEMU_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$QEMU_PID" 2>/dev/null && die "the guest did not power off within $(($(date +%s) - t0)) s"
+  wait "$QEMU_PID" 2>/dev/null || true
+  QEMU_PID=""
+  check_console_clean "$SERIAL"
+  log "the guest powered off cleanly in $(($(date +%s) - t0)) s, no unit failed"
+}
+
+# No unit failed, at boot or at shutdown, in the console log $1.
+check_console_clean() {
+  local failed
+  failed=$(grep -a "FAILED" "$1" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[mK]//g' || true)
+  [[ -z "$failed" ]] || die "the console ($1) shows failures:
+$failed"
+}
+
+# The second disk became the cache disk: ext4 "ferry-cache" holding the agent's
+# state (key, activation) and the gateway's file store with the volume's chunks.
+check_cache_disk() {
+  local raw=$DIR/cache.raw root store f
+  qemu-img convert -f qcow2 -O raw "$DIR/cache.qcow2" "$raw"
+  [[ "$(blkid -p -o value -s LABEL "$raw" 2>/dev/null)" == ferry-cache ]] ||
+    die "the second disk is not the cache disk (no ext4 labelled ferry-cache)"
+  root=$(debugfs -R "ls -p /" "$raw" 2>/dev/null | awk -F/ 'NF > 5 {print $6}')
+  printf '%s\n' "$root" >"$DIR/cache-disk-root.txt"
+  for f in gateway.key activation.json channel.crt engine store; do
+    grep -qx "$f" <<<"$root" || die "the cache disk has no $f at its root: $(tr '\n' ' ' <<<"$root")"
+  done
+  # The chunks written (1 MiB each: 0 and 63 over NBD, 1 over iSCSI) were uploaded to
+  # the store by the time the guest was off (docs/FORMAT.md: chunks/<index>.<generation>).
+  local chunks=/store/$GATEWAY/volumes/$VOLUME/chunks
+  store=$(debugfs -R "ls -p $chunks" "$raw" 2>/dev/null |
+    awk -F/ 'NF > 5 && $6 ~ /^[0-9a-f]+\.[0-9a-f]+$/ {split($6, a, "."); print a[1]}' | sort -u | tr '\n' ' ')
+  [[ "$store" == "0000000000000000 0000000000000001 000000000000003f " ]] ||
+    die "the store on the cache disk ($chunks) has chunks '$store', not 0, 1 and 3f"
+  rm -f "$raw"
+  log "the cache disk: ext4 ferry-cache with the agent's state; the store has chunks 0, 1 and 63 of $VOLUME"
+}
+
+# After a reboot on the same disks: the cache disk is mounted again (fstab), the
+# agent is still activated, holds its channel, and the volume has what was written.
+check_after_reboot() {
+  local online="" out
+  [[ "$(page .stage)" == activated ]] || die "after the reboot the stage is '$(page .stage)', not activated"
+  while (($(remaining) > 0)); do
+    guest_alive
+    api GET "/v1/gateways/$GATEWAY"
+    online=$(jq -r .gateway.online <<<"$API_BODY")
+    [[ "$online" == true ]] && break
+    sleep 2
+  done
+  [[ "$online" == true ]] || die "after the reboot the gateway never came online (page: $(page .channel))"
+  out=$("$PY" - "$NBD_PORT" "$VOLUME" 2>&1 <<'EOF'
+import nbd, sys
+MiB = 1 << 20
+h = nbd.NBD()
+h.set_export_name(sys.argv[2])
+h.connect_tcp("127.0.0.1", sys.argv[1])
+size = h.get_size()
+for off, byte in ((0, 0xa5), (MiB, 0x5a), (size - MiB, 0x3c), (2 * MiB, 0)):
+    assert h.pread(MiB, off) == bytes([byte]) * MiB, f"the MiB at {off} is not {byte:#04x}"
+h.shutdown()
+EOF
+  ) || die "after the reboot the volume does not have what was written: $out"
+  log "after the reboot: still activated, channel up, $VOLUME has what NBD and iSCSI wrote"
 }
 
 main() {
@@ -359,10 +481,17 @@ main() {
   log "the agent's page is up (stage $(page .stage))"
   activate
   create_volume
-  log "$(check_nbd)"
+  check_nbd
   check_iscsi
+  power_off
+  check_cache_disk
+  log "booting again on the same disks"
+  start_guest again
+  wait_for_page
+  check_after_reboot
+  power_off
   PASSED=1
-  log "PASS: boot, activation, volume, NBD and iSCSI in $(($(date +%s) - T0)) s ($ACCEL)"
+  log "PASS: boot, activation, volume, NBD, iSCSI, power-off, cache disk, reboot in $(($(date +%s) - T0)) s ($ACCEL)"
 }
 
 main "$@"

@@ -24,10 +24,15 @@
 #      chroot adds the kernel, systemd, networkd/resolved/timesyncd and the .debs
 #      (proc, sys, devpts, /run and the package cache are mounted inside the work
 #      folder while it runs, and always unmounted);
-#   2. the tree is configured: host name, DHCP on every Ethernet interface, fstab,
-#      /etc/issue, the Ferry units enabled, tgt.service masked (the agent runs its own
-#      tgtd), root locked, and everything that differs per build or per machine
-#      removed (machine-id, random seed, logs, apt lists and caches);
+#   2. the tree is configured: host name, DHCP on every Ethernet interface
+#      (systemd-networkd), fstab, /etc/issue with the activation page's address, the
+#      Ferry units enabled, tgt.service masked (the agent runs its own tgtd),
+#      systemd-firstboot masked (nothing to ask on a console), apt's daily timers off,
+#      the floppy driver blacklisted, root locked, and everything that differs per
+#      build or per machine removed (machine-id, random seed, logs, apt lists and
+#      caches). Marked WORKAROUND below: drop-ins for the Ferry units, each added only
+#      while the package needs it (a second --config refused; the cache disk's mount
+#      not ordered);
 #   3. the boot partition (FAT, mkfs.vfat + mcopy + syslinux --install on a file) and
 #      the root file system (mkfs.ext4 -d from the tree, on a file) are made, then
 #      written with dd into a raw disk that has an MBR partition table (sfdisk) and
@@ -42,18 +47,24 @@
 # fdisk qemu-utils coreutils findutils util-linux (mount) git (for the default
 # SOURCE_DATE_EPOCH).
 #
-# Reproducibility: file systems have fixed UUIDs, volume ids, hash seeds and times
-# (E2FSPROGS_FAKE_TIME, SOURCE_DATE_EPOCH for mtools and mkinitramfs); file mtimes in
-# the tree are clamped to SOURCE_DATE_EPOCH; atime and ctime of every inode of the ext4
-# are set to SOURCE_DATE_EPOCH with debugfs (mkfs.ext4 -d of e2fsprogs 1.47.0 copies
-# them from the tree, where they are the build's time). MEASURED: (to fill in)
-# The inode layout follows readdir order of the work folder, so builds on another host
-# file system may place the same files at other inodes.
+# Reproducibility: fixed UUIDs, volume id, disk id and hash seed; E2FSPROGS_FAKE_TIME
+# for mkfs.ext4/debugfs; SOURCE_DATE_EPOCH for mtools, syslinux's install and
+# mkinitramfs; file mtimes in the tree clamped to SOURCE_DATE_EPOCH; atime, ctime and
+# crtime of every inode of the ext4 set to SOURCE_DATE_EPOCH with debugfs (mkfs.ext4 -d
+# of e2fsprogs 1.47.0 copies atime and ctime from the tree, where they are the build's
+# time); the "last changed" day of every account in /etc/shadow set to its day.
+# Measured (2026-11-30, this host): two full builds with the same SOURCE_DATE_EPOCH and
+# cache, minutes apart, gave byte-identical ferry-appliance.raw and .qcow2 (the same
+# SHA256SUMS; cmp -l finds 0 bytes), and so did --reuse-work from the same tree. A build
+# with another SOURCE_DATE_EPOCH differs in content only in the initrd (cpio times) and
+# /etc/shadow (days); no file in the tree holds the build's own date. What can still
+# differ: the mirror's state (a package updated between builds), and the host file
+# system of OUTDIR (mkfs.ext4 -d adds files in readdir order, which sets inode numbers).
 set -euo pipefail
 
 readonly HOST_TOOLS=(
-  "debootstrap:debootstrap" "syslinux:syslinux" "mcopy:mtools" "mmd:mtools"
-  "mkfs.vfat:dosfstools" "mkfs.ext4:e2fsprogs" "debugfs:e2fsprogs" "sfdisk:fdisk"
+  "debootstrap:debootstrap" "syslinux:syslinux" "mcopy:mtools" "mkfs.vfat:dosfstools"
+  "mkfs.ext4:e2fsprogs" "debugfs:e2fsprogs" "e2fsck:e2fsprogs" "sfdisk:fdisk"
   "qemu-img:qemu-utils" "chroot:coreutils" "mount:mount" "findmnt:util-linux"
   "sha256sum:coreutils" "dpkg-deb:dpkg"
 )
@@ -312,9 +323,10 @@ EOF
   printf 'Ferry gateway \342\200\224 activation page: http://\\4/\n\n' >"$ROOT/etc/issue"
   printf 'Ferry gateway\n' >"$ROOT/etc/issue.net"
 
-  in_root systemctl enable systemd-networkd.service systemd-resolved.service \
-    systemd-timesyncd.service ferry-firstboot.service ferry-agent.service >/dev/null 2>&1 ||
-    die "systemctl enable failed in the chroot (are the units in the .deb?)"
+  local out
+  out=$(in_root systemctl enable systemd-networkd.service systemd-resolved.service \
+    systemd-timesyncd.service ferry-firstboot.service ferry-agent.service 2>&1) ||
+    die "systemctl enable failed in the chroot (are the units in the .deb?): $out"
   # Debian's tgt enables tgt.service; the agent runs its own tgtd on 3260.
   in_root systemctl disable tgt.service >/dev/null 2>&1 || true
   in_root systemctl mask tgt.service >/dev/null 2>&1 || die "could not mask tgt.service"
@@ -326,8 +338,60 @@ EOF
   [[ -e "$ROOT/usr/lib/systemd/system/ferry-agent.service" || -e "$ROOT/lib/systemd/system/ferry-agent.service" ]] ||
     die "ferry-agent.service is not in the tree: was the ferry-gateway .deb given?"
 
+  work_around_one_config
+  work_around_cache_mount_order
+
   # Root is locked: nobody logs in with a password; the console menu comes later.
   in_root passwd -l root >/dev/null
+}
+
+# WORKAROUND, only while the packaged agent needs it: ferry-agent.service runs
+# `ferry-agent --config=/etc/ferry/provider.properties --config=/etc/ferry/agent.properties`
+# but ferry-agent 0.1.0 refuses a second --config ("Option must not be given more than
+# once: config", exit 78, restarted forever). Fix: .repeatable(true) on the "config"
+# option in appliance/main.cc. Until then a drop-in joins the two files into one,
+# provider.properties last (in one Poco properties file the last value of a key wins,
+# as the first --config does with two).
+work_around_one_config() {
+  local dropin=$ROOT/etc/systemd/system/ferry-agent.service.d
+  if in_root /usr/sbin/ferry-agent --config=/etc/ferry/agent.properties \
+    --config=/etc/ferry/agent.properties --help >/dev/null 2>&1; then
+    return 0
+  fi
+  log "WORKAROUND: this ferry-agent takes one --config only: joining its two files (drop-in)"
+  mkdir -p "$dropin"
+  cat >"$dropin/image-one-config.conf" <<'EOF'
+# WORKAROUND made by image/build.sh: this ferry-agent refuses a second --config. The
+# two files are joined, provider.properties last so that its keys win.
+[Service]
+ExecStart=
+ExecStart=/bin/sh -c 'umask 077; cat /etc/ferry/agent.properties /etc/ferry/provider.properties >/run/ferry-agent.properties && exec /usr/sbin/ferry-agent --config=/run/ferry-agent.properties'
+EOF
+}
+
+# WORKAROUND, until appliance/dist has it: ferry-firstboot appends
+# "LABEL=ferry-cache /var/lib/ferry ext4 defaults,nofail 0 2" to fstab, so from the
+# second boot on systemd mounts the cache disk itself (var-lib-ferry.mount). A nofail
+# mount is not ordered before local-fs.target, and neither ferry-firstboot.service nor
+# ferry-agent.service is ordered after it: at boot the script may race systemd's mount,
+# and at shutdown systemd unmounts /var/lib/ferry while the agent is still stopping
+# ("Failed unmounting var-lib-ferry.mount", the engine uploading from a file system
+# being unmounted). Fix: After=var-lib-ferry.mount in both units (ordering only: a
+# missing cache disk still lets the agent start). Added only if the units lack it.
+work_around_cache_mount_order() {
+  local unit
+  for unit in ferry-firstboot.service ferry-agent.service; do
+    grep -qs 'var-lib-ferry.mount\|RequiresMountsFor=.*/var/lib/ferry' \
+      "$ROOT/usr/lib/systemd/system/$unit" && continue
+    log "WORKAROUND: $unit: After=var-lib-ferry.mount (drop-in)"
+    mkdir -p "$ROOT/etc/systemd/system/$unit.d"
+    cat >"$ROOT/etc/systemd/system/$unit.d/image-cache-mount.conf" <<'EOF'
+# WORKAROUND made by image/build.sh: start after, and stop before, the cache disk's
+# mount that ferry-firstboot put in /etc/fstab.
+[Unit]
+After=var-lib-ferry.mount
+EOF
+  done
 }
 
 # Whatever differs per build or per machine goes.

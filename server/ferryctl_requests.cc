@@ -129,7 +129,14 @@ int volumeCommand(const CtlCommand& c) {
                                  : "one-way (initiator " + chap.value("initiator_user", "") + ")";
       std::cout << "iscsi:    " << iscsi->value("target", "") << " (" << iscsi->value("state", "") << ")"
                 << (iscsi->value("error", "").empty() ? "" : ": " + iscsi->value("error", "")) << "\n"
-                << "chap:     " << chapText << "\n";
+                << "chap:     " << chapText;
+      std::string asked = iscsi->value("chap_request_state", "");
+      if (asked == "failed") {
+        std::cout << " — NOT APPLIED, the gateway refused it: " << iscsi->value("chap_request_error", "");
+      } else if (asked == "pending" || asked == "delivered") {
+        std::cout << " (asked; not applied yet)";
+      }
+      std::cout << "\n";
       for (const auto& i : iscsi->value("initiators", json::array())) {
         std::cout << "initiator: " << i.value("name", "") << " from " << i.value("address", "") << "\n";
       }

@@ -16,11 +16,14 @@ using namespace Poco::Data::Keywords;
 namespace {
 
 constexpr size_t kMaxInitiators = 256;
+// With the state of the request that sent the CHAP setting: the setting is the
+// customer's wish until the gateway has applied it.
 constexpr const char* kColumns =
-    "SELECT volume, initiator_user, initiator_secret, target_user, target_secret, chap_request_id, target, state,"
-    " error, initiators, reported_at FROM volume_iscsi ";
+    "SELECT i.volume, i.initiator_user, i.initiator_secret, i.target_user, i.target_secret, i.chap_request_id,"
+    " i.target, i.state, i.error, i.initiators, i.reported_at, COALESCE(r.state, ''), COALESCE(r.error, '')"
+    " FROM volume_iscsi i LEFT JOIN requests r ON r.id = i.chap_request_id ";
 using Row = Poco::Tuple<std::string, std::string, std::string, std::string, std::string, std::string, std::string,
-                        std::string, std::string, std::string, Poco::Int64>;
+                        std::string, std::string, std::string, Poco::Int64, std::string, std::string>;
 
 IscsiInfo infoOf(const std::string& gatewayId, const Row& r) {
   IscsiInfo i;
@@ -34,6 +37,9 @@ IscsiInfo infoOf(const std::string& gatewayId, const Row& r) {
   i.initiators = json::parse(r.get<9>(), nullptr, false);
   if (!i.initiators.is_array()) i.initiators = json::array();
   i.reportedAt = r.get<10>();
+  i.chapRequestState = r.get<11>();
+  json error = json::parse(r.get<12>(), nullptr, false);
+  if (error.is_object()) i.chapRequestError = error.value("message", "");
   return i;
 }
 
@@ -46,6 +52,10 @@ json iscsiJson(const IscsiInfo& i) {
           {"error", i.error},
           {"chap", chapPublicJson(i.chap)},
           {"chap_request_id", i.chapRequestId},
+          // pending or delivered: not applied yet; failed: the gateway refused it (the
+          // setting shown is what was asked, not what the gateway holds)
+          {"chap_request_state", i.chapRequestState},
+          {"chap_request_error", i.chapRequestError},
           {"initiators", i.initiators},
           {"reported_at", i.reportedAt}};
 }
@@ -94,7 +104,7 @@ Result<std::map<std::string, IscsiInfo>> IscsiAccess::forGateway(const std::stri
   std::vector<Row> rows;
   Status s = dbCall("read iscsi settings", [&] {
     Poco::Data::Session ses = db_.session();
-    ses << std::string(kColumns) + "WHERE gateway_id = $1", use(gid), into(rows), now;
+    ses << std::string(kColumns) + "WHERE i.gateway_id = $1", use(gid), into(rows), now;
     return Status::ok();
   });
   if (!s) return s;
@@ -117,6 +127,9 @@ Status IscsiAccess::record(const std::string& gatewayId, const json& report) {
   return dbCall("record iscsi report", [&] {
     Poco::Data::Session ses = db_.session();
     ses.begin();
+    // A volume the report leaves out is no target now (until a report lists it).
+    std::string gidAll = gatewayId;
+    ses << "UPDATE volume_iscsi SET state = '', error = '', initiators = '[]' WHERE gateway_id = $1", use(gidAll), now;
     for (const auto& v : volumes) {
       if (!v.is_object()) continue;
       auto text = [&v](const char* key) {

@@ -21,6 +21,7 @@ struct IscsiInfo {
   std::string gatewayId, volume;
   ChapSetting chap;
   std::string chapRequestId;  // the request that last sent the CHAP setting
+  std::string chapRequestState, chapRequestError;  // its state, and the gateway's error
   std::string target, state, error;  // as reported; "" until the first report
   nlohmann::json initiators = nlohmann::json::array();
   int64_t reportedAt = 0;  // Unix seconds

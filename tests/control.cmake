@@ -26,3 +26,6 @@ ferry_test(iscsi_conformance_test SOURCES integration/iscsi_conformance_test.cc 
            LABELS integration TIMEOUT 900)
 ferry_test(console_menu_test SOURCES integration/console_menu_test.cc LIBS ferry_console ferry_control
            LABELS integration TIMEOUT 300)
+# The appliance image built and booted under qemu: minutes, root, Debian's mirror.
+add_test(NAME image_boot_test COMMAND bash ${CMAKE_SOURCE_DIR}/bench/image_boot.sh ${CMAKE_BINARY_DIR}/image)
+set_tests_properties(image_boot_test PROPERTIES LABELS "slow" TIMEOUT 2400)

@@ -1,5 +1,6 @@
 #include "console_menu.h"
 
+#include <arpa/inet.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -45,17 +46,11 @@ std::optional<std::string> Terminal::secret(const std::string& prompt) {
 }
 
 Status checkIpv4(const std::string& text) {
-  std::istringstream in(text);
-  int parts = 0;
-  std::string part;
-  while (std::getline(in, part, '.')) {
-    if (part.empty() || part.size() > 3 || part.find_first_not_of("0123456789") != std::string::npos ||
-        std::stoi(part) > 255) {
-      return Status::invalid("'" + text + "' is not an IPv4 address (like 192.0.2.1)");
-    }
-    ++parts;
+  // inet_pton's dotted quad: no leading zeros, which systemd-networkd would refuse.
+  in_addr a{};
+  if (::inet_pton(AF_INET, text.c_str(), &a) != 1) {
+    return Status::invalid("'" + text + "' is not an IPv4 address (like 192.0.2.1)");
   }
-  if (parts != 4 || text.back() == '.') return Status::invalid("'" + text + "' is not an IPv4 address (like 192.0.2.1)");
   return Status::ok();
 }
 
@@ -92,6 +87,16 @@ bool ConsoleMenu::gate() {
   return false;
 }
 
+std::optional<std::string> ConsoleMenu::ask(const std::string& prompt, Status (*check)(const std::string&)) {
+  for (;;) {
+    auto answer = term_.line(prompt);
+    if (!answer) return std::nullopt;
+    Status s = check(*answer);
+    if (s) return answer;
+    term_.out() << s.message() << "\n";
+  }
+}
+
 void ConsoleMenu::pause() {
   (void)term_.line("\nPress Enter to go back to the menu. ");
 }
@@ -110,26 +115,12 @@ void ConsoleMenu::network() {
     return;
   }
   StaticAddress a;
-  for (;;) {
-    auto addr = term_.line("Address with prefix (192.0.2.10/24): ");
-    if (!addr) return;
-    if (Status s = checkCidr(*addr); !s) {
-      term_.out() << s.message() << "\n";
-      continue;
-    }
-    a.address = *addr;
-    break;
-  }
-  for (;;) {
-    auto gw = term_.line("Default gateway: ");
-    if (!gw) return;
-    if (Status s = checkIpv4(*gw); !s) {
-      term_.out() << s.message() << "\n";
-      continue;
-    }
-    a.gateway = *gw;
-    break;
-  }
+  auto address = ask("Address with prefix (192.0.2.10/24): ", checkCidr);
+  if (!address) return;
+  auto gateway = ask("Default gateway: ", checkIpv4);
+  if (!gateway) return;
+  a.address = *address;
+  a.gateway = *gateway;
   auto dns = term_.line("DNS servers (space-separated, empty for none): ");
   if (!dns) return;
   std::istringstream words(*dns);

@@ -69,6 +69,8 @@ class ConsoleMenu {
   void password();
   void provider();
   void pause();
+  // Asks until the answer passes check (end of input: nullopt).
+  std::optional<std::string> ask(const std::string& prompt, Status (*check)(const std::string&));
 
   Terminal& term_;
   Actions& act_;

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <vector>
 
+#include "activation.h"  // writeFileAtomically
 #include "child_process.h"
 #include "ctl_client.h"
 
@@ -31,35 +32,27 @@ std::string readAll(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// Written whole under a temporary name, then renamed.
-Status writeFile(const std::string& path, const std::string& text, mode_t mode) {
-  std::string tmp = path + ".new";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return Status::ioError("write " + tmp + ": " + std::strerror(errno));
-    ::chmod(tmp.c_str(), mode);
-    out << text;
-    out.flush();
-    if (!out) return Status::ioError("write " + tmp + ": " + std::strerror(errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::ioError("rename " + tmp + ": " + std::strerror(errno));
-  return Status::ok();
+std::string trim(const std::string& s) {
+  size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");
+  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
 }
 
-// "key = value" lines of a properties file.
+// The key of a "key = value" line ("" for comments and other lines).
+std::string keyOf(const std::string& line) {
+  std::string t = trim(line);
+  size_t eq = t.find('=');
+  if (t.empty() || t[0] == '#' || t[0] == '!' || eq == std::string::npos) return "";
+  return trim(t.substr(0, eq));
+}
+
+// A key's value in a properties file: the last line that sets it wins, as in Poco.
 std::string property(const std::string& text, const std::string& key) {
   std::istringstream in(text);
+  std::string value;
   for (std::string line; std::getline(in, line);) {
-    size_t eq = line.find('=');
-    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
-    std::string k = line.substr(0, eq), v = line.substr(eq + 1);
-    auto trim = [](std::string s) {
-      size_t a = s.find_first_not_of(" \t\r"), b = s.find_last_not_of(" \t\r");
-      return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
-    };
-    if (trim(k) == key) return trim(v);
+    if (keyOf(line) == key) value = trim(line.substr(line.find('=') + 1));
   }
-  return "";
+  return value;
 }
 
 }  // namespace
@@ -87,7 +80,7 @@ std::string SystemActions::networkSummary() {
 }
 
 Status SystemActions::writeNetwork(const std::string& networkSection) {
-  if (Status s = writeFile(p_.networkDir + kNetworkFile, std::string(kMatch) + networkSection, 0644); !s) return s;
+  if (Status s = agent::writeFileAtomically(p_.networkDir + kNetworkFile, std::string(kMatch) + networkSection, 0644); !s) return s;
   auto r = agent::runCommand({p_.systemctl, "restart", "systemd-networkd.service"}, 60);
   return r ? Status::ok() : r.status();
 }
@@ -206,7 +199,7 @@ Status SystemActions::setPassword(const std::string& password) {
   crypt_data data{};
   const char* h = ::crypt_r(password.c_str(), salt, &data);
   if (h == nullptr || h[0] != '$') return Status::ioError("cannot hash the password");
-  return writeFile(p_.etc + "/console.passwd", std::string(h) + "\n", 0600);
+  return agent::writeFileAtomically(p_.etc + "/console.passwd", std::string(h) + "\n", 0600);
 }
 
 std::string SystemActions::providerEndpoint() {
@@ -219,9 +212,7 @@ Status SystemActions::setProviderEndpoint(const std::string& url) {
   std::string out;
   bool replaced = false;
   for (std::string line; std::getline(in, line);) {
-    std::string key = line.substr(0, line.find('='));
-    key.erase(key.find_last_not_of(" \t") + 1);
-    if (!line.empty() && line[0] != '#' && key == "provider.endpoint") {
+    if (keyOf(line) == "provider.endpoint") {
       if (!replaced) out += "provider.endpoint = " + url + "\n";
       replaced = true;
       continue;
@@ -229,7 +220,7 @@ Status SystemActions::setProviderEndpoint(const std::string& url) {
     out += line + "\n";
   }
   if (!replaced) out += "provider.endpoint = " + url + "\n";
-  return writeFile(path, out, 0644);
+  return agent::writeFileAtomically(path, out, 0644);
 }
 
 }  // namespace ferry::console

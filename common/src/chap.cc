@@ -59,6 +59,8 @@ Result<ChapSetting> chapFromJson(const json& in) {
     if (Status s = checkUser("target_user", c.targetUser); !s) return s;
     if (Status s = checkSecret("target_secret", c.targetSecret); !s) return s;
     if (c.targetSecret == c.initiatorSecret) return Status::invalid("target_secret must differ from initiator_secret");
+    // One tgtd account per user name: the same name both ways would leave one side unbound.
+    if (c.targetUser == c.initiatorUser) return Status::invalid("target_user must differ from initiator_user");
   }
   return c;
 }

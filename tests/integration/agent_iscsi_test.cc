@@ -142,7 +142,15 @@ TEST_F(AgentIscsiTest, ChapSetThroughTheProviderGuardsTheTarget) {
   ASSERT_TRUE(waitTarget("vol1", true)) << agent.log();
   std::string chapPath = "/v1/gateways/" + gw + "/volumes/vol1/chap";
 
-  // Bad settings are refused before anything reaches the gateway.
+  // Bad settings are refused before anything reaches the gateway (one user name both
+  // ways would be one tgtd account, bound one way only).
+  EXPECT_EQ(api("PUT", chapPath,
+                {{"initiator_user", "host1"},
+                 {"initiator_secret", "twelve-chars"},
+                 {"target_user", "host1"},
+                 {"target_secret", "other-secret"}})
+                .status,
+            400);
   EXPECT_EQ(api("PUT", chapPath, {{"initiator_user", "host1"}, {"initiator_secret", "short"}}).status, 400);
   EXPECT_EQ(api("PUT", chapPath, {{"initiator_user", "host1"}, {"initiator_secret", "twelve-chars"}, {"x", 1}}).status,
             400);
@@ -202,6 +210,7 @@ TEST_F(AgentIscsiTest, ChapSetThroughTheProviderGuardsTheTarget) {
     if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(back) << agent.log();
+  EXPECT_NE(run("iscsi-inq " + url("vol1"), &out), 0) << "made again with its CHAP, never open without: " << out;
 
   // Off again: anyone on the network may log in.
   auto off = api("DELETE", chapPath);
@@ -232,6 +241,10 @@ TEST_F(AgentIscsiTest, ChapSetThroughTheProviderGuardsTheTarget) {
   json failed = waitFinished(refused.body["request"]["id"]);
   EXPECT_EQ(failed["state"], "failed") << failed;
   EXPECT_NE(failed.dump().find("chap.json"), std::string::npos) << failed;
+  // The provider says the setting it holds was not applied.
+  json shownAfter = iscsiOf(gw, "vol1");
+  EXPECT_EQ(shownAfter["chap_request_state"], "failed") << shownAfter;
+  EXPECT_NE(shownAfter.value("chap_request_error", "").find("chap.json"), std::string::npos) << shownAfter;
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ TEST(ConsoleChecksTest, AddressesAndUrlsAreCheckedBeforeAnythingChanges) {
   EXPECT_FALSE(ferry::console::checkIpv4("192.0.2"));
   EXPECT_FALSE(ferry::console::checkIpv4("192.0.2.1."));
   EXPECT_FALSE(ferry::console::checkIpv4("a.b.c.d"));
+  EXPECT_FALSE(ferry::console::checkIpv4("192.168.001.010")) << "systemd-networkd refuses leading zeros";
   EXPECT_TRUE(ferry::console::checkProviderUrl("https://provider.example:8443"));
   EXPECT_FALSE(ferry::console::checkProviderUrl("http://provider.example"));
   EXPECT_FALSE(ferry::console::checkProviderUrl("https://a b"));
@@ -101,7 +102,7 @@ TEST_F(ConsoleMenuTest, AnOperatorAtTheSerialLineSetsTheGatewayUp) {
                     " --page http://127.0.0.1:" + std::to_string(agent.pagePort()) + " --systemctl " + systemctl +
                     " --journalctl " + journalctl;
   Tmux tmux("ferry-console-" + std::to_string(::getpid()));
-  ASSERT_TRUE(tmux.start(cmd + "; sleep 30"));
+  ASSERT_TRUE(tmux.start(cmd + "; echo console-exit=$?; sleep 30"));
   ASSERT_TRUE(tmux.waitFor("Ferry gateway console")) << tmux.screen();
   // First, unasked: the activation key and where the page is.
   EXPECT_TRUE(tmux.waitFor("Activation key: " + key)) << tmux.screen();
@@ -128,6 +129,8 @@ TEST_F(ConsoleMenuTest, AnOperatorAtTheSerialLineSetsTheGatewayUp) {
   tmux.type("2");
   tmux.type("192.0.2.10/33");
   ASSERT_TRUE(tmux.waitFor("the prefix after / must be 1 to 32")) << tmux.screen();
+  tmux.type("192.0.2.010/24");
+  ASSERT_TRUE(tmux.waitFor("'192.0.2.010' is not an IPv4 address")) << tmux.screen();
   tmux.type("192.0.2.10/24");
   tmux.type("192.0.2.1");
   tmux.type("192.0.2.53 198.51.100.53");
@@ -185,7 +188,7 @@ TEST_F(ConsoleMenuTest, AnOperatorAtTheSerialLineSetsTheGatewayUp) {
   EXPECT_EQ(readFile(etc + "/console.passwd").rfind("$y$", 0), 0u) << "a yescrypt hash, not the password";
   tmux.type("");
   tmux.type("0");
-  ASSERT_TRUE(tmux.waitFor("", 1));
+  ASSERT_TRUE(tmux.waitFor("console-exit=0")) << tmux.screen();
 
   Tmux again("ferry-console-again-" + std::to_string(::getpid()));
   ASSERT_TRUE(again.start(cmd + "; echo console-exit=$?; sleep 30"));

@@ -70,7 +70,7 @@ TEST_F(IscsiConformanceTest, IscsiTestCuPassesExceptWhatTgtDoesNotImplement) {
     std::string dir = agentDir_ / ("cu-" + family), out;
     ASSERT_EQ(run("mkdir -p " + dir), 0);
     // -d: destructive tests allowed; -x: results in CUnitAutomated-Results.xml.
-    run("cd " + dir + " && timeout 900 iscsi-test-cu -d -x -t " + family + " " + url("conform") + " >cu.log", &out);
+    run("cd " + dir + " && timeout 400 iscsi-test-cu -d -x -t " + family + " " + url("conform") + " >cu.log", &out);
     std::string xml = ferry::testing::readFile(dir + "/CUnitAutomated-Results.xml");
     ASSERT_FALSE(xml.empty()) << out << ferry::testing::readFile(dir + "/cu.log");
     int ran = 0, failed = 0;

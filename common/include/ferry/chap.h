@@ -3,7 +3,7 @@
 // applies them: the initiator's user and secret (the target checks the initiator), and
 // optionally a target user and secret (mutual CHAP: the initiator checks the target).
 // Secrets are 12 to 16 printable characters, as common initiators require; the two
-// secrets must differ. An empty initiator user means no CHAP.
+// secrets, and the two users, must differ. An empty initiator user means no CHAP.
 
 #include <nlohmann/json.hpp>
 #include <string>

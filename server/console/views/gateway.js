@@ -194,6 +194,11 @@ export async function gatewayView(id) {
     chapNow.textContent = i.chap.enabled
       ? `${chapVolume.value}: CHAP ${i.chap.mutual ? `mutual (initiator ${i.chap.initiator_user}, target ${i.chap.target_user})` : `one-way (initiator ${i.chap.initiator_user})`}.`
       : `${chapVolume.value}: no CHAP; any initiator that reaches the gateway may log in.`;
+    if (i.chap_request_state === 'failed') {
+      chapNow.textContent += ` The last setting was NOT applied: ${i.chap_request_error}`;
+    } else if (i.chap_request_state === 'pending' || i.chap_request_state === 'delivered') {
+      chapNow.textContent += ' (asked; not applied yet)';
+    }
   }
   chapVolume.addEventListener('change', () => act(loadChap));
   const chapForm = h('form', {
