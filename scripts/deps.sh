@@ -24,6 +24,8 @@ PACKAGES=(
   # the appliance's console menu: libcrypt (yescrypt password hash); its test drives
   # it through tmux
   libcrypt-dev tmux
+  # the appliance image and its boot test (image/, the slow image_boot_test)
+  debootstrap syslinux syslinux-common mtools dosfstools fdisk qemu-system-x86
   # tools used by tests, demo and benchmarks
   fio sqlite3 curl procps psmisc util-linux qemu-utils
   # the peer the benchmarks compare with
