@@ -260,6 +260,16 @@ activate() {
   key=$(page .activation_key)
   [[ -n "$key" && "$key" != null ]] || die "no activation key on the page"
   log "activation key on the page: $key"
+  # The serial console is the Ferry menu (ferry-console under agetty); with nothing
+  # attached to the port it reads end of input and starts again, showing the key.
+  local i
+  for ((i = 0; i < 20; i++)); do
+    grep -aq "Activation key: $key" "$SERIAL" && grep -aq "Ferry gateway console" "$SERIAL" && break
+    sleep 3
+  done
+  grep -aq "Activation key: $key" "$SERIAL" && grep -aq "Ferry gateway console" "$SERIAL" ||
+    die "the serial console does not show the Ferry menu with the activation key"
+  log "the serial console shows the Ferry menu and the activation key"
   api POST /v1/signup "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
   [[ "$API_STATUS" == 201 ]] || die "sign-up answered $API_STATUS: $API_BODY"
   api POST /v1/login "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"

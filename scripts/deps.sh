@@ -25,7 +25,7 @@ PACKAGES=(
   # it through tmux
   libcrypt-dev tmux
   # the appliance image and its boot test (image/, the slow image_boot_test)
-  debootstrap syslinux syslinux-common mtools dosfstools fdisk qemu-system-x86
+  debootstrap syslinux syslinux-common mtools dosfstools fdisk qemu-system-x86 jq
   # tools used by tests, demo and benchmarks
   fio sqlite3 curl procps psmisc util-linux qemu-utils
   # the peer the benchmarks compare with

@@ -4,7 +4,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <iostream>
+#include <thread>
 #include <sstream>
 
 namespace ferry::console {
@@ -172,7 +174,11 @@ int ConsoleMenu::run() {
     term_.out() << "Goodbye.\n";
     return 1;
   }
-  // What a new appliance's console must show first: where its activation page is.
+  // What a new appliance's console must show first: its activation key and page.
+  for (int waited = 0; waited < waitAgent_ && !act_.agentAnswers(); waited += 2) {
+    if (waited == 0) term_.out() << "\nWaiting for the gateway agent to start..." << std::endl;
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
   term_.out() << "\n" << act_.agentStatus();
   for (;;) {
     term_.out() << "\n"

@@ -28,6 +28,7 @@ class Actions {
   virtual Status useStatic(const StaticAddress& a) = 0;
   virtual std::string testProvider() = 0;   // a report, line by line
   virtual std::string agentStatus() = 0;    // stage, activation key, gateway, channel
+  virtual bool agentAnswers() = 0;          // its local page is up
   virtual std::string logs(int lines) = 0;
   virtual Status restartServices() = 0;
   virtual bool passwordSet() = 0;
@@ -58,7 +59,10 @@ Status checkProviderUrl(const std::string& text);
 
 class ConsoleMenu {
  public:
-  ConsoleMenu(Terminal& term, Actions& actions) : term_(term), act_(actions) {}
+  // waitAgentSeconds: at start, how long to wait for the agent (the console starts at
+  // boot, before it) so that the first thing shown is the activation key.
+  ConsoleMenu(Terminal& term, Actions& actions, int waitAgentSeconds = 60)
+      : term_(term), act_(actions), waitAgent_(waitAgentSeconds) {}
   // The password gate (when one is set), then the menu until "0" or end of input.
   // Returns 0, or 1 when the password was wrong three times.
   int run();
@@ -74,6 +78,7 @@ class ConsoleMenu {
 
   Terminal& term_;
   Actions& act_;
+  int waitAgent_;
 };
 
 }  // namespace ferry::console

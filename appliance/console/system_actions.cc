@@ -131,6 +131,13 @@ std::string SystemActions::testProvider() {
   return out.str();
 }
 
+bool SystemActions::agentAnswers() {
+  auto client = control::ApiClient::make(p_.page, "");
+  if (!client) return false;
+  client.value().setTimeoutSeconds(2);
+  return static_cast<bool>(client.value().call("GET", "/status.json"));
+}
+
 std::string SystemActions::agentStatus() {
   auto client = control::ApiClient::make(p_.page, "");
   if (!client) return "Cannot reach the gateway agent: " + client.status().message() + "\n";

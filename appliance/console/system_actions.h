@@ -27,6 +27,7 @@ class SystemActions : public Actions {
   Status useStatic(const StaticAddress& a) override;
   std::string testProvider() override;
   std::string agentStatus() override;
+  bool agentAnswers() override;
   std::string logs(int lines) override;
   Status restartServices() override;
   bool passwordSet() override;
