@@ -254,6 +254,19 @@ wait_for_page() {
   die "the agent's page never showed an activation key (last stage '${stage}')"
 }
 
+# Prints true once the provider says the gateway is online (else what it said last).
+wait_online() {
+  local online=""
+  while (($(remaining) > 0)); do
+    guest_alive
+    api GET "/v1/gateways/$GATEWAY"
+    online=$(jq -r .gateway.online <<<"$API_BODY")
+    [[ "$online" == true ]] && break
+    sleep 2
+  done
+  echo "$online"
+}
+
 # --- the steps ----------------------------------------------------------------
 activate() {
   local key online=""
@@ -279,13 +292,7 @@ activate() {
   [[ "$API_STATUS" == 201 ]] || die "activation answered $API_STATUS: $API_BODY"
   GATEWAY=$(jq -r .gateway.id <<<"$API_BODY")
   log "activated: gateway $GATEWAY"
-  while (($(remaining) > 0)); do
-    guest_alive
-    api GET "/v1/gateways/$GATEWAY"
-    online=$(jq -r .gateway.online <<<"$API_BODY")
-    [[ "$online" == true ]] && break
-    sleep 2
-  done
+  online=$(wait_online)
   [[ "$online" == true ]] || die "the gateway never came online (page: $(page .channel))"
   log "the gateway holds its channel (page stage: $(page .stage))"
 }
@@ -442,13 +449,7 @@ check_cache_disk() {
 check_after_reboot() {
   local online="" out
   [[ "$(page .stage)" == activated ]] || die "after the reboot the stage is '$(page .stage)', not activated"
-  while (($(remaining) > 0)); do
-    guest_alive
-    api GET "/v1/gateways/$GATEWAY"
-    online=$(jq -r .gateway.online <<<"$API_BODY")
-    [[ "$online" == true ]] && break
-    sleep 2
-  done
+  online=$(wait_online)
   [[ "$online" == true ]] || die "after the reboot the gateway never came online (page: $(page .channel))"
   out=$("$PY" - "$NBD_PORT" "$VOLUME" 2>&1 <<'EOF'
 import nbd, sys
