@@ -484,14 +484,9 @@ Status IscsiTargets::applyChapLocked(const std::string& volume, Served& s) {
   ChapSetting want;
   if (auto it = chap_.find(volume); it != chap_.end()) want = it->second;
   if (want == s.chap) return Status::ok();
+  // A target whose CHAP changes is made again (reconcileLocked), so it arrives here
+  // with nothing bound.
   std::string tid = std::to_string(s.tid);
-  if (!s.chap.initiatorUser.empty()) {
-    (void)tgtadm({"--op", "unbind", "--mode", "account", "--tid", tid, "--user", s.chap.initiatorUser});
-  }
-  if (!s.chap.targetUser.empty()) {
-    (void)tgtadm({"--op", "unbind", "--mode", "account", "--tid", tid, "--user", s.chap.targetUser, "--outgoing"});
-  }
-  s.chap = {};
   auto account = [&](const std::string& user, const std::string& secret) -> Status {
     auto it = accounts_.find(user);
     if (it != accounts_.end() && it->second == secret) return Status::ok();
