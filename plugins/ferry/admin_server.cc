@@ -125,12 +125,17 @@ json dispatch(Engine& engine, const json& req) {
   }
   if (op == "snapshot") {
     int timeout = req.value("timeout", 300);
-    auto m = engine.snapshot(name, req.value("snapshot", std::string()), std::chrono::seconds(timeout));
+    Volume::FreezeStats freeze;
+    auto m = engine.snapshot(name, req.value("snapshot", std::string()), std::chrono::seconds(timeout), &freeze);
     if (!m) return fail(m.status());
-    return json{{"ok", true},          {"name", name},
-                {"snapshot", m.value().id}, {"size", m.value().size},
-                {"chunk_size", m.value().chunkSize}, {"created", m.value().createdUnix},
-                {"chunks", m.value().chunks.size()}};
+    return json{{"ok", true},
+                {"name", name},
+                {"snapshot", m.value().id},
+                {"size", m.value().size},
+                {"chunk_size", m.value().chunkSize},
+                {"created", m.value().createdUnix},
+                {"chunks", m.value().chunks.size()},
+                {"freeze", {{"pause_us", freeze.pauseMicros}, {"frozen", freeze.frozen}, {"copied", freeze.copied}}}};
   }
   if (op == "snapshot-delete") {
     if (Status s = engine.deleteSnapshot(name, req.value("snapshot", std::string())); !s) return fail(s);

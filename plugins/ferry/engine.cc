@@ -121,6 +121,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
 }
 
 std::string Engine::cachePath(const std::string& name) const { return options_.stateDir + "/" + name + ".cache"; }
+std::string Engine::cowPath(const std::string& name) const { return options_.stateDir + "/" + name + ".cow"; }
 
 Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
   Held held;
@@ -144,6 +145,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   }
   auto cache = CacheFile::open(path, row.size, false);
   if (!cache) return cache.status();
+  std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   if (Status s = held.volume->load(rows); !s) return s;
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
@@ -228,6 +230,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   if (Status s = meta_->removeVolume(held.volume->id()); !s) return s;
   std::error_code ec;
   std::filesystem::remove(cachePath(name), ec);
+  std::filesystem::remove(cowPath(name), ec);
   auto listing = store_->list(volumePrefix(name));
   if (!listing) return listing.status().withContext("delete volume " + name + " from the store");
   for (const ObjectInfo& o : listing.value()) {

@@ -84,12 +84,13 @@ class Engine : public VolumeHost {
                                                                  std::chrono::seconds timeout);
   EngineStats stats();
 
-  // Snapshots (engine_snapshots.cc, docs/FORMAT.md). snapshot: flushes, waits until
-  // everything acknowledged before the call is in the store (up to timeout), pins the
-  // volume's stored chunks and writes the manifest; made before (the same id): that
-  // manifest. deleteSnapshot: removes the manifest, then every chunk object only it
+  // Snapshots (engine_snapshots.cc, docs/FORMAT.md). snapshot: freezes the volume
+  // (Volume::beginFreeze: writers wait only for that critical section), waits until
+  // the frozen content is in the store (up to timeout) and writes the manifest; made
+  // before (the same id): that manifest, and *freeze is left as it was. deleteSnapshot: removes the manifest, then every chunk object only it
   // kept; an absent one is done.
-  Result<SnapshotManifest> snapshot(const std::string& name, const std::string& id, std::chrono::seconds timeout);
+  Result<SnapshotManifest> snapshot(const std::string& name, const std::string& id, std::chrono::seconds timeout,
+                                    Volume::FreezeStats* freeze = nullptr);
   Status deleteSnapshot(const std::string& name, const std::string& id);
   Result<std::vector<std::string>> listSnapshots(const std::string& name);
 
@@ -138,6 +139,8 @@ class Engine : public VolumeHost {
   Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
   std::string cachePath(const std::string& name) const;
+  // Copies of chunks rewritten while a snapshot of the volume is taken.
+  std::string cowPath(const std::string& name) const;
   // Keeps kReserveBytes allocated in STATE/space.reserve while the disk has room.
   void ensureSpaceReserve();
   void backgroundLoop();
@@ -172,6 +175,7 @@ class Engine : public VolumeHost {
   size_t evictCursor_ = 0;               // GUARDED_BY(mu_)
   std::mutex createMu_;                  // one create/delete at a time
   std::mutex snapshotMu_;                // one snapshot change (or collection) at a time
+  static constexpr size_t kSnapshotUploaders = 4;
   std::mutex collectMu_;                 // guards collectProgress_
   std::map<std::string, CollectStats> collectProgress_;
 

@@ -1,7 +1,10 @@
 // The engine's snapshots: manifests in the store that pin chunk generations
 // (docs/FORMAT.md "Snapshots").
 
+#include <unistd.h>
+
 #include <ctime>
+#include <thread>
 
 #include "engine.h"
 #include "ferry/log.h"
@@ -33,7 +36,7 @@ Status Engine::loadSnapshotPins(Volume& v) {
 }
 
 Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::string& id,
-                                          std::chrono::seconds timeout) {
+                                          std::chrono::seconds timeout, Volume::FreezeStats* freeze) {
   if (Status s = checkVolumeName(id); !s) return Status::invalid("snapshot id: " + s.message());
   auto v = find(name);
   if (!v) return Status::notFound("no volume named " + name);
@@ -43,20 +46,47 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   if (existing) return decodeManifest(existing.value());
   if (existing.status().code() != Code::kNotFound) return existing.status().withContext("snapshot " + id);
 
-  // The recovery point: every write acknowledged before now is in the store.
-  if (Status s = waitStored(*v, timeout); !s) return s.withContext("snapshot " + id);
+  // The copy-on-write freeze: the snapshot's content is the volume's at this moment.
+  std::string cow = cowPath(name);
+  auto frozen = v->beginFreeze(cow);
+  if (!frozen) return frozen.status().withContext("snapshot " + id);
   SnapshotManifest m;
   m.volume = name;
   m.id = id;
   m.size = v->size();
   m.chunkSize = v->chunkSize();
   m.createdUnix = static_cast<int64_t>(::time(nullptr));
-  m.chunks = v->pinCurrent();
-  if (Status s = store_->put(key, bytesOf(encodeManifest(m))); !s) {
+  Status s;
+  {
+    Drain drain(*this);  // the frozen chunks that were dirty go up at once
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    // A few threads upload the copies of chunks rewritten since the freeze.
+    std::vector<std::thread> helpers;
+    std::vector<Status> results(kSnapshotUploaders);
+    for (size_t i = 1; i < results.size(); ++i)
+      helpers.emplace_back([&, i] { results[i] = v->completeFreeze(deadline); });
+    results[0] = v->completeFreeze(deadline);
+    for (std::thread& t : helpers) t.join();
+    for (const Status& r : results) {
+      if (!r && s) s = r;
+    }
+  }
+  ::unlink(cow.c_str());
+  if (!s) {
+    for (const std::string& k : v->abortFreeze()) (void)store_->remove(k);
+    return s.withContext("snapshot " + id);
+  }
+  Volume::FreezeStats fs;
+  m.chunks = v->endFreeze(&fs);
+  if (s = store_->put(key, bytesOf(encodeManifest(m))); !s) {
     for (const std::string& k : v->unpin(m.chunks)) (void)store_->remove(k);
     return s.withContext("write snapshot manifest " + key);
   }
-  logInfo("volume " + name + ": snapshot " + id + " of " + std::to_string(m.chunks.size()) + " stored chunks");
+  logInfo("volume " + name + ": snapshot " + id + " of " + std::to_string(m.chunks.size()) +
+          " stored chunks; writes paused " + std::to_string(fs.pauseMicros) + " us, " +
+          std::to_string(fs.frozen) + " dirty chunks frozen, " + std::to_string(fs.copied) +
+          " copied before a rewrite");
+  if (freeze) *freeze = fs;
   return m;
 }
 

@@ -66,7 +66,8 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
         host_.budget().forceCached(chunkLength(r.index));
         if (st.dirty) host_.budget().addDirty(chunkLength(r.index));
       } else {
-        st.where = (r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
+        // Dirty and not cached: zeroed, its tombstone not stored yet.
+        st.where = (!st.dirty && r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
       }
       if (st.dirty) {
         toQueue.push_back(r.index);
@@ -180,6 +181,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       cv_.wait(lock);
       continue;
     }
+    if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
     bool addsDirty = !(st.dirty && st.where == Where::kCached);
     if (addsDirty && host_.budget().dirtyFull()) {
       // Back-pressure: the upload buffer is full; wait for the uploader to drain.
@@ -241,10 +243,11 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       cv_.wait(lock);
       continue;
     }
+    if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
     bool remoteHasData = st.remoteGen != 0 && !st.remoteZero;
     if (st.where == Where::kZero && st.dirty == remoteHasData) return Status::ok();  // already zero
     if (st.where == Where::kCached) {
-      setDirty(index, st, false);
+      // Still dirty while the hole is punched: if the punch fails, nothing is lost.
       st.busy = true;
       lock.unlock();
       Status s = cache_.punch(base, len);
@@ -252,12 +255,15 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       st.busy = false;
       cv_.notify_all();
       if (!s) return s;
+      setDirty(index, st, false);  // gives back the dirty budget while still counted as cached
       host_.budget().releaseCached(len);
     }
     st.where = Where::kZero;
     ++st.writeSeq;
     setDirty(index, st, remoteHasData);
     markMeta(index, st);
+    // A snapshot frozen during the punch: the zeroing was in flight, so zeros will do.
+    frozenUploaded(index, st.writeSeq, 0);
     if (st.dirty && !st.queued) {
       st.queued = true;
       lock.unlock();
@@ -316,6 +322,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     ++uploads_;
     uploadedBytes_ += isZero ? 0 : len;
   }
+  frozenUploaded(index, seq, isZero ? 0 : newGen);
   if (st.writeSeq == seq) {
     setDirty(index, st, false);
   } else {

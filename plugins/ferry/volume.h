@@ -75,6 +75,7 @@ struct ChunkState {
   bool uploading = false;
   bool referenced = false;  // CLOCK bit for eviction
   bool metaPending = false; // changed since the last persist()
+  bool frozen = false;      // a snapshot still needs its content at the freeze
   uint8_t rangeReads = 0;   // small reads served from the store by range GETs
 };
 
@@ -154,6 +155,25 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void pin(const std::vector<ChunkKey>& keys);
   std::vector<std::string> unpin(const std::vector<ChunkKey>& keys);
 
+  // The copy-on-write freeze of a snapshot (volume_freeze.cc). beginFreeze: in one
+  // critical section (the only pause writers see), pins every stored clean chunk and
+  // marks every dirty one frozen, reserving it a generation below any later upload.
+  // Until the snapshot has it, a write to a frozen chunk first copies the chunk to
+  // the copy-on-write file (cowPath); an upload that started after the freeze stores
+  // the frozen content itself. completeFreeze: uploads the copies under their
+  // reserved generations and waits for the rest, until deadline; endFreeze: the
+  // snapshot's chunks (all pinned); abortFreeze: unpins, returns the keys the freeze
+  // uploaded, which the caller deletes.
+  struct FreezeStats {
+    uint64_t pauseMicros = 0;  // writers held out
+    uint64_t frozen = 0;       // dirty chunks at the freeze
+    uint64_t copied = 0;       // rewritten before they were stored: copied and uploaded
+  };
+  Result<FreezeStats> beginFreeze(const std::string& cowPath);
+  Status completeFreeze(std::chrono::steady_clock::time_point deadline);
+  std::vector<ChunkKey> endFreeze(FreezeStats* stats);
+  std::vector<std::string> abortFreeze();
+
   // Collection of leaked chunk objects (Engine::collect). generationFloor: every
   // generation this volume has made so far is at most this; one above it may be an
   // upload in flight. collectable: an object no one needs — not the chunk's newest
@@ -195,6 +215,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void scheduleReadAhead(uint64_t from);
   // A read-ahead thread: fetches the chunk into its window entry.
   void readAheadFetch(uint64_t index, uint64_t gen, const std::shared_ptr<ReadWindow::Entry>& entry);
+  // REQUIRES: mu_ held (by lock). If the chunk is frozen, copies it to the freeze's
+  // copy-on-write file (unlocking meanwhile) and returns true: the caller looks again.
+  bool preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock);
+  // REQUIRES: mu_ held. An upload of seq stored the chunk as gen (0: zeros).
+  void frozenUploaded(uint64_t index, uint32_t seq, uint64_t gen);
   // REQUIRES: st.busy set by the caller; mu_ not held.
   Status materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll);
 
@@ -220,6 +245,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   const uint64_t readAheadChunks_;               // chunks fetched ahead of a stream
   ReadWindow window_;                            // GUARDED_BY(mu_)
   std::string lastError_;                        // GUARDED_BY(mu_)
+  struct Freeze;
+  std::shared_ptr<Freeze> freeze_;               // GUARDED_BY(mu_): the snapshot being taken
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
