@@ -254,6 +254,30 @@ TEST_F(EngineTest, ZeroingAStoredChunkWritesATombstone) {
   EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0));
 }
 
+// A chunk zeroed and flushed while its tombstone cannot be stored reads as zeros after
+// a restart, and the tombstone goes up then.
+TEST_F(EngineTest, AZeroedChunkStaysZeroAcrossARestartBeforeItsTombstoneIsStored) {
+  auto o = options("s");
+  o.shutdownTimeoutSeconds = 1;
+  {
+    auto e = open(o);
+    auto v = e->find("vol");
+    ASSERT_TRUE(v->write(0, randomBytes(kChunk, 12), false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    control_->down = true;
+    ASSERT_TRUE(v->zero(0, kChunk, true));
+    e->shutdown();  // the tombstone could not go up: the chunk stays dirty
+  }
+  control_->down = false;
+  auto e = open(o);
+  std::vector<uint8_t> back(kChunk, 1);
+  ASSERT_TRUE(e->find("vol")->read(0, back));
+  EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the zeroed chunk read its old data";
+  auto map = e->checkpoint("vol", std::chrono::seconds(30));
+  ASSERT_TRUE(map);
+  EXPECT_TRUE(map->empty()) << "the tombstone was stored";
+}
+
 TEST_F(EngineTest, DeniedStoreKeepsDataDirtyWithAClearError) {
   auto e = open(options("s"));
   control_->denied = true;
