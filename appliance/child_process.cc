@@ -12,6 +12,8 @@
 #include <cstring>
 #include <thread>
 
+#include "ferry/strings.h"
+
 namespace ferry::agent {
 
 namespace {
@@ -20,12 +22,6 @@ std::vector<char*> pointers(std::vector<std::string>& strings) {
   std::vector<char*> out;
   for (auto& s : strings) out.push_back(s.data());
   out.push_back(nullptr);
-  return out;
-}
-
-std::string joined(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
   return out;
 }
 
@@ -139,19 +135,19 @@ Result<std::string> runCommand(const std::vector<std::string>& argv, int timeout
   for (;;) {
     pid_t r = ::waitpid(pid, &status, WNOHANG);
     if (r == pid) break;
-    if (r < 0 && errno != EINTR) return Status::ioError(joined(argv) + ": lost track of it: " + std::strerror(errno));
+    if (r < 0 && errno != EINTR) return Status::ioError(join(argv, " ") + ": lost track of it: " + std::strerror(errno));
     if (std::chrono::steady_clock::now() >= deadline && !timedOut) {
       timedOut = true;
       ::kill(pid, SIGKILL);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(timedOut ? 5 : 2));
   }
-  if (timedOut) return Status::unavailable(joined(argv) + ": no answer in " + std::to_string(timeoutSeconds) + " s");
+  if (timedOut) return Status::unavailable(join(argv, " ") + ": no answer in " + std::to_string(timeoutSeconds) + " s");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;
   while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
   std::string how = WIFEXITED(status) ? (WEXITSTATUS(status) == 127 ? "cannot be run" : "exited with status " + std::to_string(WEXITSTATUS(status)))
                                       : "killed by signal " + std::to_string(WTERMSIG(status));
-  return Status::ioError(joined(argv) + " " + how + (output.empty() ? "" : ": " + output));
+  return Status::ioError(join(argv, " ") + " " + how + (output.empty() ? "" : ": " + output));
 }
 
 }  // namespace ferry::agent

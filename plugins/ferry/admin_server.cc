@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 json volumeJson(const VolumeStats& v) {
-  return json{{"name", v.name},
+  json out{{"name", v.name},
               {"size", v.size},
               {"chunk_size", v.chunkSize},
               {"chunks", v.chunks},
@@ -45,6 +45,11 @@ json volumeJson(const VolumeStats& v) {
               {"upload_queue", v.queued},
               {"fenced", v.fenced},
               {"last_error", v.lastError}};
+  // Made from a snapshot and still reading some chunks from it.
+  if (!v.source.empty()) {
+    out["hydration"] = {{"source", v.source}, {"chunks_left", v.hydrationLeft}, {"hydrated_bytes", v.hydratedBytes}};
+  }
+  return out;
 }
 
 json fail(const Status& s) { return json{{"ok", false}, {"error", s.toString()}, {"errno", s.toErrno()}}; }
@@ -74,7 +79,18 @@ json dispatch(Engine& engine, const json& req) {
     auto chunk = sizeArg(req, "chunk_size", 0);
     if (!chunk) return fail(chunk.status());
     if (Status s = checkVolumeName(name); !s) return fail(s);
-    auto v = engine.createVolume(CreateSpec{name, size.value(), chunk.value()});
+    CreateSpec spec{name, size.value(), chunk.value()};
+    if (req.contains("source")) {
+      // {"volume": V, "snapshot": ID}: made from that snapshot, hydrated in the background.
+      const json& src = req["source"];
+      if (!src.is_object() || !src.contains("volume") || !src["volume"].is_string() || !src.contains("snapshot") ||
+          !src["snapshot"].is_string()) {
+        return fail(Status::invalid("source must be {\"volume\": NAME, \"snapshot\": ID}"));
+      }
+      spec.sourceVolume = src["volume"].get<std::string>();
+      spec.sourceSnapshot = src["snapshot"].get<std::string>();
+    }
+    auto v = engine.createVolume(spec);
     if (!v) return fail(v.status());
     return json{{"ok", true}, {"volume", volumeJson(v.value()->stats())}};
   }

@@ -155,6 +155,10 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
 }
 
 Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
+  if (!in.sourceVolume.empty() || !in.sourceSnapshot.empty()) {
+    if (Status s = checkVolumeName(in.name); !s) return s;
+    return createFromSnapshot(in);
+  }
   CreateSpec spec = in;
   if (spec.chunkSize == 0) spec.chunkSize = kDefaultChunkSize;
   if (Status s = checkVolumeName(spec.name); !s) return s;
@@ -165,6 +169,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   }
   std::vector<ChunkRow> rows;
   uint64_t minEpoch = 0;
+  std::string sourceVolume, sourceSnapshot;  // adopted while still being made from a snapshot
   auto existing = store_->getAll(headerKey(spec.name));
   if (existing) {
     // The store already has this volume (a replaced gateway): serve its content.
@@ -178,6 +183,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
     auto listed = rowsFromStore(*store_, spec.name, (h->size + h->chunkSize - 1) / h->chunkSize, &minEpoch);
     if (!listed) return listed.status();
     rows = std::move(listed).value();
+    if (Status s = addSourceRows(spec.name, rows, &sourceVolume, &sourceSnapshot); !s) return s;
     logInfo("volume " + spec.name + ": adopting it from the store (" + std::to_string(rows.size()) + " chunks)");
   } else if (existing.status().code() == Code::kNotFound) {
     VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, nowUnix()};
@@ -187,7 +193,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   } else {
     return existing.status().withContext("create volume " + spec.name);
   }
-  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, nowUnix());
+  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, nowUnix(), sourceVolume, sourceSnapshot);
   if (!row) return row.status();
   row->epoch = minEpoch;
   auto held = openVolume(row.value(), {}, true);
@@ -222,6 +228,18 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
       return Status::busy("volume " + name + " has " + std::to_string(it->second.connections) +
                           " open connections; disconnect them first");
     }
+  }
+  // Volumes still being made from one of its snapshots read its objects.
+  auto holding = holders(name, "");
+  if (!holding) return holding.status().withContext("delete volume " + name);
+  if (!holding.value().empty()) {
+    return Status::busy("volume " + name + " has snapshots that volume(s) " + join(holding.value(), ", ") +
+                        " are still being made from; delete it once they are hydrated");
+  }
+  {
+    std::lock_guard lock(mu_);
+    auto it = volumes_.find(name);
+    if (it == volumes_.end()) return Status::notFound("no volume named " + name);
     held = std::move(it->second);
     volumes_.erase(it);
   }
@@ -235,6 +253,13 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   if (!listing) return listing.status().withContext("delete volume " + name + " from the store");
   for (const ObjectInfo& o : listing.value()) {
     if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name);
+  }
+  // Made from a snapshot and not hydrated yet: that snapshot is free again.
+  if (held.volume->hydrating()) {
+    const Volume& v = *held.volume;
+    if (Status s = store_->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), name)); !s) {
+      return s.withContext("release snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume());
+    }
   }
   logInfo("volume " + name + " deleted");
   return Status::ok();
@@ -334,6 +359,7 @@ Status Engine::start() {
   uploader_.start();
   if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
+  for (size_t i = 0; i < options_.hydrateThreads; ++i) hydrators_.emplace_back([this] { hydrateLoop(); });
   return Status::ok();
 }
 
@@ -397,6 +423,8 @@ void Engine::shutdown() {
   }
   bgCv_.notify_all();
   if (background_.joinable()) background_.join();
+  for (std::thread& t : hydrators_) t.join();
+  hydrators_.clear();
   // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and
   // their leases) in place meanwhile.
   std::lock_guard create(createMu_);

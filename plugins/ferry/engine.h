@@ -29,8 +29,11 @@ namespace ferry {
 
 struct CreateSpec {
   std::string name;
-  uint64_t size = 0;
-  uint64_t chunkSize = 0;  // 0 = default
+  uint64_t size = 0;       // 0 with a source: the snapshot's size
+  uint64_t chunkSize = 0;  // 0 = default (with a source: the snapshot's)
+  // Made from snapshot sourceSnapshot of volume sourceVolume (in the same store):
+  // readable at once, its chunks copied in the background (engine_clones.cc).
+  std::string sourceVolume, sourceSnapshot;
 };
 // "NAME:SIZE[:CHUNK]" as given to create=.
 Result<CreateSpec> parseCreateSpec(const std::string& text);
@@ -51,6 +54,7 @@ struct EngineOptions {
   bool cacheStreams = false;  // keep chunks a sequential cold scan fetches
   uint64_t readAheadBytes = uint64_t{8} << 20;  // fetched ahead of a sequential reader
   size_t readAheadThreads = 4;
+  size_t hydrateThreads = 4;  // copy the chunks of volumes made from a snapshot
   BandwidthLimits bandwidth;  // to and from the store; 0 = unlimited
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
@@ -138,6 +142,18 @@ class Engine : public VolumeHost {
   // Pins what the volume's snapshot manifests in the store reference.
   Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
+  // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing
+  // the snapshot once a volume is hydrated; whether a volume's snapshots are in use.
+  Result<std::shared_ptr<Volume>> createFromSnapshot(const CreateSpec& spec);
+  // The rows of a volume adopted from the store whose source.json says it is still
+  // being made from a snapshot: its chunks with no object of their own come from it.
+  Status addSourceRows(const std::string& name, std::vector<ChunkRow>& rows, std::string* sourceVolume,
+                       std::string* sourceSnapshot);
+  void hydrateLoop();
+  void finishHydration(Volume& v);
+  // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
+  // snapshots when empty).
+  Result<std::vector<std::string>> holders(const std::string& volume, const std::string& snapshot);
   std::string cachePath(const std::string& name) const;
   // Copies of chunks rewritten while a snapshot of the volume is taken.
   std::string cowPath(const std::string& name) const;
@@ -183,6 +199,8 @@ class Engine : public VolumeHost {
   std::condition_variable bgCv_;
   bool bgStop_ = false;  // GUARDED_BY(bgMu_)
   std::thread background_;
+  std::vector<std::thread> hydrators_;
+  std::mutex hydrateMu_;  // one finishHydration at a time
 };
 
 }  // namespace ferry

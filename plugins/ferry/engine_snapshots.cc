@@ -103,6 +103,17 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   // The manifest first: a crash after it leaks chunk objects (found by a collection),
   // never leaves a manifest that points at deleted ones.
   if (Status s = store_->remove(key); !s) return s.withContext("delete snapshot manifest " + key);
+  // A volume being made from the snapshot holds it (its hold is written before it
+  // reads the manifest): put the manifest back and refuse.
+  auto holding = holders(name, id);
+  if (!holding || !holding.value().empty()) {
+    if (Status s = store_->put(key, bytesOf(body.value())); !s) {
+      logError("snapshot " + id + " of " + name + ": could not put its manifest back: " + s.toString());
+    }
+    if (!holding) return holding.status().withContext("delete snapshot " + id);
+    return Status::busy("snapshot " + id + " of " + name + " is the source of volume(s) " +
+                        join(holding.value(), ", ") + " still being hydrated; delete it once they are done");
+  }
   if (!v) return Status::ok();
   size_t removed = 0;
   for (const std::string& k : v->unpin(m.value().chunks)) {

@@ -15,6 +15,14 @@ std::string snapshotsPrefix(std::string_view volume) { return volumePrefix(volum
 std::string snapshotKey(std::string_view volume, std::string_view id) {
   return snapshotsPrefix(volume) + std::string(id) + ".json";
 }
+std::string sourceKey(std::string_view volume) { return volumePrefix(volume) + "source.json"; }
+std::string holdsPrefix(std::string_view volume) { return volumePrefix(volume) + "holds/"; }
+std::string holdsPrefix(std::string_view volume, std::string_view snapshot) {
+  return holdsPrefix(volume) + std::string(snapshot) + "/";
+}
+std::string holdKey(std::string_view volume, std::string_view snapshot, std::string_view holder) {
+  return holdsPrefix(volume, snapshot) + std::string(holder);
+}
 
 std::string chunkKey(std::string_view volume, uint64_t index, uint64_t generation) {
   char buf[40];

@@ -8,6 +8,10 @@
 //                                               an empty object is a zero tombstone
 //   volumes/<name>/snapshots/<id>.json          a snapshot manifest: the chunk
 //                                               generations of a recovery point
+//   volumes/<name>/source.json                  a volume made from a snapshot: the
+//                                               snapshot's manifest, until hydrated
+//   volumes/<name>/holds/<id>/<holder>          volume <holder> is made from snapshot
+//                                               <id> and still reads its objects
 
 #include <cstdint>
 #include <optional>
@@ -57,6 +61,10 @@ struct SnapshotManifest {
 
 std::string snapshotsPrefix(std::string_view volume);
 std::string snapshotKey(std::string_view volume, std::string_view id);
+std::string sourceKey(std::string_view volume);
+std::string holdsPrefix(std::string_view volume);
+std::string holdsPrefix(std::string_view volume, std::string_view snapshot);
+std::string holdKey(std::string_view volume, std::string_view snapshot, std::string_view holder);
 std::string encodeManifest(const SnapshotManifest& m);
 // Checks everything (format, geometry, chunk indexes in range and ascending).
 Result<SnapshotManifest> decodeManifest(std::string_view json);

@@ -81,6 +81,16 @@ Status Metadata::migrate() {
       return s;
     }
   }
+  if (version < 2) {
+    // 2: volumes made from a snapshot remember it until they are hydrated.
+    Status s = db_.exec(
+        "BEGIN; ALTER TABLE volumes ADD COLUMN source_volume TEXT NOT NULL DEFAULT ''; "
+        "ALTER TABLE volumes ADD COLUMN source_snapshot TEXT NOT NULL DEFAULT ''; PRAGMA user_version=2; COMMIT");
+    if (!s) {
+      db_.exec("ROLLBACK");
+      return s.withContext("migrate ferry.db to schema 2");
+    }
+  }
   auto id = db_.prepare("SELECT value FROM meta WHERE key='gateway_id'");
   if (!id) return id.status();
   auto r = id->step();
@@ -92,7 +102,8 @@ Status Metadata::migrate() {
 
 Result<std::vector<VolumeRow>> Metadata::volumes() {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("SELECT id, name, size, chunk_size, epoch, created FROM volumes ORDER BY name");
+  auto st = db_.prepare(
+      "SELECT id, name, size, chunk_size, epoch, created, source_volume, source_snapshot FROM volumes ORDER BY name");
   if (!st) return st.status();
   std::vector<VolumeRow> out;
   for (;;) {
@@ -100,19 +111,31 @@ Result<std::vector<VolumeRow>> Metadata::volumes() {
     if (!r) return r.status();
     if (!r.value()) break;
     out.push_back({st->int64(0), st->text(1), static_cast<uint64_t>(st->int64(2)),
-                   static_cast<uint64_t>(st->int64(3)), static_cast<uint64_t>(st->int64(4)), st->int64(5)});
+                   static_cast<uint64_t>(st->int64(3)), static_cast<uint64_t>(st->int64(4)), st->int64(5),
+                   st->text(6), st->text(7)});
   }
   return out;
 }
 
 Result<VolumeRow> Metadata::addVolume(const std::string& name, uint64_t size, uint64_t chunkSize,
-                                      int64_t createdUnix) {
+                                      int64_t createdUnix, const std::string& sourceVolume,
+                                      const std::string& sourceSnapshot) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("INSERT INTO volumes(name, size, chunk_size, epoch, created) VALUES($1, $2, $3, 0, $4)");
+  auto st = db_.prepare(
+      "INSERT INTO volumes(name, size, chunk_size, epoch, created, source_volume, source_snapshot) "
+      "VALUES($1, $2, $3, 0, $4, $5, $6)");
   if (!st) return st.status();
   st->bind(1, name).bind(2, static_cast<int64_t>(size)).bind(3, static_cast<int64_t>(chunkSize)).bind(4, createdUnix);
+  st->bind(5, sourceVolume).bind(6, sourceSnapshot);
   if (Status s = st->run(); !s) return s.withContext("add volume " + name);
-  return VolumeRow{db_.lastInsertId(), name, size, chunkSize, 0, createdUnix};
+  return VolumeRow{db_.lastInsertId(), name, size, chunkSize, 0, createdUnix, sourceVolume, sourceSnapshot};
+}
+
+Status Metadata::clearSource(int64_t id) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("UPDATE volumes SET source_volume='', source_snapshot='' WHERE id=$1");
+  if (!st) return st.status();
+  return st->bind(1, id).run();
 }
 
 Status Metadata::removeVolume(int64_t id) {

@@ -16,7 +16,7 @@
 
 namespace ferry {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct VolumeRow {
   int64_t id = 0;
@@ -25,6 +25,9 @@ struct VolumeRow {
   uint64_t chunkSize = 0;
   uint64_t epoch = 0;  // last lease epoch this gateway took for the volume
   int64_t createdUnix = 0;
+  // A volume made from a snapshot, until every chunk is its own (hydrated): the
+  // snapshot's volume and id. Empty otherwise.
+  std::string sourceVolume, sourceSnapshot;
 };
 
 // Chunk flags as stored: a bit set.
@@ -49,7 +52,10 @@ class Metadata {
   const std::string& gatewayId() const { return gatewayId_; }
 
   Result<std::vector<VolumeRow>> volumes();
-  Result<VolumeRow> addVolume(const std::string& name, uint64_t size, uint64_t chunkSize, int64_t createdUnix);
+  Result<VolumeRow> addVolume(const std::string& name, uint64_t size, uint64_t chunkSize, int64_t createdUnix,
+                              const std::string& sourceVolume = "", const std::string& sourceSnapshot = "");
+  // The volume no longer needs its source (hydrated).
+  Status clearSource(int64_t id);
   Status removeVolume(int64_t id);
   Status setEpoch(int64_t id, uint64_t epoch);
 

@@ -105,6 +105,10 @@ int ferryConfig(const char* key, const char* value) {
       int n;
       if (parseIntParam(key, value, 1, 64, &n) == -1) return -1;
       gOptions.readAheadThreads = static_cast<size_t>(n);
+    } else if (k == "hydrate-threads") {
+      int n;
+      if (parseIntParam(key, value, 1, 64, &n) == -1) return -1;
+      gOptions.hydrateThreads = static_cast<size_t>(n);
     } else if (k == "upload-limit" || k == "download-limit") {
       int64_t r = nbdkit_parse_size(value);  // bytes per second; 0 = unlimited
       if (r < 0) return -1;
@@ -307,6 +311,7 @@ nbdkit_plugin makePlugin() {
       "cache-streams=true        also cache what sequential scans of cold data fetch\n"
       "read-ahead=SIZE           fetched ahead of a sequential cold reader (default 8M; 0 = off)\n"
       "read-ahead-threads=N      parallel read-ahead fetches (default 4)\n"
+      "hydrate-threads=N         parallel copies into volumes made from a snapshot (default 4)\n"
       "upload-limit=SIZE         chunk uploads at most SIZE bytes per second (default 0: none)\n"
       "download-limit=SIZE       chunk downloads at most SIZE bytes per second (default 0: none)\n"
       "takeover=true             take volumes over from a gateway that still holds them\n"

@@ -48,6 +48,11 @@ uint64_t Volume::chunkLength(uint64_t index) const {
   return std::min(row_.chunkSize, row_.size - index * row_.chunkSize);
 }
 
+std::string Volume::objectKey(uint64_t index, uint64_t gen) const {
+  if (gen & kSourceGen) return chunkKey(row_.sourceVolume, index, gen & ~kSourceGen);
+  return chunkKey(row_.name, index, gen);
+}
+
 Status Volume::load(const std::vector<ChunkRow>& rows) {
   std::vector<uint64_t> toQueue;
   {
@@ -73,6 +78,10 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
         toQueue.push_back(r.index);
         ++dirtyChunks_;
       }
+      if (r.remoteGen & kSourceGen) ++hydrationLeft_;
+    }
+    if (hydrationLeft_ > 0 && row_.sourceVolume.empty()) {
+      return Status::corruption("volume " + row_.name + ": metadata names chunks of a source volume, but none is set");
     }
   }
   for (uint64_t idx : toQueue) {
@@ -316,7 +325,11 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     return s.withContext("upload " + row_.name + " chunk " + std::to_string(index));
   }
   if (newGen != oldGen) {
-    if (oldGen != 0) supersededPending_.push_back(chunkKey(row_.name, index, oldGen));
+    if (oldGen & kSourceGen) {
+      --hydrationLeft_;  // the source's object: not ours to delete
+    } else if (oldGen != 0) {
+      supersededPending_.push_back(chunkKey(row_.name, index, oldGen));
+    }
     st.remoteGen = newGen;
     st.remoteZero = isZero;
     ++uploads_;
@@ -556,6 +569,7 @@ VolumeStats Volume::stats() {
     }
     v.lastError = lastError_;
     v.dirtyChunks = dirtyChunks_;
+    if (hydrating()) v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;
   }
   v.uploadedBytes = uploadedBytes_;
   v.downloadedBytes = downloadedBytes_;
@@ -568,6 +582,8 @@ VolumeStats Volume::stats() {
   v.readAheadFetches = readAheadFetches_;
   v.readAheadHits = readAheadHits_;
   v.fenced = fenced_;
+  v.hydrationLeft = hydrationLeft_;
+  v.hydratedBytes = hydratedBytes_;
   return v;
 }
 

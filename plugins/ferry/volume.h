@@ -100,6 +100,9 @@ struct VolumeStats {
   uint64_t readAheadFetches = 0;  // chunks fetched ahead of a sequential reader
   uint64_t readAheadHits = 0;     // reads served from those
   uint64_t queued = 0;
+  std::string source;              // "volume/snapshot" while made from a snapshot
+  uint64_t hydrationLeft = 0;      // chunks still read from the source
+  uint64_t hydratedBytes = 0;
   bool fenced = false;
   std::string lastError;
 };
@@ -182,6 +185,21 @@ class Volume : public std::enable_shared_from_this<Volume> {
   uint64_t generationFloor() const { return (epoch_ << 32) | genCounter_.load(); }
   bool collectable(uint64_t index, uint64_t generation);
 
+  // A volume made from a snapshot (volume_hydrate.cc): a chunk it has not made its own
+  // yet has remoteGen = the snapshot's generation | kSourceGen, read from the source
+  // volume's object. hydrateOne copies the next such chunk into the volume's own
+  // objects (like an upload: nothing else uploads the chunk meanwhile). kWait: none
+  // can be copied now (in use, or an error, in *error); kDone: none is left.
+  static constexpr uint64_t kSourceGen = uint64_t{1} << 63;
+  enum class HydrateStep { kCopied, kWait, kDone };
+  HydrateStep hydrateOne(std::vector<uint8_t>& buf, Status* error);
+  uint64_t hydrationLeft() const { return hydrationLeft_.load(); }
+  const std::string& sourceVolume() const { return row_.sourceVolume; }
+  const std::string& sourceSnapshot() const { return row_.sourceSnapshot; }
+  // Made from a snapshot and not yet released from it (Engine::finishHydration).
+  bool hydrating() const { return !row_.sourceVolume.empty() && !sourceReleased_.load(); }
+  void markSourceReleased() { sourceReleased_ = true; }
+
   // After a lease loss: refuse writes and uploads from now on.
   void fence(const std::string& why);
   bool fenced() const { return fenced_.load(); }
@@ -193,6 +211,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
  private:
   uint64_t chunkLength(uint64_t index) const;
+  // The object holding generation gen of the chunk: the volume's, or its source's.
+  std::string objectKey(uint64_t index, uint64_t gen) const;
   // REQUIRES: mu_ held. Whether key waits in the superseded lists to be deleted.
   bool queuedForDeletion(const std::string& key) const;
   uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
@@ -251,6 +271,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
   std::atomic<uint64_t> readAheadFetches_{0}, readAheadHits_{0};
+  std::atomic<uint64_t> hydrationLeft_{0};       // chunks still read from the source
+  std::atomic<uint64_t> hydratedBytes_{0};
+  std::atomic<bool> sourceReleased_{false};
+  uint64_t hydrateCursor_ = 0;                   // GUARDED_BY(mu_)
 };
 
 }  // namespace ferry

@@ -44,6 +44,11 @@ Result<Volume::FreezeStats> Volume::beginFreeze(const std::string& cowPath) {
   auto f = std::make_shared<Freeze>(std::move(cow).value());
   std::lock_guard lock(mu_);
   if (freeze_) return Status::unavailable("volume " + row_.name + ": a snapshot is being taken");
+  if (hydrationLeft_ > 0) {
+    return Status::busy("volume " + row_.name + " is still being made from snapshot " + row_.sourceSnapshot + " of " +
+                        row_.sourceVolume + " (" + std::to_string(hydrationLeft_.load()) +
+                        " chunks to go); snapshot it once that is done");
+  }
   auto start = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < states_.size(); ++i) {
     ChunkState& st = states_[i];

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "ferry/status.h"
@@ -20,5 +21,7 @@ Status checkVolumeName(std::string_view name);
 // "a=1&b=x%2Fy" -> {a:1, b:x/y}
 std::map<std::string, std::string> parseQuery(std::string_view query);
 std::string percentDecode(std::string_view s);
+// The parts with sep between them.
+std::string join(const std::vector<std::string>& parts, std::string_view sep);
 
 }  // namespace ferry

@@ -1,0 +1,194 @@
+// Volumes made from a snapshot (docs/volume-engine.md "Volumes from snapshots"):
+// creation with a hold on the snapshot, the hydration threads, and the release of the
+// snapshot once every chunk is the volume's own.
+
+#include <ctime>
+
+#include "engine.h"
+#include "ferry/log.h"
+#include "ferry/strings.h"
+
+namespace ferry {
+
+namespace {
+
+std::span<const uint8_t> bytesOf(const std::string& s) {
+  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+// A geometry for the new volume from the snapshot's: the same chunk size; a size at
+// least the snapshot's (larger only if the snapshot ends on a chunk boundary, so that
+// no source object is shorter than the chunk that reads it).
+Status fitGeometry(CreateSpec& spec, const SnapshotManifest& m) {
+  if (spec.chunkSize == 0) spec.chunkSize = m.chunkSize;
+  if (spec.size == 0) spec.size = m.size;
+  if (spec.chunkSize != m.chunkSize) {
+    return Status::invalid("a volume made from snapshot " + m.id + " has its chunk size, " +
+                           std::to_string(m.chunkSize) + " (asked for " + std::to_string(spec.chunkSize) + ")");
+  }
+  if (spec.size < m.size) {
+    return Status::invalid("volume " + spec.name + ": size " + std::to_string(spec.size) +
+                           " is smaller than snapshot " + m.id + " (" + std::to_string(m.size) + ")");
+  }
+  if (spec.size > m.size && m.size % m.chunkSize != 0) {
+    return Status::invalid("snapshot " + m.id + " (" + std::to_string(m.size) +
+                           " bytes) does not end on a chunk boundary: a volume made from it has its size");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in) {
+  CreateSpec spec = in;
+  const std::string& src = spec.sourceVolume;
+  const std::string& snap = spec.sourceSnapshot;
+  if (Status s = checkVolumeName(src); !s) return s.withContext("source volume");
+  if (Status s = checkVolumeName(snap); !s) return Status::invalid("snapshot id: " + s.message());
+  if (src == spec.name) return Status::invalid("volume " + spec.name + " cannot be made from its own snapshot");
+  auto existing = store_->getAll(headerKey(spec.name));
+  if (existing) {
+    return Status::busy("the store already holds a volume named " + spec.name + "; choose another name");
+  }
+  if (existing.status().code() != Code::kNotFound) return existing.status().withContext("create volume " + spec.name);
+
+  // The hold first, then the manifest: a delete of the snapshot that races with us
+  // either removed the manifest before we read it (we fail) or finds our hold (and
+  // puts the manifest back).
+  std::string hold = holdKey(src, snap, spec.name);
+  std::string holdBody = "{\"format\": 1, \"holder\": \"" + spec.name + "\", \"created\": " +
+                         std::to_string(static_cast<int64_t>(::time(nullptr))) + "}";
+  if (Status s = store_->put(hold, bytesOf(holdBody)); !s) return s.withContext("hold snapshot " + snap);
+  std::vector<std::string> written{hold};
+  auto undo = [&](Status s) {
+    for (const std::string& k : written) (void)store_->remove(k);
+    return s;
+  };
+  auto body = store_->getAll(snapshotKey(src, snap));
+  if (!body && body.status().code() == Code::kNotFound) {
+    return undo(Status::notFound("no snapshot " + snap + " of volume " + src + " in the store"));
+  }
+  if (!body) return undo(body.status().withContext("snapshot " + snap + " of " + src));
+  auto m = decodeManifest(body.value());
+  if (!m) return undo(m.status().withContext(snapshotKey(src, snap)));
+  if (Status s = fitGeometry(spec, m.value()); !s) return undo(s);
+  if (Status s = checkGeometry(spec.size, spec.chunkSize); !s) return undo(s.withContext("volume " + spec.name));
+  if (spec.chunkSize * 4 > options_.cacheSize) {
+    return undo(Status::invalid("volume " + spec.name + ": chunk size " + std::to_string(spec.chunkSize) +
+                                " needs a cache-size of at least four chunks"));
+  }
+  // The source manifest beside the volume (a gateway adopting the volume from the
+  // store reads it), then the header.
+  if (Status s = store_->put(sourceKey(spec.name), bytesOf(body.value())); !s) return undo(s);
+  written.push_back(sourceKey(spec.name));
+  VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, static_cast<int64_t>(::time(nullptr))};
+  std::string header = encodeHeader(h);
+  if (Status s = store_->put(headerKey(spec.name), bytesOf(header)); !s) return undo(s);
+  written.push_back(headerKey(spec.name));
+
+  std::vector<ChunkRow> rows;
+  rows.reserve(m.value().chunks.size());
+  for (const ChunkKey& k : m.value().chunks) rows.push_back({k.index, k.generation | Volume::kSourceGen, 0});
+  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, h.createdUnix, src, snap);
+  if (!row) return undo(row.status());
+  auto held = openVolume(row.value(), {}, true);
+  Status s = held.status();
+  if (held) s = held->volume->load(rows);
+  if (s) s = meta_->writeChunks(row->id, rows);
+  if (!s) {
+    meta_->removeVolume(row->id);
+    return undo(s);
+  }
+  auto v = held->volume;
+  {
+    std::lock_guard lock(mu_);
+    volumes_.emplace(spec.name, std::move(held).value());
+  }
+  logInfo("volume " + spec.name + ": made from snapshot " + snap + " of " + src + ", " +
+          std::to_string(rows.size()) + " chunks to hydrate");
+  bgCv_.notify_all();
+  return v;
+}
+
+Status Engine::addSourceRows(const std::string& name, std::vector<ChunkRow>& rows, std::string* sourceVolume,
+                             std::string* sourceSnapshot) {
+  auto body = store_->getAll(sourceKey(name));
+  if (!body && body.status().code() == Code::kNotFound) return Status::ok();  // its own, all of it
+  if (!body) return body.status().withContext("volume " + name + " source");
+  auto m = decodeManifest(body.value());
+  if (!m) return m.status().withContext(sourceKey(name));
+  std::vector<bool> own;
+  for (const ChunkRow& r : rows) {
+    if (r.index >= own.size()) own.resize(r.index + 1);
+    own[r.index] = true;
+  }
+  for (const ChunkKey& k : m.value().chunks) {
+    if (k.index < own.size() && own[k.index]) continue;
+    rows.push_back({k.index, k.generation | Volume::kSourceGen, 0});
+  }
+  std::sort(rows.begin(), rows.end(), [](const ChunkRow& a, const ChunkRow& b) { return a.index < b.index; });
+  *sourceVolume = m.value().volume;
+  *sourceSnapshot = m.value().id;
+  return Status::ok();
+}
+
+void Engine::hydrateLoop() {
+  std::vector<uint8_t> buf;
+  uint64_t errors = 0;
+  while (!stopping_) {
+    bool copied = false;
+    for (auto& v : volumes()) {
+      if (stopping_) break;
+      if (!v->hydrating()) continue;
+      Status error;
+      switch (v->hydrateOne(buf, &error)) {
+        case Volume::HydrateStep::kCopied:
+          copied = true;
+          break;
+        case Volume::HydrateStep::kDone:
+          finishHydration(*v);
+          break;
+        case Volume::HydrateStep::kWait:
+          if (!error.ok() && errors++ % 20 == 0) logError(error.toString() + " (will retry)");
+          break;
+      }
+    }
+    if (!copied) {
+      std::unique_lock lock(bgMu_);
+      bgCv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return bgStop_; });
+    }
+  }
+}
+
+void Engine::finishHydration(Volume& v) {
+  std::lock_guard guard(hydrateMu_);
+  if (!v.hydrating()) return;
+  // The rows that point at the volume's own objects first; then the hold (the
+  // snapshot may go), the source manifest, and last the local record: a crash in
+  // between repeats the steps that are left.
+  if (Status s = v.persist(); !s) return;
+  Status s = store_->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), v.name()));
+  if (s || s.code() == Code::kNotFound) s = store_->remove(sourceKey(v.name()));
+  if (s || s.code() == Code::kNotFound) s = meta_->clearSource(v.id());
+  if (!s && s.code() != Code::kNotFound) {
+    v.noteError("release snapshot " + v.sourceSnapshot() + ": " + s.toString());
+    return;
+  }
+  v.markSourceReleased();
+  logInfo("volume " + v.name() + ": hydrated from snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume() +
+          "; the snapshot is no longer needed");
+}
+
+Result<std::vector<std::string>> Engine::holders(const std::string& volume, const std::string& snapshot) {
+  std::string prefix = snapshot.empty() ? holdsPrefix(volume) : holdsPrefix(volume, snapshot);
+  auto listed = store_->list(prefix);
+  if (!listed) return listed.status().withContext("list the holds on " + volume);
+  std::vector<std::string> out;
+  for (const ObjectInfo& o : listed.value()) {
+    std::string tail = o.key.substr(prefix.size());
+    out.push_back(tail.substr(tail.rfind('/') + 1));
+  }
+  return out;
+}
+
+}  // namespace ferry

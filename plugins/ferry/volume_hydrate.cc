@@ -1,0 +1,69 @@
+// Hydration of a volume made from a snapshot: each chunk still read from the source
+// volume's object is copied into an object of its own (Volume::hydrateOne).
+
+#include "volume.h"
+
+namespace ferry {
+
+Volume::HydrateStep Volume::hydrateOne(std::vector<uint8_t>& buf, Status* error) {
+  std::unique_lock lock(mu_);
+  if (hydrationLeft_ == 0) return HydrateStep::kDone;
+  if (fenced_) return HydrateStep::kWait;
+  const size_t n = states_.size();
+  uint64_t index = n;
+  // From where the last one was taken: each pass over the volume costs O(chunks).
+  for (size_t step = 0; step < n; ++step) {
+    uint64_t i = (hydrateCursor_ + step) % n;
+    const ChunkState& st = states_[i];
+    if ((st.remoteGen & kSourceGen) && !st.uploading && !st.busy) {
+      index = i;
+      break;
+    }
+  }
+  if (index == n) return HydrateStep::kWait;  // the rest are being uploaded or filled
+  hydrateCursor_ = index + 1;
+  ChunkState& st = states_[index];
+  const uint64_t sourceGen = st.remoteGen;
+  // As an upload: no other upload of the chunk starts, and a collection keeps every
+  // object of the chunk, until the copy is recorded.
+  st.uploading = true;
+  const uint64_t newGen = nextGeneration();
+  lock.unlock();
+
+  const uint64_t len = chunkLength(index);
+  buf.resize(len);
+  host_.bandwidth().download(len);
+  auto got = host_.store().get(objectKey(index, sourceGen), 0, buf);
+  Status s = got.status();
+  if (got && got.value() != len) {
+    s = Status::corruption("volume " + row_.name + ": source object " + objectKey(index, sourceGen) + " holds " +
+                           std::to_string(got.value()) + " bytes, expected " + std::to_string(len));
+  }
+  if (s) {
+    host_.bandwidth().upload(len);
+    s = host_.store().put(chunkKey(row_.name, index, newGen), buf);
+  }
+
+  lock.lock();
+  st.uploading = false;
+  if (s) {
+    // Nothing changed remoteGen meanwhile: uploads of the chunk waited for us.
+    st.remoteGen = newGen;
+    st.remoteZero = false;
+    markMeta(index, st);
+    --hydrationLeft_;
+    hydratedBytes_ += len;
+  } else {
+    lastError_ = s.toString();
+    if (error) *error = s.withContext("hydrate " + row_.name + " chunk " + std::to_string(index));
+  }
+  // An upload skipped while we held the chunk: queue it again.
+  bool enqueue = st.dirty && !st.queued && !fenced_;
+  if (enqueue) st.queued = true;
+  cv_.notify_all();
+  lock.unlock();
+  if (enqueue) host_.enqueueUpload(shared_from_this(), index);
+  return s ? HydrateStep::kCopied : HydrateStep::kWait;
+}
+
+}  // namespace ferry

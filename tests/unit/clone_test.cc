@@ -1,0 +1,175 @@
+// Volumes made from a snapshot: readable at once from the snapshot's objects (lazy
+// hydration), copied into objects of their own in the background, the snapshot held
+// meanwhile and released after; restarts and a fresh gateway carry on; bad requests
+// are refused and leave nothing behind.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "engine.h"
+#include "format.h"
+#include "test_util.h"
+
+namespace ferry {
+namespace {
+
+using testing::randomBytes;
+using testing::TempDir;
+
+constexpr uint64_t kChunk = 64 << 10;
+constexpr uint64_t kSize = 16 * kChunk;
+
+class CloneTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Engine> open(const std::string& state, size_t hydrateThreads,
+                               std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}) {
+    EngineOptions o;
+    o.stateDir = dir_ / state;
+    o.storeUrl = "file://" + (dir_ / "store") + "?create";
+    o.creates = std::move(creates);
+    o.cacheSize = 16 << 20;
+    o.uploadThreads = 2;
+    o.leaseTtlSeconds = 3;
+    o.commitIntervalMs = 50;
+    o.shutdownTimeoutSeconds = 10;
+    o.hydrateThreads = hydrateThreads;
+    auto e = Engine::open(o);
+    if (!e) throw std::runtime_error(e.status().toString());
+    EXPECT_TRUE(e.value()->start());
+    return std::move(e).value();
+  }
+  // vol holds a, stored, in snapshot s1; then vol moves on to b.
+  void seed(Engine& e) {
+    auto v = e.find("vol");
+    ASSERT_TRUE(v->write(0, a_, false));
+    ASSERT_TRUE(e.snapshot("vol", "s1", std::chrono::seconds(30)));
+    ASSERT_TRUE(v->write(0, b_, false));
+    ASSERT_TRUE(e.checkpoint("vol", std::chrono::seconds(30)));
+    v->deleteSuperseded();
+  }
+  static std::vector<uint8_t> readAll(Volume& v) {
+    std::vector<uint8_t> out(v.size());
+    EXPECT_TRUE(v.read(0, out));
+    return out;
+  }
+  bool exists(const std::string& key) { return std::filesystem::exists(dir_ / "store" + "/" + key); }
+  static bool waitHydrated(Volume& v) {
+    for (int i = 0; i < 600 && v.hydrating(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return !v.hydrating();
+  }
+  CreateSpec cloneSpec(const std::string& name = "copy") { return CreateSpec{name, 0, 0, "vol", "s1"}; }
+
+  TempDir dir_;
+  std::vector<uint8_t> a_ = randomBytes(12 * kChunk + 4096, 1);  // chunks 13–15 never written
+  std::vector<uint8_t> b_ = randomBytes(kSize, 2);
+};
+
+TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
+  std::vector<uint8_t> expect(kSize, 0);
+  std::copy(a_.begin(), a_.end(), expect.begin());
+  {
+    auto e = open("gw", 0);  // no hydration yet: every read goes to the snapshot's objects
+    seed(*e);
+    auto c = e->createVolume(cloneSpec());
+    ASSERT_TRUE(c) << c.status().toString();
+    EXPECT_EQ(c.value()->size(), kSize);
+    EXPECT_EQ(readAll(*c.value()), expect) << "the clone does not read the snapshot";
+    EXPECT_EQ(c.value()->stats().hydrationLeft, 13u);
+    // A write to a chunk still read from the snapshot: the rest of the chunk stays.
+    auto patch = randomBytes(100, 3);
+    ASSERT_TRUE(c.value()->write(kChunk + 10, patch, false));
+    std::copy(patch.begin(), patch.end(), expect.begin() + kChunk + 10);
+    EXPECT_EQ(readAll(*c.value()), expect);
+    EXPECT_TRUE(exists(holdKey("vol", "s1", "copy")));
+    EXPECT_TRUE(exists(sourceKey("copy")));
+    // The snapshot and its volume are in use.
+    EXPECT_EQ(e->deleteSnapshot("vol", "s1").code(), Code::kBusy);
+    EXPECT_TRUE(exists(snapshotKey("vol", "s1"))) << "the manifest was not put back";
+    EXPECT_EQ(e->deleteVolume("vol", false).code(), Code::kBusy);
+    // Nor can the clone be snapshotted before it is hydrated.
+    EXPECT_EQ(e->snapshot("copy", "early", std::chrono::seconds(5)).status().code(), Code::kBusy);
+    e->shutdown();
+  }
+  // A restart with hydration on carries on where the metadata says.
+  auto e = open("gw", 4);
+  auto c = e->find("copy");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(waitHydrated(*c)) << c->stats().hydrationLeft << " chunks left";
+  EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
+  EXPECT_FALSE(exists(sourceKey("copy")));
+  // The snapshot and the source volume can go now; the clone keeps its content.
+  ASSERT_TRUE(e->deleteSnapshot("vol", "s1"));
+  ASSERT_TRUE(e->deleteVolume("vol", false));
+  EXPECT_EQ(readAll(*c), expect);
+  ASSERT_TRUE(e->snapshot("copy", "later", std::chrono::seconds(30)));
+  e->shutdown();
+  // And after a restart, from its own objects only.
+  auto again = open("gw", 4, {});
+  EXPECT_EQ(readAll(*again->find("copy")), expect);
+}
+
+TEST_F(CloneTest, AFreshGatewayAdoptsAVolumeStillBeingHydrated) {
+  std::vector<uint8_t> expect(kSize, 0);
+  std::copy(a_.begin(), a_.end(), expect.begin());
+  auto patch = randomBytes(kChunk, 4);
+  std::copy(patch.begin(), patch.end(), expect.begin() + 3 * kChunk);
+  {
+    auto e = open("lost", 0);
+    seed(*e);
+    auto c = e->createVolume(cloneSpec());
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c.value()->write(3 * kChunk, patch, false));
+    ASSERT_TRUE(e->checkpoint("copy", std::chrono::seconds(30)));
+    e->shutdown();
+  }
+  // A new gateway (no state) on the same store: its own chunk 3, the rest from s1.
+  auto e = open("new", 4, {{"copy", kSize, kChunk}});
+  auto c = e->find("copy");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(readAll(*c), expect);
+  ASSERT_TRUE(waitHydrated(*c));
+  EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
+  EXPECT_EQ(readAll(*c), expect);
+}
+
+TEST_F(CloneTest, DeletingAVolumeBeingHydratedReleasesTheSnapshot) {
+  auto e = open("gw", 0);
+  seed(*e);
+  ASSERT_TRUE(e->createVolume(cloneSpec()));
+  ASSERT_TRUE(e->deleteVolume("copy", false));
+  EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
+  EXPECT_TRUE(testing::listFiles(dir_ / "store", "/volumes/copy/").empty());
+  ASSERT_TRUE(e->deleteSnapshot("vol", "s1"));
+}
+
+TEST_F(CloneTest, BadRequestsAreRefusedAndLeaveNothing) {
+  auto e = open("gw", 0);
+  seed(*e);
+  auto expectRefused = [&](CreateSpec spec, Code code) {
+    auto c = e->createVolume(spec);
+    ASSERT_FALSE(c) << spec.name;
+    EXPECT_EQ(c.status().code(), code) << c.status().toString();
+    if (spec.name != "vol") {
+      EXPECT_FALSE(e->find(spec.name));
+    }
+  };
+  expectRefused({"copy", 0, 0, "vol", "nope"}, Code::kNotFound);
+  expectRefused({"copy", 0, 0, "none", "s1"}, Code::kNotFound);
+  expectRefused({"copy", kSize / 2, 0, "vol", "s1"}, Code::kInvalidArgument);   // smaller
+  expectRefused({"copy", 0, 2 * kChunk, "vol", "s1"}, Code::kInvalidArgument);  // another chunk size
+  expectRefused({"copy", 0, 0, "vol", "../s1"}, Code::kInvalidArgument);
+  expectRefused({"vol", 0, 0, "vol", "s1"}, Code::kBusy);  // exists already
+  EXPECT_TRUE(testing::listFiles(dir_ / "store", "/holds/").empty()) << "a refused request left a hold";
+  EXPECT_TRUE(testing::listFiles(dir_ / "store", "/volumes/copy/").empty());
+  // A bigger volume than the snapshot: the rest reads as zeros.
+  auto big = e->createVolume({"big", 2 * kSize, 0, "vol", "s1"});
+  ASSERT_TRUE(big) << big.status().toString();
+  std::vector<uint8_t> tail(kSize, 1);
+  ASSERT_TRUE(big.value()->read(kSize, tail));
+  EXPECT_EQ(tail, std::vector<uint8_t>(kSize, 0));
+}
+
+}  // namespace
+}  // namespace ferry
