@@ -47,6 +47,41 @@ TEST(MetadataTest, ChunkRowsUpsertAndDelete) {
   EXPECT_EQ(m.value()->chunks(v->id).value().size(), 0u);  // cascade
 }
 
+// A gateway's database from before volumes could be made from a snapshot (schema 1)
+// opens, keeps its rows, and records sources from then on.
+TEST(MetadataTest, MigratesASchemaOneDatabase) {
+  testing::TempDir dir;
+  {
+    auto db = SqliteDb::open(dir / "ferry.db", true);
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(db.value().exec(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE volumes(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,"
+        " chunk_size INTEGER NOT NULL, epoch INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+        "CREATE TABLE chunks(volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,"
+        " idx INTEGER NOT NULL, remote_gen INTEGER NOT NULL, flags INTEGER NOT NULL,"
+        " PRIMARY KEY(volume_id, idx)) WITHOUT ROWID;"
+        "INSERT INTO meta VALUES('gateway_id', '0123456789abcdef0123456789abcdef');"
+        "INSERT INTO volumes(name, size, chunk_size, epoch, created) VALUES('old', 1048576, 65536, 3, 1);"
+        "INSERT INTO chunks VALUES(1, 2, 77, 1);"
+        "PRAGMA user_version=1;"));
+  }
+  auto m = Metadata::open(dir.path(), false);
+  ASSERT_TRUE(m) << m.status().toString();
+  EXPECT_EQ(m.value()->gatewayId(), "0123456789abcdef0123456789abcdef");
+  auto vols = m.value()->volumes();
+  ASSERT_TRUE(vols);
+  ASSERT_EQ(vols->size(), 1u);
+  EXPECT_EQ((*vols)[0].epoch, 3u);
+  EXPECT_EQ((*vols)[0].sourceVolume, "");
+  EXPECT_EQ(m.value()->chunks((*vols)[0].id).value().at(0).remoteGen, 77u);
+  auto made = m.value()->addVolume("copy", 1 << 20, 1 << 16, 2, "old", "snap-1");
+  ASSERT_TRUE(made);
+  EXPECT_EQ(m.value()->volumes().value().at(0).sourceSnapshot, "snap-1");  // "copy" sorts first
+  ASSERT_TRUE(m.value()->clearSource(made->id));
+  EXPECT_EQ(m.value()->volumes().value().at(0).sourceVolume, "");
+}
+
 TEST(MetadataTest, RefusesMissingDirAndForeignFiles) {
   testing::TempDir dir;
   EXPECT_EQ(Metadata::open(dir / "nope", false).status().code(), Code::kNotFound);
