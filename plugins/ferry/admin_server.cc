@@ -85,14 +85,23 @@ json dispatch(Engine& engine, const json& req) {
       const json& src = req["source"];
       if (!src.is_object() || !src.contains("volume") || !src["volume"].is_string() || !src.contains("snapshot") ||
           !src["snapshot"].is_string()) {
-        return fail(Status::invalid("source must be {\"volume\": NAME, \"snapshot\": ID}"));
+        return fail(Status::invalid("source must be {\"volume\": NAME, \"snapshot\": ID[, \"store\": URL]}"));
       }
       spec.sourceVolume = src["volume"].get<std::string>();
       spec.sourceSnapshot = src["snapshot"].get<std::string>();
+      if (src.contains("store") && !src["store"].is_string()) return fail(Status::invalid("source.store must be a URL"));
+      spec.sourceStore = src.value("store", std::string());
     }
     auto v = engine.createVolume(spec);
     if (!v) return fail(v.status());
-    return json{{"ok", true}, {"volume", volumeJson(v.value()->stats())}};
+    json out{{"ok", true}, {"volume", volumeJson(v.value()->stats())}};
+    // What it was made from: for "recovery-point", the point taken, and when.
+    if (v.value()->hydrating()) {
+      out["source"] = {{"volume", v.value()->sourceVolume()},
+                       {"snapshot", v.value()->sourceSnapshot()},
+                       {"created", v.value()->sourceCreatedUnix()}};
+    }
+    return out;
   }
   if (op == "delete") {
     if (Status s = engine.deleteVolume(name, req.value("force", false)); !s) return fail(s);
@@ -141,8 +150,13 @@ json dispatch(Engine& engine, const json& req) {
   }
   if (op == "snapshot") {
     int timeout = req.value("timeout", 300);
+    std::string id = req.value("snapshot", std::string());
+    if (id.rfind(Engine::kRecoveryPrefix, 0) == 0 || id == Engine::kLatestRecoveryPoint) {
+      return fail(Status::invalid("snapshot ids starting with '" + std::string(Engine::kRecoveryPrefix) + "' and '" +
+                                  Engine::kLatestRecoveryPoint + "' are the engine's recovery points"));
+    }
     Volume::FreezeStats freeze;
-    auto m = engine.snapshot(name, req.value("snapshot", std::string()), std::chrono::seconds(timeout), &freeze);
+    auto m = engine.snapshot(name, id, std::chrono::seconds(timeout), &freeze);
     if (!m) return fail(m.status());
     return json{{"ok", true},
                 {"name", name},
@@ -152,6 +166,13 @@ json dispatch(Engine& engine, const json& req) {
                 {"created", m.value().createdUnix},
                 {"chunks", m.value().chunks.size()},
                 {"freeze", {{"pause_us", freeze.pauseMicros}, {"frozen", freeze.frozen}, {"copied", freeze.copied}}}};
+  }
+  if (op == "recovery-point") {
+    // Takes one now (the engine takes them on its own every recovery-interval).
+    auto m = engine.takeRecoveryPoint(name);
+    if (!m) return fail(m.status());
+    return json{{"ok", true}, {"name", name}, {"snapshot", m.value().id}, {"created", m.value().createdUnix},
+                {"chunks", m.value().chunks.size()}};
   }
   if (op == "snapshot-delete") {
     if (Status s = engine.deleteSnapshot(name, req.value("snapshot", std::string())); !s) return fail(s);
@@ -170,7 +191,9 @@ json dispatch(Engine& engine, const json& req) {
   if (op == "snapshots") {
     auto ids = engine.listSnapshots(name);
     if (!ids) return fail(ids.status());
-    return json{{"ok", true}, {"name", name}, {"snapshots", ids.value()}};
+    auto points = engine.listRecoveryPoints(name);
+    if (!points) return fail(points.status());
+    return json{{"ok", true}, {"name", name}, {"snapshots", ids.value()}, {"recovery_points", points.value()}};
   }
   if (op == "limits") {
     // Sets what it is given ("upload", "download": bytes per second, 0 = none) and
@@ -183,7 +206,7 @@ json dispatch(Engine& engine, const json& req) {
     if (req.contains("upload") || req.contains("download")) engine.bandwidth().set({up.value(), down.value()});
     return json{{"ok", true}, {"upload", up.value()}, {"download", down.value()}};
   }
-  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint, snapshot, snapshot-delete, snapshots, collect, limits)"));
+  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint, snapshot, snapshot-delete, snapshots, recovery-point, collect, limits)"));
 }
 
 }  // namespace

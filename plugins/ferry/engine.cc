@@ -147,6 +147,11 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   if (!cache) return cache.status();
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
+  if (!row.sourceStore.empty()) {
+    auto source = storeFor(row.sourceStore);
+    if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
+    held.volume->setSourceStore(source.value());
+  }
   if (Status s = held.volume->load(rows); !s) return s;
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
   logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " +
@@ -169,7 +174,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   }
   std::vector<ChunkRow> rows;
   uint64_t minEpoch = 0;
-  std::string sourceVolume, sourceSnapshot;  // adopted while still being made from a snapshot
+  VolumeRow source;  // adopted while still being made from a snapshot: its source
   auto existing = store_->getAll(headerKey(spec.name));
   if (existing) {
     // The store already has this volume (a replaced gateway): serve its content.
@@ -183,7 +188,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
     auto listed = rowsFromStore(*store_, spec.name, (h->size + h->chunkSize - 1) / h->chunkSize, &minEpoch);
     if (!listed) return listed.status();
     rows = std::move(listed).value();
-    if (Status s = addSourceRows(spec.name, rows, &sourceVolume, &sourceSnapshot); !s) return s;
+    if (Status s = addSourceRows(spec.name, rows, &source); !s) return s;
     logInfo("volume " + spec.name + ": adopting it from the store (" + std::to_string(rows.size()) + " chunks)");
   } else if (existing.status().code() == Code::kNotFound) {
     VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, nowUnix()};
@@ -193,7 +198,8 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   } else {
     return existing.status().withContext("create volume " + spec.name);
   }
-  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, nowUnix(), sourceVolume, sourceSnapshot);
+  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, nowUnix(), source.sourceVolume,
+                              source.sourceSnapshot, source.sourceStore);
   if (!row) return row.status();
   row->epoch = minEpoch;
   auto held = openVolume(row.value(), {}, true);
@@ -257,7 +263,10 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   // Made from a snapshot and not hydrated yet: that snapshot is free again.
   if (held.volume->hydrating()) {
     const Volume& v = *held.volume;
-    if (Status s = store_->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), name)); !s) {
+    auto source = storeFor(v.sourceStoreUrl());
+    Status s = source.status();
+    if (s) s = source.value()->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), name));
+    if (!s) {
       return s.withContext("release snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume());
     }
   }
@@ -360,6 +369,7 @@ Status Engine::start() {
   if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
   for (size_t i = 0; i < options_.hydrateThreads; ++i) hydrators_.emplace_back([this] { hydrateLoop(); });
+  if (options_.recoveryIntervalSeconds > 0) recovery_ = std::thread([this] { recoveryLoop(); });
   return Status::ok();
 }
 
@@ -424,6 +434,7 @@ void Engine::shutdown() {
   bgCv_.notify_all();
   if (background_.joinable()) background_.join();
   for (std::thread& t : hydrators_) t.join();
+  if (recovery_.joinable()) recovery_.join();
   hydrators_.clear();
   // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and
   // their leases) in place meanwhile.

@@ -31,9 +31,10 @@ struct CreateSpec {
   std::string name;
   uint64_t size = 0;       // 0 with a source: the snapshot's size
   uint64_t chunkSize = 0;  // 0 = default (with a source: the snapshot's)
-  // Made from snapshot sourceSnapshot of volume sourceVolume (in the same store):
-  // readable at once, its chunks copied in the background (engine_clones.cc).
-  std::string sourceVolume, sourceSnapshot;
+  // Made from snapshot sourceSnapshot of volume sourceVolume, in store sourceStore (a
+  // URL; empty: this gateway's): readable at once, its chunks copied in the
+  // background (engine_clones.cc).
+  std::string sourceVolume, sourceSnapshot, sourceStore;
 };
 // "NAME:SIZE[:CHUNK]" as given to create=.
 Result<CreateSpec> parseCreateSpec(const std::string& text);
@@ -55,6 +56,9 @@ struct EngineOptions {
   uint64_t readAheadBytes = uint64_t{8} << 20;  // fetched ahead of a sequential reader
   size_t readAheadThreads = 4;
   size_t hydrateThreads = 4;  // copy the chunks of volumes made from a snapshot
+  // A recovery point (a snapshot "rp-…", the latest kept) of each changed volume this
+  // often; 0 = none.
+  int recoveryIntervalSeconds = 60;
   BandwidthLimits bandwidth;  // to and from the store; 0 = unlimited
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
@@ -97,6 +101,16 @@ class Engine : public VolumeHost {
                                     Volume::FreezeStats* freeze = nullptr);
   Status deleteSnapshot(const std::string& name, const std::string& id);
   Result<std::vector<std::string>> listSnapshots(const std::string& name);
+
+  // Recovery points (engine_snapshots.cc): snapshots named kRecoveryPrefix + the time,
+  // taken every recoveryIntervalSeconds of a volume that changed, the older ones
+  // deleted once a newer one is stored (unless a volume is being made from one).
+  // A volume made from snapshot kLatestRecoveryPoint is made from the newest.
+  static constexpr const char* kRecoveryPrefix = "rp-";
+  static constexpr const char* kLatestRecoveryPoint = "recovery-point";
+  Result<SnapshotManifest> takeRecoveryPoint(const std::string& name);
+  // The recovery points of volume in store (the gateway's when null), oldest first.
+  Result<std::vector<std::string>> listRecoveryPoints(const std::string& name, ObjectStore* store = nullptr);
 
   // Garbage collection: deletes the volume's chunk objects that nothing needs (left
   // behind by a crash, a failed delete, a gateway that lost the volume). Safe while
@@ -147,9 +161,11 @@ class Engine : public VolumeHost {
   Result<std::shared_ptr<Volume>> createFromSnapshot(const CreateSpec& spec);
   // The rows of a volume adopted from the store whose source.json says it is still
   // being made from a snapshot: its chunks with no object of their own come from it.
-  Status addSourceRows(const std::string& name, std::vector<ChunkRow>& rows, std::string* sourceVolume,
-                       std::string* sourceSnapshot);
+  Status addSourceRows(const std::string& name, std::vector<ChunkRow>& rows, VolumeRow* source);
+  // The client for a source store URL (opened once; "" is this gateway's store).
+  Result<ObjectStore*> storeFor(const std::string& url);
   void hydrateLoop();
+  void recoveryLoop();
   void finishHydration(Volume& v);
   // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
   // snapshots when empty).
@@ -200,7 +216,11 @@ class Engine : public VolumeHost {
   bool bgStop_ = false;  // GUARDED_BY(bgMu_)
   std::thread background_;
   std::vector<std::thread> hydrators_;
+  std::thread recovery_;
+  std::map<std::string, uint64_t> recoveryMarks_;  // only recoveryLoop: changes() at the last point
   std::mutex hydrateMu_;  // one finishHydration at a time
+  std::mutex storesMu_;   // guards sourceStores_
+  std::map<std::string, std::unique_ptr<ObjectStore>> sourceStores_;
 };
 
 }  // namespace ferry

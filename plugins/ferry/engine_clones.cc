@@ -42,7 +42,8 @@ Status fitGeometry(CreateSpec& spec, const SnapshotManifest& m) {
 Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in) {
   CreateSpec spec = in;
   const std::string& src = spec.sourceVolume;
-  const std::string& snap = spec.sourceSnapshot;
+  std::string& snap = spec.sourceSnapshot;
+  const bool latest = snap == kLatestRecoveryPoint;
   if (Status s = checkVolumeName(src); !s) return s.withContext("source volume");
   if (Status s = checkVolumeName(snap); !s) return Status::invalid("snapshot id: " + s.message());
   if (src == spec.name) return Status::invalid("volume " + spec.name + " cannot be made from its own snapshot");
@@ -51,22 +52,39 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
     return Status::busy("the store already holds a volume named " + spec.name + "; choose another name");
   }
   if (existing.status().code() != Code::kNotFound) return existing.status().withContext("create volume " + spec.name);
+  auto sourceStore = storeFor(spec.sourceStore);
+  if (!sourceStore) return sourceStore.status().withContext("the store of snapshot " + snap);
+  ObjectStore& from = *sourceStore.value();
 
   // The hold first, then the manifest: a delete of the snapshot that races with us
   // either removed the manifest before we read it (we fail) or finds our hold (and
   // puts the manifest back).
-  std::string hold = holdKey(src, snap, spec.name);
-  std::string holdBody = "{\"format\": 1, \"holder\": \"" + spec.name + "\", \"created\": " +
-                         std::to_string(static_cast<int64_t>(::time(nullptr))) + "}";
-  if (Status s = store_->put(hold, bytesOf(holdBody)); !s) return s.withContext("hold snapshot " + snap);
-  std::vector<std::string> written{hold};
+  std::string hold;
+  std::vector<std::string> written;
   auto undo = [&](Status s) {
     for (const std::string& k : written) (void)store_->remove(k);
+    if (!hold.empty()) (void)from.remove(hold);
     return s;
   };
-  auto body = store_->getAll(snapshotKey(src, snap));
-  if (!body && body.status().code() == Code::kNotFound) {
-    return undo(Status::notFound("no snapshot " + snap + " of volume " + src + " in the store"));
+  Result<std::string> body = Status::notFound("");
+  for (int attempt = 0;; ++attempt) {
+    if (latest) {
+      // The newest recovery point; a newer one may replace it meanwhile: look again.
+      auto points = listRecoveryPoints(src, &from);
+      if (!points) return points.status();
+      if (points.value().empty()) return Status::notFound("volume " + src + " has no recovery point in the store");
+      snap = points.value().back();
+    }
+    hold = holdKey(src, snap, spec.name);
+    std::string holdBody = "{\"format\": 1, \"holder\": \"" + spec.name + "\", \"created\": " +
+                           std::to_string(static_cast<int64_t>(::time(nullptr))) + "}";
+    if (Status s = from.put(hold, bytesOf(holdBody)); !s) return s.withContext("hold snapshot " + snap);
+    body = from.getAll(snapshotKey(src, snap));
+    if (body || body.status().code() != Code::kNotFound) break;
+    (void)undo(Status::ok());
+    if (!latest || attempt == 2) {
+      return Status::notFound("no snapshot " + snap + " of volume " + src + " in the store");
+    }
   }
   if (!body) return undo(body.status().withContext("snapshot " + snap + " of " + src));
   auto m = decodeManifest(body.value());
@@ -79,7 +97,9 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   }
   // The source manifest beside the volume (a gateway adopting the volume from the
   // store reads it), then the header.
-  if (Status s = store_->put(sourceKey(spec.name), bytesOf(body.value())); !s) return undo(s);
+  SnapshotManifest source = m.value();
+  source.sourceStore = spec.sourceStore;
+  if (Status s = store_->put(sourceKey(spec.name), bytesOf(encodeManifest(source))); !s) return undo(s);
   written.push_back(sourceKey(spec.name));
   VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, static_cast<int64_t>(::time(nullptr))};
   std::string header = encodeHeader(h);
@@ -89,7 +109,7 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   std::vector<ChunkRow> rows;
   rows.reserve(m.value().chunks.size());
   for (const ChunkKey& k : m.value().chunks) rows.push_back({k.index, k.generation | Volume::kSourceGen, 0});
-  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, h.createdUnix, src, snap);
+  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, h.createdUnix, src, snap, spec.sourceStore);
   if (!row) return undo(row.status());
   auto held = openVolume(row.value(), {}, true);
   Status s = held.status();
@@ -100,6 +120,7 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
     return undo(s);
   }
   auto v = held->volume;
+  v->setSourceCreated(m.value().createdUnix);
   {
     std::lock_guard lock(mu_);
     volumes_.emplace(spec.name, std::move(held).value());
@@ -110,8 +131,7 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   return v;
 }
 
-Status Engine::addSourceRows(const std::string& name, std::vector<ChunkRow>& rows, std::string* sourceVolume,
-                             std::string* sourceSnapshot) {
+Status Engine::addSourceRows(const std::string& name, std::vector<ChunkRow>& rows, VolumeRow* source) {
   auto body = store_->getAll(sourceKey(name));
   if (!body && body.status().code() == Code::kNotFound) return Status::ok();  // its own, all of it
   if (!body) return body.status().withContext("volume " + name + " source");
@@ -127,8 +147,9 @@ Status Engine::addSourceRows(const std::string& name, std::vector<ChunkRow>& row
     rows.push_back({k.index, k.generation | Volume::kSourceGen, 0});
   }
   std::sort(rows.begin(), rows.end(), [](const ChunkRow& a, const ChunkRow& b) { return a.index < b.index; });
-  *sourceVolume = m.value().volume;
-  *sourceSnapshot = m.value().id;
+  source->sourceVolume = m.value().volume;
+  source->sourceSnapshot = m.value().id;
+  source->sourceStore = m.value().sourceStore;
   return Status::ok();
 }
 
@@ -167,7 +188,9 @@ void Engine::finishHydration(Volume& v) {
   // snapshot may go), the source manifest, and last the local record: a crash in
   // between repeats the steps that are left.
   if (Status s = v.persist(); !s) return;
-  Status s = store_->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), v.name()));
+  auto from = storeFor(v.sourceStoreUrl());
+  Status s = from.status();
+  if (s) s = from.value()->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), v.name()));
   if (s || s.code() == Code::kNotFound) s = store_->remove(sourceKey(v.name()));
   if (s || s.code() == Code::kNotFound) s = meta_->clearSource(v.id());
   if (!s && s.code() != Code::kNotFound) {
@@ -177,6 +200,19 @@ void Engine::finishHydration(Volume& v) {
   v.markSourceReleased();
   logInfo("volume " + v.name() + ": hydrated from snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume() +
           "; the snapshot is no longer needed");
+}
+
+Result<ObjectStore*> Engine::storeFor(const std::string& url) {
+  if (url.empty() || url == options_.storeUrl) return store_.get();
+  std::lock_guard lock(storesMu_);
+  auto it = sourceStores_.find(url);
+  if (it != sourceStores_.end()) return it->second.get();
+  auto opened = openStore(url);
+  if (!opened) return opened.status().withContext("store " + url);
+  if (options_.wrapStore) opened = options_.wrapStore(std::move(opened).value());
+  ObjectStore* out = opened.value().get();
+  sourceStores_.emplace(url, std::move(opened).value());
+  return out;
 }
 
 Result<std::vector<std::string>> Engine::holders(const std::string& volume, const std::string& snapshot) {

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <ctime>
 #include <thread>
 
@@ -128,18 +129,83 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   return Status::ok();
 }
 
-Result<std::vector<std::string>> Engine::listSnapshots(const std::string& name) {
-  if (!find(name)) return Status::notFound("no volume named " + name);
-  auto listed = store_->list(snapshotsPrefix(name));
-  if (!listed) return listed.status();
+namespace {
+
+bool isRecoveryPoint(const std::string& id) { return id.rfind(Engine::kRecoveryPrefix, 0) == 0; }
+
+// The ids of the manifests of volume in store, in key order.
+Result<std::vector<std::string>> manifestIds(ObjectStore& store, const std::string& volume) {
+  std::string prefix = snapshotsPrefix(volume);
+  auto listed = store.list(prefix);
+  if (!listed) return listed.status().withContext("list the snapshots of " + volume);
   std::vector<std::string> ids;
-  std::string prefix = snapshotsPrefix(name);
   for (const ObjectInfo& o : listed.value()) {
     std::string tail = o.key.substr(prefix.size());
-    if (tail.size() > 5 && tail.compare(tail.size() - 5, 5, ".json") == 0)
-      ids.push_back(tail.substr(0, tail.size() - 5));
+    if (tail.size() > 5 && tail.compare(tail.size() - 5, 5, ".json") == 0) ids.push_back(tail.substr(0, tail.size() - 5));
   }
   return ids;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> Engine::listSnapshots(const std::string& name) {
+  if (!find(name)) return Status::notFound("no volume named " + name);
+  auto ids = manifestIds(*store_, name);
+  if (!ids) return ids.status();
+  std::erase_if(ids.value(), isRecoveryPoint);
+  return ids;
+}
+
+Result<std::vector<std::string>> Engine::listRecoveryPoints(const std::string& name, ObjectStore* store) {
+  auto ids = manifestIds(store ? *store : *store_, name);
+  if (!ids) return ids.status();
+  // Fixed-width hex times after the prefix: key order is age order.
+  std::erase_if(ids.value(), [](const std::string& id) { return !isRecoveryPoint(id); });
+  return ids;
+}
+
+Result<SnapshotManifest> Engine::takeRecoveryPoint(const std::string& name) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  char id[40];
+  std::snprintf(id, sizeof id, "%s%016llx", kRecoveryPrefix, static_cast<unsigned long long>(ms.count()));
+  auto m = snapshot(name, id, std::chrono::seconds(300));
+  if (!m) return m;
+  // The older ones go, except one a volume is still being made from (busy): it goes
+  // after a later point.
+  auto ids = listRecoveryPoints(name);
+  if (!ids) return m;
+  for (const std::string& old : ids.value()) {
+    if (old >= m.value().id) continue;
+    if (Status s = deleteSnapshot(name, old); !s && s.code() != Code::kBusy) {
+      logError("volume " + name + ": delete recovery point " + old + ": " + s.toString());
+    }
+  }
+  return m;
+}
+
+void Engine::recoveryLoop() {
+  const auto interval = std::chrono::seconds(options_.recoveryIntervalSeconds);
+  auto next = std::chrono::steady_clock::now() + interval;
+  std::unique_lock lock(bgMu_);
+  while (!bgStop_) {
+    if (bgCv_.wait_until(lock, next, [&] { return bgStop_; })) break;
+    if (std::chrono::steady_clock::now() < next) continue;
+    next = std::chrono::steady_clock::now() + interval;
+    lock.unlock();
+    for (auto& v : volumes()) {
+      if (stopping_) break;
+      if (v->hydrating() || v->fenced()) continue;
+      uint64_t changes = v->changes();
+      auto mark = recoveryMarks_.find(v->name());
+      if (mark != recoveryMarks_.end() && mark->second == changes) continue;  // nothing new since the last
+      if (auto m = takeRecoveryPoint(v->name()); m) {
+        recoveryMarks_[v->name()] = changes;
+      } else if (!stopping_) {
+        logError("volume " + v->name() + ": recovery point: " + m.status().toString());
+      }
+    }
+    lock.lock();
+  }
 }
 
 Result<Engine::CollectStats> Engine::collect(const std::string& name) {

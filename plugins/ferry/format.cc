@@ -97,6 +97,7 @@ std::string encodeManifest(const SnapshotManifest& m) {
   nlohmann::json j = {{"format", m.format},      {"volume", m.volume},         {"snapshot", m.id},
                       {"size", m.size},          {"chunk_size", m.chunkSize}, {"created", m.createdUnix},
                       {"chunks", chunks}};
+  if (!m.sourceStore.empty()) j["source_store"] = m.sourceStore;
   return j.dump();
 }
 
@@ -118,11 +119,13 @@ Result<SnapshotManifest> decodeManifest(std::string_view json) {
     uint64_t count = (m.size + m.chunkSize - 1) / m.chunkSize;
     for (const auto& c : j.at("chunks")) {
       ChunkKey k{c.at(0).get<uint64_t>(), c.at(1).get<uint64_t>()};
-      if (k.index >= count || k.generation == 0 || (!m.chunks.empty() && k.index <= m.chunks.back().index)) {
+      if (k.index >= count || k.generation == 0 || (k.generation >> 63) != 0 ||
+          (!m.chunks.empty() && k.index <= m.chunks.back().index)) {
         return Status::corruption("snapshot manifest " + m.id + ": bad chunk entry " + c.dump());
       }
       m.chunks.push_back(k);
     }
+    m.sourceStore = j.value("source_store", std::string());
     return m;
   } catch (const nlohmann::json::exception& e) {
     return Status::corruption(std::string("snapshot manifest: ") + e.what());

@@ -57,6 +57,9 @@ struct SnapshotManifest {
   uint64_t size = 0, chunkSize = 0;
   int64_t createdUnix = 0;
   std::vector<ChunkKey> chunks;  // ascending index
+  // Only in a volume's source.json: the store the snapshot is in, when it is not the
+  // volume's own.
+  std::string sourceStore;
 };
 
 std::string snapshotsPrefix(std::string_view volume);

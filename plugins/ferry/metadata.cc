@@ -85,7 +85,8 @@ Status Metadata::migrate() {
     // 2: volumes made from a snapshot remember it until they are hydrated.
     Status s = db_.exec(
         "BEGIN; ALTER TABLE volumes ADD COLUMN source_volume TEXT NOT NULL DEFAULT ''; "
-        "ALTER TABLE volumes ADD COLUMN source_snapshot TEXT NOT NULL DEFAULT ''; PRAGMA user_version=2; COMMIT");
+        "ALTER TABLE volumes ADD COLUMN source_snapshot TEXT NOT NULL DEFAULT ''; "
+        "ALTER TABLE volumes ADD COLUMN source_store TEXT NOT NULL DEFAULT ''; PRAGMA user_version=2; COMMIT");
     if (!s) {
       db_.exec("ROLLBACK");
       return s.withContext("migrate ferry.db to schema 2");
@@ -103,7 +104,8 @@ Status Metadata::migrate() {
 Result<std::vector<VolumeRow>> Metadata::volumes() {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(
-      "SELECT id, name, size, chunk_size, epoch, created, source_volume, source_snapshot FROM volumes ORDER BY name");
+      "SELECT id, name, size, chunk_size, epoch, created, source_volume, source_snapshot, source_store FROM volumes "
+      "ORDER BY name");
   if (!st) return st.status();
   std::vector<VolumeRow> out;
   for (;;) {
@@ -112,28 +114,28 @@ Result<std::vector<VolumeRow>> Metadata::volumes() {
     if (!r.value()) break;
     out.push_back({st->int64(0), st->text(1), static_cast<uint64_t>(st->int64(2)),
                    static_cast<uint64_t>(st->int64(3)), static_cast<uint64_t>(st->int64(4)), st->int64(5),
-                   st->text(6), st->text(7)});
+                   st->text(6), st->text(7), st->text(8)});
   }
   return out;
 }
 
 Result<VolumeRow> Metadata::addVolume(const std::string& name, uint64_t size, uint64_t chunkSize,
                                       int64_t createdUnix, const std::string& sourceVolume,
-                                      const std::string& sourceSnapshot) {
+                                      const std::string& sourceSnapshot, const std::string& sourceStore) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(
-      "INSERT INTO volumes(name, size, chunk_size, epoch, created, source_volume, source_snapshot) "
-      "VALUES($1, $2, $3, 0, $4, $5, $6)");
+      "INSERT INTO volumes(name, size, chunk_size, epoch, created, source_volume, source_snapshot, source_store) "
+      "VALUES($1, $2, $3, 0, $4, $5, $6, $7)");
   if (!st) return st.status();
   st->bind(1, name).bind(2, static_cast<int64_t>(size)).bind(3, static_cast<int64_t>(chunkSize)).bind(4, createdUnix);
-  st->bind(5, sourceVolume).bind(6, sourceSnapshot);
+  st->bind(5, sourceVolume).bind(6, sourceSnapshot).bind(7, sourceStore);
   if (Status s = st->run(); !s) return s.withContext("add volume " + name);
-  return VolumeRow{db_.lastInsertId(), name, size, chunkSize, 0, createdUnix, sourceVolume, sourceSnapshot};
+  return VolumeRow{db_.lastInsertId(), name, size, chunkSize, 0, createdUnix, sourceVolume, sourceSnapshot, sourceStore};
 }
 
 Status Metadata::clearSource(int64_t id) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("UPDATE volumes SET source_volume='', source_snapshot='' WHERE id=$1");
+  auto st = db_.prepare("UPDATE volumes SET source_volume='', source_snapshot='', source_store='' WHERE id=$1");
   if (!st) return st.status();
   return st->bind(1, id).run();
 }

@@ -26,8 +26,8 @@ struct VolumeRow {
   uint64_t epoch = 0;  // last lease epoch this gateway took for the volume
   int64_t createdUnix = 0;
   // A volume made from a snapshot, until every chunk is its own (hydrated): the
-  // snapshot's volume and id. Empty otherwise.
-  std::string sourceVolume, sourceSnapshot;
+  // snapshot's volume and id, and its store (empty: the gateway's). Empty otherwise.
+  std::string sourceVolume, sourceSnapshot, sourceStore;
 };
 
 // Chunk flags as stored: a bit set.
@@ -53,7 +53,8 @@ class Metadata {
 
   Result<std::vector<VolumeRow>> volumes();
   Result<VolumeRow> addVolume(const std::string& name, uint64_t size, uint64_t chunkSize, int64_t createdUnix,
-                              const std::string& sourceVolume = "", const std::string& sourceSnapshot = "");
+                              const std::string& sourceVolume = "", const std::string& sourceSnapshot = "",
+                              const std::string& sourceStore = "");
   // The volume no longer needs its source (hydrated).
   Status clearSource(int64_t id);
   Status removeVolume(int64_t id);

@@ -231,6 +231,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     st.ioRefs.fetch_sub(1);
     setDirty(index, st, true);  // an upload may have finished in between
     ++st.writeSeq;
+    ++changes_;
     st.lastWriteMs = engineClockMs();
     markMeta(index, st);
     bool enqueue = !st.queued;
@@ -269,6 +270,7 @@ Status Volume::zeroWholeChunk(uint64_t index) {
     }
     st.where = Where::kZero;
     ++st.writeSeq;
+    ++changes_;
     setDirty(index, st, remoteHasData);
     markMeta(index, st);
     // A snapshot frozen during the punch: the zeroing was in flight, so zeros will do.
@@ -569,7 +571,10 @@ VolumeStats Volume::stats() {
     }
     v.lastError = lastError_;
     v.dirtyChunks = dirtyChunks_;
-    if (hydrating()) v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;
+    if (hydrating()) {
+      v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;
+      if (!row_.sourceStore.empty()) v.source = row_.sourceStore + " " + v.source;
+    }
   }
   v.uploadedBytes = uploadedBytes_;
   v.downloadedBytes = downloadedBytes_;

@@ -196,9 +196,19 @@ class Volume : public std::enable_shared_from_this<Volume> {
   uint64_t hydrationLeft() const { return hydrationLeft_.load(); }
   const std::string& sourceVolume() const { return row_.sourceVolume; }
   const std::string& sourceSnapshot() const { return row_.sourceSnapshot; }
+  const std::string& sourceStoreUrl() const { return row_.sourceStore; }
+  // The store the source's objects are in (the engine's own when the row names none).
+  // Set once, before load().
+  void setSourceStore(ObjectStore* store) { sourceStore_ = store; }
   // Made from a snapshot and not yet released from it (Engine::finishHydration).
   bool hydrating() const { return !row_.sourceVolume.empty() && !sourceReleased_.load(); }
   void markSourceReleased() { sourceReleased_ = true; }
+
+  // Counts writes and zeroes: whether the volume changed since a recovery point.
+  uint64_t changes() const { return changes_.load(); }
+  // The creation time of the snapshot a volume was made from (0: none, or unknown).
+  int64_t sourceCreatedUnix() const { return sourceCreated_.load(); }
+  void setSourceCreated(int64_t t) { sourceCreated_ = t; }
 
   // After a lease loss: refuse writes and uploads from now on.
   void fence(const std::string& why);
@@ -211,8 +221,12 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
  private:
   uint64_t chunkLength(uint64_t index) const;
-  // The object holding generation gen of the chunk: the volume's, or its source's.
+  // The object holding generation gen of the chunk: the volume's, or its source's,
+  // and the store it is in.
   std::string objectKey(uint64_t index, uint64_t gen) const;
+  ObjectStore& storeOf(uint64_t gen) {
+    return (gen & kSourceGen) && sourceStore_ != nullptr ? *sourceStore_ : host_.store();
+  }
   // REQUIRES: mu_ held. Whether key waits in the superseded lists to be deleted.
   bool queuedForDeletion(const std::string& key) const;
   uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
@@ -274,6 +288,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::atomic<uint64_t> hydrationLeft_{0};       // chunks still read from the source
   std::atomic<uint64_t> hydratedBytes_{0};
   std::atomic<bool> sourceReleased_{false};
+  ObjectStore* sourceStore_ = nullptr;
+  std::atomic<int64_t> sourceCreated_{0};
+  std::atomic<uint64_t> changes_{0};
   uint64_t hydrateCursor_ = 0;                   // GUARDED_BY(mu_)
 };
 

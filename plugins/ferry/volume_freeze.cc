@@ -161,7 +161,10 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
       continue;
     }
     // Pending chunks go up with the volume's own uploads (the engine drains meanwhile).
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && f->open != 0 && f->toUpload.empty()) {
+    if (host_.stopping()) return Status::unavailable("gateway is shutting down");
+    auto until = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+    cv_.wait_until(lock, until);
+    if (std::chrono::steady_clock::now() >= deadline && f->open != 0 && f->toUpload.empty()) {
       return Status::unavailable("volume " + row_.name + ": " + std::to_string(f->open) +
                                  " chunks of the snapshot still not stored" +
                                  (lastError_.empty() ? "" : " (last error: " + lastError_ + ")"));

@@ -33,7 +33,7 @@ Volume::HydrateStep Volume::hydrateOne(std::vector<uint8_t>& buf, Status* error)
   const uint64_t len = chunkLength(index);
   buf.resize(len);
   host_.bandwidth().download(len);
-  auto got = host_.store().get(objectKey(index, sourceGen), 0, buf);
+  auto got = storeOf(sourceGen).get(objectKey(index, sourceGen), 0, buf);
   Status s = got.status();
   if (got && got.value() != len) {
     s = Status::corruption("volume " + row_.name + ": source object " + objectKey(index, sourceGen) + " holds " +

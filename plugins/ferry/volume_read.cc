@@ -113,7 +113,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       ++readMisses_;
       ++rangeReads_;
       host_.bandwidth().download(out.size());
-      auto got = host_.store().get(objectKey(index, gen), inChunk, out);
+      auto got = storeOf(gen).get(objectKey(index, gen), inChunk, out);
       if (!got && got.status().code() == Code::kNotFound) {
         // A write and an upload replaced this generation (and deleted it) while we
         // read without a lock: look at the chunk again.
@@ -243,7 +243,7 @@ std::span<uint8_t> Volume::threadChunkBuffer(uint64_t index) {
 Status Volume::fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf) {
   uint64_t len = chunkLength(index);
   host_.bandwidth().download(len);
-  auto got = host_.store().get(objectKey(index, gen), 0, buf.first(len));
+  auto got = storeOf(gen).get(objectKey(index, gen), 0, buf.first(len));
   if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
   if (got.value() != len && got.value() != 0) {
     return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) + " generation " +

@@ -24,10 +24,11 @@ constexpr uint64_t kSize = 16 * kChunk;
 class CloneTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> open(const std::string& state, size_t hydrateThreads,
-                               std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}) {
+                               std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}},
+                               const std::string& store = "store") {
     EngineOptions o;
     o.stateDir = dir_ / state;
-    o.storeUrl = "file://" + (dir_ / "store") + "?create";
+    o.storeUrl = "file://" + (dir_ / store) + "?create";
     o.creates = std::move(creates);
     o.cacheSize = 16 << 20;
     o.uploadThreads = 2;
@@ -132,6 +133,26 @@ TEST_F(CloneTest, AFreshGatewayAdoptsAVolumeStillBeingHydrated) {
   ASSERT_TRUE(waitHydrated(*c));
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
   EXPECT_EQ(readAll(*c), expect);
+}
+
+// Another gateway, with a store of its own, makes a volume from a snapshot in the
+// first gateway's store: the hold is in the snapshot's store, the copies in its own.
+TEST_F(CloneTest, AVolumeFromASnapshotInAnotherGatewaysStore) {
+  auto first = open("first", 0);
+  seed(*first);
+  auto second = open("second", 4, {}, "store2");
+  CreateSpec spec = cloneSpec();
+  spec.sourceStore = "file://" + (dir_ / "store");
+  auto c = second->createVolume(spec);
+  ASSERT_TRUE(c) << c.status().toString();
+  std::vector<uint8_t> expect(kSize, 0);
+  std::copy(a_.begin(), a_.end(), expect.begin());
+  EXPECT_EQ(readAll(*c.value()), expect);
+  ASSERT_TRUE(waitHydrated(*c.value()));
+  EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
+  EXPECT_EQ(testing::listFiles(dir_ / "store2", "/volumes/copy/chunks/").size(), 13u);
+  ASSERT_TRUE(first->deleteSnapshot("vol", "s1"));
+  EXPECT_EQ(readAll(*c.value()), expect);
 }
 
 TEST_F(CloneTest, DeletingAVolumeBeingHydratedReleasesTheSnapshot) {
