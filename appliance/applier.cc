@@ -100,9 +100,12 @@ json Applier::createVolume(const json& args) {
     }
     return failure(Status::busy("a volume " + name + " of another size already exists on this gateway"));
   }
-  auto made = engine_.call({{"op", "create"}, {"name", name}, {"size", size}, {"chunk_size", chunk}});
+  json create = {{"op", "create"}, {"name", name}, {"size", size}, {"chunk_size", chunk}};
+  if (args.contains("source")) create["source"] = args.at("source");  // a snapshot or a recovery point
+  auto made = engine_.call(create);
   if (!made) return failure(made.status());
   json out = made.value().value("volume", json::object());
+  if (made.value().contains("source")) out["source"] = made.value()["source"];
   // The volume is made and served over NBD; an iSCSI target that cannot be made yet
   // is said here and retried, not a failed request.
   if (iscsi_ != nullptr && iscsi_->enabled()) {

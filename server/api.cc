@@ -150,8 +150,7 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       const GatewayInfo& g = st.gateway;
       auto cert = orThrow(ctx_.ca.signGateway(csr, g.keyFingerprint, g.id, ctx_.gatewayCertificateDays));
       orThrow(gateways_.recordCertificate(g.id, cert.serial, cert.notAfter));
-      std::string store = ctx_.storeTemplate;
-      for (size_t at; (at = store.find("{gateway}")) != std::string::npos;) store.replace(at, 9, g.id);
+      std::string store = gatewayStoreUrl(ctx_.storeTemplate, g.id);
       out = {{"gateway", gatewayJson(g)},
              {"certificate", cert.certificatePem},
              {"certificate_not_after", cert.notAfter},

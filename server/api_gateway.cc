@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <ctime>
+#include <optional>
 #include <vector>
 
 #include "api_util.h"
@@ -41,9 +42,11 @@ json requestJson(const RequestInfo& r) {
 namespace {
 
 json volumeJson(const VolumeInfo& v) {
-  return {{"name", v.name},         {"gateway_id", v.gatewayId}, {"size", v.size},
-          {"chunk_size", v.chunkSize}, {"state", v.state},       {"request_id", v.requestId},
-          {"created_at_ms", v.createdAt}};
+  json out = {{"name", v.name},         {"gateway_id", v.gatewayId}, {"size", v.size},
+              {"chunk_size", v.chunkSize}, {"state", v.state},       {"request_id", v.requestId},
+              {"created_at_ms", v.createdAt}};
+  if (!v.source.is_null()) out["source"] = v.source;
+  return out;
 }
 
 json snapshotJson(const SnapshotInfo& s) {
@@ -150,7 +153,19 @@ class GatewayRoutes {
         Routing mode = routing();
         json in = readBody(req_);
         int64_t chunk = sizeField(in, "chunk_size", kDefaultChunkSize);
-        auto made = orThrow(ctx_.inventory.createVolume(account_, gw, str(in, "name"), sizeField(in, "size", -1), chunk));
+        // From a snapshot ("snapshot": ID) or a volume's recovery point ("from":
+        // {"gateway_id", "volume"}), of any of the account's gateways.
+        std::optional<VolumeSource> source;
+        if (in.contains("snapshot")) {
+          source = VolumeSource{str(in, "snapshot"), "", ""};
+        } else if (in.contains("from")) {
+          const json& from = in["from"];
+          if (!from.is_object()) throw invalidArgument("from must be {\"gateway_id\": ID, \"volume\": NAME}");
+          source = VolumeSource{"", str(from, "gateway_id"), str(from, "volume")};
+        }
+        int64_t size = sizeField(in, "size", source ? 0 : -1);
+        auto made = orThrow(ctx_.inventory.createVolume(account_, gw, str(in, "name"), size, chunk,
+                                                        source ? &*source : nullptr));
         out = routed(made.second, mode);
         out["volume"] = volumeJson(made.first);
         return HTTPResponse::HTTP_ACCEPTED;

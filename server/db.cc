@@ -194,6 +194,10 @@ const std::vector<std::vector<const char*>>& migrations() {
           " PRIMARY KEY (gateway_id, volume),"
           " FOREIGN KEY (gateway_id, volume) REFERENCES volumes(gateway_id, name) ON DELETE CASCADE)",
       },
+      // 10: a volume made from a snapshot or a recovery point says which (JSON).
+      {
+          "ALTER TABLE volumes ADD COLUMN source TEXT NOT NULL DEFAULT ''",
+      },
   };
   return m;
 }

@@ -57,6 +57,11 @@ volumes (a change is a request to the gateway; --wait waits for its answer)
   volume show GATEWAY NAME
   volume create GATEWAY [NAME] --size SIZE [--chunk-size SIZE] [--wait]
                                       sizes as 10G, 256M (default chunk 1M)
+  volume create GATEWAY [NAME] --from-snapshot SNAPSHOT [--size SIZE] [--wait]
+  volume create GATEWAY [NAME] --from GATEWAY2/VOLUME [--size SIZE] [--wait]
+                                      made from a snapshot, or from the newest recovery
+                                      point of a volume (a clone, or the recovery of a
+                                      lost gateway's volume); readable at once
   volume delete GATEWAY NAME [--wait]
   volume chap GATEWAY NAME --initiator-user U --initiator-secret S|- [--target-user U
          --target-secret S|-] [--wait]    iSCSI CHAP (mutual with a target user); "-" reads

@@ -119,6 +119,20 @@ int volumeCommand(const CtlCommand& c) {
                 << "chunk:    " << bytes(v.value("chunk_size", int64_t{0})) << "\n"
                 << "state:    " << v.value("state", "") << "\n"
                 << "request:  " << v.value("request_id", "") << "\n";
+      if (auto src = v.find("source"); src != v.end() && src->is_object()) {
+        std::cout << "made from: "
+                  << (src->value("recovery_point", false) ? "the newest recovery point of " : "snapshot " +
+                                                                                             src->value("snapshot", "") + " of ")
+                  << src->value("volume", "") << " on " << src->value("gateway_id", "") << "\n";
+        if (auto used = src->find("used"); used != src->end() && src->value("recovery_point", false)) {
+          std::cout << "recovery point: " << used->value("snapshot", "") << ", taken " << when(used->value("created", int64_t{0}));
+          if (src->contains("seconds_before_last_seen")) {
+            std::cout << ", " << src->value("seconds_before_last_seen", int64_t{0})
+                      << " s before its gateway was last seen (writes after it are lost)";
+          }
+          std::cout << "\n";
+        }
+      }
       auto iscsi = v.find("iscsi");
       if (iscsi == v.end() || !iscsi->is_object()) return;
       const json& chap = iscsi->value("chap", json::object());
@@ -174,15 +188,28 @@ int volumeCommand(const CtlCommand& c) {
     return accepted(c, r.value(), "CHAP for " + name);
   }
   if (sub == "create") {
-    static const std::vector<std::string> flags = {"--size", "--chunk-size", "--timeout", "--output"};
+    static const std::vector<std::string> flags = {"--size", "--chunk-size", "--from-snapshot", "--from", "--timeout",
+                                                   "--output"};
     std::string gateway = c.positional(2, flags);
     if (gateway.empty()) throw UsageError{"volume create GATEWAY [NAME] --size SIZE"};
     std::string name = c.positional(3, flags);
     if (name.empty()) name = "vol-" + randomHex(4);
-    std::string size = c.option("--size");
-    if (size.empty()) throw UsageError{"volume create needs --size (e.g. --size 10G)"};
-    json body = {{"name", name}, {"size", size}};
+    std::string size = c.option("--size"), snapshot = c.option("--from-snapshot"), from = c.option("--from");
+    if (!snapshot.empty() && !from.empty()) throw UsageError{"volume create takes --from-snapshot or --from, not both"};
+    if (size.empty() && snapshot.empty() && from.empty()) {
+      throw UsageError{"volume create needs --size (e.g. --size 10G), --from-snapshot SNAPSHOT or --from GATEWAY/VOLUME"};
+    }
+    json body = {{"name", name}};
+    if (!size.empty()) body["size"] = size;
     if (std::string chunk = c.option("--chunk-size"); !chunk.empty()) body["chunk_size"] = chunk;
+    if (!snapshot.empty()) body["snapshot"] = snapshot;
+    if (!from.empty()) {
+      size_t slash = from.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == from.size()) {
+        throw UsageError{"--from takes GATEWAY/VOLUME, the volume whose newest recovery point to use"};
+      }
+      body["from"] = {{"gateway_id", from.substr(0, slash)}, {"volume", from.substr(slash + 1)}};
+    }
     auto r = c.client.call("POST", "/v1/gateways/" + gateway + "/volumes", body);
     if (!r) return c.fail(r.status());
     return accepted(c, r.value(), "volume " + name + " on " + gateway);

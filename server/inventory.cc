@@ -14,17 +14,23 @@ using Poco::Data::Keywords::use;
 
 namespace {
 
-using VolumeRow = Poco::Tuple<std::string, std::string, Poco::Int64, Poco::Int64, std::string, std::string, Poco::Int64>;
+using VolumeRow =
+    Poco::Tuple<std::string, std::string, Poco::Int64, Poco::Int64, std::string, std::string, Poco::Int64, std::string>;
 using SnapshotRow = Poco::Tuple<std::string, std::string, std::string, std::string, std::string, Poco::Int64,
                                 Poco::Int64, std::string, int>;
 
 constexpr const char* kVolumeColumns =
-    "SELECT gateway_id, name, size, chunk_size, state, request_id, created_at FROM volumes ";
+    "SELECT gateway_id, name, size, chunk_size, state, request_id, created_at, source FROM volumes ";
 constexpr const char* kSnapshotColumns =
     "SELECT id, gateway_id, volume, state, request_id, created_at, completed_at, detail, scheduled FROM snapshots ";
 
+json parsedOrNull(const std::string& text) {
+  json j = text.empty() ? json() : json::parse(text, nullptr, false);
+  return j.is_discarded() ? json() : j;
+}
+
 VolumeInfo volumeOf(const VolumeRow& r) {
-  return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>()};
+  return {r.get<0>(), r.get<1>(), r.get<2>(), r.get<3>(), r.get<4>(), r.get<5>(), r.get<6>(), parsedOrNull(r.get<7>())};
 }
 
 SnapshotInfo snapshotOf(const SnapshotRow& r) {
@@ -41,15 +47,100 @@ std::string volumeState(Poco::Data::Session& ses, const std::string& gatewayId, 
   return states.empty() ? "" : states.front();
 }
 
+// What the gateway made a volume from (for a recovery point: which one, and when) and,
+// for a recovery point of a gateway that is offline (lost), how long before it was last
+// seen the point was taken: what the recovery may have lost.
+void recordSourceUsed(Poco::Data::Session& ses, const RequestInfo& r) {
+  std::string gid = r.gatewayId, name = r.args.value("name", ""), rid = r.id;
+  std::vector<std::string> texts;
+  ses << "SELECT source FROM volumes WHERE gateway_id = $1 AND name = $2 AND request_id = $3", use(gid), use(name),
+      use(rid), into(texts), now;
+  if (texts.empty()) return;
+  json record = parsedOrNull(texts.front());
+  if (!record.is_object()) record = json::object();
+  const json& used = r.result.at("source");
+  int64_t created = used.value("created", int64_t{0});
+  record["used"] = {{"snapshot", used.value("snapshot", "")}, {"created", created}};
+  if (record.value("recovery_point", false) && created > 0) {
+    std::string src = record.value("gateway_id", "");
+    int online = 0;
+    std::vector<Poco::Int64> seen;
+    ses << "SELECT COUNT(*) FROM registrations WHERE gateway_id = $1", use(src), into(online), now;
+    ses << "SELECT last_seen_at FROM gateways WHERE id = $1", use(src), into(seen), now;
+    if (online == 0 && !seen.empty() && seen.front() > 0) {
+      record["seconds_before_last_seen"] = std::max<int64_t>(0, seen.front() - created);
+    }
+  }
+  std::string text = record.dump();
+  ses << "UPDATE volumes SET source = $1 WHERE gateway_id = $2 AND name = $3 AND request_id = $4", use(text), use(gid),
+      use(name), use(rid), now;
+}
+
 }  // namespace
+
+std::string gatewayStoreUrl(const std::string& storeTemplate, const std::string& gatewayId) {
+  std::string store = storeTemplate;
+  for (size_t at; (at = store.find("{gateway}")) != std::string::npos;) store.replace(at, 9, gatewayId);
+  return store;
+}
+
+Status Inventory::resolveSource(const std::string& accountId, const VolumeSource& source, int64_t* size,
+                                int64_t* chunkSize, json* args, json* record) {
+  return dbCall("find the source of a volume", [&] {
+    Poco::Data::Session ses = db_.session();
+    std::string gid, vol;
+    int64_t srcSize = 0, srcChunk = 0;
+    if (!source.snapshotId.empty()) {
+      std::vector<SnapshotRow> rows;
+      std::string sid = source.snapshotId, acc = accountId;
+      ses << "SELECT s.id, s.gateway_id, s.volume, s.state, s.request_id, s.created_at, s.completed_at, s.detail,"
+             " s.scheduled FROM snapshots s JOIN gateways g ON g.id = s.gateway_id WHERE s.id = $1"
+             " AND g.account_id = $2",
+          use(sid), use(acc), into(rows), now;
+      if (rows.empty()) return Status::notFound("no snapshot " + source.snapshotId);
+      SnapshotInfo snap = snapshotOf(rows.front());
+      if (snap.state != "completed") {
+        return Status::busy("snapshot " + snap.id + " is " + snap.state + "; a volume is made from a completed one");
+      }
+      gid = snap.gatewayId;
+      vol = snap.volume;
+      srcSize = snap.detail.is_object() ? snap.detail.value("size", int64_t{0}) : 0;
+      srcChunk = snap.detail.is_object() ? snap.detail.value("chunk_size", int64_t{0}) : 0;
+      *args = {{"volume", vol}, {"snapshot", snap.id}};
+      *record = {{"snapshot", snap.id}, {"gateway_id", gid}, {"volume", vol}};
+    } else {
+      if (!ownsGateway(ses, accountId, source.gatewayId)) return Status::notFound("no gateway " + source.gatewayId);
+      std::vector<VolumeRow> rows;
+      std::string g = source.gatewayId, v = source.volume;
+      ses << std::string(kVolumeColumns) + "WHERE gateway_id = $1 AND name = $2", use(g), use(v), into(rows), now;
+      if (rows.empty()) return Status::notFound("no volume " + source.volume + " on " + source.gatewayId);
+      gid = g;
+      vol = v;
+      srcSize = rows.front().get<2>();
+      srcChunk = rows.front().get<3>();
+      *args = {{"volume", vol}, {"snapshot", "recovery-point"}};
+      *record = {{"recovery_point", true}, {"gateway_id", gid}, {"volume", vol}};
+    }
+    if (srcSize <= 0 || srcChunk <= 0) return Status::corruption("the source's size is not known");
+    if (*size <= 0) *size = srcSize;
+    *chunkSize = srcChunk;
+    if (!storeTemplate_.empty()) (*args)["store"] = gatewayStoreUrl(storeTemplate_, gid);
+    return Status::ok();
+  });
+}
 
 Result<std::pair<VolumeInfo, RequestInfo>> Inventory::createVolume(const std::string& accountId,
                                                                    const std::string& gatewayId,
                                                                    const std::string& name, int64_t size,
-                                                                   int64_t chunkSize) {
+                                                                   int64_t chunkSize, const VolumeSource* source) {
+  json sourceArgs, sourceRecord;
+  if (source != nullptr) {
+    if (Status s = resolveSource(accountId, *source, &size, &chunkSize, &sourceArgs, &sourceRecord); !s) return s;
+  }
   json args = {{"name", name}, {"size", size}, {"chunk_size", chunkSize}};
+  if (source != nullptr) args["source"] = sourceArgs;
   if (Status s = checkRequest("volume.create", args); !s) return s;
-  VolumeInfo v{gatewayId, name, size, chunkSize, "creating", "", nowMillis()};
+  VolumeInfo v{gatewayId, name, size, chunkSize, "creating", "", nowMillis(), sourceRecord};
   auto r = outbox_.submit(accountId, gatewayId, "volume.create", args, [&](Poco::Data::Session& ses,
                                                                            const std::string& requestId) {
     if (!volumeState(ses, gatewayId, name).empty()) {
@@ -57,10 +148,11 @@ Result<std::pair<VolumeInfo, RequestInfo>> Inventory::createVolume(const std::st
     }
     v.requestId = requestId;
     std::string gid = gatewayId, nm = name, st = v.state, rid = requestId;
+    std::string src = sourceRecord.is_null() ? "" : sourceRecord.dump();
     Poco::Int64 sz = size, ch = chunkSize, at = v.createdAt;
-    ses << "INSERT INTO volumes (gateway_id, name, size, chunk_size, state, request_id, created_at)"
-           " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        use(gid), use(nm), use(sz), use(ch), use(st), use(rid), use(at), now;
+    ses << "INSERT INTO volumes (gateway_id, name, size, chunk_size, state, request_id, created_at, source)"
+           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        use(gid), use(nm), use(sz), use(ch), use(st), use(rid), use(at), use(src), now;
     return Status::ok();
   });
   if (!r) {
@@ -218,6 +310,7 @@ Status Inventory::settle(Poco::Data::Session& ses, const RequestInfo& r) {
     if (r.op == "volume.create" && done) {
       ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3",
           use(gid), use(name), use(rid), now;
+      if (r.result.contains("source") && r.result["source"].is_object()) recordSourceUsed(ses, r);
     } else if (r.op == "volume.delete" && !done) {
       ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3",
           use(gid), use(name), use(rid), now;

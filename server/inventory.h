@@ -29,7 +29,24 @@ struct VolumeInfo {
   std::string state;
   std::string requestId;  // the request that last changed it
   int64_t createdAt = 0;  // Unix milliseconds
+  // Made from a snapshot ({"snapshot", "gateway_id", "volume"}) or a volume's recovery
+  // point ({"recovery_point": true, "gateway_id", "volume"}); once made, what the
+  // gateway used ("used": {"snapshot", "created"}) and, for a recovery point, how long
+  // before its gateway was last seen it was taken ("seconds_before_last_seen"). Null
+  // otherwise.
+  nlohmann::json source;
 };
+
+// Where a new volume comes from: a completed snapshot of any of the account's
+// gateways, or the newest recovery point of a volume on any of them — a clone of a
+// live volume, or the recovery of a lost gateway's.
+struct VolumeSource {
+  std::string snapshotId;          // snap-…; or
+  std::string gatewayId, volume;   // that volume's recovery point
+};
+
+// The object store the provider gives a gateway: "{gateway}" in the template is its id.
+std::string gatewayStoreUrl(const std::string& storeTemplate, const std::string& gatewayId);
 
 struct SnapshotInfo {
   std::string id;  // snap-…
@@ -43,8 +60,12 @@ class Inventory {
  public:
   Inventory(Db& db, Outbox& outbox) : db_(db), outbox_(outbox) {}
 
+  // size 0 with a source: the source's; the chunk size is always the source's.
   Result<std::pair<VolumeInfo, RequestInfo>> createVolume(const std::string& accountId, const std::string& gatewayId,
-                                                          const std::string& name, int64_t size, int64_t chunkSize);
+                                                          const std::string& name, int64_t size, int64_t chunkSize,
+                                                          const VolumeSource* source = nullptr);
+  // Where the gateways' stores are (gateway.store), for volumes made from another's.
+  void setStoreTemplate(std::string storeTemplate) { storeTemplate_ = std::move(storeTemplate); }
   Result<RequestInfo> deleteVolume(const std::string& accountId, const std::string& gatewayId, const std::string& name);
   Result<std::vector<VolumeInfo>> volumes(const std::string& accountId, const std::string& gatewayId);
   Result<VolumeInfo> volume(const std::string& accountId, const std::string& gatewayId, const std::string& name);
@@ -64,8 +85,13 @@ class Inventory {
   static Status settle(Poco::Data::Session& ses, const RequestInfo& request);
 
  private:
+  // The source's geometry and the request's "source" argument, or why not.
+  Status resolveSource(const std::string& accountId, const VolumeSource& source, int64_t* size, int64_t* chunkSize,
+                       nlohmann::json* args, nlohmann::json* record);
+
   Db& db_;
   Outbox& outbox_;
+  std::string storeTemplate_;
 };
 
 }  // namespace ferry::control

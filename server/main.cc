@@ -107,6 +107,7 @@ class ControlServer : public Poco::Util::ServerApplication {
     ferry::control::Gateways gateways(*db.value());
     ferry::control::Outbox outbox(*db.value());
     ferry::control::Inventory inventory(*db.value(), outbox);
+    inventory.setStoreTemplate(config().getString("gateway.store", ""));
     ferry::control::Bandwidth bandwidth(*db.value(), outbox);
     ferry::control::SnapshotSchedules schedules(*db.value(), inventory, config().getInt("snapshots.hour_seconds", 3600));
     ferry::control::GatewayMetrics metrics(*db.value());

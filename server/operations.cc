@@ -51,9 +51,27 @@ Status checkFields(const std::string& op, const json& args, const std::set<std::
 
 Status checkRequest(const std::string& op, const json& args) {
   if (op == "volume.create") {
-    if (Status s = checkFields(op, args, {"name"}, {"size", "chunk_size"}); !s) return s;
-    if (Status s = ferry::checkVolumeName(args["name"].get<std::string>()); !s) return s;
-    return checkVolumeSize(args["size"].get<int64_t>(), args["chunk_size"].get<int64_t>());
+    // "source": {"volume", "snapshot", "store"?}: made from that snapshot
+    // ("recovery-point": the volume's newest recovery point) in that store.
+    json rest = args;
+    json source;
+    if (rest.is_object() && rest.contains("source")) {
+      source = rest["source"];
+      rest.erase("source");
+    }
+    if (Status s = checkFields(op, rest, {"name"}, {"size", "chunk_size"}); !s) return s;
+    if (Status s = ferry::checkVolumeName(rest["name"].get<std::string>()); !s) return s;
+    if (!source.is_null()) {
+      if (source.is_object() && source.contains("store")) {
+        if (!source["store"].is_string()) return Status::invalid(op + ": source 'store' must be a URL");
+        source.erase("store");  // optional: the gateway's own store
+      }
+      if (Status s = checkFields(op + " source", source, {"volume", "snapshot"}); !s) return s;
+      for (const char* k : {"volume", "snapshot"}) {
+        if (Status s = ferry::checkVolumeName(source[k].get<std::string>()); !s) return s.withContext("source");
+      }
+    }
+    return checkVolumeSize(rest["size"].get<int64_t>(), rest["chunk_size"].get<int64_t>());
   }
   if (op == "volume.delete") {
     if (Status s = checkFields(op, args, {"name"}); !s) return s;

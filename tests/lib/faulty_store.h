@@ -17,6 +17,9 @@ class FaultyStore : public ObjectStore {
     std::atomic<bool> down{false};      // every request fails as unavailable
     std::atomic<bool> denied{false};    // every request fails as permission denied
     std::atomic<int> latencyMs{0};
+    // Deletes that still succeed before every later one fails (a crash in the middle
+    // of a sequence of deletes); -1 = no limit.
+    std::atomic<int64_t> removeBudget{-1};
     std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
   };
 
@@ -44,6 +47,11 @@ class FaultyStore : public ObjectStore {
   }
   Status remove(const std::string& key) override {
     if (Status s = gate(); !s) return s;
+    int64_t left = c_->removeBudget.load();
+    while (left >= 0) {
+      if (left == 0) return Status::unavailable("injected: crashed before deleting " + key);
+      if (c_->removeBudget.compare_exchange_weak(left, left - 1)) break;
+    }
     return inner_->remove(key);
   }
   std::string describe() const override { return "faulty(" + inner_->describe() + ")"; }

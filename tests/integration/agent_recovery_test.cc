@@ -1,0 +1,134 @@
+// Volumes made on one gateway from another's data, end to end through the API: from a
+// snapshot, and — the gateway lost (killed) — from its volume's last recovery point,
+// with the content of exactly that point and what the recovery may have lost said.
+
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <memory>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agent_fixture.h"
+#include "test_util.h"
+
+namespace {
+
+using json = nlohmann::json;
+using ferry::testing::Agent;
+using ferry::testing::NbdClient;
+using ferry::testing::TempDir;
+
+using AgentRecoveryTest = ferry::testing::AgentFixture;
+
+constexpr size_t kSize = 16 << 20;
+
+std::vector<uint8_t> readVolume(int port, const std::string& name) {
+  NbdClient nbd;
+  std::vector<uint8_t> out(kSize);
+  EXPECT_TRUE(nbd.connectTcp("127.0.0.1", port, name)) << nbd.error();
+  EXPECT_TRUE(nbd.pread(out.data(), out.size(), 0)) << nbd.error();
+  return out;
+}
+
+// The newest recovery point of a volume in a file store, and when it was begun (Unix
+// ms, from its id: rp-<16 hex digits>).
+std::pair<std::string, int64_t> newestPoint(const std::string& volumeDir) {
+  std::pair<std::string, int64_t> best{"", 0};
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(volumeDir + "/snapshots", ec)) {
+    std::string name = f.path().filename();
+    if (name.rfind("rp-", 0) != 0 || name.size() < 19 || name < best.first) continue;
+    best = {name.substr(0, name.size() - 5), std::stoll(name.substr(3, 16), nullptr, 16)};
+  }
+  return best;
+}
+
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
+  TempDir dirB;
+  Agent a(agentDir_.path(), *control_, "engine.args = recovery-interval=1\n");
+  Agent b(dirB.path(), *control_);
+  std::string gwA = activate(a), gwB = activate(b);
+  ASSERT_FALSE(gwA.empty());
+  ASSERT_FALSE(gwB.empty());
+  ASSERT_EQ(waitFinished(createVolume(gwA, "disk0", "16M"))["state"], "done");
+
+  auto client = std::make_unique<NbdClient>();
+  NbdClient& nbd = *client;
+  ASSERT_TRUE(nbd.connectTcp("127.0.0.1", a.nbdPort(), "disk0")) << nbd.error();
+  auto p1 = ferry::testing::randomBytes(kSize, 1);
+  ASSERT_TRUE(nbd.pwrite(p1.data(), p1.size(), 0) && nbd.flush()) << nbd.error();
+  auto snap = api("POST", "/v1/gateways/" + gwA + "/volumes/disk0/snapshots");
+  ASSERT_EQ(snap.status, 202) << snap.text;
+  ASSERT_EQ(waitFinished(snap.body["request"]["id"])["state"], "done");
+  std::string snapId = snap.body["snapshot"]["id"];
+  // The volume moves on.
+  auto q = p1;
+  auto p2 = ferry::testing::randomBytes(4 << 20, 2);
+  std::copy(p2.begin(), p2.end(), q.begin());
+  ASSERT_TRUE(nbd.pwrite(p2.data(), p2.size(), 0) && nbd.flush()) << nbd.error();
+  int64_t afterP2 = nowMs();
+
+  // On gateway B, from the snapshot in A's store: the content when it was taken.
+  auto fromSnap = api("POST", "/v1/gateways/" + gwB + "/volumes", {{"name", "fromsnap"}, {"snapshot", snapId}});
+  ASSERT_EQ(fromSnap.status, 202) << fromSnap.text;
+  json made = waitFinished(fromSnap.body["request"]["id"]);
+  ASSERT_EQ(made["state"], "done") << made << b.log();
+  auto v = api("GET", "/v1/gateways/" + gwB + "/volumes/fromsnap").body["volume"];
+  EXPECT_EQ(v["size"], kSize);
+  EXPECT_EQ(v["source"]["snapshot"], snapId) << v;
+  EXPECT_TRUE(readVolume(b.nbdPort(), "fromsnap") == p1) << "the volume is not the snapshot";
+
+  // A recovery point after P2, then more writes, then gateway A is lost.
+  std::string volumeDir = (storeDir_ / gwA) + "/volumes/disk0";
+  for (int i = 0; i < 300 && newestPoint(volumeDir).second <= afterP2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GT(newestPoint(volumeDir).second, afterP2) << "no recovery point after the writes";
+  auto q3 = q;
+  auto p3 = ferry::testing::randomBytes(2 << 20, 3);
+  std::copy(p3.begin(), p3.end(), q3.begin() + (8 << 20));
+  ASSERT_TRUE(nbd.pwrite(p3.data(), p3.size(), 8 << 20) && nbd.flush()) << nbd.error();
+  client.reset();
+  a.kill9();
+  for (int i = 0; i < 100 && api("GET", "/v1/gateways/" + gwA).body["gateway"].value("online", true); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(api("GET", "/v1/gateways/" + gwA).body["gateway"].value("online", true));
+  std::string lastPoint = newestPoint(volumeDir).first;  // ".json" cut
+
+  auto recover = api("POST", "/v1/gateways/" + gwB + "/volumes",
+                     {{"name", "recovered"}, {"from", {{"gateway_id", gwA}, {"volume", "disk0"}}}});
+  ASSERT_EQ(recover.status, 202) << recover.text;
+  json rec = waitFinished(recover.body["request"]["id"]);
+  ASSERT_EQ(rec["state"], "done") << rec << b.log();
+  auto r = api("GET", "/v1/gateways/" + gwB + "/volumes/recovered").body["volume"];
+  ASSERT_TRUE(r["source"].is_object()) << r;
+  EXPECT_EQ(r["source"]["recovery_point"], true);
+  EXPECT_EQ(r["source"]["used"]["snapshot"], lastPoint) << r;
+  EXPECT_GE(r["source"].value("seconds_before_last_seen", int64_t{-1}), 0) << r;
+  // Exactly the newest point: Q (the P3 writes came after it), or Q with P3 if a point
+  // was taken in the instant between them and the kill.
+  auto got = readVolume(b.nbdPort(), "recovered");
+  EXPECT_TRUE(got == q || got == q3) << "the recovered volume is not a recovery point";
+  if (got == q3) std::cout << "a recovery point was taken after the last writes\n";
+
+  // Bad sources: a snapshot or a volume that is not there, or not the account's.
+  auto none = api("POST", "/v1/gateways/" + gwB + "/volumes", {{"name", "x"}, {"snapshot", "snap-nope"}});
+  EXPECT_EQ(none.status, 404) << none.text;
+  auto noVol = api("POST", "/v1/gateways/" + gwB + "/volumes",
+                   {{"name", "x"}, {"from", {{"gateway_id", gwA}, {"volume", "nope"}}}});
+  EXPECT_EQ(noVol.status, 404) << noVol.text;
+  auto bob = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
+  auto foreign = control_->call("POST", "/v1/gateways/" + gwB + "/volumes",
+                                json{{"name", "x"}, {"snapshot", snapId}}.dump(), bob);
+  EXPECT_EQ(foreign.status, 404) << foreign.text;
+}
+
+}  // namespace
