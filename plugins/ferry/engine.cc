@@ -198,15 +198,13 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   } else {
     return existing.status().withContext("create volume " + spec.name);
   }
+  // The volume and its rows in one transaction: a crash between the two would leave
+  // a volume that reads as zeros.
   auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, nowUnix(), source.sourceVolume,
-                              source.sourceSnapshot, source.sourceStore);
+                              source.sourceSnapshot, source.sourceStore, rows);
   if (!row) return row.status();
   row->epoch = minEpoch;
-  auto held = openVolume(row.value(), {}, true);
-  if (held && !rows.empty()) {
-    if (Status s = held->volume->load(rows); !s) return s;
-    if (Status s = meta_->writeChunks(row->id, rows); !s) return s;
-  }
+  auto held = openVolume(row.value(), rows, true);
   if (!held) {
     meta_->removeVolume(row->id);
     return held.status();
@@ -225,7 +223,9 @@ Result<std::shared_ptr<Volume>> Engine::createVolume(const CreateSpec& spec) {
 
 Status Engine::deleteVolume(const std::string& name, bool force) {
   std::lock_guard create(createMu_);
-  Held held;
+  // No snapshot or recovery point of it is taken or deleted meanwhile.
+  std::lock_guard snapshots(snapshotMu_);
+  std::shared_ptr<Volume> volume;
   {
     std::lock_guard lock(mu_);
     auto it = volumes_.find(name);
@@ -234,14 +234,25 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
       return Status::busy("volume " + name + " has " + std::to_string(it->second.connections) +
                           " open connections; disconnect them first");
     }
+    volume = it->second.volume;
   }
-  // Volumes still being made from one of its snapshots read its objects.
-  auto holding = holders(name, "");
-  if (!holding) return holding.status().withContext("delete volume " + name);
-  if (!holding.value().empty()) {
-    return Status::busy("volume " + name + " has snapshots that volume(s) " + join(holding.value(), ", ") +
-                        " are still being made from; delete it once they are hydrated");
+  // Its snapshot manifests go first, then the holds are looked at (FORMAT.md): a
+  // volume being made from one of them meanwhile either found no manifest, or wrote a
+  // hold that we see now — then the manifests are put back and the delete refused.
+  auto withdrawn = withdrawManifests(name);
+  if (!withdrawn) return withdrawn.status().withContext("delete volume " + name);
+  // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
+  // anything of the volume goes, so that a failure leaves it whole (and retried).
+  if (volume->hydrating()) {
+    auto source = storeFor(volume->sourceStoreUrl());
+    Status s = source.status();
+    if (s) s = source.value()->remove(holdKey(volume->sourceVolume(), volume->sourceSnapshot(), name));
+    if (!s) {
+      restoreManifests(withdrawn.value());
+      return s.withContext("release snapshot " + volume->sourceSnapshot() + " of " + volume->sourceVolume());
+    }
   }
+  Held held;
   {
     std::lock_guard lock(mu_);
     auto it = volumes_.find(name);
@@ -260,18 +271,40 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   for (const ObjectInfo& o : listing.value()) {
     if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name);
   }
-  // Made from a snapshot and not hydrated yet: that snapshot is free again.
-  if (held.volume->hydrating()) {
-    const Volume& v = *held.volume;
-    auto source = storeFor(v.sourceStoreUrl());
-    Status s = source.status();
-    if (s) s = source.value()->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), name));
-    if (!s) {
-      return s.withContext("release snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume());
-    }
-  }
   logInfo("volume " + name + " deleted");
   return Status::ok();
+}
+
+Result<Engine::Manifests> Engine::withdrawManifests(const std::string& name) {
+  Manifests withdrawn;
+  auto listed = store_->list(snapshotsPrefix(name));
+  if (!listed) return listed.status();
+  for (const ObjectInfo& o : listed.value()) {
+    auto body = store_->getAll(o.key);
+    if (!body && body.status().code() == Code::kNotFound) continue;
+    Status s = body.status();
+    if (s) s = store_->remove(o.key);
+    if (!s) {
+      restoreManifests(withdrawn);
+      return s;
+    }
+    withdrawn.emplace_back(o.key, std::move(body).value());
+  }
+  auto holding = holders(name, "");
+  if (!holding || !holding.value().empty()) {
+    restoreManifests(withdrawn);
+    if (!holding) return holding.status();
+    return Status::busy("volume " + name + " has snapshots that volume(s) " + join(holding.value(), ", ") +
+                        " are still being made from; delete it once they are hydrated");
+  }
+  return withdrawn;
+}
+
+void Engine::restoreManifests(const Manifests& manifests) {
+  for (const auto& [key, body] : manifests) {
+    Status s = store_->put(key, std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+    if (!s) logError("could not put snapshot manifest " + key + " back: " + s.toString());
+  }
 }
 
 std::vector<std::shared_ptr<Volume>> Engine::volumes() {

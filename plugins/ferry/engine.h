@@ -109,6 +109,8 @@ class Engine : public VolumeHost {
   static constexpr const char* kRecoveryPrefix = "rp-";
   static constexpr const char* kLatestRecoveryPoint = "recovery-point";
   Result<SnapshotManifest> takeRecoveryPoint(const std::string& name);
+  // Deletes every recovery point of the volume but the newest (and those held).
+  void pruneRecoveryPoints(const std::string& name);
   // The recovery points of volume in store (the gateway's when null), oldest first.
   Result<std::vector<std::string>> listRecoveryPoints(const std::string& name, ObjectStore* store = nullptr);
 
@@ -156,6 +158,12 @@ class Engine : public VolumeHost {
   // Pins what the volume's snapshot manifests in the store reference.
   Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
+  // REQUIRES: snapshotMu_ held (deleteVolume). Removes the volume's snapshot manifests
+  // and answers them (key, body), unless a volume is being made from one: busy, and
+  // then, as on any error, they are put back (restoreManifests).
+  using Manifests = std::vector<std::pair<std::string, std::string>>;
+  Result<Manifests> withdrawManifests(const std::string& name);
+  void restoreManifests(const Manifests& manifests);
   // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing
   // the snapshot once a volume is hydrated; whether a volume's snapshots are in use.
   Result<std::shared_ptr<Volume>> createFromSnapshot(const CreateSpec& spec);

@@ -46,15 +46,28 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   const bool latest = snap == kLatestRecoveryPoint;
   if (Status s = checkVolumeName(src); !s) return s.withContext("source volume");
   if (Status s = checkVolumeName(snap); !s) return Status::invalid("snapshot id: " + s.message());
-  if (src == spec.name) return Status::invalid("volume " + spec.name + " cannot be made from its own snapshot");
-  auto existing = store_->getAll(headerKey(spec.name));
-  if (existing) {
-    return Status::busy("the store already holds a volume named " + spec.name + "; choose another name");
-  }
-  if (existing.status().code() != Code::kNotFound) return existing.status().withContext("create volume " + spec.name);
   auto sourceStore = storeFor(spec.sourceStore);
   if (!sourceStore) return sourceStore.status().withContext("the store of snapshot " + snap);
   ObjectStore& from = *sourceStore.value();
+  // The same name in another store (a lost gateway's volume recovered under its name)
+  // is another volume; in this one it is the volume itself.
+  if (src == spec.name && &from == store_.get()) {
+    return Status::invalid("volume " + spec.name + " cannot be made from its own snapshot");
+  }
+  auto existing = store_->getAll(headerKey(spec.name));
+  if (existing) {
+    // The same create, interrupted by a crash after the header went up: take the
+    // volume over from the store as it is (its source.json says where from).
+    auto header = decodeHeader(existing.value());
+    auto was = store_->getAll(sourceKey(spec.name));
+    auto m = was ? decodeManifest(was.value()) : Result<SnapshotManifest>(was.status());
+    if (header && m && m.value().volume == src && (latest || m.value().id == snap)) {
+      logInfo("volume " + spec.name + ": its creation from snapshot " + m.value().id + " was interrupted; resuming");
+      return createLocked(CreateSpec{spec.name, header.value().size, header.value().chunkSize});
+    }
+    return Status::busy("the store already holds a volume named " + spec.name + "; choose another name");
+  }
+  if (existing.status().code() != Code::kNotFound) return existing.status().withContext("create volume " + spec.name);
 
   // The hold first, then the manifest: a delete of the snapshot that races with us
   // either removed the manifest before we read it (we fail) or finds our hold (and
@@ -109,15 +122,14 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   std::vector<ChunkRow> rows;
   rows.reserve(m.value().chunks.size());
   for (const ChunkKey& k : m.value().chunks) rows.push_back({k.index, k.generation | Volume::kSourceGen, 0});
-  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, h.createdUnix, src, snap, spec.sourceStore);
+  // The volume and its rows in one transaction (a volume row alone would read as zeros
+  // and look hydrated).
+  auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, h.createdUnix, src, snap, spec.sourceStore, rows);
   if (!row) return undo(row.status());
-  auto held = openVolume(row.value(), {}, true);
-  Status s = held.status();
-  if (held) s = held->volume->load(rows);
-  if (s) s = meta_->writeChunks(row->id, rows);
-  if (!s) {
+  auto held = openVolume(row.value(), rows, true);
+  if (!held) {
     meta_->removeVolume(row->id);
-    return undo(s);
+    return undo(held.status());
   }
   auto v = held->volume;
   v->setSourceCreated(m.value().createdUnix);

@@ -101,6 +101,14 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (!body) return body.status().withContext("snapshot " + id);
   auto m = decodeManifest(body.value());
   if (!m) return m.status().withContext(key);
+  auto busyHeld = [&](const std::vector<std::string>& by) {
+    return Status::busy("snapshot " + id + " of " + name + " is the source of volume(s) " + join(by, ", ") +
+                        " still being hydrated; delete it once they are done");
+  };
+  // Held already: refused before anything changes.
+  auto held = holders(name, id);
+  if (!held) return held.status().withContext("delete snapshot " + id);
+  if (!held.value().empty()) return busyHeld(held.value());
   // The manifest first: a crash after it leaks chunk objects (found by a collection),
   // never leaves a manifest that points at deleted ones.
   if (Status s = store_->remove(key); !s) return s.withContext("delete snapshot manifest " + key);
@@ -112,8 +120,7 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
       logError("snapshot " + id + " of " + name + ": could not put its manifest back: " + s.toString());
     }
     if (!holding) return holding.status().withContext("delete snapshot " + id);
-    return Status::busy("snapshot " + id + " of " + name + " is the source of volume(s) " +
-                        join(holding.value(), ", ") + " still being hydrated; delete it once they are done");
+    return busyHeld(holding.value());
   }
   if (!v) return Status::ok();
   size_t removed = 0;
@@ -169,18 +176,21 @@ Result<SnapshotManifest> Engine::takeRecoveryPoint(const std::string& name) {
   char id[40];
   std::snprintf(id, sizeof id, "%s%016llx", kRecoveryPrefix, static_cast<unsigned long long>(ms.count()));
   auto m = snapshot(name, id, std::chrono::seconds(300));
-  if (!m) return m;
-  // The older ones go, except one a volume is still being made from (busy): it goes
-  // after a later point.
+  if (m) pruneRecoveryPoints(name);
+  return m;
+}
+
+void Engine::pruneRecoveryPoints(const std::string& name) {
   auto ids = listRecoveryPoints(name);
-  if (!ids) return m;
-  for (const std::string& old : ids.value()) {
-    if (old >= m.value().id) continue;
+  if (!ids || ids.value().size() < 2) return;
+  // All but the newest; one a volume is still being made from (busy) stays, and goes
+  // at a later prune.
+  for (size_t i = 0; i + 1 < ids.value().size(); ++i) {
+    const std::string& old = ids.value()[i];
     if (Status s = deleteSnapshot(name, old); !s && s.code() != Code::kBusy) {
       logError("volume " + name + ": delete recovery point " + old + ": " + s.toString());
     }
   }
-  return m;
 }
 
 void Engine::recoveryLoop() {
@@ -197,7 +207,10 @@ void Engine::recoveryLoop() {
       if (v->hydrating() || v->fenced()) continue;
       uint64_t changes = v->changes();
       auto mark = recoveryMarks_.find(v->name());
-      if (mark != recoveryMarks_.end() && mark->second == changes) continue;  // nothing new since the last
+      if (mark != recoveryMarks_.end() && mark->second == changes) {
+        pruneRecoveryPoints(v->name());  // nothing new: only the older points a clone held
+        continue;
+      }
       if (auto m = takeRecoveryPoint(v->name()); m) {
         recoveryMarks_[v->name()] = changes;
       } else if (!stopping_) {
@@ -213,6 +226,20 @@ Result<Engine::CollectStats> Engine::collect(const std::string& name) {
   if (!v) return Status::notFound("no volume named " + name);
   // Pins do not change meanwhile: no snapshot is taken or deleted during a collection.
   std::lock_guard guard(snapshotMu_);
+  // A hold whose manifest is gone (a crash while a delete put it back): the pins of
+  // that snapshot are unknown here, and a volume still reads its objects. Refuse.
+  auto holdList = store_->list(holdsPrefix(name));
+  if (!holdList) return holdList.status().withContext("collect " + name);
+  for (const ObjectInfo& o : holdList.value()) {
+    std::string rest = o.key.substr(holdsPrefix(name).size());
+    std::string snapshotId = rest.substr(0, rest.find('/'));
+    auto manifest = store_->getAll(snapshotKey(name, snapshotId));
+    if (!manifest && manifest.status().code() == Code::kNotFound) {
+      return Status::busy("volume " + name + ": " + o.key + " holds snapshot " + snapshotId +
+                          ", whose manifest is gone; not collecting until that volume is hydrated or deleted");
+    }
+    if (!manifest) return manifest.status().withContext("collect " + name);
+  }
   // Uploads that start from now on make generations above the floor: never touched.
   uint64_t floor = v->generationFloor();
   std::string prefix = chunksPrefix(name);

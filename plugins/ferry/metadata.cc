@@ -121,7 +121,8 @@ Result<std::vector<VolumeRow>> Metadata::volumes() {
 
 Result<VolumeRow> Metadata::addVolume(const std::string& name, uint64_t size, uint64_t chunkSize,
                                       int64_t createdUnix, const std::string& sourceVolume,
-                                      const std::string& sourceSnapshot, const std::string& sourceStore) {
+                                      const std::string& sourceSnapshot, const std::string& sourceStore,
+                                      const std::vector<ChunkRow>& rows) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare(
       "INSERT INTO volumes(name, size, chunk_size, epoch, created, source_volume, source_snapshot, source_store) "
@@ -129,8 +130,16 @@ Result<VolumeRow> Metadata::addVolume(const std::string& name, uint64_t size, ui
   if (!st) return st.status();
   st->bind(1, name).bind(2, static_cast<int64_t>(size)).bind(3, static_cast<int64_t>(chunkSize)).bind(4, createdUnix);
   st->bind(5, sourceVolume).bind(6, sourceSnapshot).bind(7, sourceStore);
-  if (Status s = st->run(); !s) return s.withContext("add volume " + name);
-  return VolumeRow{db_.lastInsertId(), name, size, chunkSize, 0, createdUnix, sourceVolume, sourceSnapshot, sourceStore};
+  if (Status s = db_.exec("BEGIN IMMEDIATE"); !s) return s.withContext("add volume " + name);
+  Status s = st->run();
+  int64_t id = db_.lastInsertId();
+  if (s) s = upsertChunks(id, rows);
+  if (s) s = db_.exec("COMMIT");
+  if (!s) {
+    db_.exec("ROLLBACK");
+    return s.withContext("add volume " + name);
+  }
+  return VolumeRow{id, name, size, chunkSize, 0, createdUnix, sourceVolume, sourceSnapshot, sourceStore};
 }
 
 Status Metadata::clearSource(int64_t id) {
@@ -173,13 +182,26 @@ Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
 Status Metadata::writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows) {
   if (rows.empty()) return Status::ok();
   std::lock_guard lock(mu_);
+  if (Status s = db_.exec("BEGIN IMMEDIATE"); !s) return s;
+  if (Status s = upsertChunks(volumeId, rows); !s) {
+    db_.exec("ROLLBACK");
+    return s;
+  }
+  if (Status s = db_.exec("COMMIT"); !s) {
+    db_.exec("ROLLBACK");
+    return s.withContext("commit chunk metadata");
+  }
+  return Status::ok();
+}
+
+Status Metadata::upsertChunks(int64_t volumeId, const std::vector<ChunkRow>& rows) {
+  if (rows.empty()) return Status::ok();
   auto up = db_.prepare(
       "INSERT INTO chunks(volume_id, idx, remote_gen, flags) VALUES($1, $2, $3, $4) "
       "ON CONFLICT(volume_id, idx) DO UPDATE SET remote_gen=excluded.remote_gen, flags=excluded.flags");
   if (!up) return up.status();
   auto del = db_.prepare("DELETE FROM chunks WHERE volume_id=$1 AND idx=$2");
   if (!del) return del.status();
-  if (Status s = db_.exec("BEGIN IMMEDIATE"); !s) return s;
   for (const ChunkRow& r : rows) {
     Status s;
     if (r.remoteGen == 0 && r.flags == 0) {
@@ -188,14 +210,7 @@ Status Metadata::writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows
       s = up->bind(1, volumeId).bind(2, static_cast<int64_t>(r.index)).bind(3, static_cast<int64_t>(r.remoteGen))
               .bind(4, static_cast<int64_t>(r.flags)).run();
     }
-    if (!s) {
-      db_.exec("ROLLBACK");
-      return s.withContext("write chunk metadata");
-    }
-  }
-  if (Status s = db_.exec("COMMIT"); !s) {
-    db_.exec("ROLLBACK");
-    return s.withContext("commit chunk metadata");
+    if (!s) return s.withContext("write chunk metadata");
   }
   return Status::ok();
 }

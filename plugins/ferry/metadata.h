@@ -52,9 +52,11 @@ class Metadata {
   const std::string& gatewayId() const { return gatewayId_; }
 
   Result<std::vector<VolumeRow>> volumes();
+  // The volume and its first chunk rows (a volume adopted from the store, or made from
+  // a snapshot) in one transaction: a crash never leaves the one without the other.
   Result<VolumeRow> addVolume(const std::string& name, uint64_t size, uint64_t chunkSize, int64_t createdUnix,
                               const std::string& sourceVolume = "", const std::string& sourceSnapshot = "",
-                              const std::string& sourceStore = "");
+                              const std::string& sourceStore = "", const std::vector<ChunkRow>& rows = {});
   // The volume no longer needs its source (hydrated).
   Status clearSource(int64_t id);
   Status removeVolume(int64_t id);
@@ -68,6 +70,8 @@ class Metadata {
  private:
   explicit Metadata(SqliteDb db) : db_(std::move(db)) {}
   Status migrate();
+  // REQUIRES: mu_ held, inside a transaction.
+  Status upsertChunks(int64_t volumeId, const std::vector<ChunkRow>& rows);
 
   std::mutex mu_;
   SqliteDb db_;  // GUARDED_BY(mu_)

@@ -254,7 +254,7 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
-    bool remoteHasData = st.remoteGen != 0 && !st.remoteZero;
+    bool remoteHasData = (st.remoteGen != 0 && !st.remoteZero) || lateCopyAbove(index, st.remoteGen);
     if (st.where == Where::kZero && st.dirty == remoteHasData) return Status::ok();  // already zero
     if (st.where == Where::kCached) {
       // Still dirty while the hole is punched: if the punch fails, nothing is lost.
@@ -299,6 +299,9 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   Where where = st.where;
   uint64_t oldGen = st.remoteGen;
   bool oldZero = st.remoteZero;
+  // Zeros need no object when the store holds none or a tombstone — unless a
+  // snapshot's copy sits above it.
+  bool zeroNeedsNoObject = (oldGen == 0 || oldZero) && !lateCopyAbove(index, oldGen);
   st.uploading = true;
   lock.unlock();
 
@@ -312,7 +315,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     isZero = s && allZero(buf.data(), len);
   }
   uint64_t newGen = oldGen;
-  if (s && !(isZero && (oldGen == 0 || oldZero))) {
+  if (s && !(isZero && zeroNeedsNoObject)) {
     newGen = nextGeneration();
     std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(buf.data(), len);
     host_.bandwidth().upload(body.size());
@@ -334,6 +337,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     }
     st.remoteGen = newGen;
     st.remoteZero = isZero;
+    if (!lateCopyAbove(index, newGen)) lateCopies_.erase(index);
     ++uploads_;
     uploadedBytes_ += isZero ? 0 : len;
   }
@@ -463,7 +467,9 @@ std::vector<std::pair<uint64_t, uint64_t>> Volume::remoteMap() {
   std::lock_guard lock(mu_);
   std::vector<std::pair<uint64_t, uint64_t>> out;
   for (uint64_t i = 0; i < states_.size(); ++i) {
-    if (states_[i].remoteGen != 0 && !states_[i].remoteZero) out.emplace_back(i, states_[i].remoteGen);
+    // The volume's own objects: not those it still reads from a snapshot's volume.
+    uint64_t gen = states_[i].remoteGen;
+    if (gen != 0 && !states_[i].remoteZero && !(gen & kSourceGen)) out.emplace_back(i, gen);
   }
   return out;
 }

@@ -254,6 +254,13 @@ class Volume : public std::enable_shared_from_this<Volume> {
   bool preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock);
   // REQUIRES: mu_ held. An upload of seq stored the chunk as gen (0: zeros).
   void frozenUploaded(uint64_t index, uint32_t seq, uint64_t gen);
+  // REQUIRES: mu_ held. Whether a snapshot's copy of the chunk may be in the store
+  // under a generation above its newest one: then even an all-zero chunk needs a
+  // tombstone, or a gateway adopting the volume would read the copy as its content.
+  bool lateCopyAbove(uint64_t index, uint64_t gen) const {
+    auto it = lateCopies_.find(index);
+    return it != lateCopies_.end() && it->second > gen;
+  }
   // REQUIRES: st.busy set by the caller; mu_ not held.
   Status materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll);
 
@@ -281,6 +288,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::string lastError_;                        // GUARDED_BY(mu_)
   struct Freeze;
   std::shared_ptr<Freeze> freeze_;               // GUARDED_BY(mu_): the snapshot being taken
+  std::unordered_map<uint64_t, uint64_t> lateCopies_;  // GUARDED_BY(mu_): index → generation of a snapshot's copy
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};

@@ -91,6 +91,8 @@ bool Volume::preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock) 
   if (s) {
     it->second.state = Freeze::State::kCopied;
     f->toUpload.push_back(index);
+    uint64_t& late = lateCopies_[index];
+    late = std::max(late, it->second.reservedGen);
   } else if (f->error.ok()) {
     // The write goes on regardless; only the snapshot fails.
     f->error = s.withContext("copy chunk " + std::to_string(index) + " of " + row_.name + " for a snapshot");

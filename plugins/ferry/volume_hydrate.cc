@@ -39,6 +39,7 @@ Volume::HydrateStep Volume::hydrateOne(std::vector<uint8_t>& buf, Status* error)
     s = Status::corruption("volume " + row_.name + ": source object " + objectKey(index, sourceGen) + " holds " +
                            std::to_string(got.value()) + " bytes, expected " + std::to_string(len));
   }
+  if (s && fenced_) s = Status::fenced("volume " + row_.name + " was deleted or fenced");  // meanwhile
   if (s) {
     host_.bandwidth().upload(len);
     s = host_.store().put(chunkKey(row_.name, index, newGen), buf);

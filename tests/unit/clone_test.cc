@@ -89,6 +89,8 @@ TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
     EXPECT_EQ(e->deleteSnapshot("vol", "s1").code(), Code::kBusy);
     EXPECT_TRUE(exists(snapshotKey("vol", "s1"))) << "the manifest was not put back";
     EXPECT_EQ(e->deleteVolume("vol", false).code(), Code::kBusy);
+    EXPECT_TRUE(exists(snapshotKey("vol", "s1"))) << "the refused volume delete did not put the manifests back";
+    EXPECT_TRUE(e->find("vol"));
     // Nor can the clone be snapshotted before it is hydrated.
     EXPECT_EQ(e->snapshot("copy", "early", std::chrono::seconds(5)).status().code(), Code::kBusy);
     e->shutdown();
@@ -153,6 +155,27 @@ TEST_F(CloneTest, AVolumeFromASnapshotInAnotherGatewaysStore) {
   EXPECT_EQ(testing::listFiles(dir_ / "store2", "/volumes/copy/chunks/").size(), 13u);
   ASSERT_TRUE(first->deleteSnapshot("vol", "s1"));
   EXPECT_EQ(readAll(*c.value()), expect);
+}
+
+// A gateway that crashed in the middle of making a volume from a snapshot (the store
+// has the header, source.json and the hold; its metadata has nothing): the same
+// request again resumes it.
+TEST_F(CloneTest, AnInterruptedCreateResumes) {
+  {
+    auto e = open("gw", 0);
+    seed(*e);
+    ASSERT_TRUE(e->createVolume(cloneSpec()));
+    e->shutdown();
+  }
+  std::filesystem::remove_all(dir_ / "gw");
+  auto e = open("gw", 4, {});
+  auto c = e->createVolume(cloneSpec());
+  ASSERT_TRUE(c) << c.status().toString();
+  std::vector<uint8_t> expect(kSize, 0);
+  std::copy(a_.begin(), a_.end(), expect.begin());
+  EXPECT_EQ(readAll(*c.value()), expect);
+  ASSERT_TRUE(waitHydrated(*c.value()));
+  EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
 }
 
 TEST_F(CloneTest, DeletingAVolumeBeingHydratedReleasesTheSnapshot) {

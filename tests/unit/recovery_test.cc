@@ -106,7 +106,8 @@ TEST_F(RecoveryTest, ALostGatewaysVolumeIsRecoveredFromItsLastPoint) {
   std::filesystem::remove_all(dir_ / "a-state");  // the gateway is gone
 
   auto b = open("b-state", "b", 0, {});
-  auto made = b->createVolume({"vol-recovered", 0, 0, "vol", Engine::kLatestRecoveryPoint, storeUrl("a")});
+  // Under its own name: in another store, another volume.
+  auto made = b->createVolume({"vol", 0, 0, "vol", Engine::kLatestRecoveryPoint, storeUrl("a")});
   ASSERT_TRUE(made) << made.status().toString();
   EXPECT_EQ(made.value()->sourceCreatedUnix(), pointTime);
   EXPECT_EQ(made.value()->sourceSnapshot().rfind(Engine::kRecoveryPrefix, 0), 0u);
