@@ -140,6 +140,36 @@ class FileStore : public ObjectStore {
     return Status::ok();
   }
 
+  // Objects are never changed in place (put renames a new file over the name), so a
+  // hard link is a copy; across file systems it falls back to read and write.
+  Status copyFrom(ObjectStore& source, const std::string& sourceKey, const std::string& key,
+                  bool* serverSide) override {
+    auto* from = dynamic_cast<FileStore*>(&source);
+    if (from == nullptr) return ObjectStore::copyFrom(source, sourceKey, key, serverSide);
+    if (Status s = checkKey(key); !s) return s;
+    if (Status s = checkKey(sourceKey); !s) return s;
+    if (Status s = rootStatus(root_); !s) return s;
+    std::string src = from->root_ + "/" + sourceKey;
+    std::string path = root_ + "/" + key;
+    std::string dir = fs::path(path).parent_path();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return errnoStatus("mkdir " + dir, ec.value());
+    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter_.fetch_add(1));
+    if (::link(src.c_str(), tmp.c_str()) != 0) {
+      int err = errno;
+      if (err == EXDEV || err == EPERM || err == EMLINK) return ObjectStore::copyFrom(source, sourceKey, key, serverSide);
+      return err == ENOENT ? from->missingOr(src, err) : errnoStatus("link " + src, err);
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      Status s = errnoStatus("rename " + tmp, errno);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+    if (serverSide) *serverSide = true;
+    return fsyncDir(dir);
+  }
+
   std::string describe() const override { return "file://" + root_; }
 
  private:

@@ -262,6 +262,10 @@ Result<Response> Client::execute(const Request& req) {
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(curl_slist_append(nullptr, hashHeader.c_str()),
                                                                       &curl_slist_free_all);
   if (!headers) return Status::unavailable(req.what + ": out of memory");
+  for (const std::string& extra : req.headers) {
+    // Appending to a list that has a head returns that head.
+    if (curl_slist_append(headers.get(), extra.c_str()) == nullptr) return Status::unavailable(req.what + ": out of memory");
+  }
   // Expect: 100-continue is left on for large PUTs: suppressing it with an empty
   // "Expect:" header makes curl 7.88 sign a header it does not send.
 

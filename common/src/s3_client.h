@@ -21,6 +21,8 @@ struct Request {
   std::string query;              // from canonicalQuery(): sorted, encoded; "" for none
   std::string what;               // "s3 GET bucket/key": how messages name the request
   std::span<const uint8_t> body;  // sent by PUT with a Content-Length, never chunked
+  // More headers, signed with the rest ("x-amz-copy-source: /bucket/key").
+  std::vector<std::string> headers;
   // A 2xx body goes to `into` when it is not empty, which also makes the GET a range
   // request for [rangeOffset, rangeOffset + into.size()); otherwise to *intoString
   // when set; otherwise nowhere.

@@ -117,6 +117,33 @@ class S3Store final : public ObjectStore {
     return failure(req, *r);
   }
 
+  // CopyObject when both stores are on the same server with the same keys: the bytes
+  // stay in the store.
+  Status copyFrom(ObjectStore& source, const std::string& sourceKey, const std::string& key,
+                  bool* serverSide) override {
+    auto* from = dynamic_cast<S3Store*>(&source);
+    if (from == nullptr || from->config_.endpoint != config_.endpoint || from->config_.accessKey != config_.accessKey) {
+      return ObjectStore::copyFrom(source, sourceKey, key, serverSide);
+    }
+    if (key.empty() || sourceKey.empty()) return Status::invalid("s3 copy: empty key");
+    s3::Request req = objectRequest("PUT", key);
+    req.what = "s3 copy " + from->config_.bucket + "/" + from->config_.prefix + sourceKey + " to " +
+               config_.bucket + "/" + config_.prefix + key;
+    req.headers.push_back("x-amz-copy-source: /" + from->config_.bucket + "/" +
+                          s3::uriEncode(from->config_.prefix + sourceKey, true));
+    std::string body;
+    req.intoString = &body;
+    Result<s3::Response> r = client_.execute(req);
+    if (!r) return r.status();
+    if (!isSuccess(*r)) return failure(req, *r);
+    // A copy that fails after it started still answers 200, with an error body.
+    if (body.find("<Error>") != std::string::npos || body.find("CopyObjectResult") == std::string::npos) {
+      return Status::unavailable(req.what + ": the server answered 200 without a copy result: " + body.substr(0, 200));
+    }
+    if (serverSide) *serverSide = true;
+    return Status::ok();
+  }
+
   std::string describe() const override {
     return "s3://" + config_.bucket + (config_.prefix.empty() ? "" : "/" + config_.prefix) + " at " + config_.endpoint;
   }

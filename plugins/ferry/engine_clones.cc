@@ -166,7 +166,6 @@ Status Engine::addSourceRows(const std::string& name, std::vector<ChunkRow>& row
 }
 
 void Engine::hydrateLoop() {
-  std::vector<uint8_t> buf;
   uint64_t errors = 0;
   while (!stopping_) {
     bool copied = false;
@@ -174,7 +173,7 @@ void Engine::hydrateLoop() {
       if (stopping_) break;
       if (!v->hydrating()) continue;
       Status error;
-      switch (v->hydrateOne(buf, &error)) {
+      switch (v->hydrateOne(&error)) {
         case Volume::HydrateStep::kCopied:
           copied = true;
           break;

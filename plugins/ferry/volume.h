@@ -192,7 +192,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // can be copied now (in use, or an error, in *error); kDone: none is left.
   static constexpr uint64_t kSourceGen = uint64_t{1} << 63;
   enum class HydrateStep { kCopied, kWait, kDone };
-  HydrateStep hydrateOne(std::vector<uint8_t>& buf, Status* error);
+  HydrateStep hydrateOne(Status* error);
   uint64_t hydrationLeft() const { return hydrationLeft_.load(); }
   const std::string& sourceVolume() const { return row_.sourceVolume; }
   const std::string& sourceSnapshot() const { return row_.sourceSnapshot; }

@@ -5,7 +5,7 @@
 
 namespace ferry {
 
-Volume::HydrateStep Volume::hydrateOne(std::vector<uint8_t>& buf, Status* error) {
+Volume::HydrateStep Volume::hydrateOne(Status* error) {
   std::unique_lock lock(mu_);
   if (hydrationLeft_ == 0) return HydrateStep::kDone;
   if (fenced_) return HydrateStep::kWait;
@@ -31,18 +31,15 @@ Volume::HydrateStep Volume::hydrateOne(std::vector<uint8_t>& buf, Status* error)
   lock.unlock();
 
   const uint64_t len = chunkLength(index);
-  buf.resize(len);
-  host_.bandwidth().download(len);
-  auto got = storeOf(sourceGen).get(objectKey(index, sourceGen), 0, buf);
-  Status s = got.status();
-  if (got && got.value() != len) {
-    s = Status::corruption("volume " + row_.name + ": source object " + objectKey(index, sourceGen) + " holds " +
-                           std::to_string(got.value()) + " bytes, expected " + std::to_string(len));
-  }
-  if (s && fenced_) s = Status::fenced("volume " + row_.name + " was deleted or fenced");  // meanwhile
-  if (s) {
+  // A copy inside the store when it can (S3 CopyObject, a hard link): the bytes then
+  // never cross the gateway's link and the bandwidth limits do not apply.
+  bool serverSide = false;
+  Status s = fenced_ ? Status::fenced("volume " + row_.name + " was deleted or fenced") : Status::ok();
+  if (s) s = host_.store().copyFrom(storeOf(sourceGen), objectKey(index, sourceGen), chunkKey(row_.name, index, newGen),
+                                    &serverSide);
+  if (s && !serverSide) {
+    host_.bandwidth().download(len);
     host_.bandwidth().upload(len);
-    s = host_.store().put(chunkKey(row_.name, index, newGen), buf);
   }
 
   lock.lock();

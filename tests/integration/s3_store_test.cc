@@ -25,7 +25,9 @@
 #include <thread>
 #include <vector>
 
+#include "ferry/file_store.h"
 #include "ferry/s3_store.h"
+#include "test_util.h"
 
 namespace ferry {
 namespace {
@@ -282,6 +284,32 @@ TEST_F(S3StoreTest, PutThenGetRoundTripsOneMebibyte) {
   Result<std::string> all = store->getAll("vol/chunk-1");
   ASSERT_TRUE(all) << all.status().toString();
   EXPECT_TRUE(*all == data);
+}
+
+// Two stores on one server (prefixes of the same bucket, as two gateways have): a
+// copy is CopyObject, the bytes never pass through us; from another kind of store it
+// is read and written; a missing source is not found.
+TEST_F(S3StoreTest, CopiesBetweenPrefixesOnTheServer) {
+  S3Config ca = config(), cb = config();
+  ca.prefix = "gw-a/";
+  cb.prefix = "gw-b/";
+  auto a = open(ca), b = open(cb);
+  ASSERT_TRUE(a && b);
+  const std::string data = randomBytes(1 << 20, 9);
+  ASSERT_TRUE(a->put("volumes/v/chunks/1", bytes(data)));
+  bool serverSide = false;
+  ASSERT_TRUE(b->copyFrom(*a, "volumes/v/chunks/1", "volumes/w/chunks/1", &serverSide));
+  EXPECT_TRUE(serverSide);
+  EXPECT_TRUE(b->getAll("volumes/w/chunks/1").value() == data);
+  EXPECT_EQ(b->copyFrom(*a, "volumes/v/chunks/9", "volumes/w/chunks/9", &serverSide).code(), Code::kNotFound);
+
+  ferry::testing::TempDir dir;
+  auto file = makeFileStore(dir.path() + "/f", true);
+  ASSERT_TRUE(file);
+  ASSERT_TRUE(file.value()->put("k", bytes("from a file")));
+  ASSERT_TRUE(b->copyFrom(*file.value(), "k", "copied", &serverSide));
+  EXPECT_FALSE(serverSide);
+  EXPECT_EQ(b->getAll("copied").value(), "from a file");
 }
 
 TEST_F(S3StoreTest, RangeGetReadsTheMiddleAndStopsAtTheEnd) {

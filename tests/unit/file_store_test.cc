@@ -43,6 +43,25 @@ TEST(FileStoreTest, PutGetRangeListRemove) {
   EXPECT_EQ(s.list("volumes/zzz/").value().size(), 0u);
 }
 
+// A copy between two file stores is a hard link: the copy outlives the original, and
+// a missing source is not found.
+TEST(FileStoreTest, CopiesBetweenStoresWithoutTheBytes) {
+  testing::TempDir dir;
+  auto a = makeFileStore(dir.path() + "/a", true);
+  auto b = makeFileStore(dir.path() + "/b", true);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a.value()->put("volumes/v/chunks/1", bytes("chunk one")));
+  bool serverSide = false;
+  ASSERT_TRUE(b.value()->copyFrom(*a.value(), "volumes/v/chunks/1", "volumes/w/chunks/1", &serverSide));
+  EXPECT_TRUE(serverSide);
+  ASSERT_TRUE(a.value()->remove("volumes/v/chunks/1"));
+  EXPECT_EQ(b.value()->getAll("volumes/w/chunks/1").value(), "chunk one");
+  EXPECT_EQ(b.value()->copyFrom(*a.value(), "volumes/v/chunks/9", "volumes/w/chunks/9", &serverSide).code(),
+            Code::kNotFound);
+  EXPECT_EQ(b.value()->copyFrom(*a.value(), "../x", "volumes/w/chunks/9", &serverSide).code(),
+            Code::kInvalidArgument);
+}
+
 TEST(FileStoreTest, RefusesEscapingKeys) {
   testing::TempDir dir;
   auto store = makeFileStore(dir.path(), false);

@@ -40,6 +40,14 @@ class ObjectStore {
   // Removes key; removing an absent key is OK.
   virtual Status remove(const std::string& key) = 0;
 
+  // Stores under key a copy of source's object sourceKey (source may be this store),
+  // as put does. A store that can copy without the bytes passing through this process
+  // does (S3 CopyObject on the same server, a hard link in the same file system) and
+  // sets *serverSide; otherwise the object is read and written (objects small enough
+  // to hold in memory: chunks).
+  virtual Status copyFrom(ObjectStore& source, const std::string& sourceKey, const std::string& key,
+                          bool* serverSide);
+
   // For logs and errors: "file:///srv/ferry" or "s3://bucket/prefix at http://…".
   virtual std::string describe() const = 0;
 };
