@@ -70,20 +70,24 @@ PAUSE_MAX=$(printf '%s\n' "${PAUSE[@]}" | sort -n | tail -1)
 # A volume from the last snapshot: the create, then the first read.
 admin "$W/s/admin.sock" '{"op":"checkpoint","name":"vol","timeout":600}' >/dev/null
 t0=$(now)
-ans=$(admin "$W/s/admin.sock" "{\"op\":\"create\",\"name\":\"clone\",\"source\":{\"volume\":\"vol\",\"snapshot\":\"s$SNAPS\"}}")
-echo "$ans" | grep -q '"ok":true' || { echo "create failed: $ans" >&2; exit 1; }
-"$PY" -c 'import nbd,sys
-h=nbd.NBD(); h.set_export_name("clone"); h.connect_unix(sys.argv[1]); h.pread(4096, 0)' "$SOCK"
-t1=$(now)
-TTFB=$(ms "$t0" "$t1")
-# Hydration: until no chunk is left to copy.
-while :; do
-  left=$(admin "$W/s/admin.sock" '{"op":"stats","name":"clone"}' |
-    python3 -c 'import json,sys; v=json.load(sys.stdin)["volumes"][0]; print(v.get("hydration",{}).get("chunks_left",0))')
-  [ "$left" = 0 ] && break
-  sleep 0.05
-done
-t2=$(now)
+# One process: the create on the admin socket, then the first read over NBD.
+TTFB=$("$PY" -c 'import json,nbd,socket,sys,time
+t=time.monotonic()
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall((json.dumps({"op":"create","name":"clone","source":{"volume":"vol","snapshot":sys.argv[3]}})+"\n").encode())
+a=json.loads(s.makefile().readline())
+if not a.get("ok"): sys.exit("create failed: %s" % a)
+h=nbd.NBD(); h.set_export_name("clone"); h.connect_unix(sys.argv[2]); h.pread(4096, 0)
+print(round((time.monotonic()-t)*1000,1))' "$W/s/admin.sock" "$SOCK" "s$SNAPS")
+# Hydration: until no chunk is left to copy (polled every 20 ms).
+t2=$("$PY" -c 'import json,socket,sys,time
+while True:
+  s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+  s.sendall(b"{\"op\":\"stats\",\"name\":\"clone\"}\n")
+  v=json.loads(s.makefile().readline())["volumes"][0]
+  if v.get("hydration",{}).get("chunks_left",0)==0: break
+  time.sleep(0.02)
+print("%.3f" % time.time())' "$W/s/admin.sock")
 HYD=$(python3 -c "print(round($MB*1048576/($t2-$t0)/1e6,1))")
 stop_ferry
 read -r _ GET < <("$BASE" "$STORE" "$HT" "$MB" 1M)
