@@ -181,7 +181,7 @@ void Engine::hydrateLoop() {
           finishHydration(*v);
           break;
         case Volume::HydrateStep::kWait:
-          if (!error.ok() && errors++ % 20 == 0) logError(error.toString() + " (will retry)");
+          if (!error && errors++ % 20 == 0) logError(error.toString() + " (will retry)");
           break;
       }
     }

@@ -93,7 +93,7 @@ bool Volume::preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock) 
     f->toUpload.push_back(index);
     uint64_t& late = lateCopies_[index];
     late = std::max(late, it->second.reservedGen);
-  } else if (f->error.ok()) {
+  } else if (f->error) {  // the first failure is the one to tell
     // The write goes on regardless; only the snapshot fails.
     f->error = s.withContext("copy chunk " + std::to_string(index) + " of " + row_.name + " for a snapshot");
   }
@@ -127,7 +127,7 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
   if (!f) return Status::invalid("volume " + row_.name + ": no snapshot is being taken");
   std::vector<uint8_t> buf;
   for (;;) {
-    if (!f->error.ok()) return f->error;
+    if (!f->error) return f->error;
     if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
     if (f->open == 0) return Status::ok();
     if (!f->toUpload.empty()) {

@@ -83,7 +83,7 @@ TEST_F(GcCrashTest, ACrashAtAnyStepLosesNothingAndARerunLeaksNothing) {
       control_->removeBudget = k;
       Status deleted = e->deleteSnapshot("vol", "s1");
       auto collected = e->collect("vol");
-      finished = deleted.ok() && collected.status().ok() && collected.value().errors == 0;
+      finished = static_cast<bool>(deleted) && static_cast<bool>(collected) && collected.value().errors == 0;
       e->shutdown();
     }
     control_->removeBudget = -1;

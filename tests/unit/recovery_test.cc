@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "faulty_store.h"
 #include "format.h"
+#include "test_stores.h"
 #include "test_util.h"
 
 namespace ferry {
@@ -24,11 +25,14 @@ constexpr uint64_t kSize = 16 * kChunk;
 
 class RecoveryTest : public ::testing::Test {
  protected:
+  void SetUp() override {
+    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
+  }
   std::unique_ptr<Engine> open(const std::string& state, const std::string& store, int recoverySeconds,
                                std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}) {
     EngineOptions o;
     o.stateDir = dir_ / state;
-    o.storeUrl = storeUrl(store) + "?create";
+    o.storeUrl = storeUrl(store);
     o.creates = std::move(creates);
     o.cacheSize = 16 << 20;
     o.uploadThreads = 2;
@@ -48,7 +52,7 @@ class RecoveryTest : public ::testing::Test {
     EXPECT_TRUE(e.value()->start());
     return std::move(e).value();
   }
-  std::string storeUrl(const std::string& store) { return "file://" + (dir_ / store); }
+  std::string storeUrl(const std::string& store) { return stores_.url(store); }
   static std::vector<uint8_t> readAll(Volume& v) {
     std::vector<uint8_t> out(v.size());
     EXPECT_TRUE(v.read(0, out));
@@ -63,6 +67,7 @@ class RecoveryTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  testing::TestStores stores_{dir_.path()};
   std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 

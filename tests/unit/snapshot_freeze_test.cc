@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "faulty_store.h"
 #include "format.h"
+#include "test_stores.h"
 #include "test_util.h"
 
 namespace ferry {
@@ -32,10 +33,13 @@ constexpr uint64_t kTorn = ~uint64_t{0};
 
 class SnapshotFreezeTest : public ::testing::Test {
  protected:
+  void SetUp() override {
+    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
+  }
   std::unique_ptr<Engine> open(int uploadDelayMs, int uploadMaxAgeMs) {
     EngineOptions o;
     o.stateDir = dir_ / "state";
-    o.storeUrl = "file://" + (dir_ / "store") + "?create";
+    o.storeUrl = stores_.url("store");
     o.creates = {{"vol", kChunk * kChunks, kChunk}};
     o.cacheSize = 16 << 20;
     o.uploadBuffer = 8 * kChunk;  // back-pressure under the write load
@@ -55,7 +59,7 @@ class SnapshotFreezeTest : public ::testing::Test {
     return std::move(e).value();
   }
   std::string objectText(const ChunkKey& k) {
-    return testing::readFile(dir_ / "store" + "/" + chunkKey("vol", k.index, k.generation));
+    return stores_.read("store", chunkKey("vol", k.index, k.generation));
   }
   // The snapshot's content, read from its objects in the store.
   std::vector<uint8_t> content(const SnapshotManifest& m) {
@@ -67,9 +71,10 @@ class SnapshotFreezeTest : public ::testing::Test {
     }
     return out;
   }
-  size_t chunkObjects() { return testing::listFiles(dir_ / "store", "/chunks/").size(); }
+  size_t chunkObjects() { return stores_.keys("store", "volumes/vol/chunks/").size(); }
 
   TempDir dir_;
+  testing::TestStores stores_{dir_.path()};
   std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
@@ -126,7 +131,7 @@ TEST_F(SnapshotFreezeTest, AZeroedChunkStaysZeroAboveTheSnapshotsCopy) {
   // A fresh gateway on the store: the newest object of chunk 0 is the tombstone.
   EngineOptions o;
   o.stateDir = dir_ / "fresh";
-  o.storeUrl = "file://" + (dir_ / "store");
+  o.storeUrl = stores_.url("store");
   o.creates = {{"vol", kChunk * kChunks, kChunk}};
   o.cacheSize = 16 << 20;
   auto fresh = Engine::open(o);
@@ -248,7 +253,7 @@ TEST_F(SnapshotFreezeTest, SnapshotsUnderAWriteLoadHoldExactlyOneMomentOfIt) {
   ASSERT_TRUE(e->collect("vol"));
   // One object per chunk at most (its newest generation, or its zero tombstone).
   std::set<std::string> indexes;
-  for (const std::string& f : testing::listFiles(dir_ / "store", "/chunks/")) {
+  for (const std::string& f : stores_.keys("store", "volumes/vol/chunks/")) {
     std::string base = f.substr(f.rfind('/') + 1);
     EXPECT_TRUE(indexes.insert(base.substr(0, base.find('.'))).second) << "a copy or a superseded object leaked: " << f;
   }
