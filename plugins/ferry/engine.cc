@@ -402,7 +402,9 @@ Status Engine::start() {
   if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
   for (size_t i = 0; i < options_.hydrateThreads; ++i) hydrators_.emplace_back([this] { hydrateLoop(); });
-  if (options_.recoveryIntervalSeconds > 0) recovery_ = std::thread([this] { recoveryLoop(); });
+  if (options_.recoveryIntervalSeconds > 0 || options_.collectIntervalSeconds > 0) {
+    maintenance_ = std::thread([this] { maintenanceLoop(); });
+  }
   return Status::ok();
 }
 
@@ -467,7 +469,7 @@ void Engine::shutdown() {
   bgCv_.notify_all();
   if (background_.joinable()) background_.join();
   for (std::thread& t : hydrators_) t.join();
-  if (recovery_.joinable()) recovery_.join();
+  if (maintenance_.joinable()) maintenance_.join();
   hydrators_.clear();
   // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and
   // their leases) in place meanwhile.

@@ -59,6 +59,8 @@ struct EngineOptions {
   // A recovery point (a snapshot "rp-…", the latest kept) of each changed volume this
   // often; 0 = none.
   int recoveryIntervalSeconds = 60;
+  // A collection (Engine::collect) of every volume this often; 0 = only when asked.
+  int collectIntervalSeconds = 3600;
   BandwidthLimits bandwidth;  // to and from the store; 0 = unlimited
   // Test seam: wraps the store client (fault injection). Unset in production.
   std::function<std::unique_ptr<ObjectStore>(std::unique_ptr<ObjectStore>)> wrapStore;
@@ -173,7 +175,9 @@ class Engine : public VolumeHost {
   // The client for a source store URL (opened once; "" is this gateway's store).
   Result<ObjectStore*> storeFor(const std::string& url);
   void hydrateLoop();
-  void recoveryLoop();
+  // Recovery points and collections on their intervals (one thread).
+  void maintenanceLoop();
+  void recoveryPointIfChanged(Volume& v);
   void finishHydration(Volume& v);
   // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
   // snapshots when empty).
@@ -224,8 +228,8 @@ class Engine : public VolumeHost {
   bool bgStop_ = false;  // GUARDED_BY(bgMu_)
   std::thread background_;
   std::vector<std::thread> hydrators_;
-  std::thread recovery_;
-  std::map<std::string, uint64_t> recoveryMarks_;  // only recoveryLoop: changes() at the last point
+  std::thread maintenance_;
+  std::map<std::string, uint64_t> recoveryMarks_;  // only maintenanceLoop: changes() at the last point
   std::mutex hydrateMu_;  // one finishHydration at a time
   std::mutex storesMu_;   // guards sourceStores_
   std::map<std::string, std::unique_ptr<ObjectStore>> sourceStores_;

@@ -193,31 +193,47 @@ void Engine::pruneRecoveryPoints(const std::string& name) {
   }
 }
 
-void Engine::recoveryLoop() {
-  const auto interval = std::chrono::seconds(options_.recoveryIntervalSeconds);
-  auto next = std::chrono::steady_clock::now() + interval;
+void Engine::maintenanceLoop() {
+  using Clock = std::chrono::steady_clock;
+  const auto recoveryEvery = std::chrono::seconds(options_.recoveryIntervalSeconds);
+  const auto collectEvery = std::chrono::seconds(options_.collectIntervalSeconds);
+  const auto never = Clock::time_point::max();
+  auto nextRecovery = recoveryEvery.count() > 0 ? Clock::now() + recoveryEvery : never;
+  auto nextCollect = collectEvery.count() > 0 ? Clock::now() + collectEvery : never;
   std::unique_lock lock(bgMu_);
   while (!bgStop_) {
-    if (bgCv_.wait_until(lock, next, [&] { return bgStop_; })) break;
-    if (std::chrono::steady_clock::now() < next) continue;
-    next = std::chrono::steady_clock::now() + interval;
+    if (bgCv_.wait_until(lock, std::min(nextRecovery, nextCollect), [&] { return bgStop_; })) break;
+    auto now = Clock::now();
+    bool recover = now >= nextRecovery, sweep = now >= nextCollect;
+    if (!recover && !sweep) continue;
+    if (recover) nextRecovery = now + recoveryEvery;
+    if (sweep) nextCollect = now + collectEvery;
     lock.unlock();
     for (auto& v : volumes()) {
       if (stopping_) break;
       if (v->hydrating() || v->fenced()) continue;
-      uint64_t changes = v->changes();
-      auto mark = recoveryMarks_.find(v->name());
-      if (mark != recoveryMarks_.end() && mark->second == changes) {
-        pruneRecoveryPoints(v->name());  // nothing new: only the older points a clone held
-        continue;
-      }
-      if (auto m = takeRecoveryPoint(v->name()); m) {
-        recoveryMarks_[v->name()] = changes;
-      } else if (!stopping_) {
-        logError("volume " + v->name() + ": recovery point: " + m.status().toString());
+      if (recover) recoveryPointIfChanged(*v);
+      if (sweep && !stopping_) {
+        if (auto c = collect(v->name()); !c && c.status().code() != Code::kNotFound) {
+          logError("volume " + v->name() + ": collection: " + c.status().toString());
+        }
       }
     }
     lock.lock();
+  }
+}
+
+void Engine::recoveryPointIfChanged(Volume& v) {
+  uint64_t changes = v.changes();
+  auto mark = recoveryMarks_.find(v.name());
+  if (mark != recoveryMarks_.end() && mark->second == changes) {
+    pruneRecoveryPoints(v.name());  // nothing new: only the older points a clone held
+    return;
+  }
+  if (auto m = takeRecoveryPoint(v.name()); m) {
+    recoveryMarks_[v.name()] = changes;
+  } else if (!stopping_) {
+    logError("volume " + v.name() + ": recovery point: " + m.status().toString());
   }
 }
 

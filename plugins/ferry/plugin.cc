@@ -109,6 +109,10 @@ int ferryConfig(const char* key, const char* value) {
       int n;
       if (parseIntParam(key, value, 0, 86400, &n) == -1) return -1;
       gOptions.recoveryIntervalSeconds = n;
+    } else if (k == "collect-interval") {
+      int n;
+      if (parseIntParam(key, value, 0, 30 * 86400, &n) == -1) return -1;
+      gOptions.collectIntervalSeconds = n;
     } else if (k == "hydrate-threads") {
       int n;
       if (parseIntParam(key, value, 1, 64, &n) == -1) return -1;
@@ -317,6 +321,7 @@ nbdkit_plugin makePlugin() {
       "read-ahead-threads=N      parallel read-ahead fetches (default 4)\n"
       "hydrate-threads=N         parallel copies into volumes made from a snapshot (default 4)\n"
       "recovery-interval=SECS    a recovery point of each changed volume this often (default 60; 0 = off)\n"
+      "collect-interval=SECS     collect each volume's unreferenced chunk objects this often (default 3600; 0 = off)\n"
       "upload-limit=SIZE         chunk uploads at most SIZE bytes per second (default 0: none)\n"
       "download-limit=SIZE       chunk downloads at most SIZE bytes per second (default 0: none)\n"
       "takeover=true             take volumes over from a gateway that still holds them\n"

@@ -190,6 +190,26 @@ TEST_F(SnapshotTest, ACollectionDeletesOnlyWhatNothingNeeds) {
   EXPECT_TRUE(std::equal(back.begin() + kChunk, back.end(), a.begin() + kChunk));
 }
 
+// The engine collects on its own every collect-interval.
+TEST_F(SnapshotTest, CollectionsRunOnTheirInterval) {
+  EngineOptions o;
+  o.stateDir = dir_ / "state";
+  o.storeUrl = "file://" + (dir_ / "store") + "?create";
+  o.creates = {{"vol", 1 << 20, kChunk}};
+  o.cacheSize = 16 << 20;
+  o.recoveryIntervalSeconds = 0;
+  o.collectIntervalSeconds = 1;
+  auto e = Engine::open(o);
+  ASSERT_TRUE(e) << e.status().toString();
+  ASSERT_TRUE(e.value()->start());
+  writeStored(*e.value(), randomBytes(2 * kChunk, 9));
+  std::ofstream(dir_ / "store" + "/" + chunkKey("vol", 0, 1)) << "leaked";
+  for (int i = 0; i < 100 && stored({0, 1}); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(stored({0, 1})) << "no collection ran";
+  EXPECT_GE(e.value()->collectProgress("vol").deleted, 1u);
+  EXPECT_EQ(chunkObjects().size(), 2u);
+}
+
 // Collections running while the volume is written and uploaded lose nothing: a
 // fresh gateway on the same store reads exactly what was written.
 TEST_F(SnapshotTest, ACollectionDuringUploadsLosesNothing) {
