@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "activate.h"
@@ -112,11 +113,20 @@ TEST_F(FerryctlTest, VolumesSnapshotsAndRequestsOfAConnectedGateway) {
   auto session = control_->call("POST", "/v1/login", R"({"email":"ann@example.com","password":"0123456789ab"})");
   ferry::testing::GatewayKey key;
   auto who = ferry::testing::activateGateway(*control_, session.body["token"], key);
-  ferry::testing::GatewayChannel channel(who, {control_->channelPort()}, [](const json& req) -> json {
+  std::mutex seenMu;
+  json lastCreate;  // the args of the last volume.create the gateway got
+  ferry::testing::GatewayChannel channel(who, {control_->channelPort()}, [&](const json& req) -> json {
     if (req["args"].value("name", "").find("fail") != std::string::npos) {
       return {{"ok", false}, {"error", {{"code", "no_space"}, {"message", "the cache disk is full"}}}};
     }
-    return {{"ok", true}, {"result", json::object()}};
+    json result = json::object();
+    if (req.value("op", "") == "snapshot.create") result = {{"size", 1 << 30}, {"chunk_size", 1 << 20}};
+    if (req.value("op", "") == "volume.create") {
+      std::lock_guard lock(seenMu);
+      lastCreate = req["args"];
+      if (req["args"].contains("source")) result["source"] = {{"snapshot", "rp-000001a22c000000"}, {"created", 1764500000}};
+    }
+    return {{"ok", true}, {"result", result}};
   });
   channel.start();
 
@@ -139,9 +149,33 @@ TEST_F(FerryctlTest, VolumesSnapshotsAndRequestsOfAConnectedGateway) {
   json snaps = json::parse(out);
   ASSERT_EQ(snaps["snapshots"].size(), 1u) << out;
   EXPECT_EQ(snaps["snapshots"][0]["state"], "completed");
-  ASSERT_EQ(ctl("snapshot delete " + who.id + " " + snaps["snapshots"][0]["id"].get<std::string>() + " --wait", &out),
-            0)
+  std::string snapId = snaps["snapshots"][0]["id"];
+
+  // Volumes made from the snapshot, and from disk0's newest recovery point.
+  ASSERT_EQ(ctl("volume create " + who.id + " restored --from-snapshot " + snapId + " --wait", &out), 0) << out;
+  {
+    std::lock_guard lock(seenMu);
+    EXPECT_EQ(lastCreate["source"]["volume"], "disk0") << lastCreate;
+    EXPECT_EQ(lastCreate["source"]["snapshot"], snapId) << lastCreate;
+    EXPECT_EQ(lastCreate["size"], 1 << 30) << "the snapshot's size";
+  }
+  ASSERT_EQ(ctl("volume show " + who.id + " restored", &out), 0) << out;
+  EXPECT_NE(out.find("made from: snapshot " + snapId + " of disk0 on " + who.id), std::string::npos) << out;
+  ASSERT_EQ(ctl("volume create " + who.id + " clone --from " + who.id + "/disk0 --wait", &out), 0) << out;
+  {
+    std::lock_guard lock(seenMu);
+    EXPECT_EQ(lastCreate["source"]["snapshot"], "recovery-point") << lastCreate;
+  }
+  ASSERT_EQ(ctl("volume show " + who.id + " clone", &out), 0) << out;
+  EXPECT_NE(out.find("made from: the newest recovery point of disk0"), std::string::npos) << out;
+  EXPECT_NE(out.find("recovery point: rp-000001a22c000000"), std::string::npos) << out;
+  EXPECT_EQ(ctl("volume create " + who.id + " x --from-snapshot snap-nope --wait", &out), 1) << out;
+  EXPECT_NE(out.find("no snapshot snap-nope"), std::string::npos) << out;
+  EXPECT_EQ(ctl("volume create " + who.id + " x --from disk0", &out), 2) << out;
+  EXPECT_EQ(ctl("volume create " + who.id + " x --from-snapshot " + snapId + " --from " + who.id + "/disk0", &out), 2)
       << out;
+
+  ASSERT_EQ(ctl("snapshot delete " + who.id + " " + snapId + " --wait", &out), 0) << out;
 
   // A snapshot schedule, shown, then off.
   ASSERT_EQ(ctl("snapshot schedule " + who.id + " disk0 --every 6h --keep 3", &out), 0) << out;
