@@ -152,7 +152,8 @@ class GatewayRoutes {
       if (method_ == "POST") {
         Routing mode = routing();
         json in = readBody(req_);
-        int64_t chunk = sizeField(in, "chunk_size", kDefaultChunkSize);
+        // 0: not given (the default, or with a source the source's).
+        int64_t chunk = sizeField(in, "chunk_size", 0);
         // From a snapshot ("snapshot": ID) or a volume's recovery point ("from":
         // {"gateway_id", "volume"}), of any of the account's gateways.
         std::optional<VolumeSource> source;
@@ -164,6 +165,7 @@ class GatewayRoutes {
           source = VolumeSource{"", str(from, "gateway_id"), str(from, "volume")};
         }
         int64_t size = sizeField(in, "size", source ? 0 : -1);
+        if (!source && chunk == 0) chunk = kDefaultChunkSize;
         auto made = orThrow(ctx_.inventory.createVolume(account_, gw, str(in, "name"), size, chunk,
                                                         source ? &*source : nullptr));
         out = routed(made.second, mode);

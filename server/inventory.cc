@@ -59,16 +59,26 @@ void recordSourceUsed(Poco::Data::Session& ses, const RequestInfo& r) {
   json record = parsedOrNull(texts.front());
   if (!record.is_object()) record = json::object();
   const json& used = r.result.at("source");
-  int64_t created = used.value("created", int64_t{0});
-  record["used"] = {{"snapshot", used.value("snapshot", "")}, {"created", created}};
-  if (record.value("recovery_point", false) && created > 0) {
+  if (!used.is_object()) return;
+  auto snapshotField = used.find("snapshot");
+  auto createdField = used.find("created");
+  std::string snapshot =
+      snapshotField != used.end() && snapshotField->is_string() ? snapshotField->get<std::string>() : "";
+  int64_t created =
+      createdField != used.end() && createdField->is_number_integer() ? createdField->get<int64_t>() : 0;
+  // A retried create (the gateway had made the volume already) does not say: nothing to add.
+  if (snapshot.empty() || created <= 0) return;
+  record["used"] = {{"snapshot", snapshot}, {"created", created}};
+  if (record.value("recovery_point", false)) {
     std::string src = record.value("gateway_id", "");
     int online = 0;
     std::vector<Poco::Int64> seen;
     ses << "SELECT COUNT(*) FROM registrations WHERE gateway_id = $1", use(src), into(online), now;
     ses << "SELECT last_seen_at FROM gateways WHERE id = $1", use(src), into(seen), now;
-    if (online == 0 && !seen.empty() && seen.front() > 0) {
-      record["seconds_before_last_seen"] = std::max<int64_t>(0, seen.front() - created);
+    // Only when the gateway is offline and was seen after the point (last_seen_at
+    // moves on connects and disconnects only): otherwise the loss is not known.
+    if (online == 0 && !seen.empty() && seen.front() >= created) {
+      record["seconds_before_last_seen"] = seen.front() - created;
     }
   }
   std::string text = record.dump();
@@ -84,12 +94,23 @@ std::string gatewayStoreUrl(const std::string& storeTemplate, const std::string&
   return store;
 }
 
-Status Inventory::resolveSource(const std::string& accountId, const VolumeSource& source, int64_t* size,
-                                int64_t* chunkSize, json* args, json* record) {
+Status Inventory::resolveSource(const std::string& accountId, const std::string& gatewayId,
+                                const VolumeSource& source, int64_t* size, int64_t* chunkSize, json* args,
+                                json* record) {
   return dbCall("find the source of a volume", [&] {
     Poco::Data::Session ses = db_.session();
     std::string gid, vol;
     int64_t srcSize = 0, srcChunk = 0;
+    // The geometry of a volume record, when the snapshot's answer did not give it.
+    auto volumeGeometry = [&](const std::string& g, const std::string& v) {
+      std::vector<VolumeRow> rows;
+      std::string gg = g, vv = v;
+      ses << std::string(kVolumeColumns) + "WHERE gateway_id = $1 AND name = $2", use(gg), use(vv), into(rows), now;
+      if (rows.empty()) return false;
+      srcSize = rows.front().get<2>();
+      srcChunk = rows.front().get<3>();
+      return true;
+    };
     if (!source.snapshotId.empty()) {
       std::vector<SnapshotRow> rows;
       std::string sid = source.snapshotId, acc = accountId;
@@ -104,27 +125,43 @@ Status Inventory::resolveSource(const std::string& accountId, const VolumeSource
       }
       gid = snap.gatewayId;
       vol = snap.volume;
-      srcSize = snap.detail.is_object() ? snap.detail.value("size", int64_t{0}) : 0;
-      srcChunk = snap.detail.is_object() ? snap.detail.value("chunk_size", int64_t{0}) : 0;
+      const json& d = snap.detail;
+      if (d.is_object() && d.contains("size") && d["size"].is_number_integer() && d.contains("chunk_size") &&
+          d["chunk_size"].is_number_integer()) {
+        srcSize = d["size"].get<int64_t>();
+        srcChunk = d["chunk_size"].get<int64_t>();
+      } else if (!volumeGeometry(gid, vol)) {
+        return Status::invalid("snapshot " + snap.id + ": its size is not known (its volume is gone too)");
+      }
       *args = {{"volume", vol}, {"snapshot", snap.id}};
       *record = {{"snapshot", snap.id}, {"gateway_id", gid}, {"volume", vol}};
     } else {
       if (!ownsGateway(ses, accountId, source.gatewayId)) return Status::notFound("no gateway " + source.gatewayId);
-      std::vector<VolumeRow> rows;
-      std::string g = source.gatewayId, v = source.volume;
-      ses << std::string(kVolumeColumns) + "WHERE gateway_id = $1 AND name = $2", use(g), use(v), into(rows), now;
-      if (rows.empty()) return Status::notFound("no volume " + source.volume + " on " + source.gatewayId);
-      gid = g;
-      vol = v;
-      srcSize = rows.front().get<2>();
-      srcChunk = rows.front().get<3>();
+      gid = source.gatewayId;
+      vol = source.volume;
+      if (!volumeGeometry(gid, vol)) return Status::notFound("no volume " + vol + " on " + gid);
       *args = {{"volume", vol}, {"snapshot", "recovery-point"}};
       *record = {{"recovery_point", true}, {"gateway_id", gid}, {"volume", vol}};
     }
-    if (srcSize <= 0 || srcChunk <= 0) return Status::corruption("the source's size is not known");
-    if (*size <= 0) *size = srcSize;
+    if (srcSize <= 0 || srcChunk <= 0) return Status::invalid("the source's size is not known");
+    if (*size == 0) *size = srcSize;
+    if (*size < srcSize) {
+      return Status::invalid("size " + std::to_string(*size) + " is smaller than the source's, " + std::to_string(srcSize));
+    }
+    if (*chunkSize != 0 && *chunkSize != srcChunk) {
+      return Status::invalid("a volume made from this source has its chunk size, " + std::to_string(srcChunk));
+    }
     *chunkSize = srcChunk;
-    if (!storeTemplate_.empty()) (*args)["store"] = gatewayStoreUrl(storeTemplate_, gid);
+    // Another gateway's data is in its store: the gateways must share the provider's
+    // store (gateway.store), each in its own prefix.
+    if (gid != gatewayId) {
+      if (storeTemplate_.empty()) {
+        return Status::invalid("the source is on gateway " + gid +
+                               ", and gateways' stores are their own (gateway.store is not set): a volume can be "
+                               "made only from the same gateway's snapshots");
+      }
+      (*args)["store"] = gatewayStoreUrl(storeTemplate_, gid);
+    }
     return Status::ok();
   });
 }
@@ -135,7 +172,9 @@ Result<std::pair<VolumeInfo, RequestInfo>> Inventory::createVolume(const std::st
                                                                    int64_t chunkSize, const VolumeSource* source) {
   json sourceArgs, sourceRecord;
   if (source != nullptr) {
-    if (Status s = resolveSource(accountId, *source, &size, &chunkSize, &sourceArgs, &sourceRecord); !s) return s;
+    if (Status s = resolveSource(accountId, gatewayId, *source, &size, &chunkSize, &sourceArgs, &sourceRecord); !s) {
+      return s;
+    }
   }
   json args = {{"name", name}, {"size", size}, {"chunk_size", chunkSize}};
   if (source != nullptr) args["source"] = sourceArgs;

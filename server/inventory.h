@@ -60,7 +60,8 @@ class Inventory {
  public:
   Inventory(Db& db, Outbox& outbox) : db_(db), outbox_(outbox) {}
 
-  // size 0 with a source: the source's; the chunk size is always the source's.
+  // With a source: size 0 = the source's (else at least the source's); chunk size 0 =
+  // the source's (else it must be the source's).
   Result<std::pair<VolumeInfo, RequestInfo>> createVolume(const std::string& accountId, const std::string& gatewayId,
                                                           const std::string& name, int64_t size, int64_t chunkSize,
                                                           const VolumeSource* source = nullptr);
@@ -86,8 +87,8 @@ class Inventory {
 
  private:
   // The source's geometry and the request's "source" argument, or why not.
-  Status resolveSource(const std::string& accountId, const VolumeSource& source, int64_t* size, int64_t* chunkSize,
-                       nlohmann::json* args, nlohmann::json* record);
+  Status resolveSource(const std::string& accountId, const std::string& gatewayId, const VolumeSource& source,
+                       int64_t* size, int64_t* chunkSize, nlohmann::json* args, nlohmann::json* record);
 
   Db& db_;
   Outbox& outbox_;

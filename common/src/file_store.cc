@@ -166,6 +166,8 @@ class FileStore : public ObjectStore {
       ::unlink(tmp.c_str());
       return s;
     }
+    // Renaming a link onto another link of the same file does nothing: tmp stays.
+    ::unlink(tmp.c_str());
     if (serverSide) *serverSide = true;
     return fsyncDir(dir);
   }

@@ -125,6 +125,11 @@ TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
   auto noVol = api("POST", "/v1/gateways/" + gwB + "/volumes",
                    {{"name", "x"}, {"from", {{"gateway_id", gwA}, {"volume", "nope"}}}});
   EXPECT_EQ(noVol.status, 404) << noVol.text;
+  auto small = api("POST", "/v1/gateways/" + gwB + "/volumes", {{"name", "x"}, {"snapshot", snapId}, {"size", "1M"}});
+  EXPECT_EQ(small.status, 400) << "smaller than the snapshot: " << small.text;
+  auto chunk = api("POST", "/v1/gateways/" + gwB + "/volumes",
+                   {{"name", "x"}, {"snapshot", snapId}, {"chunk_size", "4M"}});
+  EXPECT_EQ(chunk.status, 400) << "another chunk size than the snapshot's: " << chunk.text;
   auto bob = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
   auto foreign = control_->call("POST", "/v1/gateways/" + gwB + "/volumes",
                                 json{{"name", "x"}, {"snapshot", snapId}}.dump(), bob);
