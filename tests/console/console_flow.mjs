@@ -104,6 +104,17 @@ try {
   await snapshots.locator('.state.completed').first().waitFor({ timeout: 60000 });
   check(true, 'the snapshot completed');
 
+  // A volume made from it, readable at once; its origin shown.
+  const snapId = (await snapshots.locator('tbody tr code').first().textContent()).trim();
+  await page.getByLabel('Volume name').fill('restored');
+  await page.getByLabel('Made from').selectOption({ label: `Snapshot ${snapId} of disk0` });
+  await page.getByRole('button', { name: 'Create volume' }).click();
+  const restoredRow = page.locator('section', { has: page.getByRole('heading', { name: 'Volumes' }) })
+    .locator('tr', { hasText: 'restored' });
+  await restoredRow.locator('.state.available').waitFor({ timeout: 60000 });
+  await restoredRow.getByText(`from snapshot ${snapId} of disk0`).waitFor();
+  check(true, `volume restored made from snapshot ${snapId}`);
+
   // A snapshot schedule for it.
   await snapshots.getByLabel('Every (hours)').fill('6');
   await snapshots.getByLabel('Keep the last').fill('4');

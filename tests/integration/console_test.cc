@@ -62,6 +62,10 @@ TEST_F(ConsoleTest, ACustomerActivatesAndManagesAGatewayInTheBrowser) {
   EXPECT_EQ(g.body["gateway"]["timezone"], "Europe/Berlin");
   EXPECT_EQ(control_->call("GET", "/v1/gateways/" + gw + "/volumes/disk0", "", token).body["volume"]["state"],
             "available");
+  // The volume made in the browser from the first snapshot.
+  json restored = control_->call("GET", "/v1/gateways/" + gw + "/volumes/restored", "", token).body["volume"];
+  EXPECT_EQ(restored["state"], "available") << restored;
+  EXPECT_TRUE(restored["source"].is_object() && restored["source"].contains("snapshot")) << restored;
   // The one taken by hand and kept (the schedule set in the browser takes more: an
   // "hour" is a second in these tests).
   json snaps = json::array();

@@ -55,6 +55,8 @@ export async function gatewayView(id) {
 
   async function loadVolumes() {
     const r = await call('GET', `${base}/volumes`);
+    knownVolumes = r.volumes;
+    fillSources();
     const names = r.volumes.map((v) => v.name);
     for (const [select, load] of [[schedVolume, loadSchedule], [chapVolume, loadChap]]) {
       const chosen = select.value;
@@ -67,7 +69,8 @@ export async function gatewayView(id) {
     }
     volumes.replaceChildren(table(['Name', 'Size', 'State', { label: 'iSCSI', optional: true },
       { label: 'Created', optional: true }, ''],
-      r.volumes.map((v) => [v.name, bytes(v.size), state(v.state), iscsiText(v.iscsi), ms(v.created_at_ms),
+      r.volumes.map((v) => [v.source ? h('span', {}, v.name, h('br', {}), h('span', { class: 'muted' }, sourceText(v.source)))
+        : v.name, bytes(v.size), state(v.state), iscsiText(v.iscsi), ms(v.created_at_ms),
         h('span', {},
           h('button', {
             type: 'button', class: 'secondary', 'aria-label': `Snapshot ${v.name}`, disabled: v.state !== 'available',
@@ -83,6 +86,17 @@ export async function gatewayView(id) {
       'No volumes yet.'));
   }
 
+  // What a volume was made from, and for a recovery point what the recovery lost.
+  function sourceText(s) {
+    if (!s.recovery_point) return `from snapshot ${s.snapshot} of ${s.volume}`;
+    let text = `from the recovery point ${s.used ? s.used.snapshot : ''} of ${s.volume}`;
+    if (s.used) text += `, taken ${when(s.used.created)}`;
+    if (s.seconds_before_last_seen !== undefined) {
+      text += ` (${s.seconds_before_last_seen} s before its gateway was last seen: later writes are lost)`;
+    }
+    return text;
+  }
+
   // "iqn…:disk0 · CHAP mutual · 2 initiators", or "-" before the gateway reported.
   function iscsiText(i) {
     if (!i || !i.target) return '-';
@@ -95,6 +109,8 @@ export async function gatewayView(id) {
 
   async function loadSnapshots() {
     const r = await call('GET', `${base}/snapshots`);
+    knownSnapshots = r.snapshots;
+    fillSources();
     snapshots.replaceChildren(table(['Snapshot', 'Volume', 'State', { label: 'Taken', optional: true }, ''],
       r.snapshots.map((s) => [h('code', {}, s.id), s.volume, state(s.state), ms(s.created_at_ms),
         h('button', {
@@ -229,24 +245,65 @@ export async function gatewayView(id) {
       }),
   }, 'Turn CHAP off'));
 
-  // New volume.
+  // New volume: empty, or made from a snapshot or a volume's newest recovery point
+  // (this gateway's, or another's of the account: a clone, or the recovery of a lost
+  // gateway's volume). Values: "", "snap:ID", "rp:GATEWAY/VOLUME".
   const volName = h('input', { name: 'volume', required: true, pattern: '[A-Za-z0-9._\\-]+', maxlength: 64 });
-  const volSize = h('input', { name: 'size', required: true, placeholder: '10G', 'aria-describedby': 'size-hint' });
+  const volSize = h('input', { name: 'size', placeholder: '10G', 'aria-describedby': 'size-hint' });
+  const volSource = h('select', { name: 'source' });
+  let knownVolumes = [];
+  let knownSnapshots = [];
+  let otherVolumes = [];  // [gateway, volume] of the account's other gateways
+  function fillSources() {
+    const options = [['', 'Empty']];
+    for (const s of knownSnapshots.filter((x) => x.state === 'completed')) {
+      options.push([`snap:${s.id}`, `Snapshot ${s.id} of ${s.volume}`]);
+    }
+    for (const v of knownVolumes.filter((x) => x.state === 'available')) {
+      options.push([`rp:${id}/${v.name}`, `Newest recovery point of ${v.name}`]);
+    }
+    for (const [g, v] of otherVolumes) {
+      options.push([`rp:${g.id}/${v.name}`, `Newest recovery point of ${v.name} on ${g.name} (${g.online ? 'online' : 'offline'})`]);
+    }
+    const chosen = volSource.value;
+    if (options.map((o) => o[0]).join() === [...volSource.options].map((o) => o.value).join()) return;
+    volSource.replaceChildren(...options.map(([value, label]) => h('option', { value }, label)));
+    if (options.some((o) => o[0] === chosen)) volSource.value = chosen;
+  }
+  async function loadOtherVolumes() {
+    const r = await call('GET', '/v1/gateways');
+    const found = [];
+    for (const g of r.gateways.filter((x) => x.id !== id)) {
+      for (const v of (await call('GET', `/v1/gateways/${encodeURIComponent(g.id)}/volumes`)).volumes) found.push([g, v]);
+    }
+    otherVolumes = found;
+    fillSources();
+  }
   const volForm = h('form', {
     class: 'inline',
     onsubmit: (e) => {
       e.preventDefault();
-      if (Number.isNaN(parseSize(volSize.value))) {
-        flash('The size is a number of bytes or a size like 10G or 512M.');
+      const source = volSource.value;
+      if (!(source && volSize.value === '') && Number.isNaN(parseSize(volSize.value))) {
+        flash(source ? 'The size is left empty (the source\'s) or a size like 10G.'
+          : 'The size is a number of bytes or a size like 10G or 512M.');
         volSize.focus();
         return;
       }
-      act(() => call('POST', `${base}/volumes`, { name: volName.value, size: volSize.value }), async () => {
+      const body = { name: volName.value };
+      if (volSize.value !== '') body.size = volSize.value;
+      if (source.startsWith('snap:')) body.snapshot = source.slice(5);
+      if (source.startsWith('rp:')) {
+        const [g, ...v] = source.slice(3).split('/');
+        body.from = { gateway_id: g, volume: v.join('/') };
+      }
+      act(() => call('POST', `${base}/volumes`, body), async () => {
         volName.value = '';
         await refresh();
       });
     },
-  }, field('Volume name', volName), field('Size', volSize), h('button', { type: 'submit' }, 'Create volume'));
+  }, field('Volume name', volName), field('Size', volSize), field('Made from', volSource),
+  h('button', { type: 'submit' }, 'Create volume'));
 
   // Bandwidth limits: the standing rates and a schedule of intervals.
   const upload = h('input', { name: 'upload_rate', placeholder: 'e.g. 10M', 'aria-describedby': 'rate-hint' });
@@ -310,6 +367,7 @@ export async function gatewayView(id) {
   await act(loadSchedule);
   await act(loadChap);
   await act(loadMetrics);
+  await act(loadOtherVolumes);
   every(3000, refresh, summary);
   every(15000, () => act(loadMetrics), summary);
 
@@ -318,7 +376,8 @@ export async function gatewayView(id) {
     h('p', {}, h('a', { href: '#/gateways' }, 'All gateways')),
     h('section', { 'aria-labelledby': 'h-summary' }, h('h2', { id: 'h-summary' }, 'Gateway'), summary),
     h('section', { 'aria-labelledby': 'h-volumes' }, h('h2', { id: 'h-volumes' }, 'Volumes'), volumes, volForm,
-      h('p', { id: 'size-hint', class: 'muted' }, 'Sizes like 10G or 512M; a multiple of 1 MiB.')),
+      h('p', { id: 'size-hint', class: 'muted' }, 'Sizes like 10G or 512M; a multiple of 1 MiB. A volume made from ' +
+        'a snapshot or a recovery point can be read at once; leave its size empty for the source\'s.')),
     h('section', { 'aria-labelledby': 'h-snapshots' }, h('h2', { id: 'h-snapshots' }, 'Snapshots'), snapshots,
       h('h3', {}, 'Schedule'), schedNow, schedForm),
     h('section', { 'aria-labelledby': 'h-iscsi' }, h('h2', { id: 'h-iscsi' }, 'iSCSI access'), chapNow, chapForm,
