@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "engine.h"
+#include "engine_options.h"
 #include "format.h"
 #include "test_stores.h"
 #include "test_util.h"
@@ -30,20 +31,10 @@ class CloneTest : public ::testing::Test {
   std::unique_ptr<Engine> open(const std::string& state, size_t hydrateThreads,
                                std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}},
                                const std::string& store = "store") {
-    EngineOptions o;
-    o.stateDir = dir_ / state;
-    o.storeUrl = stores_.url(store);
+    EngineOptions o = testing::smallEngine(dir_ / state, stores_.url(store));
     o.creates = std::move(creates);
-    o.cacheSize = 16 << 20;
-    o.uploadThreads = 2;
-    o.leaseTtlSeconds = 3;
-    o.commitIntervalMs = 50;
-    o.shutdownTimeoutSeconds = 10;
     o.hydrateThreads = hydrateThreads;
-    auto e = Engine::open(o);
-    if (!e) throw std::runtime_error(e.status().toString());
-    EXPECT_TRUE(e.value()->start());
-    return std::move(e).value();
+    return testing::startEngine(o);
   }
   // vol holds a, stored, in snapshot s1; then vol moves on to b.
   void seed(Engine& e) {
@@ -71,6 +62,12 @@ class CloneTest : public ::testing::Test {
     return !v.hydrating();
   }
   CreateSpec cloneSpec(const std::string& name = "copy") { return CreateSpec{name, 0, 0, "vol", "s1"}; }
+  // What s1 holds: a_, then zeros.
+  std::vector<uint8_t> snapshotContent() const {
+    std::vector<uint8_t> out(kSize, 0);
+    std::copy(a_.begin(), a_.end(), out.begin());
+    return out;
+  }
 
   TempDir dir_;
   testing::TestStores stores_{dir_.path()};
@@ -79,8 +76,7 @@ class CloneTest : public ::testing::Test {
 };
 
 TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
-  std::vector<uint8_t> expect(kSize, 0);
-  std::copy(a_.begin(), a_.end(), expect.begin());
+  std::vector<uint8_t> expect = snapshotContent();
   {
     auto e = open("gw", 0);  // no hydration yet: every read goes to the snapshot's objects
     seed(*e);
@@ -125,8 +121,7 @@ TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
 }
 
 TEST_F(CloneTest, AFreshGatewayAdoptsAVolumeStillBeingHydrated) {
-  std::vector<uint8_t> expect(kSize, 0);
-  std::copy(a_.begin(), a_.end(), expect.begin());
+  std::vector<uint8_t> expect = snapshotContent();
   auto patch = randomBytes(kChunk, 4);
   std::copy(patch.begin(), patch.end(), expect.begin() + 3 * kChunk);
   {
@@ -158,8 +153,7 @@ TEST_F(CloneTest, AVolumeFromASnapshotInAnotherGatewaysStore) {
   spec.sourceStore = stores_.url("store");
   auto c = second->createVolume(spec);
   ASSERT_TRUE(c) << c.status().toString();
-  std::vector<uint8_t> expect(kSize, 0);
-  std::copy(a_.begin(), a_.end(), expect.begin());
+  std::vector<uint8_t> expect = snapshotContent();
   EXPECT_EQ(readAll(*c.value()), expect);
   ASSERT_TRUE(waitHydrated(*c.value()));
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
@@ -182,8 +176,7 @@ TEST_F(CloneTest, AnInterruptedCreateResumes) {
   auto e = open("gw", 4, {});
   auto c = e->createVolume(cloneSpec());
   ASSERT_TRUE(c) << c.status().toString();
-  std::vector<uint8_t> expect(kSize, 0);
-  std::copy(a_.begin(), a_.end(), expect.begin());
+  std::vector<uint8_t> expect = snapshotContent();
   EXPECT_EQ(readAll(*c.value()), expect);
   ASSERT_TRUE(waitHydrated(*c.value()));
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));

@@ -11,7 +11,7 @@
 #include <set>
 
 #include "engine.h"
-#include "faulty_store.h"
+#include "engine_options.h"
 #include "format.h"
 #include "test_util.h"
 
@@ -27,25 +27,13 @@ constexpr uint64_t kSize = 8 * kChunk;
 class GcCrashTest : public ::testing::Test {
  protected:
   std::unique_ptr<Engine> open(const std::filesystem::path& dir) {
-    EngineOptions o;
-    o.stateDir = dir / "state";
-    o.storeUrl = "file://" + (dir / "store").string() + "?create";
+    EngineOptions o =
+        testing::smallEngine(dir / "state", "file://" + (dir / "store").string() + "?create", control_);
     o.creates = {{"vol", kSize, kChunk}};
-    o.cacheSize = 16 << 20;
-    o.uploadThreads = 2;
-    o.leaseTtlSeconds = 3;
-    o.commitIntervalMs = 50;
     o.shutdownTimeoutSeconds = 5;
     o.recoveryIntervalSeconds = 0;
     o.hydrateThreads = 0;
-    auto control = control_;
-    o.wrapStore = [control](std::unique_ptr<ObjectStore> inner) -> std::unique_ptr<ObjectStore> {
-      return std::make_unique<testing::FaultyStore>(std::move(inner), control);
-    };
-    auto e = Engine::open(o);
-    if (!e) throw std::runtime_error(e.status().toString());
-    EXPECT_TRUE(e.value()->start());
-    return std::move(e).value();
+    return testing::startEngine(o);
   }
   static std::set<std::string> chunkObjects(const std::filesystem::path& dir) {
     std::set<std::string> out;

@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "engine.h"
-#include "faulty_store.h"
+#include "engine_options.h"
 #include "format.h"
 #include "test_stores.h"
 #include "test_util.h"
@@ -30,27 +30,13 @@ class RecoveryTest : public ::testing::Test {
   }
   std::unique_ptr<Engine> open(const std::string& state, const std::string& store, int recoverySeconds,
                                std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}) {
-    EngineOptions o;
-    o.stateDir = dir_ / state;
-    o.storeUrl = storeUrl(store);
+    // Store "a" behind the fault seam.
+    EngineOptions o = testing::smallEngine(dir_ / state, storeUrl(store), store == "a" ? control_ : nullptr);
     o.creates = std::move(creates);
-    o.cacheSize = 16 << 20;
-    o.uploadThreads = 2;
-    o.leaseTtlSeconds = 3;
-    o.commitIntervalMs = 50;
     o.shutdownTimeoutSeconds = 1;
     o.uploadDelayMs = 20;
     o.recoveryIntervalSeconds = recoverySeconds;
-    auto control = control_;
-    if (store == "a") {
-      o.wrapStore = [control](std::unique_ptr<ObjectStore> inner) -> std::unique_ptr<ObjectStore> {
-        return std::make_unique<testing::FaultyStore>(std::move(inner), control);
-      };
-    }
-    auto e = Engine::open(o);
-    if (!e) throw std::runtime_error(e.status().toString());
-    EXPECT_TRUE(e.value()->start());
-    return std::move(e).value();
+    return testing::startEngine(o);
   }
   std::string storeUrl(const std::string& store) { return stores_.url(store); }
   static std::vector<uint8_t> readAll(Volume& v) {

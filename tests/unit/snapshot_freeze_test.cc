@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "engine.h"
-#include "faulty_store.h"
+#include "engine_options.h"
 #include "format.h"
 #include "test_stores.h"
 #include "test_util.h"
@@ -37,26 +37,12 @@ class SnapshotFreezeTest : public ::testing::Test {
     if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
   }
   std::unique_ptr<Engine> open(int uploadDelayMs, int uploadMaxAgeMs) {
-    EngineOptions o;
-    o.stateDir = dir_ / "state";
-    o.storeUrl = stores_.url("store");
+    EngineOptions o = testing::smallEngine(dir_ / "state", stores_.url("store"), control_);
     o.creates = {{"vol", kChunk * kChunks, kChunk}};
-    o.cacheSize = 16 << 20;
     o.uploadBuffer = 8 * kChunk;  // back-pressure under the write load
-    o.uploadThreads = 2;
-    o.leaseTtlSeconds = 3;
-    o.commitIntervalMs = 50;
-    o.shutdownTimeoutSeconds = 10;
     o.uploadDelayMs = uploadDelayMs;
     o.uploadMaxAgeMs = uploadMaxAgeMs;
-    auto control = control_;
-    o.wrapStore = [control](std::unique_ptr<ObjectStore> inner) -> std::unique_ptr<ObjectStore> {
-      return std::make_unique<testing::FaultyStore>(std::move(inner), control);
-    };
-    auto e = Engine::open(o);
-    if (!e) throw std::runtime_error(e.status().toString());
-    EXPECT_TRUE(e.value()->start());
-    return std::move(e).value();
+    return testing::startEngine(o);
   }
   std::string objectText(const ChunkKey& k) {
     return stores_.read("store", chunkKey("vol", k.index, k.generation));

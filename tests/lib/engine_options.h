@@ -1,0 +1,41 @@
+#pragma once
+// What the engine's unit tests share: a small, fast engine (16 MiB cache, two upload
+// threads, short lease and commit timers), optionally behind the fault seam, and
+// opening one that must open. Header-only.
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "engine.h"
+#include "faulty_store.h"
+
+namespace ferry::testing {
+
+inline EngineOptions smallEngine(const std::string& stateDir, const std::string& storeUrl,
+                                 std::shared_ptr<FaultyStore::Control> faults = nullptr) {
+  EngineOptions o;
+  o.stateDir = stateDir;
+  o.storeUrl = storeUrl;
+  o.cacheSize = 16 << 20;
+  o.uploadThreads = 2;
+  o.leaseTtlSeconds = 3;
+  o.commitIntervalMs = 50;
+  o.shutdownTimeoutSeconds = 10;
+  if (faults) {
+    o.wrapStore = [faults](std::unique_ptr<ObjectStore> inner) -> std::unique_ptr<ObjectStore> {
+      return std::make_unique<FaultyStore>(std::move(inner), faults);
+    };
+  }
+  return o;
+}
+
+// Opens and starts the engine; throws (failing the test) with the reason if it cannot.
+inline std::unique_ptr<Engine> startEngine(const EngineOptions& o) {
+  auto e = Engine::open(o);
+  if (!e) throw std::runtime_error(e.status().toString());
+  if (Status s = e.value()->start(); !s) throw std::runtime_error(s.toString());
+  return std::move(e).value();
+}
+
+}  // namespace ferry::testing
