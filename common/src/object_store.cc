@@ -9,8 +9,7 @@ Status ObjectStore::copyFrom(ObjectStore& source, const std::string& sourceKey, 
   if (serverSide) *serverSide = false;
   auto body = source.getAll(sourceKey);
   if (!body) return body.status().withContext("copy " + sourceKey);
-  const std::string& b = body.value();
-  return put(key, std::span(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
+  return put(key, bytesOf(body.value()));
 }
 
 }  // namespace ferry

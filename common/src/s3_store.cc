@@ -169,7 +169,7 @@ class S3Store final : public ObjectStore {
     if (config_.region != "us-east-1") {
       location = "<CreateBucketConfiguration><LocationConstraint>" + config_.region +
                  "</LocationConstraint></CreateBucketConfiguration>";
-      req.body = std::span(reinterpret_cast<const uint8_t*>(location.data()), location.size());
+      req.body = bytesOf(location);
     }
     Result<s3::Response> r = client_.execute(req);
     if (!r) return r.status();

@@ -52,6 +52,13 @@ json volumeJson(const VolumeStats& v) {
   return out;
 }
 
+// A snapshot (or recovery point) as the snapshot ops answer it.
+json manifestJson(const std::string& name, const SnapshotManifest& m) {
+  return json{{"ok", true},          {"name", name},           {"snapshot", m.id},
+              {"size", m.size},      {"chunk_size", m.chunkSize}, {"created", m.createdUnix},
+              {"chunks", m.chunks.size()}};
+}
+
 json fail(const Status& s) { return json{{"ok", false}, {"error", s.toString()}, {"errno", s.toErrno()}}; }
 
 Result<uint64_t> sizeArg(const json& req, const char* key, uint64_t dflt) {
@@ -158,21 +165,15 @@ json dispatch(Engine& engine, const json& req) {
     Volume::FreezeStats freeze;
     auto m = engine.snapshot(name, id, std::chrono::seconds(timeout), &freeze);
     if (!m) return fail(m.status());
-    return json{{"ok", true},
-                {"name", name},
-                {"snapshot", m.value().id},
-                {"size", m.value().size},
-                {"chunk_size", m.value().chunkSize},
-                {"created", m.value().createdUnix},
-                {"chunks", m.value().chunks.size()},
-                {"freeze", {{"pause_us", freeze.pauseMicros}, {"frozen", freeze.frozen}, {"copied", freeze.copied}}}};
+    json out = manifestJson(name, m.value());
+    out["freeze"] = {{"pause_us", freeze.pauseMicros}, {"frozen", freeze.frozen}, {"copied", freeze.copied}};
+    return out;
   }
   if (op == "recovery-point") {
     // Takes one now (the engine takes them on its own every recovery-interval).
     auto m = engine.takeRecoveryPoint(name);
     if (!m) return fail(m.status());
-    return json{{"ok", true}, {"name", name}, {"snapshot", m.value().id}, {"created", m.value().createdUnix},
-                {"chunks", m.value().chunks.size()}};
+    return manifestJson(name, m.value());
   }
   if (op == "snapshot-delete") {
     if (Status s = engine.deleteSnapshot(name, req.value("snapshot", std::string())); !s) return fail(s);

@@ -193,7 +193,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   } else if (existing.status().code() == Code::kNotFound) {
     VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, nowUnix()};
     std::string body = encodeHeader(h);
-    Status s = store_->put(headerKey(spec.name), std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+    Status s = store_->put(headerKey(spec.name), bytesOf(body));
     if (!s) return s.withContext("create volume " + spec.name);
   } else {
     return existing.status().withContext("create volume " + spec.name);
@@ -236,11 +236,10 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
     }
     volume = it->second.volume;
   }
-  // Its snapshot manifests go first, then the holds are looked at (FORMAT.md): a
-  // volume being made from one of them meanwhile either found no manifest, or wrote a
-  // hold that we see now — then the manifests are put back and the delete refused.
-  auto withdrawn = withdrawManifests(name);
-  if (!withdrawn) return withdrawn.status().withContext("delete volume " + name);
+  // Its snapshot manifests go first, under the hold protocol (FORMAT.md).
+  auto manifests = readManifests(name);
+  if (!manifests) return manifests.status().withContext("delete volume " + name);
+  if (Status s = withdrawManifests(name, "", manifests.value()); !s) return s.withContext("delete volume " + name);
   // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
   // anything of the volume goes, so that a failure leaves it whole (and retried).
   if (volume->hydrating()) {
@@ -248,7 +247,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
     Status s = source.status();
     if (s) s = source.value()->remove(holdKey(volume->sourceVolume(), volume->sourceSnapshot(), name));
     if (!s) {
-      restoreManifests(withdrawn.value());
+      restoreManifests(manifests.value());
       return s.withContext("release snapshot " + volume->sourceSnapshot() + " of " + volume->sourceVolume());
     }
   }
@@ -273,38 +272,6 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   }
   logInfo("volume " + name + " deleted");
   return Status::ok();
-}
-
-Result<Engine::Manifests> Engine::withdrawManifests(const std::string& name) {
-  Manifests withdrawn;
-  auto listed = store_->list(snapshotsPrefix(name));
-  if (!listed) return listed.status();
-  for (const ObjectInfo& o : listed.value()) {
-    auto body = store_->getAll(o.key);
-    if (!body && body.status().code() == Code::kNotFound) continue;
-    Status s = body.status();
-    if (s) s = store_->remove(o.key);
-    if (!s) {
-      restoreManifests(withdrawn);
-      return s;
-    }
-    withdrawn.emplace_back(o.key, std::move(body).value());
-  }
-  auto holding = holders(name, "");
-  if (!holding || !holding.value().empty()) {
-    restoreManifests(withdrawn);
-    if (!holding) return holding.status();
-    return Status::busy("volume " + name + " has snapshots that volume(s) " + join(holding.value(), ", ") +
-                        " are still being made from; delete it once they are hydrated");
-  }
-  return withdrawn;
-}
-
-void Engine::restoreManifests(const Manifests& manifests) {
-  for (const auto& [key, body] : manifests) {
-    Status s = store_->put(key, std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
-    if (!s) logError("could not put snapshot manifest " + key + " back: " + s.toString());
-  }
 }
 
 std::vector<std::shared_ptr<Volume>> Engine::volumes() {

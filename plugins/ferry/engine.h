@@ -160,11 +160,15 @@ class Engine : public VolumeHost {
   // Pins what the volume's snapshot manifests in the store reference.
   Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
-  // REQUIRES: snapshotMu_ held (deleteVolume). Removes the volume's snapshot manifests
-  // and answers them (key, body), unless a volume is being made from one: busy, and
-  // then, as on any error, they are put back (restoreManifests).
+  // Snapshot manifests of a volume as read from the store: key, body.
   using Manifests = std::vector<std::pair<std::string, std::string>>;
-  Result<Manifests> withdrawManifests(const std::string& name);
+  Result<Manifests> readManifests(const std::string& name);
+  // REQUIRES: snapshotMu_ held. The deleting side of the hold protocol (FORMAT.md) for
+  // manifests of volume `name` — of snapshot `id`, or of all its snapshots when id is
+  // empty: refuses (busy) while a volume being made from one holds it; removes the
+  // manifests; looks at the holds again and, if one appeared meanwhile, puts them back
+  // (restoreManifests, as on any error) and refuses.
+  Status withdrawManifests(const std::string& name, const std::string& id, const Manifests& manifests);
   void restoreManifests(const Manifests& manifests);
   // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing
   // the snapshot once a volume is hydrated; whether a volume's snapshots are in use.

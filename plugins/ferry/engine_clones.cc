@@ -12,10 +12,6 @@ namespace ferry {
 
 namespace {
 
-std::span<const uint8_t> bytesOf(const std::string& s) {
-  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-}
-
 // A geometry for the new volume from the snapshot's: the same chunk size; a size at
 // least the snapshot's (larger only if the snapshot ends on a chunk boundary, so that
 // no source object is shorter than the chunk that reads it).

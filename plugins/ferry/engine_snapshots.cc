@@ -13,14 +13,6 @@
 
 namespace ferry {
 
-namespace {
-
-std::span<const uint8_t> bytesOf(const std::string& s) {
-  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-}
-
-}  // namespace
-
 Status Engine::loadSnapshotPins(Volume& v) {
   auto listed = store_->list(snapshotsPrefix(v.name()));
   if (!listed) return listed.status().withContext("list the snapshots of volume " + v.name());
@@ -101,27 +93,7 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (!body) return body.status().withContext("snapshot " + id);
   auto m = decodeManifest(body.value());
   if (!m) return m.status().withContext(key);
-  auto busyHeld = [&](const std::vector<std::string>& by) {
-    return Status::busy("snapshot " + id + " of " + name + " is the source of volume(s) " + join(by, ", ") +
-                        " still being hydrated; delete it once they are done");
-  };
-  // Held already: refused before anything changes.
-  auto held = holders(name, id);
-  if (!held) return held.status().withContext("delete snapshot " + id);
-  if (!held.value().empty()) return busyHeld(held.value());
-  // The manifest first: a crash after it leaks chunk objects (found by a collection),
-  // never leaves a manifest that points at deleted ones.
-  if (Status s = store_->remove(key); !s) return s.withContext("delete snapshot manifest " + key);
-  // A volume being made from the snapshot holds it (its hold is written before it
-  // reads the manifest): put the manifest back and refuse.
-  auto holding = holders(name, id);
-  if (!holding || !holding.value().empty()) {
-    if (Status s = store_->put(key, bytesOf(body.value())); !s) {
-      logError("snapshot " + id + " of " + name + ": could not put its manifest back: " + s.toString());
-    }
-    if (!holding) return holding.status().withContext("delete snapshot " + id);
-    return busyHeld(holding.value());
-  }
+  if (Status s = withdrawManifests(name, id, {{key, body.value()}}); !s) return s.withContext("delete snapshot " + id);
   if (!v) return Status::ok();
   size_t removed = 0;
   for (const std::string& k : v->unpin(m.value().chunks)) {
@@ -154,6 +126,60 @@ Result<std::vector<std::string>> manifestIds(ObjectStore& store, const std::stri
 }
 
 }  // namespace
+
+Result<Engine::Manifests> Engine::readManifests(const std::string& name) {
+  auto ids = manifestIds(*store_, name);
+  if (!ids) return ids.status();
+  Manifests out;
+  for (const std::string& id : ids.value()) {
+    std::string key = snapshotKey(name, id);
+    auto body = store_->getAll(key);
+    if (!body && body.status().code() == Code::kNotFound) continue;  // deleted meanwhile
+    if (!body) return body.status().withContext(key);
+    out.emplace_back(key, std::move(body).value());
+  }
+  return out;
+}
+
+Status Engine::withdrawManifests(const std::string& name, const std::string& id, const Manifests& manifests) {
+  auto refusal = [&](const Result<std::vector<std::string>>& holding) {
+    if (!holding) return holding.status();
+    if (!id.empty()) {
+      return Status::busy("snapshot " + id + " of " + name + " is the source of volume(s) " +
+                          join(holding.value(), ", ") + " still being hydrated; delete it once they are done");
+    }
+    return Status::busy("volume " + name + " has snapshots that volume(s) " + join(holding.value(), ", ") +
+                        " are still being made from; delete it once they are hydrated");
+  };
+  // Held already: refused before anything changes.
+  auto held = holders(name, id);
+  if (!held || !held.value().empty()) return refusal(held);
+  // The manifests first: a crash after them leaks chunk objects (found by a
+  // collection), never leaves a manifest that points at deleted ones.
+  Manifests removed;
+  for (const auto& manifest : manifests) {
+    if (Status s = store_->remove(manifest.first); !s) {
+      restoreManifests(removed);
+      return s.withContext("delete snapshot manifest " + manifest.first);
+    }
+    removed.push_back(manifest);
+  }
+  // A volume being made from one of them writes its hold before it reads the
+  // manifest: if one appeared meanwhile, it may have read it. Put them back.
+  auto holding = holders(name, id);
+  if (!holding || !holding.value().empty()) {
+    restoreManifests(removed);
+    return refusal(holding);
+  }
+  return Status::ok();
+}
+
+void Engine::restoreManifests(const Manifests& manifests) {
+  for (const auto& [key, body] : manifests) {
+    Status s = store_->put(key, bytesOf(body));
+    if (!s) logError("could not put snapshot manifest " + key + " back: " + s.toString());
+  }
+}
 
 Result<std::vector<std::string>> Engine::listSnapshots(const std::string& name) {
   if (!find(name)) return Status::notFound("no volume named " + name);

@@ -24,7 +24,7 @@ std::string hostName() {
 
 Status putLease(ObjectStore& store, const std::string& key, const LeaseInfo& l) {
   std::string body = encodeLease(l);
-  return store.put(key, std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()));
+  return store.put(key, bytesOf(body));
 }
 
 }  // namespace

@@ -8,11 +8,17 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ferry/status.h"
 
 namespace ferry {
+
+// A string's bytes, as put() takes them (JSON headers, leases, manifests).
+inline std::span<const uint8_t> bytesOf(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
 
 struct ObjectInfo {
   std::string key;  // relative to the store root
