@@ -20,14 +20,10 @@ class PluginS3Test : public ::testing::Test {
  protected:
   void SetUp() override {
     if (pluginPath().empty() || !haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit or the plugin is not available";
-    const char* build = std::getenv("FERRY_BUILD_DIR");
-    rgwDir_ = std::string(build ? build : ".") + "/rgw";
-    endpoint_ = readFile(rgwDir_ + "/endpoint");
-    while (!endpoint_.empty() && std::isspace(static_cast<unsigned char>(endpoint_.back()))) endpoint_.pop_back();
+    rgwDir_ = rgwDir();
+    endpoint_ = rgwEndpoint();
     if (endpoint_.empty()) GTEST_SKIP() << "radosgw is not running (no " << rgwDir_ << "/endpoint)";
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    bucket_ = "ferry-" + std::string(info->name()).substr(0, 30) + "-" + std::to_string(::getpid());
-    for (char& c : bucket_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    bucket_ = testBucketName();
     ::setenv("AWS_ACCESS_KEY_ID", "TESTKEY", 1);
     ::setenv("AWS_SECRET_ACCESS_KEY", "TESTSECRET", 1);
   }

@@ -232,28 +232,17 @@ TEST(S3StoreFaultTest, SilentServerTimesOutAsUnavailable) {
 class S3StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* buildDir = std::getenv("FERRY_BUILD_DIR");
-    std::string path = std::string(buildDir ? buildDir : ".") + "/rgw/endpoint";
-    std::ifstream file(path);
-    std::getline(file, endpoint_);
+    endpoint_ = ferry::testing::rgwEndpoint();
     if (endpoint_.empty()) {
-      GTEST_SKIP() << "no radosgw: " << path << " is absent (run tests/rgw/rgw-start.sh "
+      GTEST_SKIP() << "no radosgw: " << ferry::testing::rgwDir() << "/endpoint is absent (run tests/rgw/rgw-start.sh "
                    << "$FERRY_BUILD_DIR/rgw, or ctest, which does)";
     }
-  }
-
-  // A bucket of this test's own: its name and our pid, within S3's naming rules.
-  static std::string bucketName() {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::string bucket = "ferry-";
-    for (char c : name.substr(0, 40)) bucket += static_cast<char>(std::isalnum(c) ? std::tolower(c) : '-');
-    return bucket + "-" + std::to_string(getpid());
   }
 
   S3Config config() const {
     S3Config c;
     c.endpoint = endpoint_;
-    c.bucket = bucketName();
+    c.bucket = ferry::testing::testBucketName();
     c.accessKey = "TESTKEY";
     c.secretKey = "TESTSECRET";
     c.createBucket = true;

@@ -5,9 +5,7 @@
 // fixture "rgw" started. The same test bodies then cover both. Header-only.
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cctype>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -25,12 +23,8 @@ class TestStores {
     const char* kind = std::getenv("FERRY_TEST_STORE");
     s3_ = kind != nullptr && std::string(kind) == "s3";
     if (!s3_) return;
-    const char* build = std::getenv("FERRY_BUILD_DIR");
-    endpoint_ = readFile(std::string(build ? build : ".") + "/rgw/endpoint");
-    while (!endpoint_.empty() && std::isspace(static_cast<unsigned char>(endpoint_.back()))) endpoint_.pop_back();
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    bucket_ = "ferry-" + std::string(info->name()).substr(0, 30) + "-" + std::to_string(::getpid());
-    for (char& c : bucket_) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+    endpoint_ = rgwEndpoint();
+    bucket_ = testBucketName();
     ::setenv("AWS_ACCESS_KEY_ID", "TESTKEY", 1);
     ::setenv("AWS_SECRET_ACCESS_KEY", "TESTSECRET", 1);
   }

@@ -50,6 +50,26 @@ bool haveProgram(const std::string& name) {
   return runCommand("command -v " + name + " >/dev/null 2>&1") == 0;
 }
 
+std::string rgwDir() {
+  const char* build = std::getenv("FERRY_BUILD_DIR");
+  return std::string(build ? build : ".") + "/rgw";
+}
+
+std::string rgwEndpoint() {
+  std::string endpoint = readFile(rgwDir() + "/endpoint");
+  while (!endpoint.empty() && std::isspace(static_cast<unsigned char>(endpoint.back()))) endpoint.pop_back();
+  return endpoint;
+}
+
+std::string testBucketName() {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::string bucket = "ferry-";
+  for (char c : name.substr(0, 40)) {
+    bucket += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : '-';
+  }
+  return bucket + "-" + std::to_string(::getpid());
+}
+
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;

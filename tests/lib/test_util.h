@@ -35,6 +35,12 @@ std::string freshPostgresDatabase();
 // The database URL for a control-server test parametrized by backend: "sqlite" (a
 // file in dir) or "postgres" (freshPostgresDatabase(); "" without the fixture).
 std::string controlDatabaseUrl(const std::string& backend, const TempDir& dir);
+// The "rgw" fixture's radosgw: the directory it runs in ($FERRY_BUILD_DIR/rgw), and its
+// endpoint ("http://127.0.0.1:PORT"; "" without the fixture).
+std::string rgwDir();
+std::string rgwEndpoint();
+// A bucket of the running test's own: its name and our pid, within S3's naming rules.
+std::string testBucketName();
 std::vector<uint8_t> randomBytes(size_t n, uint32_t seed);
 // Files under dir (recursively) whose path contains needle.
 std::vector<std::string> listFiles(const std::string& dir, const std::string& needle = "");
