@@ -17,7 +17,9 @@ cmake --build build -j"$JOBS"
 
 status=0
 echo "== tests"
-(cd build && ctest --output-on-failure --label-exclude slow -j1 --timeout 900) || status=1
+# Two at a time: most tests wait on processes and the store, not on the CPU. The
+# sanitizer suite below stays one at a time (it is CPU-bound and timing-sensitive).
+(cd build && ctest --output-on-failure --label-exclude slow -j2 --timeout 900) || status=1
 
 if [ "${FERRY_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (ASan+UBSan)"

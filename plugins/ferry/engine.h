@@ -183,6 +183,10 @@ class Engine : public VolumeHost {
   void maintenanceLoop();
   void recoveryPointIfChanged(Volume& v);
   void finishHydration(Volume& v);
+  // A snapshot of a volume still being made from one: copies the chunks it still reads
+  // from its source now (a few threads, beside the hydration threads), then releases
+  // the source. Fails when the store does or the deadline passes first.
+  Status hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline);
   // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
   // snapshots when empty).
   Result<std::vector<std::string>> holders(const std::string& volume, const std::string& snapshot);

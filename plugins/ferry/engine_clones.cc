@@ -3,6 +3,7 @@
 // snapshot once every chunk is the volume's own.
 
 #include <ctime>
+#include <thread>
 
 #include "engine.h"
 #include "ferry/log.h"
@@ -186,6 +187,45 @@ void Engine::hydrateLoop() {
       bgCv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return bgStop_; });
     }
   }
+}
+
+Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline) {
+  const uint64_t left = v.hydrationLeft();
+  std::vector<Status> results(kSnapshotUploaders);
+  auto work = [&](Status& result) {
+    while (true) {
+      Status error;
+      Volume::HydrateStep step = v.hydrateOne(&error);
+      if (step == Volume::HydrateStep::kDone) return;
+      if (!error) {
+        result = error;
+        return;
+      }
+      if (v.fenced()) {
+        result = Status::fenced("volume " + v.name() + " was deleted or fenced");
+        return;
+      }
+      if (step == Volume::HydrateStep::kCopied) continue;
+      // The chunks left are being copied or uploaded by someone else.
+      if (std::chrono::steady_clock::now() >= deadline) {
+        result = Status::unavailable(std::to_string(v.hydrationLeft()) + " chunks of volume " + v.name() +
+                                 " still to copy from snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume());
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < results.size(); ++i) helpers.emplace_back([&, i] { work(results[i]); });
+  work(results[0]);
+  for (std::thread& t : helpers) t.join();
+  for (const Status& r : results) {
+    if (!r) return r.withContext("copy the rest of the volume from its source first");
+  }
+  finishHydration(v);  // best effort: the hydration threads retry a failed release
+  logInfo("volume " + v.name() + ": copied the last " + std::to_string(left) + " chunks from snapshot " +
+          v.sourceSnapshot() + " of " + v.sourceVolume() + " for a snapshot");
+  return Status::ok();
 }
 
 void Engine::finishHydration(Volume& v) {

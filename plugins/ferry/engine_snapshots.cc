@@ -39,6 +39,13 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   if (existing) return decodeManifest(existing.value());
   if (existing.status().code() != Code::kNotFound) return existing.status().withContext("snapshot " + id);
 
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  // A manifest names only the volume's own objects: chunks still read from a source
+  // snapshot are copied first (this is not instant, but a chunk's content cannot
+  // change by being copied, so what the snapshot holds is still what the freeze sees).
+  if (v->hydrationLeft() > 0) {
+    if (Status s = hydrateRest(*v, deadline); !s) return s.withContext("snapshot " + id);
+  }
   // The copy-on-write freeze: the snapshot's content is the volume's at this moment.
   std::string cow = cowPath(name);
   auto frozen = v->beginFreeze(cow);
@@ -52,7 +59,6 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   Status s;
   {
     Drain drain(*this);  // the frozen chunks that were dirty go up at once
-    auto deadline = std::chrono::steady_clock::now() + timeout;
     // A few threads upload the copies of chunks rewritten since the freeze.
     std::vector<std::thread> helpers;
     std::vector<Status> results(kSnapshotUploaders);

@@ -98,8 +98,6 @@ TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
     EXPECT_EQ(e->deleteVolume("vol", false).code(), Code::kBusy);
     EXPECT_TRUE(exists(snapshotKey("vol", "s1"))) << "the refused volume delete did not put the manifests back";
     EXPECT_TRUE(e->find("vol"));
-    // Nor can the clone be snapshotted before it is hydrated.
-    EXPECT_EQ(e->snapshot("copy", "early", std::chrono::seconds(5)).status().code(), Code::kBusy);
     e->shutdown();
   }
   // A restart with hydration on carries on where the metadata says.
@@ -118,6 +116,32 @@ TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
   // And after a restart, from its own objects only.
   auto again = open("gw", 4, {});
   EXPECT_EQ(readAll(*again->find("copy")), expect);
+}
+
+TEST_F(CloneTest, ASnapshotOfAVolumeStillBeingHydratedCopiesTheRestFirst) {
+  std::vector<uint8_t> expect = snapshotContent();
+  auto e = open("gw", 0);  // no hydration threads: only the snapshot copies
+  seed(*e);
+  auto c = e->createVolume(cloneSpec());
+  ASSERT_TRUE(c) << c.status().toString();
+  auto patch = randomBytes(4096, 5);
+  ASSERT_TRUE(c.value()->write(3 * kChunk, patch, false));  // one dirty chunk among the source's
+  std::copy(patch.begin(), patch.end(), expect.begin() + 3 * kChunk);
+  ASSERT_GT(c.value()->stats().hydrationLeft, 0u);
+  auto m = e->snapshot("copy", "early", std::chrono::seconds(30));
+  ASSERT_TRUE(m) << m.status().toString();
+  EXPECT_EQ(c.value()->stats().hydrationLeft, 0u);
+  EXPECT_FALSE(c.value()->hydrating()) << "the source was not released";
+  EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
+  // The manifest names only the clone's own objects: the source may go.
+  for (const ChunkKey& k : m.value().chunks) EXPECT_EQ(k.generation & Volume::kSourceGen, 0u) << k.index;
+  ASSERT_TRUE(e->deleteSnapshot("vol", "s1"));
+  ASSERT_TRUE(e->deleteVolume("vol", false));
+  // The snapshot holds the clone's content at the request: the write after it is not in it.
+  ASSERT_TRUE(c.value()->write(0, randomBytes(kSize, 6), false));
+  auto d = e->createVolume(CreateSpec{"third", 0, 0, "copy", "early"});
+  ASSERT_TRUE(d) << d.status().toString();
+  EXPECT_EQ(readAll(*d.value()), expect);
 }
 
 TEST_F(CloneTest, AFreshGatewayAdoptsAVolumeStillBeingHydrated) {
