@@ -291,6 +291,24 @@ std::map<std::string, Clock::time_point> push(int port, const std::string& token
   return sent;
 }
 
+// A gauge from the server's /metrics on port (-1 when it cannot be read).
+double metric(int port, const std::string& name, const std::string& caFile) {
+  try {
+    Poco::Net::Context::Ptr ctx =
+        new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", caFile, Poco::Net::Context::VERIFY_STRICT);
+    Poco::Net::HTTPSClientSession s("localhost", static_cast<Poco::UInt16>(port), ctx);
+    Poco::Net::HTTPRequest req("GET", "/metrics", Poco::Net::HTTPMessage::HTTP_1_1);
+    s.sendRequest(req);
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = s.receiveResponse(resp);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+    }
+  } catch (const std::exception&) {
+  }
+  return -1;
+}
+
 json latency(const std::map<std::string, Clock::time_point>& sent,
              const std::map<std::string, Clock::time_point>& arrived) {
   std::vector<double> ms;
@@ -344,13 +362,22 @@ int run(const std::vector<std::string>& a) {
   }
   out["connect_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
   out["connected"] = load.connected();
-  std::this_thread::sleep_for(std::chrono::seconds(3));  // registrations settle
+  // Registrations settle: the server has registered every channel and fetched what
+  // waits for it (its database backlog is empty), then a second for the allocator.
+  const int apiA = std::stoi(arg(a, "--api-a"));
+  auto settleStart = Clock::now();
+  while (metric(apiA, "ferry_control_channel_db_backlog", caFile) != 0 &&
+         Clock::now() - settleStart < std::chrono::minutes(2)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  out["settle_seconds"] = std::chrono::duration<double>(Clock::now() - settleStart).count();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   int64_t rssAfter = rssKiB(serverPid);
   out["server_rss_kib_before"] = rssBefore;
   out["server_rss_kib_after"] = rssAfter;
   out["rss_per_channel_kib"] = gws.empty() ? 0.0 : static_cast<double>(rssAfter - rssBefore) / static_cast<double>(gws.size());
 
-  auto direct = push(std::stoi(arg(a, "--api-a")), token, gws, rate, seconds, caFile);
+  auto direct = push(apiA, token, gws, rate, seconds, caFile);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   out["push_direct"] = latency(direct, load.arrivals());
   auto forwarded = push(std::stoi(arg(a, "--api-b")), token, gws, rate, seconds, caFile);

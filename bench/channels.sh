@@ -71,6 +71,7 @@ import json, sys
 r = json.loads(sys.argv[1])
 def ok(c): return "met" if c else "NOT met"
 print(f"channels held        : {r['connected']} of {r['channels']} (connected in {r['connect_seconds']:.1f} s)")
+print(f"registrations done   : {r['settle_seconds']:.1f} s after the last handshake (the server's database backlog)")
 print(f"RSS per channel      : {r['rss_per_channel_kib']:.1f} KiB (target < 64): {ok(r['rss_per_channel_kib'] < 64)}")
 d, f = r['push_direct'], r['push_forwarded']
 print(f"push direct          : p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms ({d['arrived']}/{d['sent']}) (target p99 < 20): {ok(0 <= d['p99_ms'] < 20)}")

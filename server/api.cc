@@ -271,6 +271,9 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       m.sample("ferry_control_channel_frames_total", static_cast<double>(c.repeats), {{"kind", "repeated_answer"}});
       m.sample("ferry_control_channel_frames_total", static_cast<double>(c.badFrames), {{"kind", "bad"}});
       m.sample("ferry_control_channel_frames_total", static_cast<double>(c.reports), {{"kind", "metrics_report"}});
+      m.family("ferry_control_channel_db_backlog", "gauge",
+               "Channel work (registrations, fetches, answers) waiting for the database pool.");
+      m.sample("ferry_control_channel_db_backlog", static_cast<double>(c.dbBacklog));
       m.family("ferry_control_peer_calls_total", "counter", "Calls served on the internal (peer) endpoint.");
       m.sample("ferry_control_peer_calls_total", static_cast<double>(c.peerCalls));
     }

@@ -64,6 +64,17 @@ struct ChannelServer::Impl {
   boost::asio::ip::tcp::acceptor internalAcceptor{io};
   boost::asio::steady_timer heartbeatTimer{io};
   boost::asio::thread_pool db{2};  // database calls, off the I/O threads
+  std::atomic<uint64_t> dbQueued{0};  // posted to db, not yet run
+  // Runs f on the database pool, counted in dbQueued (a burst of connections queues
+  // thousands of registrations: /metrics shows how far behind the pool is).
+  template <class F>
+  void onDb(F&& f) {
+    ++dbQueued;
+    boost::asio::post(db, [this, f = std::forward<F>(f)]() mutable {
+      --dbQueued;
+      f();
+    });
+  }
   // The heartbeat on its own thread: a busy database pool must not make this server
   // look dead to its peers.
   boost::asio::thread_pool beats{1};

@@ -236,7 +236,7 @@ size_t ChannelServer::connections() const {
 
 ChannelCounters ChannelServer::counters() const {
   return {impl_->sent.load(), impl_->answers.load(), impl_->repeats.load(), impl_->badFrames.load(),
-          impl_->peerCalls.load(), impl_->reports.load()};
+          impl_->peerCalls.load(), impl_->reports.load(), impl_->dbQueued.load()};
 }
 
 bool ChannelServer::deliver(const std::string& gatewayId) {

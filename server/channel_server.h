@@ -61,6 +61,7 @@ struct ChannelCounters {
   uint64_t badFrames = 0; // frames that were not a valid answer
   uint64_t peerCalls = 0; // internal endpoint calls served
   uint64_t reports = 0;   // metrics reports stored
+  uint64_t dbBacklog = 0; // channel work waiting for the database pool (a gauge)
 };
 
 class ChannelServer {

@@ -10,6 +10,7 @@ set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg TIMEOUT 60 LABELS "i
 
 ferry_test(control_db_test SOURCES unit/control_accounts_test.cc unit/control_gateways_test.cc unit/control_ca_test.cc
            unit/control_outbox_test.cc LIBS ferry_control LABELS unit FIXTURES pg)
+ferry_test(tls_socket_test SOURCES unit/tls_socket_test.cc LIBS ferry_control LABELS unit)
 ferry_test(control_api_test SOURCES integration/control_api_test.cc LIBS ferry_control
            LABELS integration FIXTURES pg)
 ferry_test(ferryctl_test SOURCES integration/ferryctl_test.cc LIBS ferry_control LABELS integration)
