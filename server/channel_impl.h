@@ -3,6 +3,7 @@
 // peer sessions (peer_endpoint.cc) share. Not for use outside those files.
 
 #include <atomic>
+#include <functional>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <memory>
@@ -64,15 +65,25 @@ struct ChannelServer::Impl {
   boost::asio::ip::tcp::acceptor internalAcceptor{io};
   boost::asio::steady_timer heartbeatTimer{io};
   boost::asio::thread_pool db{2};  // database calls, off the I/O threads
-  std::atomic<uint64_t> dbQueued{0};  // posted to db, not yet run
+  std::atomic<uint64_t> dbQueued{0};  // posted to db, not yet done
+  struct Registration {
+    std::string gateway;
+    int64_t epoch;
+    std::function<void(bool)> done;
+  };
+  std::mutex registrationMutex;
+  std::vector<Registration> registrations;  // GUARDED_BY(registrationMutex)
+  bool registering = false;                 // a registerQueued is on the pool; GUARDED_BY(registrationMutex)
+  std::vector<std::pair<std::string, std::weak_ptr<GatewaySession>>> firstFetches;  // GUARDED_BY(registrationMutex)
+  bool fetching = false;  // a fetchQueued is on the pool; GUARDED_BY(registrationMutex)
   // Runs f on the database pool, counted in dbQueued (a burst of connections queues
   // thousands of registrations: /metrics shows how far behind the pool is).
   template <class F>
   void onDb(F&& f) {
     ++dbQueued;
     boost::asio::post(db, [this, f = std::forward<F>(f)]() mutable {
-      --dbQueued;
       f();
+      --dbQueued;
     });
   }
   // The heartbeat on its own thread: a busy database pool must not make this server
@@ -86,6 +97,16 @@ struct ChannelServer::Impl {
   void pruneMetrics();
 
   // The held map: a newer channel of a gateway replaces an older one.
+  // A new channel's registration: whether gatewayId is still on record (known) comes
+  // back through done, on the database pool. Registrations queued meanwhile go to the
+  // database together, in one transaction: a storm of reconnecting gateways costs a
+  // few transactions rather than one each.
+  void registerChannel(const std::string& gatewayId, int64_t epoch, std::function<void(bool known)> done);
+  void registerQueued();
+  // A new channel's first fetch of what waits for it, after it is held: queued ones
+  // share one query for which gateways have anything open; only those fetch.
+  void fetchFirst(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s);
+  void fetchQueued();
   void hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s);
   void release(const std::string& gatewayId, const GatewaySession* s);
   bool deliver(const std::string& gatewayId);

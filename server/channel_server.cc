@@ -6,6 +6,7 @@
 #include <chrono>
 #include <iostream>
 #include <random>
+#include <unordered_set>
 
 #include "channel_impl.h"
 
@@ -97,6 +98,79 @@ void ChannelServer::Impl::pruneMetrics() {
   lastPrune = nowTime;
   auto gone = metrics->prune(static_cast<int64_t>(::time(nullptr)) - opt.metricsRetentionSeconds);
   if (!gone) std::cerr << "ferry-control: " << gone.status().toString() << "\n";
+}
+
+void ChannelServer::Impl::registerChannel(const std::string& gatewayId, int64_t epoch,
+                                          std::function<void(bool known)> done) {
+  std::lock_guard<std::mutex> lock(registrationMutex);
+  registrations.push_back({gatewayId, epoch, std::move(done)});
+  if (registering) return;  // the queued run takes this one too
+  registering = true;
+  onDb([this] { registerQueued(); });
+}
+
+void ChannelServer::Impl::registerQueued() {
+  constexpr size_t kBatch = 500;  // one transaction stays short
+  std::vector<Registration> batch;
+  {
+    std::lock_guard<std::mutex> lock(registrationMutex);
+    size_t n = std::min(kBatch, registrations.size());
+    batch.assign(std::make_move_iterator(registrations.begin()), std::make_move_iterator(registrations.begin() + n));
+    registrations.erase(registrations.begin(), registrations.begin() + n);
+    if (registrations.empty()) {
+      registering = false;
+    } else {
+      onDb([this] { registerQueued(); });  // the rest after this batch, behind other work
+    }
+  }
+  std::vector<std::pair<std::string, int64_t>> channels;
+  for (const Registration& r : batch) channels.emplace_back(r.gateway, r.epoch);
+  auto known = gateways.connectMany(channels, opt.serverId);
+  if (!known) {
+    // The batch failed as a whole: one at a time, so one bad row costs only its own.
+    std::cerr << "ferry-control: " << known.status().toString() << "; registering one at a time\n";
+    for (const Registration& r : batch) {
+      bool k = gateways.exists(r.gateway);
+      if (k) {
+        if (Status s = gateways.connected(r.gateway, opt.serverId, r.epoch); !s) {
+          std::cerr << "ferry-control: channel of " << r.gateway << ": " << s.toString() << "\n";
+        }
+      }
+      r.done(k);
+    }
+    return;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(known.value()[i]);
+}
+
+void ChannelServer::Impl::fetchFirst(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s) {
+  std::lock_guard<std::mutex> lock(registrationMutex);
+  firstFetches.emplace_back(gatewayId, s);
+  if (fetching) return;
+  fetching = true;
+  onDb([this] { fetchQueued(); });
+}
+
+void ChannelServer::Impl::fetchQueued() {
+  std::vector<std::pair<std::string, std::weak_ptr<GatewaySession>>> batch;
+  {
+    std::lock_guard<std::mutex> lock(registrationMutex);
+    batch.swap(firstFetches);
+    fetching = false;
+  }
+  // Asked after every session of the batch was held: a request made later is pushed
+  // to the held session as usual.
+  auto open = outbox.gatewaysWithOpenRequests();
+  std::unordered_set<std::string> waiting;
+  if (open) {
+    waiting.insert(open.value().begin(), open.value().end());
+  } else {
+    std::cerr << "ferry-control: " << open.status().toString() << "; each new channel fetches\n";
+  }
+  for (const auto& [gateway, weak] : batch) {
+    if (open && waiting.count(gateway) == 0) continue;
+    if (auto session = weak.lock()) session->deliverOutstanding();
+  }
 }
 
 void ChannelServer::Impl::hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s) {

@@ -106,14 +106,9 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
     upgrade_ = {};  // the upgrade request is done with: do not hold it for the channel's life
     timer_.cancel();  // the handshakes are done
     epoch_ = ++server_.nextEpoch;
-    // Is it a gateway we know (not deleted)? Ask the database off the I/O thread.
-    server_.onDb([self = shared_from_this()] {
-      bool known = !self->gateway_.empty() && self->server_.gateways.exists(self->gateway_);
-      if (known) {
-        if (Status s = self->server_.gateways.connected(self->gateway_, self->server_.opt.serverId, self->epoch_); !s) {
-          std::cerr << "ferry-control: channel of " << self->gateway_ << ": " << s.toString() << "\n";
-        }
-      }
+    // Is it a gateway we know (not deleted)? Registered if so, off the I/O thread.
+    if (gateway_.empty()) return onKnown(false);
+    server_.registerChannel(gateway_, epoch_, [self = shared_from_this()](bool known) {
       asio::post(self->ws_.get_executor(), [self, known] { self->onKnown(known); });
     });
   }
@@ -131,7 +126,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
         [this](websocket::frame_type, beast::string_view) { lastHeard_ = std::chrono::steady_clock::now(); });
     tick();
     read();
-    fetchOutstanding();  // what waited for this gateway while it was away
+    server_.fetchFirst(gateway_, shared_from_this());  // what waited for this gateway while it was away
     scheduleRenewal();
   }
 

@@ -306,6 +306,34 @@ Status Gateways::connected(const std::string& gatewayId, const std::string& serv
   });
 }
 
+Result<std::vector<bool>> Gateways::connectMany(const std::vector<std::pair<std::string, int64_t>>& channels,
+                                                const std::string& serverId) {
+  std::string sid = serverId;
+  Poco::Int64 t = nowSeconds();
+  std::vector<bool> known(channels.size(), false);
+  Status s = dbCall("register channels", [&] {
+    Poco::Data::Session ses = db_.session();
+    Transaction tx(ses, db_.postgres());
+    for (size_t i = 0; i < channels.size(); ++i) {
+      std::string gid = channels[i].first;
+      Poco::Int64 ep = channels[i].second;
+      int n = 0;
+      ses << "SELECT COUNT(*) FROM gateways WHERE id = $1", use(gid), into(n), now;
+      if (n == 0) continue;
+      ses << "INSERT INTO registrations (gateway_id, server_id, epoch, connected_at) VALUES ($1, $2, $3, $4)"
+             " ON CONFLICT (gateway_id) DO UPDATE SET server_id = excluded.server_id, epoch = excluded.epoch,"
+             " connected_at = excluded.connected_at",
+          use(gid), use(sid), use(ep), use(t), now;
+      ses << "UPDATE gateways SET last_seen_at = $1 WHERE id = $2", use(t), use(gid), now;
+      known[i] = true;
+    }
+    tx.commit();
+    return Status::ok();
+  });
+  if (!s) return s;
+  return known;
+}
+
 Status Gateways::reclaim(const std::string& serverId, const std::vector<std::pair<std::string, int64_t>>& held) {
   std::string sid = serverId;
   Poco::Int64 t = nowSeconds();

@@ -81,6 +81,11 @@ class Gateways {
   // later one); disconnected only removes the row of the same epoch.
   Status connected(const std::string& gatewayId, const std::string& serverId, int64_t epoch);
   Status disconnected(const std::string& gatewayId, const std::string& serverId, int64_t epoch);
+  // Many channels at once (a reconnection storm), in one transaction: each
+  // (gateway, epoch) that names a gateway still on record is registered to serverId
+  // as connected() does; the answer says, in order, which ones were.
+  Result<std::vector<bool>> connectMany(const std::vector<std::pair<std::string, int64_t>>& channels,
+                                        const std::string& serverId);
   // After serverId was taken for dead: registers its held channels (gateway, epoch)
   // again, in one transaction, except where another server registered one meanwhile.
   Status reclaim(const std::string& serverId, const std::vector<std::pair<std::string, int64_t>>& held);

@@ -213,6 +213,17 @@ Result<std::vector<std::string>> Outbox::stalledGateways(const std::string& serv
   return ids;
 }
 
+Result<std::vector<std::string>> Outbox::gatewaysWithOpenRequests() {
+  std::vector<std::string> ids;
+  Status s = dbCall("find gateways with open requests", [&] {
+    Poco::Data::Session ses = db_.session();
+    ses << "SELECT DISTINCT gateway_id FROM requests WHERE state IN ('pending', 'delivered')", into(ids), now;
+    return Status::ok();
+  });
+  if (!s) return s;
+  return ids;
+}
+
 Result<std::map<std::string, int64_t>> Outbox::countByState() {
   std::vector<std::string> states;
   std::vector<Poco::Int64> counts;

@@ -74,6 +74,9 @@ class Outbox {
   // Gateways held by serverId with requests pending for longer than ageMillis: a
   // missed push (a peer that could not be reached) is retried from here.
   Result<std::vector<std::string>> stalledGateways(const std::string& serverId, int64_t ageMillis);
+  // The gateways with requests still to send or answer (pending or delivered): one
+  // query for a burst of new channels, most of which have nothing waiting.
+  Result<std::vector<std::string>> gatewaysWithOpenRequests();
   // Requests by state, every account (for /metrics).
   Result<std::map<std::string, int64_t>> countByState();
 

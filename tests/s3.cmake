@@ -19,8 +19,9 @@ ferry_test(s3_store_test SOURCES integration/s3_store_test.cc LIBS ferry_common
 ferry_test(plugin_s3_test SOURCES integration/plugin_s3_test.cc LIBS ferry_common
            LABELS integration FIXTURES rgw TIMEOUT 600)
 
-# The engine's snapshot, clone and recovery tests again, against radosgw instead of
-# file:// stores (tests/lib/test_stores.h picks the store from FERRY_TEST_STORE).
+# The engine's snapshot, clone, recovery and GC-crash tests again, against radosgw
+# instead of file:// stores (tests/lib/test_stores.h picks the store from FERRY_TEST_STORE).
 ferry_test(engine_s3_test SOURCES unit/clone_test.cc unit/recovery_test.cc unit/snapshot_freeze_test.cc
+           unit/gc_crash_test.cc
            LIBS ferry_engine LABELS integration FIXTURES rgw TIMEOUT 600)
 set_property(TEST engine_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")

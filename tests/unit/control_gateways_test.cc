@@ -84,6 +84,35 @@ TEST_P(GatewaysTest, TheWholeActivation) {
   EXPECT_EQ(gateways_->get(ann_, g.value().id).value().name, "head office");
 }
 
+TEST_P(GatewaysTest, ManyChannelsRegisterInOneCallAndUnknownGatewaysAreNot) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    GatewayKey key;
+    auto g = gateways_->claim(ann_, start(key).key, "gw " + std::to_string(i), "");
+    ASSERT_TRUE(g) << g.status().toString();
+    ids.push_back(g.value().id);
+  }
+  ASSERT_TRUE(gateways_->heartbeat("srv-a", "https://a:8444"));
+  // The second gateway was registered elsewhere before: the newer connection wins.
+  ASSERT_TRUE(gateways_->heartbeat("srv-b", "https://b:8444"));
+  ASSERT_TRUE(gateways_->connected(ids[1], "srv-b", 1));
+  auto known = gateways_->connectMany({{ids[0], 7}, {"gw-deleted-or-never", 8}, {ids[1], 9}, {ids[2], 10}}, "srv-a");
+  ASSERT_TRUE(known) << known.status().toString();
+  EXPECT_EQ(known.value(), (std::vector<bool>{true, false, true, true}));
+  for (const std::string& id : ids) {
+    auto h = gateways_->holder(id);
+    ASSERT_TRUE(h && h.value()) << id;
+    EXPECT_EQ(h.value()->id, "srv-a") << id;
+    EXPECT_GT(gateways_->get(ann_, id).value().lastSeenAt, 0) << id;
+  }
+  EXPECT_FALSE(gateways_->holder("gw-deleted-or-never").value()) << "an unknown gateway was registered";
+  // The epoch is this connection's: a close with another epoch leaves the row.
+  ASSERT_TRUE(gateways_->disconnected(ids[2], "srv-a", 3));
+  EXPECT_TRUE(gateways_->holder(ids[2]).value());
+  ASSERT_TRUE(gateways_->disconnected(ids[2], "srv-a", 10));
+  EXPECT_FALSE(gateways_->holder(ids[2]).value());
+}
+
 TEST_P(GatewaysTest, AKeyIsSingleUseAndBoundToItsGateway) {
   GatewayKey key, other;
   ActivationTicket t = start(key);

@@ -1,18 +1,19 @@
 // Garbage collection with a crash injected at every step: a snapshot's delete and the
 // collection after it stop after k deletes (k = 0, 1, 2, …) and the gateway restarts.
 // Whatever k, nothing a manifest or the volume references is lost, and a rerun leaves
-// exactly the referenced objects (nothing leaks).
+// exactly the referenced objects (nothing leaks). On file:// and, in engine_s3_test,
+// on radosgw (tests/lib/test_stores.h).
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "engine.h"
 #include "engine_options.h"
 #include "format.h"
+#include "test_stores.h"
 #include "test_util.h"
 
 namespace ferry {
@@ -26,21 +27,27 @@ constexpr uint64_t kSize = 8 * kChunk;
 
 class GcCrashTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Engine> open(const std::filesystem::path& dir) {
-    EngineOptions o =
-        testing::smallEngine(dir / "state", "file://" + (dir / "store").string() + "?create", control_);
+  void SetUp() override {
+    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
+  }
+  // Each run k has its own state dir and its own store (a prefix of the bucket on S3).
+  std::unique_ptr<Engine> open(const std::filesystem::path& dir, const std::string& store) {
+    EngineOptions o = testing::smallEngine(dir / "state", stores_.url(store), control_);
     o.creates = {{"vol", kSize, kChunk}};
     o.shutdownTimeoutSeconds = 5;
     o.recoveryIntervalSeconds = 0;
     o.hydrateThreads = 0;
     return testing::startEngine(o);
   }
-  static std::set<std::string> chunkObjects(const std::filesystem::path& dir) {
+  std::set<std::string> chunkObjects(const std::string& store) {
     std::set<std::string> out;
-    std::string root = (dir / "store").string() + "/";
-    for (const std::string& f : testing::listFiles(dir / "store", "/chunks/")) out.insert(f.substr(root.size()));
+    for (const std::string& k : stores_.keys(store, "")) {
+      if (k.find("/chunks/") != std::string::npos) out.insert(k);
+    }
     return out;
   }
+  TempDir dir_;
+  testing::TestStores stores_{dir_.path()};
   std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
@@ -49,11 +56,12 @@ TEST_F(GcCrashTest, ACrashAtAnyStepLosesNothingAndARerunLeaksNothing) {
   for (int k = 0;; ++k) {
     SCOPED_TRACE("crash after " + std::to_string(k) + " deletes");
     TempDir dir;
+    const std::string store = "run" + std::to_string(k);
     SnapshotManifest s2;
     bool finished = false;
     {
       control_->removeBudget = -1;
-      auto e = open(dir.path());
+      auto e = open(dir.path(), store);
       auto v = e->find("vol");
       // s1 holds v1, s2 holds v2, the volume v3; and two leaked objects.
       for (const auto* data : {&v1, &v2, &v3}) {
@@ -66,7 +74,7 @@ TEST_F(GcCrashTest, ACrashAtAnyStepLosesNothingAndARerunLeaksNothing) {
           s2 = e->snapshot("vol", "s2", std::chrono::seconds(30)).value();
         }
       }
-      for (uint64_t i : {1, 5}) std::ofstream(dir / ("store/" + chunkKey("vol", i, 3))) << "leak";
+      for (uint64_t i : {1, 5}) ASSERT_TRUE(stores_.client(store).put(chunkKey("vol", i, 3), bytesOf("leak")));
       // The crash: the k+1-th delete and every one after it never happen.
       control_->removeBudget = k;
       Status deleted = e->deleteSnapshot("vol", "s1");
@@ -76,23 +84,22 @@ TEST_F(GcCrashTest, ACrashAtAnyStepLosesNothingAndARerunLeaksNothing) {
     }
     control_->removeBudget = -1;
     // Restarted: nothing referenced is lost.
-    auto e = open(dir.path());
+    auto e = open(dir.path(), store);
     auto v = e->find("vol");
     std::vector<uint8_t> back(kSize);
     ASSERT_TRUE(v->read(0, back));
     EXPECT_TRUE(back == v3) << "the volume lost data";
     for (const ChunkKey& c : s2.chunks) {
-      std::string body = testing::readFile(dir / ("store/" + chunkKey("vol", c.index, c.generation)));
+      std::string body = stores_.read(store, chunkKey("vol", c.index, c.generation));
       EXPECT_TRUE(body.size() == kChunk && std::memcmp(body.data(), v2.data() + c.index * kChunk, kChunk) == 0)
           << "snapshot s2 lost chunk " << c.index;
     }
-    if (std::filesystem::exists(dir / ("store/" + snapshotKey("vol", "s1")))) {
+    if (stores_.exists(store, snapshotKey("vol", "s1"))) {
       // Still there (the crash came before its manifest went): still whole.
-      auto m = decodeManifest(testing::readFile(dir / ("store/" + snapshotKey("vol", "s1"))));
+      auto m = decodeManifest(stores_.read(store, snapshotKey("vol", "s1")));
       ASSERT_TRUE(m);
       for (const ChunkKey& c : m.value().chunks) {
-        EXPECT_TRUE(std::filesystem::exists(dir / ("store/" + chunkKey("vol", c.index, c.generation))))
-            << "s1 points at a deleted object";
+        EXPECT_TRUE(stores_.exists(store, chunkKey("vol", c.index, c.generation))) << "s1 points at a deleted object";
       }
     }
     // The rerun: exactly the volume's and s2's objects are left.
@@ -101,7 +108,7 @@ TEST_F(GcCrashTest, ACrashAtAnyStepLosesNothingAndARerunLeaksNothing) {
     std::set<std::string> expect;
     for (auto [i, g] : v->remoteMap()) expect.insert(chunkKey("vol", i, g));
     for (const ChunkKey& c : s2.chunks) expect.insert(chunkKey("vol", c.index, c.generation));
-    EXPECT_EQ(chunkObjects(dir.path()), expect);
+    EXPECT_EQ(chunkObjects(store), expect);
     if (finished) {  // k passed the number of deletes the whole run makes
       std::cout << "the run made " << k << " deletes; a crash was injected after each\n";
       break;
