@@ -23,6 +23,9 @@ class Applier {
 
   // request: {id, op, args}.
   nlohmann::json apply(const nlohmann::json& request);
+  // An apply under way stops waiting for the engine and answers a failure (the agent
+  // is stopping; see EngineClient::cancelCalls).
+  void cancel() { engine_.cancelCalls(); }
 
   // iSCSI targets to keep with the volumes (none: volume.chap is refused).
   void setIscsi(IscsiTargets* iscsi) { iscsi_ = iscsi; }

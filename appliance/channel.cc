@@ -79,6 +79,7 @@ struct Channel::Impl {
   std::condition_variable wake;
   std::deque<std::pair<std::shared_ptr<Conn>, json>> queue;
   bool workerStop = false;
+  bool workerDone = false;  // applyLoop has returned
 
   mutable std::mutex statusMutex;
   ChannelStatus st;
@@ -202,6 +203,11 @@ struct Channel::Impl {
 
   // Each request once: answered before → the same answer again; else applied (again,
   // if an earlier run died while applying it), the answer logged, then sent.
+  bool stopRequested() {
+    std::lock_guard<std::mutex> l(mutex);
+    return workerStop;
+  }
+
   void applyLoop() {
     for (;;) {
       std::pair<std::shared_ptr<Conn>, json> item;
@@ -234,6 +240,12 @@ struct Channel::Impl {
           continue;
         }
         answer = applier.apply(req);
+        if (stopRequested() && !answer.value("ok", false)) {
+          // Failed because the agent is stopping (Channel::stop cancelled the engine
+          // call): not an answer. Begun and not finished, it is applied again after
+          // the restart, when the provider sends it again.
+          return;
+        }
         answer["id"] = id;
         if (Status s = log.finish(id, answer); !s) {
           std::cerr << "ferry-agent: request log: " << s.toString() << "\n";
@@ -271,7 +283,12 @@ Status Channel::start() {
   s.work.emplace(s.io.get_executor());
   asio::post(s.io, [&s] { s.connect(); });
   s.ioThread = std::thread([&s] { s.io.run(); });
-  s.worker = std::thread([&s] { s.applyLoop(); });
+  s.worker = std::thread([&s] {
+    s.applyLoop();
+    std::lock_guard<std::mutex> l(s.mutex);
+    s.workerDone = true;
+    s.wake.notify_all();
+  });
   return Status::ok();
 }
 
@@ -282,6 +299,16 @@ void Channel::stop() {
     std::lock_guard<std::mutex> l(s.mutex);
     s.workerStop = true;
     s.wake.notify_all();
+  }
+  // A request being applied does not hold the stop up to the engine's timeout (a
+  // snapshot can take minutes): its engine call is abandoned, not its effect. Again
+  // until the worker is out, in case its call began after a cancel.
+  {
+    std::unique_lock<std::mutex> l(s.mutex);
+    while (!s.workerDone) {
+      s.applier.cancel();
+      s.wake.wait_for(l, std::chrono::milliseconds(100));
+    }
   }
   s.worker.join();
   asio::post(s.io, [&s] {

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -16,17 +17,32 @@ namespace ferry::agent {
 
 using json = nlohmann::json;
 
+namespace {
+
+Status cancelled() {
+  return Status::unavailable("the agent is stopping: the volume engine's answer was not awaited");
+}
+
+}  // namespace
+
 Status EngineClient::waitReady(int seconds) {
+  const uint64_t epoch = cancels_.load();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   for (;;) {
-    auto r = call({{"op", "list"}}, 5);
+    auto r = callAt({{"op", "list"}}, 5, epoch);
     if (r || r.status().code() != Code::kUnavailable) return Status::ok();
+    if (cancelledSince(epoch)) return cancelled();
     if (std::chrono::steady_clock::now() >= deadline) return r.status();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 
 Result<json> EngineClient::call(const json& request, int timeoutSeconds) {
+  return callAt(request, timeoutSeconds, cancels_.load());
+}
+
+Result<json> EngineClient::callAt(const json& request, int timeoutSeconds, uint64_t epoch) {
+  if (cancelledSince(epoch)) return cancelled();
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path_.size() >= sizeof addr.sun_path) return Status::invalid("admin socket path too long: " + path_);
@@ -48,8 +64,9 @@ Result<json> EngineClient::call(const json& request, int timeoutSeconds) {
   while (answer.find('\n') == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return Status::unavailable("the volume engine did not answer in time");
+    if (cancelledSince(epoch)) return cancelled();
     pollfd p{fd.get(), POLLIN, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 200)));  // looks at cancelCalls
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) continue;
     char buf[4096];

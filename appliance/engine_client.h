@@ -2,6 +2,8 @@
 // The volume engine's admin interface as the agent calls it (docs/admin.md): one JSON
 // line to STATE/admin.sock of the supervised `nbdkit ferry`, one JSON line back.
 
+#include <atomic>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -17,10 +19,19 @@ class EngineClient {
   Result<nlohmann::json> call(const nlohmann::json& request, int timeoutSeconds = 30);
   // Waits (up to seconds) until the engine answers: it may be starting or restarting.
   Status waitReady(int seconds);
+  // Calls (and waits) already under way stop waiting for their answer and fail
+  // (kUnavailable) within a fraction of a second; later calls are not affected. For
+  // an agent that stops while a request is being applied: what the engine does with
+  // it is not awaited (the request log applies it again after the restart).
+  void cancelCalls() { ++cancels_; }
   const std::string& socketPath() const { return path_; }
 
  private:
+  Result<nlohmann::json> callAt(const nlohmann::json& request, int timeoutSeconds, uint64_t epoch);
+  bool cancelledSince(uint64_t epoch) const { return cancels_.load() != epoch; }
+
   std::string path_;
+  std::atomic<uint64_t> cancels_{0};
 };
 
 }  // namespace ferry::agent

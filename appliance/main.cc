@@ -329,7 +329,10 @@ class Agent : public Poco::Util::ServerApplication {
     iscsi.stop();  // before the engine: nbdfuse holds NBD connections to it
     {
       std::lock_guard<std::mutex> l(partsMutex);
-      if (channel) channel->stop();
+      if (channel) {
+        channel->stop();
+        std::cout << "ferry-agent: channel closed" << std::endl;
+      }
       if (supervisor) supervisor->stop();
     }
     std::cout << "ferry-agent: stopped" << std::endl;

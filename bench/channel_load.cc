@@ -366,8 +366,12 @@ int run(const std::vector<std::string>& a) {
   // waits for it (its database backlog is empty), then a second for the allocator.
   const int apiA = std::stoi(arg(a, "--api-a"));
   auto settleStart = Clock::now();
-  while (metric(apiA, "ferry_control_channel_db_backlog", caFile) != 0 &&
-         Clock::now() - settleStart < std::chrono::minutes(2)) {
+  for (double backlog; (backlog = metric(apiA, "ferry_control_channel_db_backlog", caFile)) != 0 &&
+                       Clock::now() - settleStart < std::chrono::minutes(2);) {
+    if (backlog < 0) {  // a server without the gauge (an older build): a fixed wait
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   out["settle_seconds"] = std::chrono::duration<double>(Clock::now() - settleStart).count();
@@ -396,7 +400,8 @@ int run(const std::vector<std::string>& a) {
   out["reconnected"] = load.handshakes() - before;
   // Absorbed: B has also registered every one of them (its database backlog is empty).
   const int apiB = std::stoi(arg(a, "--api-b"));
-  while (metric(apiB, "ferry_control_channel_db_backlog", caFile) != 0 && Clock::now() - tk < std::chrono::minutes(4)) {
+  for (double backlog; (backlog = metric(apiB, "ferry_control_channel_db_backlog", caFile)) > 0 &&
+                       Clock::now() - tk < std::chrono::minutes(4);) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   out["reconnect_registered_seconds"] = std::chrono::duration<double>(Clock::now() - tk).count();

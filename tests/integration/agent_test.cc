@@ -182,6 +182,38 @@ TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart)
   EXPECT_TRUE(second.connectTcp("127.0.0.1", agent.nbdPort(), "disk1")) << second.error();
 }
 
+TEST_F(AgentTest, AnAgentStoppedWhileARequestHangsStopsPromptlyAndAppliesItOnceAfterRestart) {
+  Agent agent(agentDir_.path(), *control_);
+  std::string gw = activate(agent);
+  ASSERT_EQ(waitFinished(createVolume(gw, "disk0"))["state"], "done");
+  pid_t engine = enginePid(agent);
+  ASSERT_GT(engine, 0) << agent.log();
+  ASSERT_EQ(::kill(engine, SIGSTOP), 0);
+  std::string id = createVolume(gw, "disk1");
+  ASSERT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("requests", 0) >= 2; }))
+      << "the request reached the agent";
+  // SIGTERM while the engine hangs: the channel does not wait for the engine's answer
+  // (up to 90 s for a create: a minute for the engine to come up, then the call).
+  auto t0 = std::chrono::steady_clock::now();
+  agent.terminate();
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10)) {
+    closed = agent.log().find("ferry-agent: channel closed") != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(closed) << "the stop waited for the hung request\n" << agent.log();
+  ::kill(engine, SIGCONT);  // the engine takes its SIGTERM and goes
+  EXPECT_EQ(agent.waitExit(), 0) << agent.log();
+  // The request was begun and not answered: applied again, once, after the restart.
+  EXPECT_NE(api("GET", "/v1/requests/" + id).body["request"]["state"], "failed");
+  ASSERT_TRUE(agent.start()) << agent.log();
+  json done = waitFinished(id, 90);
+  EXPECT_EQ(done["state"], "done") << done << agent.log();
+  EXPECT_EQ(done["attempts"], 2) << "delivered again after the restart";
+  NbdClient nbd;
+  EXPECT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "disk1")) << nbd.error();
+}
+
 TEST(AgentRenewalTest, ACertificateNearItsEndIsRenewedOverTheChannelAndUsedOnReconnect) {
   if (!ferry::testing::haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit is not installed";
   TempDir controlDir, agentDir, storeDir;

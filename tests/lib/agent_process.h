@@ -72,8 +72,16 @@ class Agent {
   }
   // SIGTERM and wait (the engine uploads what is dirty); the exit status.
   int stop() {
+    terminate();
+    return waitExit();
+  }
+  // SIGTERM, without waiting.
+  void terminate() {
+    if (pid_ > 0) kill(pid_, SIGTERM);
+  }
+  // Waits (up to a minute) for the agent to exit; its exit status.
+  int waitExit() {
     if (pid_ <= 0) return -1;
-    kill(pid_, SIGTERM);
     int status = 0;
     for (int i = 0; i < 1200; ++i) {
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
