@@ -26,6 +26,8 @@ class Applier {
   // An apply under way stops waiting for the engine and answers a failure (the agent
   // is stopping; see EngineClient::cancelCalls).
   void cancel() { engine_.cancelCalls(); }
+  // The agent is stopping (EngineClient::stopCalls): a failed apply is no answer.
+  bool stopping() const { return engine_.callsStopped(); }
 
   // iSCSI targets to keep with the volumes (none: volume.chap is refused).
   void setIscsi(IscsiTargets* iscsi) { iscsi_ = iscsi; }

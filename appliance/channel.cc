@@ -240,9 +240,9 @@ struct Channel::Impl {
           continue;
         }
         answer = applier.apply(req);
-        if (stopRequested() && !answer.value("ok", false)) {
-          // Failed because the agent is stopping (Channel::stop cancelled the engine
-          // call): not an answer. Begun and not finished, it is applied again after
+        if ((stopRequested() || applier.stopping()) && !answer.value("ok", false)) {
+          // Failed because the agent is stopping (its engine calls were cancelled): not
+          // an answer. Begun and not finished, it is applied again after
           // the restart, when the provider sends it again.
           return;
         }

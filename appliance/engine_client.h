@@ -24,14 +24,21 @@ class EngineClient {
   // an agent that stops while a request is being applied: what the engine does with
   // it is not awaited (the request log applies it again after the restart).
   void cancelCalls() { ++cancels_; }
+  // For good: every call, under way or later, fails at once (the agent is stopping).
+  void stopCalls() {
+    stopped_ = true;
+    ++cancels_;
+  }
+  bool callsStopped() const { return stopped_.load(); }
   const std::string& socketPath() const { return path_; }
 
  private:
   Result<nlohmann::json> callAt(const nlohmann::json& request, int timeoutSeconds, uint64_t epoch);
-  bool cancelledSince(uint64_t epoch) const { return cancels_.load() != epoch; }
+  bool cancelledSince(uint64_t epoch) const { return stopped_.load() || cancels_.load() != epoch; }
 
   std::string path_;
   std::atomic<uint64_t> cancels_{0};
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace ferry::agent

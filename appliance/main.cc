@@ -319,6 +319,9 @@ class Agent : public Poco::Util::ServerApplication {
     });
 
     waitForTerminationRequest();
+    // Nothing waits for the engine from here on (it may hang): a request being applied
+    // is abandoned, to be applied again after the restart (docs/agent.md).
+    engine.stopCalls();
     stopping = true;
     waitCv.notify_all();
     bringUp.join();

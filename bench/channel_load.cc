@@ -366,12 +366,15 @@ int run(const std::vector<std::string>& a) {
   // waits for it (its database backlog is empty), then a second for the allocator.
   const int apiA = std::stoi(arg(a, "--api-a"));
   auto settleStart = Clock::now();
-  for (double backlog; (backlog = metric(apiA, "ferry_control_channel_db_backlog", caFile)) != 0 &&
-                       Clock::now() - settleStart < std::chrono::minutes(2);) {
+  // Three zero readings in a row: between a batch and the sessions' next step the
+  // gauge can read 0 for an instant.
+  for (int zeros = 0; zeros < 3 && Clock::now() - settleStart < std::chrono::minutes(2);) {
+    double backlog = metric(apiA, "ferry_control_channel_db_backlog", caFile);
     if (backlog < 0) {  // a server without the gauge (an older build): a fixed wait
       std::this_thread::sleep_for(std::chrono::seconds(3));
       break;
     }
+    zeros = backlog == 0 ? zeros + 1 : 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   out["settle_seconds"] = std::chrono::duration<double>(Clock::now() - settleStart).count();
@@ -400,11 +403,16 @@ int run(const std::vector<std::string>& a) {
   out["reconnected"] = load.handshakes() - before;
   // Absorbed: B has also registered every one of them (its database backlog is empty).
   const int apiB = std::stoi(arg(a, "--api-b"));
-  for (double backlog; (backlog = metric(apiB, "ferry_control_channel_db_backlog", caFile)) > 0 &&
-                       Clock::now() - tk < std::chrono::minutes(4);) {
+  double backlog = -1;
+  for (int zeros = 0; zeros < 3 && Clock::now() - tk < std::chrono::minutes(4);) {
+    backlog = metric(apiB, "ferry_control_channel_db_backlog", caFile);
+    if (backlog < 0) break;  // not known (an older build, or B does not answer)
+    zeros = backlog == 0 ? zeros + 1 : 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  out["reconnect_registered_seconds"] = std::chrono::duration<double>(Clock::now() - tk).count();
+  // The last zero reading, not the two confirming ones after it.
+  out["reconnect_registered_seconds"] =
+      backlog < 0 ? -1.0 : std::chrono::duration<double>(Clock::now() - tk).count() - 0.2;
   load.stop();
   std::cout << out.dump() << std::endl;
   return 0;

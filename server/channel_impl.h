@@ -74,6 +74,7 @@ struct ChannelServer::Impl {
   std::mutex registrationMutex;
   std::vector<Registration> registrations;  // GUARDED_BY(registrationMutex)
   bool registering = false;                 // a registerQueued is on the pool; GUARDED_BY(registrationMutex)
+  bool stopping = false;                    // stop() began; GUARDED_BY(registrationMutex)
   std::vector<std::pair<std::string, std::weak_ptr<GatewaySession>>> firstFetches;  // GUARDED_BY(registrationMutex)
   bool fetching = false;  // a fetchQueued is on the pool; GUARDED_BY(registrationMutex)
   // Runs f on the database pool, counted in dbQueued (a burst of connections queues
@@ -103,6 +104,7 @@ struct ChannelServer::Impl {
   // few transactions rather than one each.
   void registerChannel(const std::string& gatewayId, int64_t epoch, std::function<void(bool known)> done);
   void registerQueued();
+  void registerBatch(std::vector<Registration>& batch);
   // A new channel's first fetch of what waits for it, after it is held: queued ones
   // share one query for which gateways have anything open; only those fetch.
   void fetchFirst(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s);

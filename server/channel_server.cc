@@ -114,15 +114,27 @@ void ChannelServer::Impl::registerQueued() {
   std::vector<Registration> batch;
   {
     std::lock_guard<std::mutex> lock(registrationMutex);
+    if (stopping) {  // the server is going: its registrations would be forgotten anyway
+      registrations.clear();
+      registering = false;
+      return;
+    }
     size_t n = std::min(kBatch, registrations.size());
     batch.assign(std::make_move_iterator(registrations.begin()), std::make_move_iterator(registrations.begin() + n));
     registrations.erase(registrations.begin(), registrations.begin() + n);
-    if (registrations.empty()) {
-      registering = false;
-    } else {
-      onDb([this] { registerQueued(); });  // the rest after this batch, behind other work
-    }
   }
+  registerBatch(batch);
+  // One batch at a time: two transactions racing could leave a gateway that reconnected
+  // at once registered with its older connection.
+  std::lock_guard<std::mutex> lock(registrationMutex);
+  if (registrations.empty() || stopping) {
+    registering = false;
+  } else {
+    onDb([this] { registerQueued(); });  // the rest, behind other work queued meanwhile
+  }
+}
+
+void ChannelServer::Impl::registerBatch(std::vector<Registration>& batch) {
   std::vector<std::pair<std::string, int64_t>> channels;
   for (const Registration& r : batch) channels.emplace_back(r.gateway, r.epoch);
   auto known = gateways.connectMany(channels, opt.serverId);
@@ -175,7 +187,11 @@ void ChannelServer::Impl::fetchQueued() {
 
 void ChannelServer::Impl::hold(const std::string& gatewayId, const std::shared_ptr<GatewaySession>& s) {
   std::lock_guard<std::mutex> lock(heldMutex);
-  held[gatewayId] = s;
+  // Two connections of one gateway registered out of order: the newer (higher epoch)
+  // is the one to push to.
+  auto& slot = held[gatewayId];
+  auto current = slot.lock();
+  if (!current || current->epoch() <= s->epoch()) slot = s;
 }
 
 void ChannelServer::Impl::release(const std::string& gatewayId, const GatewaySession* s) {
@@ -284,6 +300,10 @@ Status ChannelServer::start() {
 void ChannelServer::stop() {
   Impl& s = *impl_;
   if (s.threads.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(s.registrationMutex);
+    s.stopping = true;
+  }
   s.io.stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();

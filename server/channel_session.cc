@@ -59,9 +59,12 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   void start() {
     ++server_.live;
     // The handshakes (TLS, then the WebSocket upgrade) in 15 s, or the socket closes.
+    // A weak reference: a connection that failed early goes at once, not in 15 s.
     timer_.expires_after(std::chrono::seconds(15));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->ws_.next_layer().close();
+    timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto self = weak.lock();
+      // accepted_: an expiry queued just before the upgrade finished is not a timeout.
+      if (!ec && self && !self->accepted_) self->ws_.next_layer().close();
     });
     ws_.next_layer().async_handshake([self = shared_from_this()](beast::error_code ec) { self->onTls(ec); });
   }
@@ -104,6 +107,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   void onAccept(beast::error_code ec) {
     if (ec) return;
     upgrade_ = {};  // the upgrade request is done with: do not hold it for the channel's life
+    accepted_ = true;
     timer_.cancel();  // the handshakes are done
     epoch_ = ++server_.nextEpoch;
     // Is it a gateway we know (not deleted)? Registered if so, off the I/O thread.
@@ -316,6 +320,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
   beast::http::request<beast::http::string_body> upgrade_;
   std::string gateway_;
   int64_t epoch_ = 0;
+  bool accepted_ = false;  // the WebSocket upgrade is done (the handshake timer is off)
   bool registered_ = false;
   bool closing_ = false;
   bool fetching_ = false, fetchAgain_ = false, writing_ = false;

@@ -17,12 +17,18 @@ namespace {
 
 // OpenSSL's own socket BIO writes with write(2): a peer gone raises SIGPIPE. This one
 // sends with MSG_NOSIGNAL, as Asio does, and never blocks (the socket is non-blocking).
+// It asks the socket for its descriptor on every call: once the socket is closed that
+// is -1 (EBADF), never a number the kernel has since given to another connection.
+int descriptorOf(BIO* bio) {
+  auto* socket = static_cast<asio::ip::tcp::socket*>(BIO_get_data(bio));
+  return socket->is_open() ? static_cast<int>(socket->native_handle()) : -1;
+}
+
 int sendRecord(BIO* bio, const char* data, int size) {
   BIO_clear_retry_flags(bio);
   ssize_t n;
   do {
-    n = ::send(static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio))), data, static_cast<size_t>(size),
-               MSG_NOSIGNAL);
+    n = ::send(descriptorOf(bio), data, static_cast<size_t>(size), MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(bio);
   return static_cast<int>(n);
@@ -32,7 +38,7 @@ int receive(BIO* bio, char* data, int size) {
   BIO_clear_retry_flags(bio);
   ssize_t n;
   do {
-    n = ::recv(static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio))), data, static_cast<size_t>(size), 0);
+    n = ::recv(descriptorOf(bio), data, static_cast<size_t>(size), 0);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(bio);
   return static_cast<int>(n);
@@ -70,9 +76,14 @@ TlsSocket::TlsSocket(asio::ip::tcp::socket socket, SSL_CTX* context) : socket_(s
     BIO_free(bio);
     throw std::runtime_error("TLS: cannot make a connection's state (out of memory?)");
   }
-  boost::system::error_code ignored;
-  socket_.non_blocking(true, ignored);
-  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(socket_.native_handle())));
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);  // OpenSSL must never block an I/O thread
+  if (ec) {
+    SSL_free(ssl_);
+    BIO_free(bio);
+    throw std::runtime_error("TLS: cannot make the socket non-blocking: " + ec.message());
+  }
+  BIO_set_data(bio, &socket_);
   SSL_set_bio(ssl_, bio, bio);  // the SSL owns it
   SSL_set_accept_state(ssl_);
   SSL_set_options(ssl_, SSL_OP_NO_RENEGOTIATION);
@@ -149,9 +160,16 @@ TlsSocket::Attempt TlsSocket::shutdownOnce() {
 
 void teardown(boost::beast::role_type, TlsSocket& stream, error_code& ec) {
   ec = {};
-  (void)SSL_shutdown(stream.native_handle());  // best effort: the socket does not block
-  ERR_clear_error();
-  stream.close();
+  stream.closeNotifyAndClose();
+}
+
+void TlsSocket::closeNotifyAndClose() {
+  if (socket_.is_open()) {
+    ERR_clear_error();
+    (void)SSL_shutdown(ssl_);  // one non-blocking try: a peer that does not read gets nothing
+    ERR_clear_error();
+  }
+  close();
 }
 
 void beast_close_socket(TlsSocket& stream) {

@@ -37,7 +37,10 @@ class TlsSocket {
   executor_type get_executor() { return socket_.get_executor(); }
   SSL* native_handle() { return ssl_; }
   boost::asio::ip::tcp::socket& socket() { return socket_; }
+  // Pending operations end with operation_aborted; later ones fail (bad_descriptor).
   void close();
+  // Sends close_notify if the socket takes it at once, then closes: never waits.
+  void closeNotifyAndClose();
 
   // Handlers: void(error_code) for the handshake and shutdown, void(error_code,
   // size_t) for reads and writes. A peer that closes reads as asio::error::eof.
@@ -131,8 +134,9 @@ class TlsSocket {
     void operator()(Self& self, boost::beast::error_code waited = {}) {
       if (result) return finish(self, *result);
       if (waited) return finish(self, Attempt{Attempt::kFailed, 0, waited});
-      Attempt a = step();
       boost::asio::ip::tcp::socket& sock = step.s->socket_;
+      // Closed: no OpenSSL call, whose BIO would find no descriptor anyway.
+      Attempt a = sock.is_open() ? step() : Attempt{Attempt::kFailed, 0, boost::asio::error::bad_descriptor};
       switch (a.kind) {
         case Attempt::kWantRead:
           return sock.async_wait(boost::asio::ip::tcp::socket::wait_read, std::move(self));
@@ -166,17 +170,15 @@ class TlsSocket {
 };
 
 // Beast's customization points for a WebSocket over a TlsSocket: closing sends
-// close_notify, then closes the socket.
+// close_notify if the socket takes it at once, then closes the socket. It never waits
+// (a peer that stopped reading must not keep a session, and Beast's write lock, alive).
 void teardown(boost::beast::role_type role, TlsSocket& stream, boost::beast::error_code& ec);
 
 template <class Handler>
 void async_teardown(boost::beast::role_type, TlsSocket& stream, Handler&& handler) {
+  stream.closeNotifyAndClose();
   auto ex = boost::asio::get_associated_executor(handler, stream.get_executor());
-  stream.async_shutdown(boost::asio::bind_executor(
-      ex, [&stream, h = std::forward<Handler>(handler)](boost::beast::error_code) mutable {
-        stream.close();
-        h(boost::beast::error_code{});  // the peer's own close_notify is not waited for
-      }));
+  boost::asio::post(ex, [h = std::forward<Handler>(handler)]() mutable { h(boost::beast::error_code{}); });
 }
 
 void beast_close_socket(TlsSocket& stream);

@@ -22,6 +22,10 @@ target_compile_definitions(console_test PRIVATE FERRY_SOURCE_DIR="${CMAKE_SOURCE
 ferry_test(agent_test SOURCES integration/agent_test.cc integration/agent_limits_test.cc
            integration/agent_recovery_test.cc LIBS ferry_agent ferry_control
            LABELS integration TIMEOUT 600)
+# The disaster-recovery path end to end again, the gateways' stores in radosgw.
+ferry_test(agent_s3_test SOURCES integration/agent_recovery_test.cc LIBS ferry_agent ferry_control
+           LABELS integration FIXTURES rgw TIMEOUT 600)
+set_property(TEST agent_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
 ferry_test(agent_iscsi_test SOURCES integration/agent_iscsi_test.cc LIBS ferry_agent ferry_control
            LABELS integration TIMEOUT 600)
 ferry_test(iscsi_conformance_test SOURCES integration/iscsi_conformance_test.cc LIBS ferry_agent ferry_control

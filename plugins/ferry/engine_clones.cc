@@ -3,6 +3,7 @@
 // snapshot once every chunk is the volume's own.
 
 #include <ctime>
+#include <mutex>
 #include <thread>
 
 #include "engine.h"
@@ -191,37 +192,44 @@ void Engine::hydrateLoop() {
 
 Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline) {
   const uint64_t left = v.hydrationLeft();
-  std::vector<Status> results(kSnapshotUploaders);
-  auto work = [&](Status& result) {
-    while (true) {
-      Status error;
-      Volume::HydrateStep step = v.hydrateOne(&error);
-      if (step == Volume::HydrateStep::kDone) return;
-      if (!error) {
-        result = error;
-        return;
-      }
-      if (v.fenced()) {
-        result = Status::fenced("volume " + v.name() + " was deleted or fenced");
-        return;
-      }
-      if (step == Volume::HydrateStep::kCopied) continue;
-      // The chunks left are being copied or uploaded by someone else.
+  std::mutex mu;
+  Status failed;  // the first failure stops every worker; GUARDED_BY(mu)
+  auto fail = [&](Status s) {
+    std::lock_guard lock(mu);
+    if (failed) failed = std::move(s);
+  };
+  auto stop = [&] {
+    std::lock_guard lock(mu);
+    return !failed;
+  };
+  auto work = [&] {
+    while (!stop()) {
+      if (stopping_) return fail(Status::unavailable("the engine is stopping"));
+      if (v.fenced()) return fail(Status::fenced("volume " + v.name() + " was deleted or fenced"));
       if (std::chrono::steady_clock::now() >= deadline) {
-        result = Status::unavailable(std::to_string(v.hydrationLeft()) + " chunks of volume " + v.name() +
-                                 " still to copy from snapshot " + v.sourceSnapshot() + " of " + v.sourceVolume());
-        return;
+        return fail(Status::unavailable(std::to_string(v.hydrationLeft()) + " chunks of volume " + v.name() +
+                                        " still to copy from snapshot " + v.sourceSnapshot() + " of " +
+                                        v.sourceVolume() + " when the time ran out"));
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      Status error;
+      switch (v.hydrateOne(&error)) {
+        case Volume::HydrateStep::kDone:
+          return;
+        case Volume::HydrateStep::kCopied:
+          break;
+        case Volume::HydrateStep::kWait:
+          if (!error) return fail(error);
+          // The chunks left are being copied or uploaded by someone else.
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          break;
+      }
     }
   };
   std::vector<std::thread> helpers;
-  for (size_t i = 1; i < results.size(); ++i) helpers.emplace_back([&, i] { work(results[i]); });
-  work(results[0]);
+  for (size_t i = 1; i < kSnapshotUploaders; ++i) helpers.emplace_back(work);
+  work();
   for (std::thread& t : helpers) t.join();
-  for (const Status& r : results) {
-    if (!r) return r.withContext("copy the rest of the volume from its source first");
-  }
+  if (!failed) return failed.withContext("copy the rest of the volume from its source first");
   finishHydration(v);  // best effort: the hydration threads retry a failed release
   logInfo("volume " + v.name() + ": copied the last " + std::to_string(left) + " chunks from snapshot " +
           v.sourceSnapshot() + " of " + v.sourceVolume() + " for a snapshot");

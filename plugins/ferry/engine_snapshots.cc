@@ -33,19 +33,19 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   if (Status s = checkVolumeName(id); !s) return Status::invalid("snapshot id: " + s.message());
   auto v = find(name);
   if (!v) return Status::notFound("no volume named " + name);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  // A manifest names only the volume's own objects: chunks still read from a source
+  // snapshot are copied first, before anything is locked (other snapshots, deletes and
+  // collections go on meanwhile). The snapshot's point in time is the freeze below,
+  // after the copy; copying does not change what a chunk reads.
+  if (v->hydrationLeft() > 0) {
+    if (Status s = hydrateRest(*v, deadline); !s) return s.withContext("snapshot " + id);
+  }
   std::lock_guard guard(snapshotMu_);
   std::string key = snapshotKey(name, id);
   auto existing = store_->getAll(key);
   if (existing) return decodeManifest(existing.value());
   if (existing.status().code() != Code::kNotFound) return existing.status().withContext("snapshot " + id);
-
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  // A manifest names only the volume's own objects: chunks still read from a source
-  // snapshot are copied first (this is not instant, but a chunk's content cannot
-  // change by being copied, so what the snapshot holds is still what the freeze sees).
-  if (v->hydrationLeft() > 0) {
-    if (Status s = hydrateRest(*v, deadline); !s) return s.withContext("snapshot " + id);
-  }
   // The copy-on-write freeze: the snapshot's content is the volume's at this moment.
   std::string cow = cowPath(name);
   auto frozen = v->beginFreeze(cow);

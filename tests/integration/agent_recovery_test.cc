@@ -1,12 +1,12 @@
 // Volumes made on one gateway from another's data, end to end through the API: from a
 // snapshot, and — the gateway lost (killed) — from its volume's last recovery point,
 // with the content of exactly that point and what the recovery may have lost said.
+// On file:// stores in agent_test, on radosgw in agent_s3_test.
 
 #include <gtest/gtest.h>
 
 #include <ctime>
 #include <memory>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -32,13 +32,14 @@ std::vector<uint8_t> readVolume(int port, const std::string& name) {
   return out;
 }
 
-// The newest recovery point of a volume in a file store, and when it was begun (Unix
-// ms, from its id: rp-<16 hex digits>).
-std::pair<std::string, int64_t> newestPoint(const std::string& volumeDir) {
+// The newest recovery point of a volume in a gateway's store, and when it was begun
+// (Unix ms, from its id: rp-<16 hex digits>).
+std::pair<std::string, int64_t> newestPoint(ferry::testing::TestStores& stores, const std::string& gateway,
+                                            const std::string& volume) {
   std::pair<std::string, int64_t> best{"", 0};
-  std::error_code ec;
-  for (const auto& f : std::filesystem::directory_iterator(volumeDir + "/snapshots", ec)) {
-    std::string name = f.path().filename();
+  const std::string prefix = "volumes/" + volume + "/snapshots/";
+  for (const std::string& key : stores.keys(gateway, prefix)) {
+    std::string name = key.substr(prefix.size());
     if (name.rfind("rp-", 0) != 0 || name.size() < 19 || name < best.first) continue;
     best = {name.substr(0, name.size() - 5), std::stoll(name.substr(3, 16), nullptr, 16)};
   }
@@ -86,11 +87,10 @@ TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
   EXPECT_TRUE(readVolume(b.nbdPort(), "fromsnap") == p1) << "the volume is not the snapshot";
 
   // A recovery point after P2, then more writes, then gateway A is lost.
-  std::string volumeDir = (storeDir_ / gwA) + "/volumes/disk0";
-  for (int i = 0; i < 300 && newestPoint(volumeDir).second <= afterP2; ++i) {
+  for (int i = 0; i < 300 && newestPoint(stores_, gwA, "disk0").second <= afterP2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_GT(newestPoint(volumeDir).second, afterP2) << "no recovery point after the writes";
+  ASSERT_GT(newestPoint(stores_, gwA, "disk0").second, afterP2) << "no recovery point after the writes";
   auto q3 = q;
   auto p3 = ferry::testing::randomBytes(2 << 20, 3);
   std::copy(p3.begin(), p3.end(), q3.begin() + (8 << 20));
@@ -101,7 +101,7 @@ TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_FALSE(api("GET", "/v1/gateways/" + gwA).body["gateway"].value("online", true));
-  std::string lastPoint = newestPoint(volumeDir).first;  // ".json" cut
+  std::string lastPoint = newestPoint(stores_, gwA, "disk0").first;  // ".json" cut
 
   auto recover = api("POST", "/v1/gateways/" + gwB + "/volumes",
                      {{"name", "recovered"}, {"from", {{"gateway_id", gwA}, {"volume", "disk0"}}}});

@@ -1,7 +1,8 @@
 #pragma once
-// The fixture of the agent's end-to-end tests: a real ferry-control (SQLite, a file://
-// store per gateway) and an account; activate() starts an agent and activates it as a
-// customer would, with the key read from its local page. Header-only.
+// The fixture of the agent's end-to-end tests: a real ferry-control (SQLite, a store per
+// gateway: a file:// directory, or with FERRY_TEST_STORE=s3 a prefix of a radosgw
+// bucket, tests/lib/test_stores.h) and an account; activate() starts an agent and
+// activates it as a customer would, with the key read from its local page. Header-only.
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include "activate.h"
 #include "agent_process.h"
 #include "control_process.h"
+#include "test_stores.h"
 #include "test_util.h"
 
 namespace ferry::testing {
@@ -21,9 +23,11 @@ class AgentFixture : public ::testing::Test {
   using json = nlohmann::json;
   void SetUp() override {
     if (!ferry::testing::haveProgram("nbdkit")) GTEST_SKIP() << "nbdkit is not installed";
-    control_ = std::make_unique<Control>(
-        controlDir_.path(), "sqlite://" + (controlDir_ / "control.db"),
-        std::string(kFastTimers) + "gateway.store = file://" + (storeDir_ / "{gateway}") + "\n" + controlExtra_);
+    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
+    // The agents inherit the test's environment: the S3 credentials TestStores set.
+    std::string store = stores_.s3() ? stores_.url("{gateway}") : "file://" + (storeDir_ / "{gateway}");
+    control_ = std::make_unique<Control>(controlDir_.path(), "sqlite://" + (controlDir_ / "control.db"),
+                                         std::string(kFastTimers) + "gateway.store = " + store + "\n" + controlExtra_);
     ASSERT_TRUE(control_->start()) << control_->log();
     token_ = ferry::testing::signUpAndLogIn(*control_, "ann@example.com");
   }
@@ -56,6 +60,7 @@ class AgentFixture : public ::testing::Test {
 
   std::string controlExtra_;  // more control config lines (set before SetUp)
   TempDir controlDir_, agentDir_, storeDir_;
+  TestStores stores_{storeDir_.path()};  // gateway G's store is stores_ "G"
   std::unique_ptr<Control> control_;
   std::string token_;
 };

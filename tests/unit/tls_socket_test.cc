@@ -13,6 +13,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -164,6 +165,75 @@ TEST_F(TlsSocketTest, MessagesOfEverySizeCrossBothWaysIntact) {
   ws.close(websocket::close_code::normal);
   ASSERT_EQ(ended.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the server did not see the close";
   EXPECT_EQ(ended.get(), websocket::error::closed);
+}
+
+TEST_F(TlsSocketTest, TheServerWritesWhileItsReadWaits) {
+  // As a channel does: a read is always pending while requests are pushed down.
+  auto ended = serveOne([](std::shared_ptr<Ws> ws, Done done) {
+    auto buf = std::make_shared<beast::flat_buffer>();
+    ws->async_read(*buf, [ws, buf, done](beast::error_code ec, size_t) {
+      done->set_value(ec ? ec : (beast::buffers_to_string(buf->data()) == "bye" ? beast::error_code{}
+                                                                              : asio::error::invalid_argument));
+    });
+    auto push = std::make_shared<std::function<void(int)>>();
+    *push = [ws, push](int i) {
+      if (i == 50) return;
+      auto msg = std::make_shared<std::string>(pattern(20000, static_cast<unsigned>(i)));
+      ws->binary(true);
+      ws->async_write(asio::buffer(*msg), [push, msg, i](beast::error_code ec, size_t) {
+        if (!ec) (*push)(i + 1);
+      });
+    };
+    (*push)(0);
+  });
+  runIo();
+  asio::io_context cio;
+  ssl::context ctx = clientTls(true);
+  websocket::stream<ssl::stream<tcp::socket>> ws(cio, ctx);
+  beast::get_lowest_layer(ws).connect(acceptor_.local_endpoint());
+  ws.next_layer().handshake(ssl::stream_base::client);
+  ws.handshake("127.0.0.1", "/");
+  for (int i = 0; i < 50; ++i) {
+    beast::flat_buffer in;
+    ws.read(in);
+    ASSERT_EQ(beast::buffers_to_string(in.data()), pattern(20000, static_cast<unsigned>(i))) << "push " << i;
+  }
+  ws.text(true);
+  ws.write(asio::buffer(std::string("bye")));
+  ASSERT_EQ(ended.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the pending read never completed";
+  EXPECT_FALSE(ended.get()) << "the read that waited through the pushes got the wrong message";
+}
+
+TEST_F(TlsSocketTest, AClosedSocketNeitherReadsNorWrites) {
+  // A pending read ends when the socket is closed; a later write fails at once and
+  // never reaches a descriptor the kernel may have given to another connection.
+  std::promise<std::pair<beast::error_code, beast::error_code>> done;
+  auto ended = done.get_future();
+  acceptor_.async_accept(asio::make_strand(io_), [this, &done](beast::error_code ec, tcp::socket s) {
+    ASSERT_FALSE(ec);
+    auto sock = std::make_shared<TlsSocket>(std::move(s), serverTls_.native_handle());
+    sock->async_handshake([sock, &done](beast::error_code e) {
+      ASSERT_FALSE(e) << e.message();
+      auto byte = std::make_shared<char>();
+      sock->async_read_some(asio::buffer(byte.get(), 1), [sock, byte, &done](beast::error_code read, size_t) {
+        static const char kData[] = "x";
+        sock->async_write_some(asio::buffer(kData, 1), [read, &done](beast::error_code write, size_t) {
+          done.set_value({read, write});
+        });
+      });
+      sock->close();
+    });
+  });
+  runIo();
+  asio::io_context cio;
+  ssl::context ctx = clientTls(true);
+  ssl::stream<tcp::socket> client(cio, ctx);
+  client.next_layer().connect(acceptor_.local_endpoint());
+  client.handshake(ssl::stream_base::client);
+  ASSERT_EQ(ended.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto [read, write] = ended.get();
+  EXPECT_EQ(read, asio::error::operation_aborted) << read.message();
+  EXPECT_EQ(write, asio::error::bad_descriptor) << write.message();
 }
 
 TEST_F(TlsSocketTest, AClientWithoutACertificateFailsTheHandshake) {
