@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <thread>
 
 #include "activate.h"
@@ -131,15 +130,6 @@ TEST_F(AgentTest, ARequestMadeWhileTheProviderRestartsIsAppliedOnce) {
   EXPECT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "during-outage")) << nbd.error();
 }
 
-// The pid of the volume engine the agent started last (from its log).
-pid_t enginePid(Agent& agent) {
-  static const std::regex kStarted("volume engine started \\(pid ([0-9]+)");
-  std::string log = agent.log();
-  pid_t pid = 0;
-  for (std::sregex_iterator it(log.begin(), log.end(), kStarted), end; it != end; ++it) pid = std::stoi((*it)[1]);
-  return pid;
-}
-
 TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart) {
   Agent agent(agentDir_.path(), *control_);
   std::string gw = activate(agent);
@@ -152,12 +142,8 @@ TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart)
     ASSERT_TRUE(nbd.flush());
   }
   // The engine hangs (stopped): the next request is begun and cannot finish.
-  pid_t engine = enginePid(agent);
-  ASSERT_GT(engine, 0) << agent.log();
-  ASSERT_EQ(::kill(engine, SIGSTOP), 0);
-  std::string id = createVolume(gw, "disk1");
-  ASSERT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("requests", 0) >= 2; }))
-      << "the request reached the agent";
+  auto [engine, id] = createWithHungEngine(agent, gw, "disk1");
+  ASSERT_GT(engine, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(api("GET", "/v1/requests/" + id).body["request"]["state"], "delivered");
   agent.kill9();
@@ -186,12 +172,8 @@ TEST_F(AgentTest, AnAgentStoppedWhileARequestHangsStopsPromptlyAndAppliesItOnceA
   Agent agent(agentDir_.path(), *control_);
   std::string gw = activate(agent);
   ASSERT_EQ(waitFinished(createVolume(gw, "disk0"))["state"], "done");
-  pid_t engine = enginePid(agent);
-  ASSERT_GT(engine, 0) << agent.log();
-  ASSERT_EQ(::kill(engine, SIGSTOP), 0);
-  std::string id = createVolume(gw, "disk1");
-  ASSERT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("requests", 0) >= 2; }))
-      << "the request reached the agent";
+  auto [engine, id] = createWithHungEngine(agent, gw, "disk1");
+  ASSERT_GT(engine, 0);
   // SIGTERM while the engine hangs: the channel does not wait for the engine's answer
   // (up to 90 s for a create: a minute for the engine to come up, then the call).
   auto t0 = std::chrono::steady_clock::now();

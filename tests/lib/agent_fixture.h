@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -56,6 +57,19 @@ class AgentFixture : public ::testing::Test {
     auto r = api("POST", "/v1/gateways/" + gw + "/volumes", {{"name", name}, {"size", size}});
     EXPECT_EQ(r.status, 202) << r.text;
     return r.body["request"].value("id", "");
+  }
+
+  // Stops the agent's volume engine (SIGSTOP; the caller sends SIGCONT), then asks for
+  // volume `name`: the request reaches the agent and hangs there, begun. The engine's
+  // pid and the request's id.
+  std::pair<pid_t, std::string> createWithHungEngine(Agent& agent, const std::string& gw, const std::string& name) {
+    pid_t engine = agent.enginePid();
+    EXPECT_GT(engine, 0) << agent.log();
+    if (engine <= 0 || ::kill(engine, SIGSTOP) != 0) return {0, ""};
+    std::string id = createVolume(gw, name);
+    EXPECT_TRUE(agent.waitFor([](const json& s) { return s.value("channel", json::object()).value("requests", 0) >= 2; }))
+        << "the request reached the agent";
+    return {engine, id};
   }
 
   std::string controlExtra_;  // more control config lines (set before SetUp)

@@ -133,6 +133,14 @@ class Agent {
   int pagePort() const { return pagePort_; }
   std::string stateDir() const { return dir_ + "/state"; }
   std::string log() const { return readFile(dir_ + "/agent.log") + readFile(dir_ + "/state/engine.log"); }
+  // The pid of the volume engine the agent started last (from its log); 0 if none.
+  pid_t enginePid() const {
+    static const std::regex kStarted("volume engine started \\(pid ([0-9]+)");
+    std::string text = log();
+    pid_t pid = 0;
+    for (std::sregex_iterator it(text.begin(), text.end(), kStarted), end; it != end; ++it) pid = std::stoi((*it)[1]);
+    return pid;
+  }
 
  private:
   // The sanitizer build's plugin needs its runtime preloaded into nbdkit.

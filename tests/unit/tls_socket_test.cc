@@ -78,6 +78,21 @@ class TlsSocketTest : public ::testing::Test {
     return c;
   }
 
+  // A WebSocket client with a certificate, connected and upgraded (blocking calls).
+  struct Client {
+    asio::io_context io;
+    ssl::context tls;
+    websocket::stream<ssl::stream<tcp::socket>> ws;
+    explicit Client(ssl::context t) : tls(std::move(t)), ws(io, tls) {}
+  };
+  std::unique_ptr<Client> connectClient() {
+    auto c = std::make_unique<Client>(clientTls(true));
+    beast::get_lowest_layer(c->ws).connect(acceptor_.local_endpoint());
+    c->ws.next_layer().handshake(ssl::stream_base::client);
+    c->ws.handshake("127.0.0.1", "/");
+    return c;
+  }
+
   // Accepts one connection; the server side runs `serve` on the io thread and
   // reports how it ended.
   std::future<beast::error_code> serveOne(std::function<void(std::shared_ptr<Ws>, Done)> serve) {
@@ -135,12 +150,8 @@ void echo(std::shared_ptr<Ws> ws, Done done) {
 TEST_F(TlsSocketTest, MessagesOfEverySizeCrossBothWaysIntact) {
   auto ended = serveOne(echo);
   runIo();
-  asio::io_context cio;
-  ssl::context ctx = clientTls(true);
-  websocket::stream<ssl::stream<tcp::socket>> ws(cio, ctx);
-  beast::get_lowest_layer(ws).connect(acceptor_.local_endpoint());
-  ws.next_layer().handshake(ssl::stream_base::client);
-  ws.handshake("127.0.0.1", "/");
+  auto client = connectClient();
+  auto& ws = client->ws;
   ws.read_message_max(8 << 20);
   // Sizes around the TLS record (16 KiB) and the WebSocket stream's read size, up to
   // several MiB (many records; partial writes on the server's side).
@@ -187,12 +198,8 @@ TEST_F(TlsSocketTest, TheServerWritesWhileItsReadWaits) {
     (*push)(0);
   });
   runIo();
-  asio::io_context cio;
-  ssl::context ctx = clientTls(true);
-  websocket::stream<ssl::stream<tcp::socket>> ws(cio, ctx);
-  beast::get_lowest_layer(ws).connect(acceptor_.local_endpoint());
-  ws.next_layer().handshake(ssl::stream_base::client);
-  ws.handshake("127.0.0.1", "/");
+  auto client = connectClient();
+  auto& ws = client->ws;
   for (int i = 0; i < 50; ++i) {
     beast::flat_buffer in;
     ws.read(in);
@@ -260,12 +267,8 @@ TEST_F(TlsSocketTest, APeerThatVanishesEndsTheReadWithAnError) {
   auto ended = serveOne(echo);
   runIo();
   {
-    asio::io_context cio;
-    ssl::context ctx = clientTls(true);
-    websocket::stream<ssl::stream<tcp::socket>> ws(cio, ctx);
-    beast::get_lowest_layer(ws).connect(acceptor_.local_endpoint());
-    ws.next_layer().handshake(ssl::stream_base::client);
-    ws.handshake("127.0.0.1", "/");
+    auto client = connectClient();
+    auto& ws = client->ws;
     // Half a message, then the socket goes without a TLS or WebSocket goodbye.
     std::string big = pattern(100000, 3);
     beast::error_code ec;
