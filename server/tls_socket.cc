@@ -147,17 +147,6 @@ TlsSocket::Attempt TlsSocket::writeOnce(const void* data, size_t size) {
   return classify(ret, n, errno);
 }
 
-TlsSocket::Attempt TlsSocket::shutdownOnce() {
-  ERR_clear_error();
-  errno = 0;
-  int ret = SSL_shutdown(ssl_);
-  if (ret >= 0) return Attempt{};  // close_notify sent (0: the peer's not seen yet)
-  Attempt a = classify(ret, 0, errno);
-  // Waiting to read the peer's close_notify is not what a shutdown here is for.
-  if (a.kind == Attempt::kWantRead) return Attempt{};
-  return a;
-}
-
 void teardown(boost::beast::role_type, TlsSocket& stream, error_code& ec) {
   ec = {};
   stream.closeNotifyAndClose();

@@ -42,7 +42,7 @@ class TlsSocket {
   // Sends close_notify if the socket takes it at once, then closes: never waits.
   void closeNotifyAndClose();
 
-  // Handlers: void(error_code) for the handshake and shutdown, void(error_code,
+  // Handlers: void(error_code) for the handshake, void(error_code,
   // size_t) for reads and writes. A peer that closes reads as asio::error::eof.
   template <class Token>
   auto async_handshake(Token&& token) {
@@ -60,11 +60,6 @@ class TlsSocket {
   auto async_write_some(const Buffers& buffers, Token&& token) {
     return start<true>(WriteStep::of(this, buffers), std::forward<Token>(token));
   }
-  // Sends close_notify (it does not wait for the peer's).
-  template <class Token>
-  auto async_shutdown(Token&& token) {
-    return start<false>(ShutdownStep{this}, std::forward<Token>(token));
-  }
 
   // What one OpenSSL call came to.
   struct Attempt {
@@ -77,7 +72,6 @@ class TlsSocket {
   Attempt handshakeOnce();
   Attempt readOnce(void* data, size_t size);
   Attempt writeOnce(const void* data, size_t size);
-  Attempt shutdownOnce();
   Attempt classify(int ret, size_t bytes, int savedErrno);
 
   struct HandshakeStep {
@@ -116,10 +110,6 @@ class TlsSocket {
       if (!gathered.empty()) return s->writeOnce(gathered.data(), gathered.size());
       return from.size() == 0 ? Attempt{} : s->writeOnce(from.data(), from.size());
     }
-  };
-  struct ShutdownStep {
-    TlsSocket* s;
-    Attempt operator()() { return s->shutdownOnce(); }
   };
 
   static constexpr size_t kRecord = 16384;
