@@ -25,3 +25,7 @@ ferry_test(engine_s3_test SOURCES unit/clone_test.cc unit/recovery_test.cc unit/
            unit/gc_crash_test.cc
            LIBS ferry_engine LABELS integration FIXTURES rgw TIMEOUT 600)
 set_property(TEST engine_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
+
+ferry_test(snapshot_fio_s3_test SOURCES integration/snapshot_fio_test.cc LIBS ferry_common
+           LABELS integration FIXTURES rgw)
+set_property(TEST snapshot_fio_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
