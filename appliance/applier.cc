@@ -50,7 +50,8 @@ json Applier::apply(const json& request) {
   std::string op = request.value("op", "");
   json args = request.value("args", json::object());
   if (!args.is_object()) return failure(Status::invalid("args must be an object"));
-  bool needsEngine = op.rfind("volume.", 0) == 0 || op.rfind("snapshot.", 0) == 0 || op == "gateway.describe";
+  bool needsEngine =
+      op.rfind("volume.", 0) == 0 || op.rfind("snapshot.", 0) == 0 || op == "gateway.describe" || op == "store.purge";
   if (needsEngine) {
     // The engine may be starting (just activated) or restarting: give it a minute.
     if (Status s = engine_.waitReady(60); !s) return failure(s);
@@ -60,6 +61,7 @@ json Applier::apply(const json& request) {
     if (op == "volume.delete") return deleteVolume(args);
     if (op == "snapshot.create") return snapshot(args);
     if (op == "snapshot.delete") return deleteSnapshot(args);
+    if (op == "store.purge") return purgeStore(args);
     if (op == "gateway.describe") return describe();
     if (op == "volume.chap") return setChap(args);
     if (op == "bandwidth.set") {
@@ -95,7 +97,8 @@ json Applier::createVolume(const json& args) {
   auto existing = findVolume(engine_, name);
   if (!existing) return failure(existing.status());
   if (!existing.value().is_null()) {
-    if (existing.value().value("size", int64_t{0}) == size && existing.value().value("chunk_size", int64_t{0}) == chunk) {
+    if (existing.value().value("size", int64_t{0}) == size &&
+        existing.value().value("chunk_size", int64_t{0}) == chunk) {
       return success(existing.value());
     }
     return failure(Status::busy("a volume " + name + " of another size already exists on this gateway"));
@@ -110,7 +113,8 @@ json Applier::createVolume(const json& args) {
   // is said here and retried, not a failed request.
   if (iscsi_ != nullptr && iscsi_->enabled()) {
     Status served = iscsi_->ensure(name);
-    out["iscsi"] = {{"target", iscsi_->targetName(name)}, {"state", served ? "ready" : "error"},
+    out["iscsi"] = {{"target", iscsi_->targetName(name)},
+                    {"state", served ? "ready" : "error"},
                     {"error", served ? "" : served.message()}};
   }
   return success(out);
@@ -159,6 +163,16 @@ json Applier::deleteSnapshot(const json& args) {
   auto gone = engine_.call({{"op", "snapshot-delete"}, {"name", volume}, {"snapshot", id}}, 120);
   if (!gone) return failure(gone.status());
   return success({{"snapshot", id}, {"volume", volume}, {"deleted", true}});
+}
+
+json Applier::purgeStore(const json& args) {
+  // A lost gateway's store: every volume in it goes, but one that is still leased or
+  // read from (the engine says which and why; a rerun finishes them).
+  std::string store = args.at("store").get<std::string>();
+  auto purged = engine_.call({{"op", "purge-store"}, {"store", store}}, 600);
+  if (!purged) return failure(purged.status());
+  return success(
+      {{"gateway_id", args.value("gateway_id", "")}, {"deleted", purged.value().value("deleted", json::array())}});
 }
 
 json Applier::setChap(const json& args) {

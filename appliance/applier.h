@@ -44,6 +44,7 @@ class Applier {
   nlohmann::json deleteVolume(const nlohmann::json& args);
   nlohmann::json snapshot(const nlohmann::json& args);
   nlohmann::json deleteSnapshot(const nlohmann::json& args);
+  nlohmann::json purgeStore(const nlohmann::json& args);
   nlohmann::json describe();
   nlohmann::json setChap(const nlohmann::json& args);
 

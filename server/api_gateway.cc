@@ -42,8 +42,12 @@ json requestJson(const RequestInfo& r) {
 namespace {
 
 json volumeJson(const VolumeInfo& v) {
-  json out = {{"name", v.name},         {"gateway_id", v.gatewayId}, {"size", v.size},
-              {"chunk_size", v.chunkSize}, {"state", v.state},       {"request_id", v.requestId},
+  json out = {{"name", v.name},
+              {"gateway_id", v.gatewayId},
+              {"size", v.size},
+              {"chunk_size", v.chunkSize},
+              {"state", v.state},
+              {"request_id", v.requestId},
               {"created_at_ms", v.createdAt}};
   if (!v.source.is_null()) out["source"] = v.source;
   return out;
@@ -77,7 +81,10 @@ json bandwidthJson(const BandwidthInfo& b) {
 }
 
 json scheduleJson(const SnapshotSchedule& s) {
-  return {{"gateway_id", s.gatewayId}, {"volume", s.volume}, {"every_hours", s.everyHours}, {"keep", s.keep},
+  return {{"gateway_id", s.gatewayId},
+          {"volume", s.volume},
+          {"every_hours", s.everyHours},
+          {"keep", s.keep},
           {"next_at", s.nextAt}};
 }
 
@@ -166,8 +173,8 @@ class GatewayRoutes {
         }
         int64_t size = sizeField(in, "size", source ? 0 : -1);
         if (!source && chunk == 0) chunk = kDefaultChunkSize;
-        auto made = orThrow(ctx_.inventory.createVolume(account_, gw, str(in, "name"), size, chunk,
-                                                        source ? &*source : nullptr));
+        auto made = orThrow(
+            ctx_.inventory.createVolume(account_, gw, str(in, "name"), size, chunk, source ? &*source : nullptr));
         out = routed(made.second, mode);
         out["volume"] = volumeJson(made.first);
         return HTTPResponse::HTTP_ACCEPTED;
@@ -315,8 +322,18 @@ class GatewayRoutes {
         return HTTPResponse::HTTP_ACCEPTED;
       }
     }
+    if (what == "purge" && p.size() == 4 && method_ == "POST") {
+      // A lost gateway's store, cleaned up by another of the account's gateways.
+      Routing mode = routing();
+      json in = readBody(req_);
+      for (const auto& [k, v] : in.items()) {
+        if (k != "via") throw invalidArgument("unknown field '" + k + "' (only \"via\": a gateway id)");
+      }
+      out = routed(orThrow(ctx_.inventory.purgeGateway(account_, gw, optStr(in, "via"))), mode);
+      return HTTPResponse::HTTP_ACCEPTED;
+    }
     bool known = (what == "volumes" && p.size() >= 4 && p.size() <= 6) || (what == "bandwidth" && p.size() == 4) ||
-                 (what == "metrics" && p.size() == 4) ||
+                 (what == "metrics" && p.size() == 4) || (what == "purge" && p.size() == 4) ||
                  (what == "snapshots" && p.size() <= 5) || (what == "requests" && p.size() == 4);
     if (known) {
       throw ApiError{HTTPResponse::HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",

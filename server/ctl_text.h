@@ -97,6 +97,8 @@ struct CtlCommand {
 };
 
 // volume …, snapshot …, request … (ferryctl_requests.cc).
+// gateway purge ID [--via GATEWAY] [--wait]: a lost gateway's store, cleaned up.
+int gatewayPurgeCommand(const CtlCommand& c);
 int volumeCommand(const CtlCommand& c);
 int snapshotCommand(const CtlCommand& c);
 int requestCommand(const CtlCommand& c);

@@ -52,6 +52,10 @@ gateways
   gateway activate KEY --name NAME [--timezone TZ]
   gateway rename ID NAME
   gateway delete ID
+  gateway purge ID [--via GATEWAY] [--wait]
+                                      a lost gateway: another one (online, or --via)
+                                      deletes its volumes and snapshots from the store,
+                                      then its record goes
 volumes (a change is a request to the gateway; --wait waits for its answer)
   volume list GATEWAY
   volume show GATEWAY NAME
@@ -352,6 +356,7 @@ class Ctl {
       if (!r) return fail(r.status());
       return print(r.value(), [&] { std::cout << "renamed " << args_[2] << " to " << args_[3] << "\n"; });
     }
+    if (sub == "purge") return ferry::control::gatewayPurgeCommand(CtlCommand{*client_, args_, output_});
     if (sub == "delete") {
       auto r = client_->call("DELETE", "/v1/gateways/" + arg(2, "ID"));
       if (!r) return fail(r.status());

@@ -6,8 +6,8 @@
 #include <string>
 #include <thread>
 
-#include "ctl_text.h"
 #include "crypto.h"
+#include "ctl_text.h"
 
 namespace ferry::control {
 
@@ -94,7 +94,6 @@ int accepted(const CtlCommand& c, const json& answer, const std::string& what) {
   return ok ? 0 : kExitApi;
 }
 
-
 int volumeCommand(const CtlCommand& c) {
   const std::string& sub = c.arg(1, "volume list|show|create|delete|chap");
   if (sub == "list") {
@@ -103,7 +102,8 @@ int volumeCommand(const CtlCommand& c) {
     return c.print(r.value(), [&] {
       std::vector<std::vector<std::string>> rows;
       for (const auto& v : r.value()["volumes"]) {
-        rows.push_back({v["name"], bytes(v["size"]), bytes(v["chunk_size"]), v["state"], millisWhen(v, "created_at_ms")});
+        rows.push_back(
+            {v["name"], bytes(v["size"]), bytes(v["chunk_size"]), v["state"], millisWhen(v, "created_at_ms")});
       }
       table({"NAME", "SIZE", "CHUNK", "STATE", "CREATED (UTC)"}, rows);
     });
@@ -121,11 +121,12 @@ int volumeCommand(const CtlCommand& c) {
                 << "request:  " << v.value("request_id", "") << "\n";
       if (auto src = v.find("source"); src != v.end() && src->is_object()) {
         std::cout << "made from: "
-                  << (src->value("recovery_point", false) ? "the newest recovery point of " : "snapshot " +
-                                                                                             src->value("snapshot", "") + " of ")
+                  << (src->value("recovery_point", false) ? "the newest recovery point of "
+                                                          : "snapshot " + src->value("snapshot", "") + " of ")
                   << src->value("volume", "") << " on " << src->value("gateway_id", "") << "\n";
         if (auto used = src->find("used"); used != src->end() && src->value("recovery_point", false)) {
-          std::cout << "recovery point: " << used->value("snapshot", "") << ", taken " << when(used->value("created", int64_t{0}));
+          std::cout << "recovery point: " << used->value("snapshot", "") << ", taken "
+                    << when(used->value("created", int64_t{0}));
           if (src->contains("seconds_before_last_seen")) {
             std::cout << ", " << src->value("seconds_before_last_seen", int64_t{0})
                       << " s before its gateway was last seen (writes after it are lost)";
@@ -160,11 +161,12 @@ int volumeCommand(const CtlCommand& c) {
     // Secrets: on the command line, or "-" to read them from stdin (one per line: the
     // initiator's, then the target's), which keeps them out of shell history.
     static const std::vector<std::string> flags = {"--initiator-user", "--initiator-secret", "--target-user",
-                                                   "--target-secret", "--timeout", "--output"};
+                                                   "--target-secret",  "--timeout",          "--output"};
     std::string gateway = c.positional(2, flags), name = c.positional(3, flags);
     if (gateway.empty() || name.empty()) {
-      throw UsageError{"volume chap GATEWAY NAME --initiator-user U --initiator-secret S|- "
-                       "[--target-user U --target-secret S|-] | --off"};
+      throw UsageError{
+          "volume chap GATEWAY NAME --initiator-user U --initiator-secret S|- "
+          "[--target-user U --target-secret S|-] | --off"};
     }
     std::string path = "/v1/gateways/" + gateway + "/volumes/" + name + "/chap";
     if (c.has("--off")) {
@@ -188,8 +190,8 @@ int volumeCommand(const CtlCommand& c) {
     return accepted(c, r.value(), "CHAP for " + name);
   }
   if (sub == "create") {
-    static const std::vector<std::string> flags = {"--size", "--chunk-size", "--from-snapshot", "--from", "--timeout",
-                                                   "--output"};
+    static const std::vector<std::string> flags = {"--size", "--chunk-size", "--from-snapshot",
+                                                   "--from", "--timeout",    "--output"};
     std::string gateway = c.positional(2, flags);
     if (gateway.empty()) throw UsageError{"volume create GATEWAY [NAME] --size SIZE"};
     std::string name = c.positional(3, flags);
@@ -197,7 +199,8 @@ int volumeCommand(const CtlCommand& c) {
     std::string size = c.option("--size"), snapshot = c.option("--from-snapshot"), from = c.option("--from");
     if (!snapshot.empty() && !from.empty()) throw UsageError{"volume create takes --from-snapshot or --from, not both"};
     if (size.empty() && snapshot.empty() && from.empty()) {
-      throw UsageError{"volume create needs --size (e.g. --size 10G), --from-snapshot SNAPSHOT or --from GATEWAY/VOLUME"};
+      throw UsageError{
+          "volume create needs --size (e.g. --size 10G), --from-snapshot SNAPSHOT or --from GATEWAY/VOLUME"};
     }
     json body = {{"name", name}};
     if (!size.empty()) body["size"] = size;
@@ -223,6 +226,15 @@ int volumeCommand(const CtlCommand& c) {
   throw UsageError{"unknown volume command '" + sub + "'"};
 }
 
+int gatewayPurgeCommand(const CtlCommand& c) {
+  const std::string& lost = c.arg(2, "ID");
+  json body = json::object();
+  if (std::string via = c.option("--via"); !via.empty()) body["via"] = via;
+  auto r = c.client.call("POST", "/v1/gateways/" + lost + "/purge", body);
+  if (!r) return c.fail(r.status());
+  return accepted(c, r.value(), "purge the store of " + lost);
+}
+
 int snapshotCommand(const CtlCommand& c) {
   const std::string& sub = c.arg(1, "snapshot list|create|delete|schedule");
   if (sub == "list") {
@@ -235,7 +247,8 @@ int snapshotCommand(const CtlCommand& c) {
     return c.print(r.value(), [&] {
       std::vector<std::vector<std::string>> rows;
       for (const auto& s : r.value()["snapshots"]) {
-        rows.push_back({s["id"], s["volume"], s["state"], millisWhen(s, "created_at_ms"), millisWhen(s, "completed_at_ms")});
+        rows.push_back(
+            {s["id"], s["volume"], s["state"], millisWhen(s, "created_at_ms"), millisWhen(s, "completed_at_ms")});
       }
       table({"ID", "VOLUME", "STATE", "REQUESTED (UTC)", "COMPLETED (UTC)"}, rows);
     });
@@ -261,7 +274,8 @@ int snapshotCommand(const CtlCommand& c) {
     if (c.has("--off")) {
       r = c.client.call("DELETE", path);
       if (!r) return c.fail(r.status());
-      return c.print(json{{"schedule", nullptr}}, [&] { std::cout << "no snapshot schedule for " << c.args[3] << "\n"; });
+      return c.print(json{{"schedule", nullptr}},
+                     [&] { std::cout << "no snapshot schedule for " << c.args[3] << "\n"; });
     }
     if (c.has("--every") || c.has("--keep")) {
       auto number = [&](const char* flag) {
@@ -273,7 +287,8 @@ int snapshotCommand(const CtlCommand& c) {
           if (used == v.size()) return n;
         } catch (...) {
         }
-        throw UsageError{std::string(flag) + " wants a whole number" + (std::string(flag) == "--every" ? " of hours" : "")};
+        throw UsageError{std::string(flag) + " wants a whole number" +
+                         (std::string(flag) == "--every" ? " of hours" : "")};
       };
       r = c.client.call("PUT", path, json{{"every_hours", number("--every")}, {"keep", number("--keep")}});
     } else {
@@ -293,7 +308,8 @@ int snapshotCommand(const CtlCommand& c) {
 int requestCommand(const CtlCommand& c) {
   const std::string& sub = c.arg(1, "request list|show|wait|send");
   if (sub == "list") {
-    auto r = c.client.call("GET", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/requests?limit=" + c.option("--limit", "50"));
+    auto r =
+        c.client.call("GET", "/v1/gateways/" + c.arg(2, "GATEWAY") + "/requests?limit=" + c.option("--limit", "50"));
     if (!r) return c.fail(r.status());
     return c.print(r.value(), [&] {
       std::vector<std::vector<std::string>> rows;

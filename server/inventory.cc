@@ -64,8 +64,7 @@ void recordSourceUsed(Poco::Data::Session& ses, const RequestInfo& r) {
   auto createdField = used.find("created");
   std::string snapshot =
       snapshotField != used.end() && snapshotField->is_string() ? snapshotField->get<std::string>() : "";
-  int64_t created =
-      createdField != used.end() && createdField->is_number_integer() ? createdField->get<int64_t>() : 0;
+  int64_t created = createdField != used.end() && createdField->is_number_integer() ? createdField->get<int64_t>() : 0;
   // A retried create (the gateway had made the volume already) does not say: nothing to add.
   if (snapshot.empty() || created <= 0) return;
   record["used"] = {{"snapshot", snapshot}, {"created", created}};
@@ -94,9 +93,8 @@ std::string gatewayStoreUrl(const std::string& storeTemplate, const std::string&
   return store;
 }
 
-Status Inventory::resolveSource(const std::string& accountId, const std::string& gatewayId,
-                                const VolumeSource& source, int64_t* size, int64_t* chunkSize, json* args,
-                                json* record) {
+Status Inventory::resolveSource(const std::string& accountId, const std::string& gatewayId, const VolumeSource& source,
+                                int64_t* size, int64_t* chunkSize, json* args, json* record) {
   return dbCall("find the source of a volume", [&] {
     Poco::Data::Session ses = db_.session();
     std::string gid, vol;
@@ -146,7 +144,8 @@ Status Inventory::resolveSource(const std::string& accountId, const std::string&
     if (srcSize <= 0 || srcChunk <= 0) return Status::invalid("the source's size is not known");
     if (*size == 0) *size = srcSize;
     if (*size < srcSize) {
-      return Status::invalid("size " + std::to_string(*size) + " is smaller than the source's, " + std::to_string(srcSize));
+      return Status::invalid("size " + std::to_string(*size) + " is smaller than the source's, " +
+                             std::to_string(srcSize));
     }
     if (*chunkSize != 0 && *chunkSize != srcChunk) {
       return Status::invalid("a volume made from this source has its chunk size, " + std::to_string(srcChunk));
@@ -180,20 +179,20 @@ Result<std::pair<VolumeInfo, RequestInfo>> Inventory::createVolume(const std::st
   if (source != nullptr) args["source"] = sourceArgs;
   if (Status s = checkRequest("volume.create", args); !s) return s;
   VolumeInfo v{gatewayId, name, size, chunkSize, "creating", "", nowMillis(), sourceRecord};
-  auto r = outbox_.submit(accountId, gatewayId, "volume.create", args, [&](Poco::Data::Session& ses,
-                                                                           const std::string& requestId) {
-    if (!volumeState(ses, gatewayId, name).empty()) {
-      return Status::busy("gateway " + gatewayId + " already has a volume " + name);
-    }
-    v.requestId = requestId;
-    std::string gid = gatewayId, nm = name, st = v.state, rid = requestId;
-    std::string src = sourceRecord.is_null() ? "" : sourceRecord.dump();
-    Poco::Int64 sz = size, ch = chunkSize, at = v.createdAt;
-    ses << "INSERT INTO volumes (gateway_id, name, size, chunk_size, state, request_id, created_at, source)"
-           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        use(gid), use(nm), use(sz), use(ch), use(st), use(rid), use(at), use(src), now;
-    return Status::ok();
-  });
+  auto r = outbox_.submit(
+      accountId, gatewayId, "volume.create", args, [&](Poco::Data::Session& ses, const std::string& requestId) {
+        if (!volumeState(ses, gatewayId, name).empty()) {
+          return Status::busy("gateway " + gatewayId + " already has a volume " + name);
+        }
+        v.requestId = requestId;
+        std::string gid = gatewayId, nm = name, st = v.state, rid = requestId;
+        std::string src = sourceRecord.is_null() ? "" : sourceRecord.dump();
+        Poco::Int64 sz = size, ch = chunkSize, at = v.createdAt;
+        ses << "INSERT INTO volumes (gateway_id, name, size, chunk_size, state, request_id, created_at, source)"
+               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            use(gid), use(nm), use(sz), use(ch), use(st), use(rid), use(at), use(src), now;
+        return Status::ok();
+      });
   if (!r) {
     if (isUniqueViolation(r.status())) return Status::busy("gateway " + gatewayId + " already has a volume " + name);
     return r.status();
@@ -222,6 +221,58 @@ Result<RequestInfo> Inventory::deleteVolume(const std::string& accountId, const 
                           if (up.execute() != 1) return Status::busy("volume " + name + " is being deleted already");
                           return Status::ok();
                         });
+}
+
+namespace {
+
+bool isOnline(Poco::Data::Session& ses, const std::string& gatewayId) {
+  std::string gid = gatewayId;
+  int online = 0;
+  ses << "SELECT COUNT(*) FROM registrations WHERE gateway_id = $1", use(gid), into(online), now;
+  return online > 0;
+}
+
+}  // namespace
+
+Result<RequestInfo> Inventory::purgeGateway(const std::string& accountId, const std::string& lostId,
+                                            std::string viaId) {
+  if (storeTemplate_.empty()) {
+    return Status::invalid(
+        "the gateways' stores are their own (gateway.store is not set): no other gateway can "
+        "clean up " +
+        lostId + "'s; delete its volumes on it, or the data where it is kept");
+  }
+  if (viaId == lostId) return Status::invalid("a gateway cannot purge its own store; name another one as via");
+  if (viaId.empty()) {
+    // The first of the account's other gateways that holds its channel now.
+    Status s = dbCall("choose a gateway for the purge", [&] {
+      Poco::Data::Session ses = db_.session();
+      if (!ownsGateway(ses, accountId, lostId)) return Status::notFound("no gateway " + lostId);
+      std::string acc = accountId, lost = lostId;
+      std::vector<std::string> ids;
+      ses << "SELECT g.id FROM gateways g JOIN registrations r ON r.gateway_id = g.id"
+             " WHERE g.account_id = $1 AND g.id <> $2 ORDER BY g.id",
+          use(acc), use(lost), into(ids), now;
+      if (ids.empty()) {
+        return Status::busy("none of the account's other gateways is online to clean up " + lostId +
+                            "'s store; name one as via (the request waits for it)");
+      }
+      viaId = ids.front();
+      return Status::ok();
+    });
+    if (!s) return s;
+  }
+  json args = {{"store", gatewayStoreUrl(storeTemplate_, lostId)}, {"gateway_id", lostId}};
+  if (Status s = checkRequest("store.purge", args); !s) return s;
+  return outbox_.submit(accountId, viaId, "store.purge", args, [&](Poco::Data::Session& ses, const std::string&) {
+    if (!ownsGateway(ses, accountId, lostId)) return Status::notFound("no gateway " + lostId);
+    if (isOnline(ses, lostId)) {
+      return Status::busy("gateway " + lostId +
+                          " is online: a purge is for a lost gateway (delete its volumes "
+                          "instead, or shut it down first)");
+    }
+    return Status::ok();
+  });
 }
 
 Result<std::vector<VolumeInfo>> Inventory::volumes(const std::string& accountId, const std::string& gatewayId) {
@@ -255,28 +306,25 @@ Result<std::pair<SnapshotInfo, RequestInfo>> Inventory::createSnapshot(const std
   SnapshotInfo snap{"snap-" + randomHex(10), gatewayId, volume, "pending", "", nowMillis(), 0, nullptr, scheduled};
   json args = {{"snapshot", snap.id}, {"volume", volume}};
   if (Status s = checkRequest("snapshot.create", args); !s) return s;
-  auto r = outbox_.submit(accountId, gatewayId, "snapshot.create", args,
-                          [&](Poco::Data::Session& ses, const std::string& requestId) {
-                            std::string state = volumeState(ses, gatewayId, volume);
-                            if (state.empty()) return Status::notFound("no volume " + volume + " on " + gatewayId);
-                            if (state == "deleting") return Status::busy("volume " + volume + " is being deleted");
-                            snap.requestId = requestId;
-                            std::string id = snap.id, gid = gatewayId, vol = volume, st = snap.state,
-                                        rid = requestId, detail;
-                            Poco::Int64 at = snap.createdAt, zero = 0;
-                            int sched = scheduled ? 1 : 0;
-                            ses << "INSERT INTO snapshots (id, gateway_id, volume, state, request_id, created_at,"
-                                   " completed_at, detail, scheduled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                                use(id), use(gid), use(vol), use(st), use(rid), use(at), use(zero), use(detail),
-                                use(sched), now;
-                            return Status::ok();
-                          });
+  auto r = outbox_.submit(
+      accountId, gatewayId, "snapshot.create", args, [&](Poco::Data::Session& ses, const std::string& requestId) {
+        std::string state = volumeState(ses, gatewayId, volume);
+        if (state.empty()) return Status::notFound("no volume " + volume + " on " + gatewayId);
+        if (state == "deleting") return Status::busy("volume " + volume + " is being deleted");
+        snap.requestId = requestId;
+        std::string id = snap.id, gid = gatewayId, vol = volume, st = snap.state, rid = requestId, detail;
+        Poco::Int64 at = snap.createdAt, zero = 0;
+        int sched = scheduled ? 1 : 0;
+        ses << "INSERT INTO snapshots (id, gateway_id, volume, state, request_id, created_at,"
+               " completed_at, detail, scheduled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            use(id), use(gid), use(vol), use(st), use(rid), use(at), use(zero), use(detail), use(sched), now;
+        return Status::ok();
+      });
   if (!r) return r.status();
   return std::make_pair(snap, r.value());
 }
 
-Result<std::optional<RequestInfo>> Inventory::deleteSnapshot(const std::string& accountId,
-                                                             const std::string& gatewayId,
+Result<std::optional<RequestInfo>> Inventory::deleteSnapshot(const std::string& accountId, const std::string& gatewayId,
                                                              const std::string& snapshotId) {
   auto all = snapshots(accountId, gatewayId, "");
   if (!all) return all.status();
@@ -300,20 +348,18 @@ Result<std::optional<RequestInfo>> Inventory::deleteSnapshot(const std::string& 
     return std::optional<RequestInfo>();
   }
   json args = {{"snapshot", snapshotId}, {"volume", volume}};
-  auto r = outbox_.submit(accountId, gatewayId, "snapshot.delete", args,
-                        [&](Poco::Data::Session& ses, const std::string& requestId) {
-                          std::string sid = snapshotId, gid = gatewayId, rid = requestId;
-                          std::vector<std::string> states;
-                          ses << "SELECT state FROM snapshots WHERE id = $1 AND gateway_id = $2", use(sid), use(gid),
-                              into(states), now;
-                          if (states.empty()) return Status::notFound("no snapshot " + snapshotId + " on " + gatewayId);
-                          if (states.front() != "completed") {
-                            return Status::busy("snapshot " + snapshotId + " is " + states.front());
-                          }
-                          ses << "UPDATE snapshots SET state = 'deleting', request_id = $1 WHERE id = $2", use(rid),
-                              use(sid), now;
-                          return Status::ok();
-                        });
+  auto r = outbox_.submit(
+      accountId, gatewayId, "snapshot.delete", args, [&](Poco::Data::Session& ses, const std::string& requestId) {
+        std::string sid = snapshotId, gid = gatewayId, rid = requestId;
+        std::vector<std::string> states;
+        ses << "SELECT state FROM snapshots WHERE id = $1 AND gateway_id = $2", use(sid), use(gid), into(states), now;
+        if (states.empty()) return Status::notFound("no snapshot " + snapshotId + " on " + gatewayId);
+        if (states.front() != "completed") {
+          return Status::busy("snapshot " + snapshotId + " is " + states.front());
+        }
+        ses << "UPDATE snapshots SET state = 'deleting', request_id = $1 WHERE id = $2", use(rid), use(sid), now;
+        return Status::ok();
+      });
   if (!r) return r.status();
   return std::optional<RequestInfo>(r.value());
 }
@@ -326,11 +372,10 @@ Result<std::vector<SnapshotInfo>> Inventory::snapshots(const std::string& accoun
     Poco::Data::Session ses = db_.session();
     if (!ownsGateway(ses, accountId, gatewayId)) return Status::notFound("no gateway " + gatewayId);
     if (volume.empty()) {
-      ses << std::string(kSnapshotColumns) + "WHERE gateway_id = $1 ORDER BY created_at, id", use(gid), into(rows),
-          now;
+      ses << std::string(kSnapshotColumns) + "WHERE gateway_id = $1 ORDER BY created_at, id", use(gid), into(rows), now;
     } else {
-      ses << std::string(kSnapshotColumns) + "WHERE gateway_id = $1 AND volume = $2 ORDER BY created_at, id",
-          use(gid), use(vol), into(rows), now;
+      ses << std::string(kSnapshotColumns) + "WHERE gateway_id = $1 AND volume = $2 ORDER BY created_at, id", use(gid),
+          use(vol), into(rows), now;
     }
     return Status::ok();
   });
@@ -347,12 +392,12 @@ Status Inventory::settle(Poco::Data::Session& ses, const RequestInfo& r) {
     std::string name = r.args.value("name", "");
     // Only if the volume still carries this request (a later request owns it otherwise).
     if (r.op == "volume.create" && done) {
-      ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3",
-          use(gid), use(name), use(rid), now;
+      ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3", use(gid),
+          use(name), use(rid), now;
       if (r.result.contains("source") && r.result["source"].is_object()) recordSourceUsed(ses, r);
     } else if (r.op == "volume.delete" && !done) {
-      ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3",
-          use(gid), use(name), use(rid), now;
+      ses << "UPDATE volumes SET state = 'available' WHERE gateway_id = $1 AND name = $2 AND request_id = $3", use(gid),
+          use(name), use(rid), now;
     } else {
       ses << "DELETE FROM volumes WHERE gateway_id = $1 AND name = $2 AND request_id = $3", use(gid), use(name),
           use(rid), now;
@@ -368,6 +413,14 @@ Status Inventory::settle(Poco::Data::Session& ses, const RequestInfo& r) {
     Poco::Int64 t = r.finishedAt;
     ses << "UPDATE snapshots SET state = $1, completed_at = $2, detail = $3 WHERE id = $4 AND request_id = $5",
         use(state), use(t), use(detail), use(sid), use(rid), now;
+    return Status::ok();
+  }
+  if (r.op == "store.purge" && done) {
+    // The lost gateway's store is empty: its record goes (with its volumes, snapshots
+    // and requests), if it is still the same account's.
+    std::string lost = r.args.value("gateway_id", "");
+    ses << "DELETE FROM gateways WHERE id = $1 AND account_id = (SELECT account_id FROM gateways WHERE id = $2)",
+        use(lost), use(gid), now;
     return Status::ok();
   }
   if (r.op == "snapshot.delete") {

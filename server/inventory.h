@@ -68,6 +68,12 @@ class Inventory {
   // Where the gateways' stores are (gateway.store), for volumes made from another's.
   void setStoreTemplate(std::string storeTemplate) { storeTemplate_ = std::move(storeTemplate); }
   Result<RequestInfo> deleteVolume(const std::string& accountId, const std::string& gatewayId, const std::string& name);
+  // A lost gateway's store, cleaned up: a store.purge request to another of the
+  // account's gateways (via; "" = the first one online) that deletes every volume and
+  // snapshot left in the lost gateway's store; when it is done the lost gateway's
+  // record goes (Inventory::settle). Refused (busy) while the lost gateway is online,
+  // (invalid) without gateway.store: gateways then cannot reach each other's stores.
+  Result<RequestInfo> purgeGateway(const std::string& accountId, const std::string& lostId, std::string viaId);
   Result<std::vector<VolumeInfo>> volumes(const std::string& accountId, const std::string& gatewayId);
   Result<VolumeInfo> volume(const std::string& accountId, const std::string& gatewayId, const std::string& name);
 

@@ -78,7 +78,8 @@ Status checkRequest(const std::string& op, const json& args) {
     return ferry::checkVolumeName(args["name"].get<std::string>());
   }
   if (op == "volume.chap") {
-    if (Status s = checkFields(op, args, {"name", "initiator_user", "initiator_secret", "target_user", "target_secret"});
+    if (Status s =
+            checkFields(op, args, {"name", "initiator_user", "initiator_secret", "target_user", "target_secret"});
         !s) {
       return s;
     }
@@ -89,6 +90,11 @@ Status checkRequest(const std::string& op, const json& args) {
   if (op == "snapshot.create" || op == "snapshot.delete") {
     if (Status s = checkFields(op, args, {"snapshot", "volume"}); !s) return s;
     return ferry::checkVolumeName(args["volume"].get<std::string>());
+  }
+  if (op == "store.purge") {
+    if (Status s = checkFields(op, args, {"store", "gateway_id"}); !s) return s;
+    if (args["store"].get<std::string>().empty()) return Status::invalid(op + ": 'store' must be a store URL");
+    return Status::ok();
   }
   if (op == "gateway.describe" || op == "gateway.shutdown" || op == "certificate.renew") {
     return checkFields(op, args, {});
@@ -105,9 +111,10 @@ Status checkRequest(const std::string& op, const json& args) {
   if (op == "certificate.install") {
     return checkFields(op, args, {"certificate", "ca_certificate"}, {"not_after"});
   }
-  return Status::invalid("unknown operation '" + op +
-                         "' (known: volume.create, volume.delete, volume.chap, snapshot.create, snapshot.delete, "
-                         "gateway.describe, gateway.shutdown, certificate.renew, certificate.install, bandwidth.set)");
+  return Status::invalid(
+      "unknown operation '" + op +
+      "' (known: volume.create, volume.delete, volume.chap, snapshot.create, snapshot.delete, "
+      "store.purge, gateway.describe, gateway.shutdown, certificate.renew, certificate.install, bandwidth.set)");
 }
 
 bool isDirectOp(const std::string& op) {

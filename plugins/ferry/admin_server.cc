@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -21,30 +22,30 @@ using nlohmann::json;
 
 json volumeJson(const VolumeStats& v) {
   json out{{"name", v.name},
-              {"size", v.size},
-              {"chunk_size", v.chunkSize},
-              {"chunks", v.chunks},
-              {"cached_chunks", v.cachedChunks},
-              {"dirty_chunks", v.dirtyChunks},
-              {"remote_chunks", v.remoteChunks},
-              {"cached_bytes", v.cachedBytes},
-              {"dirty_bytes", v.dirtyBytes},
-              {"uploaded_bytes", v.uploadedBytes},
-              {"downloaded_bytes", v.downloadedBytes},
-              {"uploads", v.uploads},
-              {"upload_errors", v.uploadErrors},
-              {"read_hits", v.readHits},
-              {"read_misses", v.readMisses},
-              {"range_reads", v.rangeReads},
-              {"zero_reads", v.zeroReads},
-              {"read_ahead_fetches", v.readAheadFetches},
-              {"read_ahead_hits", v.readAheadHits},
-              {"hit_ratio", v.readHits + v.readMisses == 0
-                                ? 1.0
-                                : static_cast<double>(v.readHits) / static_cast<double>(v.readHits + v.readMisses)},
-              {"upload_queue", v.queued},
-              {"fenced", v.fenced},
-              {"last_error", v.lastError}};
+           {"size", v.size},
+           {"chunk_size", v.chunkSize},
+           {"chunks", v.chunks},
+           {"cached_chunks", v.cachedChunks},
+           {"dirty_chunks", v.dirtyChunks},
+           {"remote_chunks", v.remoteChunks},
+           {"cached_bytes", v.cachedBytes},
+           {"dirty_bytes", v.dirtyBytes},
+           {"uploaded_bytes", v.uploadedBytes},
+           {"downloaded_bytes", v.downloadedBytes},
+           {"uploads", v.uploads},
+           {"upload_errors", v.uploadErrors},
+           {"read_hits", v.readHits},
+           {"read_misses", v.readMisses},
+           {"range_reads", v.rangeReads},
+           {"zero_reads", v.zeroReads},
+           {"read_ahead_fetches", v.readAheadFetches},
+           {"read_ahead_hits", v.readAheadHits},
+           {"hit_ratio", v.readHits + v.readMisses == 0
+                             ? 1.0
+                             : static_cast<double>(v.readHits) / static_cast<double>(v.readHits + v.readMisses)},
+           {"upload_queue", v.queued},
+           {"fenced", v.fenced},
+           {"last_error", v.lastError}};
   // Made from a snapshot and still reading some chunks from it.
   if (!v.source.empty()) {
     out["hydration"] = {{"source", v.source}, {"chunks_left", v.hydrationLeft}, {"hydrated_bytes", v.hydratedBytes}};
@@ -54,12 +55,18 @@ json volumeJson(const VolumeStats& v) {
 
 // A snapshot (or recovery point) as the snapshot ops answer it.
 json manifestJson(const std::string& name, const SnapshotManifest& m) {
-  return json{{"ok", true},          {"name", name},           {"snapshot", m.id},
-              {"size", m.size},      {"chunk_size", m.chunkSize}, {"created", m.createdUnix},
+  return json{{"ok", true},
+              {"name", name},
+              {"snapshot", m.id},
+              {"size", m.size},
+              {"chunk_size", m.chunkSize},
+              {"created", m.createdUnix},
               {"chunks", m.chunks.size()}};
 }
 
-json fail(const Status& s) { return json{{"ok", false}, {"error", s.toString()}, {"errno", s.toErrno()}}; }
+json fail(const Status& s) {
+  return json{{"ok", false}, {"error", s.toString()}, {"errno", s.toErrno()}};
+}
 
 Result<uint64_t> sizeArg(const json& req, const char* key, uint64_t dflt) {
   if (!req.contains(key)) return dflt;
@@ -77,8 +84,30 @@ json dispatch(Engine& engine, const json& req) {
   std::string name = req.value("name", std::string());
   if (op == "list") {
     json vols = json::array();
-    for (auto& v : engine.volumes()) vols.push_back({{"name", v->name()}, {"size", v->size()}, {"chunk_size", v->chunkSize()}});
+    for (auto& v : engine.volumes())
+      vols.push_back({{"name", v->name()}, {"size", v->size()}, {"chunk_size", v->chunkSize()}});
     return json{{"ok", true}, {"volumes", vols}};
+  }
+  if (op == "purge-store") {
+    // A lost gateway's store: {"store": URL}. Not ok while any volume was refused (the
+    // others are gone; a rerun finishes the rest).
+    if (!req.contains("store") || !req["store"].is_string())
+      return fail(Status::invalid("purge-store needs \"store\": URL"));
+    auto r = engine.purgeStore(req["store"].get<std::string>());
+    if (!r) return fail(r.status());
+    json deleted = json::array(), refused = json::array();
+    std::vector<std::string> reasons;
+    for (const auto& [volume, objects] : r->deleted) deleted.push_back({{"name", volume}, {"objects", objects}});
+    for (const auto& [volume, why] : r->refused) {
+      refused.push_back({{"name", volume}, {"error", why.toString()}});
+      reasons.push_back(why.toString());
+    }
+    json out{{"ok", reasons.empty()}, {"deleted", deleted}, {"refused", refused}};
+    if (!reasons.empty()) {
+      out["error"] = "refused " + std::to_string(reasons.size()) + " volume(s): " + join(reasons, "; ");
+      out["errno"] = EBUSY;
+    }
+    return out;
   }
   if (op == "create") {
     auto size = sizeArg(req, "size", 0);
@@ -96,7 +125,8 @@ json dispatch(Engine& engine, const json& req) {
       }
       spec.sourceVolume = src["volume"].get<std::string>();
       spec.sourceSnapshot = src["snapshot"].get<std::string>();
-      if (src.contains("store") && !src["store"].is_string()) return fail(Status::invalid("source.store must be a URL"));
+      if (src.contains("store") && !src["store"].is_string())
+        return fail(Status::invalid("source.store must be a URL"));
       spec.sourceStore = src.value("store", std::string());
     }
     auto v = engine.createVolume(spec);
@@ -152,8 +182,11 @@ json dispatch(Engine& engine, const json& req) {
     auto v = engine.find(name);
     json chunks = json::array();
     for (auto& [idx, gen] : map.value()) chunks.push_back(json::array({idx, gen}));
-    return json{{"ok", true}, {"name", name}, {"size", v ? v->size() : 0},
-                {"chunk_size", v ? v->chunkSize() : 0}, {"chunks", chunks}};
+    return json{{"ok", true},
+                {"name", name},
+                {"size", v ? v->size() : 0},
+                {"chunk_size", v ? v->chunkSize() : 0},
+                {"chunks", chunks}};
   }
   if (op == "snapshot") {
     int timeout = req.value("timeout", 300);
@@ -207,7 +240,9 @@ json dispatch(Engine& engine, const json& req) {
     if (req.contains("upload") || req.contains("download")) engine.bandwidth().set({up.value(), down.value()});
     return json{{"ok", true}, {"upload", up.value()}, {"download", down.value()}};
   }
-  return fail(Status::invalid("unknown op '" + op + "' (list, create, delete, stats, flush, checkpoint, snapshot, snapshot-delete, snapshots, recovery-point, collect, limits)"));
+  return fail(Status::invalid("unknown op '" + op +
+                              "' (list, create, delete, stats, flush, checkpoint, snapshot, snapshot-delete, "
+                              "snapshots, recovery-point, collect, limits)"));
 }
 
 }  // namespace

@@ -237,9 +237,9 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
     volume = it->second.volume;
   }
   // Its snapshot manifests go first, under the hold protocol (FORMAT.md).
-  auto manifests = readManifests(name);
+  auto manifests = readManifests(*store_, name);
   if (!manifests) return manifests.status().withContext("delete volume " + name);
-  if (Status s = withdrawManifests(name, "", manifests.value()); !s) return s.withContext("delete volume " + name);
+  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s) return s.withContext("delete volume " + name);
   // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
   // anything of the volume goes, so that a failure leaves it whole (and retried).
   if (volume->hydrating()) {
@@ -247,7 +247,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
     Status s = source.status();
     if (s) s = source.value()->remove(holdKey(volume->sourceVolume(), volume->sourceSnapshot(), name));
     if (!s) {
-      restoreManifests(manifests.value());
+      restoreManifests(*store_, manifests.value());
       return s.withContext("release snapshot " + volume->sourceSnapshot() + " of " + volume->sourceVolume());
     }
   }

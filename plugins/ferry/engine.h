@@ -126,6 +126,17 @@ class Engine : public VolumeHost {
   // The last (or running) collection of a volume.
   CollectStats collectProgress(const std::string& name);
 
+  // A lost gateway's store (engine_purge.cc): deletes every volume in the store at url
+  // (never this gateway's own) with everything under it, snapshots included, under the
+  // hold protocol. A volume is refused — and left whole — while its lease is live (its
+  // gateway may still run) or a volume anywhere still reads one of its snapshots; the
+  // others are deleted regardless. Rerunning it finishes what a failure left.
+  struct PurgeResult {
+    std::vector<std::pair<std::string, uint64_t>> deleted;  // volume, objects deleted
+    std::vector<std::pair<std::string, Status>> refused;    // volume, why
+  };
+  Result<PurgeResult> purgeStore(const std::string& url);
+
   // Connections: a volume with open connections cannot be deleted.
   void connectionOpened(const std::string& name);
   void connectionClosed(const std::string& name);
@@ -162,14 +173,15 @@ class Engine : public VolumeHost {
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
   // Snapshot manifests of a volume as read from the store: key, body.
   using Manifests = std::vector<std::pair<std::string, std::string>>;
-  Result<Manifests> readManifests(const std::string& name);
+  Result<Manifests> readManifests(ObjectStore& store, const std::string& name);
   // REQUIRES: snapshotMu_ held. The deleting side of the hold protocol (FORMAT.md) for
-  // manifests of volume `name` — of snapshot `id`, or of all its snapshots when id is
+  // manifests of volume `name` in `store` — of snapshot `id`, or of all its snapshots when id is
   // empty: refuses (busy) while a volume being made from one holds it; removes the
   // manifests; looks at the holds again and, if one appeared meanwhile, puts them back
   // (restoreManifests, as on any error) and refuses.
-  Status withdrawManifests(const std::string& name, const std::string& id, const Manifests& manifests);
-  void restoreManifests(const Manifests& manifests);
+  Status withdrawManifests(ObjectStore& store, const std::string& name, const std::string& id,
+                           const Manifests& manifests);
+  void restoreManifests(ObjectStore& store, const Manifests& manifests);
   // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing
   // the snapshot once a volume is hydrated; whether a volume's snapshots are in use.
   Result<std::shared_ptr<Volume>> createFromSnapshot(const CreateSpec& spec);
@@ -189,7 +201,7 @@ class Engine : public VolumeHost {
   Status hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline);
   // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
   // snapshots when empty).
-  Result<std::vector<std::string>> holders(const std::string& volume, const std::string& snapshot);
+  Result<std::vector<std::string>> holders(ObjectStore& store, const std::string& volume, const std::string& snapshot);
   std::string cachePath(const std::string& name) const;
   // Copies of chunks rewritten while a snapshot of the volume is taken.
   std::string cowPath(const std::string& name) const;

@@ -270,9 +270,10 @@ Result<ObjectStore*> Engine::storeFor(const std::string& url) {
   return out;
 }
 
-Result<std::vector<std::string>> Engine::holders(const std::string& volume, const std::string& snapshot) {
+Result<std::vector<std::string>> Engine::holders(ObjectStore& store, const std::string& volume,
+                                                 const std::string& snapshot) {
   std::string prefix = snapshot.empty() ? holdsPrefix(volume) : holdsPrefix(volume, snapshot);
-  auto listed = store_->list(prefix);
+  auto listed = store.list(prefix);
   if (!listed) return listed.status().withContext("list the holds on " + volume);
   std::vector<std::string> out;
   for (const ObjectInfo& o : listed.value()) {

@@ -99,7 +99,7 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (!body) return body.status().withContext("snapshot " + id);
   auto m = decodeManifest(body.value());
   if (!m) return m.status().withContext(key);
-  if (Status s = withdrawManifests(name, id, {{key, body.value()}}); !s) return s.withContext("delete snapshot " + id);
+  if (Status s = withdrawManifests(*store_, name, id, {{key, body.value()}}); !s) return s.withContext("delete snapshot " + id);
   if (!v) return Status::ok();
   size_t removed = 0;
   for (const std::string& k : v->unpin(m.value().chunks)) {
@@ -133,13 +133,13 @@ Result<std::vector<std::string>> manifestIds(ObjectStore& store, const std::stri
 
 }  // namespace
 
-Result<Engine::Manifests> Engine::readManifests(const std::string& name) {
-  auto ids = manifestIds(*store_, name);
+Result<Engine::Manifests> Engine::readManifests(ObjectStore& store, const std::string& name) {
+  auto ids = manifestIds(store, name);
   if (!ids) return ids.status();
   Manifests out;
   for (const std::string& id : ids.value()) {
     std::string key = snapshotKey(name, id);
-    auto body = store_->getAll(key);
+    auto body = store.getAll(key);
     if (!body && body.status().code() == Code::kNotFound) continue;  // deleted meanwhile
     if (!body) return body.status().withContext(key);
     out.emplace_back(key, std::move(body).value());
@@ -147,7 +147,8 @@ Result<Engine::Manifests> Engine::readManifests(const std::string& name) {
   return out;
 }
 
-Status Engine::withdrawManifests(const std::string& name, const std::string& id, const Manifests& manifests) {
+Status Engine::withdrawManifests(ObjectStore& store, const std::string& name, const std::string& id,
+                                 const Manifests& manifests) {
   auto refusal = [&](const Result<std::vector<std::string>>& holding) {
     if (!holding) return holding.status();
     if (!id.empty()) {
@@ -158,31 +159,31 @@ Status Engine::withdrawManifests(const std::string& name, const std::string& id,
                         " are still being made from; delete it once they are hydrated");
   };
   // Held already: refused before anything changes.
-  auto held = holders(name, id);
+  auto held = holders(store, name, id);
   if (!held || !held.value().empty()) return refusal(held);
   // The manifests first: a crash after them leaks chunk objects (found by a
   // collection), never leaves a manifest that points at deleted ones.
   Manifests removed;
   for (const auto& manifest : manifests) {
-    if (Status s = store_->remove(manifest.first); !s) {
-      restoreManifests(removed);
+    if (Status s = store.remove(manifest.first); !s) {
+      restoreManifests(store, removed);
       return s.withContext("delete snapshot manifest " + manifest.first);
     }
     removed.push_back(manifest);
   }
   // A volume being made from one of them writes its hold before it reads the
   // manifest: if one appeared meanwhile, it may have read it. Put them back.
-  auto holding = holders(name, id);
+  auto holding = holders(store, name, id);
   if (!holding || !holding.value().empty()) {
-    restoreManifests(removed);
+    restoreManifests(store, removed);
     return refusal(holding);
   }
   return Status::ok();
 }
 
-void Engine::restoreManifests(const Manifests& manifests) {
+void Engine::restoreManifests(ObjectStore& store, const Manifests& manifests) {
   for (const auto& [key, body] : manifests) {
-    Status s = store_->put(key, bytesOf(body));
+    Status s = store.put(key, bytesOf(body));
     if (!s) logError("could not put snapshot manifest " + key + " back: " + s.toString());
   }
 }

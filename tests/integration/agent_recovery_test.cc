@@ -53,7 +53,8 @@ int64_t nowMs() {
 
 TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
   TempDir dirB;
-  Agent a(agentDir_.path(), *control_, "engine.args = recovery-interval=1\n");
+  // A short lease: the purge below waits for the killed gateway's leases to lapse.
+  Agent a(agentDir_.path(), *control_, "engine.args = recovery-interval=1 lease-ttl=3\n");
   Agent b(dirB.path(), *control_);
   std::string gwA = activate(a), gwB = activate(b);
   ASSERT_FALSE(gwA.empty());
@@ -127,13 +128,42 @@ TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
   EXPECT_EQ(noVol.status, 404) << noVol.text;
   auto small = api("POST", "/v1/gateways/" + gwB + "/volumes", {{"name", "x"}, {"snapshot", snapId}, {"size", "1M"}});
   EXPECT_EQ(small.status, 400) << "smaller than the snapshot: " << small.text;
-  auto chunk = api("POST", "/v1/gateways/" + gwB + "/volumes",
-                   {{"name", "x"}, {"snapshot", snapId}, {"chunk_size", "4M"}});
+  auto chunk =
+      api("POST", "/v1/gateways/" + gwB + "/volumes", {{"name", "x"}, {"snapshot", snapId}, {"chunk_size", "4M"}});
   EXPECT_EQ(chunk.status, 400) << "another chunk size than the snapshot's: " << chunk.text;
   auto bob = ferry::testing::signUpAndLogIn(*control_, "bob@example.com");
-  auto foreign = control_->call("POST", "/v1/gateways/" + gwB + "/volumes",
-                                json{{"name", "x"}, {"snapshot", snapId}}.dump(), bob);
+  auto foreign =
+      control_->call("POST", "/v1/gateways/" + gwB + "/volumes", json{{"name", "x"}, {"snapshot", snapId}}.dump(), bob);
   EXPECT_EQ(foreign.status, 404) << foreign.text;
+
+  // The lost gateway's store, cleaned up by B: refused for a gateway that is online
+  // or as its own helper; retried while A's leases have not lapsed or B still reads
+  // A's snapshots (hydration); then A's store is empty, A's record is gone and B's
+  // volumes read the same.
+  EXPECT_EQ(api("POST", "/v1/gateways/" + gwB + "/purge", json::object()).status, 409);
+  EXPECT_EQ(api("POST", "/v1/gateways/" + gwA + "/purge", {{"via", gwA}}).status, 400);
+  EXPECT_EQ(api("POST", "/v1/gateways/" + gwA + "/purge", {{"by", gwB}}).status, 400);
+  EXPECT_EQ(control_->call("POST", "/v1/gateways/" + gwA + "/purge", "{}", bob).status, 404);
+  json purged;
+  int attempts = 0;
+  for (; attempts < 20; ++attempts) {
+    auto purge = api("POST", "/v1/gateways/" + gwA + "/purge", json::object());
+    ASSERT_EQ(purge.status, 202) << purge.text;
+    EXPECT_EQ(purge.body["request"]["gateway_id"], gwB);
+    purged = waitFinished(purge.body["request"]["id"]);
+    if (purged["state"] == "done") break;
+    std::string why = purged["error"].value("message", "");
+    ASSERT_TRUE(why.find("still leased") != std::string::npos || why.find("being made from") != std::string::npos)
+        << purged;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_EQ(purged["state"], "done") << purged;
+  std::cout << "purged after " << attempts << " refusal(s)\n";
+  EXPECT_EQ(purged["result"]["deleted"].size(), 1u) << purged;  // disk0
+  EXPECT_TRUE(stores_.keys(gwA, "volumes/").empty());
+  EXPECT_EQ(api("GET", "/v1/gateways/" + gwA).status, 404);
+  EXPECT_TRUE(readVolume(b.nbdPort(), "recovered") == got);
+  EXPECT_TRUE(readVolume(b.nbdPort(), "fromsnap") == p1);
 }
 
 }  // namespace

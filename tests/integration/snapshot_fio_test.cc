@@ -91,10 +91,10 @@ class SnapshotFioTest : public ::testing::Test {
 };
 
 TEST_F(SnapshotFioTest, HoldsExactlyTheWritesAcknowledgedBeforeTheRequest) {
-  nbdkit_ = std::make_unique<Nbdkit>(dir_ / "s.sock",
-                                     std::vector<std::string>{"state=" + (dir_ / "state"), "store=" + stores_.url("store"),
-                                                              "create=vol:32M:256K", "upload-buffer=64M",
-                                                              "upload-delay=200", "commit-interval=100"});
+  nbdkit_ = std::make_unique<Nbdkit>(
+      dir_ / "s.sock",
+      std::vector<std::string>{"state=" + (dir_ / "state"), "store=" + stores_.url("store"), "create=vol:32M:256K",
+                               "upload-buffer=64M", "upload-delay=200", "commit-interval=100"});
   ASSERT_TRUE(nbdkit_->start()) << nbdkit_->log();
   std::string out;
   ASSERT_EQ(runCommand(fio(kFirstPass, ""), &out), 0) << out;
@@ -103,9 +103,8 @@ TEST_F(SnapshotFioTest, HoldsExactlyTheWritesAcknowledgedBeforeTheRequest) {
   std::string log = dir_ / "writes";
   auto second = std::async(std::launch::async, [&] {
     std::string o;
-    int rc = runCommand(fio(kSecondPass, "--rate_iops=3000 --write_lat_log=" + log +
-                                             " --log_offset=1 --log_unix_epoch=1"),
-                        &o);
+    int rc = runCommand(
+        fio(kSecondPass, "--rate_iops=3000 --write_lat_log=" + log + " --log_offset=1 --log_unix_epoch=1"), &o);
     return std::make_pair(rc, o);
   });
   // The request goes once a fifth of the blocks hold the second pass (fio takes a
@@ -136,8 +135,8 @@ TEST_F(SnapshotFioTest, HoldsExactlyTheWritesAcknowledgedBeforeTheRequest) {
   ASSERT_EQ(writes.size(), kBlocks) << "fio's log of the second pass is incomplete";
 
   // The snapshot's content, through a volume made from it on the same gateway.
-  std::string created = adminRequest(dir_ / "state/admin.sock",
-                                     R"({"op":"create","name":"copy","source":{"volume":"vol","snapshot":"mid-pass"}})");
+  std::string created = adminRequest(
+      dir_ / "state/admin.sock", R"({"op":"create","name":"copy","source":{"volume":"vol","snapshot":"mid-pass"}})");
   ASSERT_NE(created.find("\"ok\":true"), std::string::npos) << created;
   std::vector<uint8_t> snap(kSize);
   {
@@ -161,7 +160,10 @@ TEST_F(SnapshotFioTest, HoldsExactlyTheWritesAcknowledgedBeforeTheRequest) {
     second2 += neu;
     if ((!old && !neu) || (before && !neu) || (after && !old)) {
       if (++bad <= 5) {
-        ADD_FAILURE() << "block at " << offset << ": " << (old ? "first pass" : neu ? "second pass" : "neither pass")
+        ADD_FAILURE() << "block at " << offset << ": "
+                      << (old   ? "first pass"
+                          : neu ? "second pass"
+                                : "neither pass")
                       << ", write issued " << (w.issuedMs - requested) << " ms and completed "
                       << (w.completedMs - requested) << " ms after the request (answered after "
                       << (answered - requested) << " ms)";
@@ -174,8 +176,8 @@ TEST_F(SnapshotFioTest, HoldsExactlyTheWritesAcknowledgedBeforeTheRequest) {
   EXPECT_GT(mustBeNew, kBlocks / 10) << "completed before the request";
   EXPECT_GT(mustBeOld, kBlocks / 10) << "issued after the answer (answered after " << (answered - requested) << " ms)";
   std::cout << "snapshot answered in " << (answered - requested) << " ms; blocks: " << second2
-            << " from the second pass (" << mustBeNew << " had to be), " << first << " from the first ("
-            << mustBeOld << " had to be)\n";
+            << " from the second pass (" << mustBeNew << " had to be), " << first << " from the first (" << mustBeOld
+            << " had to be)\n";
 
   // The volume itself goes on: it holds the whole second pass.
   std::vector<uint8_t> live(kSize);

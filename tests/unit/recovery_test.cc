@@ -29,13 +29,14 @@ class RecoveryTest : public ::testing::Test {
     if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
   }
   std::unique_ptr<Engine> open(const std::string& state, const std::string& store, int recoverySeconds,
-                               std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}) {
+                               std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}, size_t hydrateThreads = 4) {
     // Store "a" behind the fault seam.
     EngineOptions o = testing::smallEngine(dir_ / state, storeUrl(store), store == "a" ? control_ : nullptr);
     o.creates = std::move(creates);
     o.shutdownTimeoutSeconds = 1;
     o.uploadDelayMs = 20;
     o.recoveryIntervalSeconds = recoverySeconds;
+    o.hydrateThreads = hydrateThreads;
     return testing::startEngine(o);
   }
   std::string storeUrl(const std::string& store) { return stores_.url(store); }
@@ -141,6 +142,64 @@ TEST_F(RecoveryTest, ALiveVolumeIsClonedFromItsLatestPoint) {
   ASSERT_TRUE(third);
   EXPECT_EQ(e->listRecoveryPoints("vol").value(), std::vector<std::string>{third.value().id});
   EXPECT_TRUE(readAll(*c.value()) == p1);
+}
+
+// A lost gateway's store, cleaned up by another gateway once nothing can write its
+// volumes (leases lapsed) and nothing reads their snapshots (holds).
+TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
+  auto p1 = randomBytes(kSize, 8);
+  auto a = open("a-state", "a", 0, {{"vol", kSize, kChunk}, {"other", kSize, kChunk}});
+  ASSERT_TRUE(a->find("vol")->write(0, p1, false));
+  ASSERT_TRUE(a->find("other")->write(kChunk, randomBytes(2 * kChunk, 9), false));
+  ASSERT_TRUE(a->snapshot("vol", "s1", std::chrono::seconds(30)));
+  ASSERT_TRUE(a->takeRecoveryPoint("other"));
+
+  auto b = open("b-state", "b", 0, {}, /*hydrateThreads=*/0);
+  auto own = b->purgeStore(storeUrl("b"));
+  ASSERT_FALSE(own);
+  EXPECT_EQ(own.status().code(), Code::kInvalidArgument);
+  // Gateway a still runs: its leases are live, nothing goes.
+  auto live = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(live) << live.status().toString();
+  EXPECT_TRUE(live->deleted.empty());
+  ASSERT_EQ(live->refused.size(), 2u);
+  EXPECT_NE(live->refused[0].second.toString().find("still leased by gateway"), std::string::npos)
+      << live->refused[0].second.toString();
+  a->shutdown();  // releases its leases
+  a.reset();
+
+  // A volume on b still reads a's snapshot: that volume of a is refused, the other goes.
+  auto copy = b->createVolume({"copy", 0, 0, "vol", "s1", storeUrl("a")});
+  ASSERT_TRUE(copy) << copy.status().toString();
+  auto held = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(held) << held.status().toString();
+  ASSERT_EQ(held->deleted.size(), 1u);
+  EXPECT_EQ(held->deleted[0].first, "other");
+  EXPECT_GE(held->deleted[0].second, 4u);  // header, lease, two chunks, the point
+  ASSERT_EQ(held->refused.size(), 1u);
+  EXPECT_EQ(held->refused[0].first, "vol");
+  EXPECT_EQ(held->refused[0].second.code(), Code::kBusy) << held->refused[0].second.toString();
+  EXPECT_TRUE(stores_.keys("a", "volumes/other/").empty());
+  EXPECT_TRUE(stores_.exists("a", snapshotKey("vol", "s1")));
+  EXPECT_TRUE(readAll(*copy.value()) == p1);
+
+  // Hydrated (b restarted with hydration threads): now it all goes.
+  b->shutdown();
+  b.reset();
+  b = open("b-state", "b", 0, {});
+  copy = b->find("copy");
+  ASSERT_TRUE(copy);
+  ASSERT_TRUE(waitFor([&] { return !copy.value()->hydrating(); }));
+  auto done = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(done) << done.status().toString();
+  EXPECT_TRUE(done->refused.empty()) << done->refused[0].second.toString();
+  ASSERT_EQ(done->deleted.size(), 1u);
+  EXPECT_TRUE(stores_.keys("a", "volumes/").empty());
+  EXPECT_TRUE(readAll(*copy.value()) == p1);
+  // Nothing left: a rerun is a no-op.
+  auto again = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->deleted.empty() && again->refused.empty());
 }
 
 }  // namespace
