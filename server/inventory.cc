@@ -47,6 +47,28 @@ std::string volumeState(Poco::Data::Session& ses, const std::string& gatewayId, 
   return states.empty() ? "" : states.front();
 }
 
+// Whether the gateway holds a channel to a server now.
+bool isOnline(Poco::Data::Session& ses, const std::string& gatewayId) {
+  std::string gid = gatewayId;
+  int online = 0;
+  ses << "SELECT COUNT(*) FROM registrations WHERE gateway_id = $1", use(gid), into(online), now;
+  return online > 0;
+}
+
+// Whether a store.purge of the lost gateway's store is still pending or delivered.
+bool purgeUnderWay(Poco::Data::Session& ses, const std::string& accountId, const std::string& lostId) {
+  std::string acc = accountId;
+  std::vector<std::string> args;
+  ses << "SELECT args FROM requests WHERE account_id = $1 AND op = 'store.purge'"
+         " AND state IN ('pending', 'delivered')",
+      use(acc), into(args), now;
+  for (const std::string& text : args) {
+    json a = json::parse(text, nullptr, false);
+    if (a.is_object() && a.value("gateway_id", "") == lostId) return true;
+  }
+  return false;
+}
+
 // What the gateway made a volume from (for a recovery point: which one, and when) and,
 // for a recovery point of a gateway that is offline (lost), how long before it was last
 // seen the point was taken: what the recovery may have lost.
@@ -70,13 +92,11 @@ void recordSourceUsed(Poco::Data::Session& ses, const RequestInfo& r) {
   record["used"] = {{"snapshot", snapshot}, {"created", created}};
   if (record.value("recovery_point", false)) {
     std::string src = record.value("gateway_id", "");
-    int online = 0;
     std::vector<Poco::Int64> seen;
-    ses << "SELECT COUNT(*) FROM registrations WHERE gateway_id = $1", use(src), into(online), now;
     ses << "SELECT last_seen_at FROM gateways WHERE id = $1", use(src), into(seen), now;
     // Only when the gateway is offline and was seen after the point (last_seen_at
     // moves on connects and disconnects only): otherwise the loss is not known.
-    if (online == 0 && !seen.empty() && seen.front() >= created) {
+    if (!isOnline(ses, src) && !seen.empty() && seen.front() >= created) {
       record["seconds_before_last_seen"] = seen.front() - created;
     }
   }
@@ -154,7 +174,7 @@ Status Inventory::resolveSource(const std::string& accountId, const std::string&
     // Another gateway's data is in its store: the gateways must share the provider's
     // store (gateway.store), each in its own prefix.
     if (gid != gatewayId) {
-      if (storeTemplate_.empty()) {
+      if (storeTemplate_.find("{gateway}") == std::string::npos) {
         return Status::invalid("the source is on gateway " + gid +
                                ", and gateways' stores are their own (gateway.store is not set): a volume can be "
                                "made only from the same gateway's snapshots");
@@ -223,22 +243,11 @@ Result<RequestInfo> Inventory::deleteVolume(const std::string& accountId, const 
                         });
 }
 
-namespace {
-
-bool isOnline(Poco::Data::Session& ses, const std::string& gatewayId) {
-  std::string gid = gatewayId;
-  int online = 0;
-  ses << "SELECT COUNT(*) FROM registrations WHERE gateway_id = $1", use(gid), into(online), now;
-  return online > 0;
-}
-
-}  // namespace
-
 Result<RequestInfo> Inventory::purgeGateway(const std::string& accountId, const std::string& lostId,
                                             std::string viaId) {
   if (storeTemplate_.empty()) {
     return Status::invalid(
-        "the gateways' stores are their own (gateway.store is not set): no other gateway can "
+        "the gateways' stores are their own (gateway.store, with {gateway}, is not set): no other gateway can "
         "clean up " +
         lostId + "'s; delete its volumes on it, or the data where it is kept");
   }
@@ -270,6 +279,9 @@ Result<RequestInfo> Inventory::purgeGateway(const std::string& accountId, const 
       return Status::busy("gateway " + lostId +
                           " is online: a purge is for a lost gateway (delete its volumes "
                           "instead, or shut it down first)");
+    }
+    if (purgeUnderWay(ses, accountId, lostId)) {
+      return Status::busy("a purge of " + lostId + "'s store is under way; wait for its request to finish");
     }
     return Status::ok();
   });
@@ -419,8 +431,11 @@ Status Inventory::settle(Poco::Data::Session& ses, const RequestInfo& r) {
     // The lost gateway's store is empty: its record goes (with its volumes, snapshots
     // and requests), if it is still the same account's.
     std::string lost = r.args.value("gateway_id", "");
-    ses << "DELETE FROM gateways WHERE id = $1 AND account_id = (SELECT account_id FROM gateways WHERE id = $2)",
-        use(lost), use(gid), now;
+    // Not if it came back meanwhile (it then refused the purge of its volumes anyway).
+    std::string again = lost;
+    ses << "DELETE FROM gateways WHERE id = $1 AND account_id = (SELECT account_id FROM gateways WHERE id = $2)"
+           " AND NOT EXISTS (SELECT 1 FROM registrations WHERE gateway_id = $3)",
+        use(lost), use(gid), use(again), now;
     return Status::ok();
   }
   if (r.op == "snapshot.delete") {

@@ -242,7 +242,7 @@ json dispatch(Engine& engine, const json& req) {
   }
   return fail(Status::invalid("unknown op '" + op +
                               "' (list, create, delete, stats, flush, checkpoint, snapshot, snapshot-delete, "
-                              "snapshots, recovery-point, collect, limits)"));
+                              "snapshots, recovery-point, collect, limits, purge-store)"));
 }
 
 }  // namespace

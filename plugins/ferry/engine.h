@@ -127,10 +127,12 @@ class Engine : public VolumeHost {
   CollectStats collectProgress(const std::string& name);
 
   // A lost gateway's store (engine_purge.cc): deletes every volume in the store at url
-  // (never this gateway's own) with everything under it, snapshots included, under the
-  // hold protocol. A volume is refused — and left whole — while its lease is live (its
-  // gateway may still run) or a volume anywhere still reads one of its snapshots; the
-  // others are deleted regardless. Rerunning it finishes what a failure left.
+  // (never this gateway's own) with everything under it, snapshots included. Each
+  // volume's lease is taken first (refused while live: its gateway may still run; a
+  // gateway that comes back then refuses the volume), a volume still being made from a
+  // snapshot releases its hold on it, and the manifests are withdrawn under the hold
+  // protocol (refused while a volume anywhere reads one of them: left whole, its lease
+  // given back). The others are deleted regardless; a rerun finishes the rest.
   struct PurgeResult {
     std::vector<std::pair<std::string, uint64_t>> deleted;  // volume, objects deleted
     std::vector<std::pair<std::string, Status>> refused;    // volume, why
@@ -199,6 +201,9 @@ class Engine : public VolumeHost {
   // from its source now (a few threads, beside the hydration threads), then releases
   // the source. Fails when the store does or the deadline passes first.
   Status hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline);
+  // engine_purge.cc: volume `name` of the store at url, being made from a snapshot
+  // (its source.json), gives up its hold on it; not being made from one: nothing.
+  Status releaseSourceHold(ObjectStore& store, const std::string& url, const std::string& name);
   // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
   // snapshots when empty).
   Result<std::vector<std::string>> holders(ObjectStore& store, const std::string& volume, const std::string& snapshot);
@@ -252,6 +257,7 @@ class Engine : public VolumeHost {
   std::map<std::string, uint64_t> recoveryMarks_;  // only maintenanceLoop: changes() at the last point
   std::mutex hydrateMu_;  // one finishHydration at a time
   std::mutex storesMu_;   // guards sourceStores_
+  std::mutex purgeMu_;    // one purgeStore at a time
   std::map<std::string, std::unique_ptr<ObjectStore>> sourceStores_;
 };
 

@@ -2,9 +2,10 @@
 // another gateway of the account deletes the volumes left in the lost one's store,
 // once nothing can write them and nothing reads their snapshots.
 
-#include <ctime>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <set>
 
 #include "engine.h"
 #include "ferry/log.h"
@@ -16,30 +17,23 @@ namespace ferry {
 
 namespace {
 
-// The volumes that have objects in the store: the second part of "volumes/<name>/…".
+// A purge holds each volume's lease while it deletes it: a gateway that comes back
+// meanwhile refuses the volume rather than serve chunks that are going.
+constexpr int kPurgeLeaseSeconds = 24 * 3600;
+
+// The volumes that have objects in the store ("volumes/<name>/…"), with their keys.
 Result<std::map<std::string, std::vector<std::string>>> objectsByVolume(ObjectStore& store) {
-  auto listed = store.list("volumes/");
+  const std::string root = volumePrefix("");
+  const std::string prefix = root.substr(0, root.size() - 1);  // "volumes/"
+  auto listed = store.list(prefix);
   if (!listed) return listed.status().withContext("list the volumes");
   std::map<std::string, std::vector<std::string>> out;
   for (const ObjectInfo& o : listed.value()) {
-    size_t end = o.key.find('/', 8);
+    size_t end = o.key.find('/', prefix.size());
     if (end == std::string::npos) continue;
-    out[o.key.substr(8, end - 8)].push_back(o.key);
+    out[o.key.substr(prefix.size(), end - prefix.size())].push_back(o.key);
   }
   return out;
-}
-
-// Refused while another gateway may still write the volume: its lease is unexpired.
-Status checkLeaseLapsed(ObjectStore& store, const std::string& volume) {
-  auto body = store.getAll(leaseKey(volume));
-  if (!body && body.status().code() == Code::kNotFound) return Status::ok();
-  if (!body) return body.status().withContext("read the lease of " + volume);
-  auto lease = decodeLease(body.value());
-  if (!lease) return lease.status().withContext("the lease of " + volume);
-  int64_t left = lease->expiresUnix - static_cast<int64_t>(std::time(nullptr));
-  if (left <= 0) return Status::ok();
-  return Status::busy("volume " + volume + " is still leased by gateway " + lease->owner + " on " + lease->host +
-                      " for " + std::to_string(left) + " s: that gateway may still be running");
 }
 
 }  // namespace
@@ -48,44 +42,82 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
   if (url.empty() || url == options_.storeUrl) {
     return Status::invalid("purge-store is for another gateway's store, not this gateway's own");
   }
+  std::lock_guard purging(purgeMu_);
   auto opened = storeFor(url);
   if (!opened) return opened.status();
   ObjectStore& store = *opened.value();
   auto volumes = objectsByVolume(store);
   if (!volumes) return volumes.status().withContext("purge " + url);
   PurgeResult out;
-  for (auto& [name, keys] : volumes.value()) {
-    // No snapshot is taken or deleted here meanwhile (one of ours may read from there).
-    std::lock_guard snapshots(snapshotMu_);
+
+  // First every volume's lease, and the holds of those still being made from a
+  // snapshot: a snapshot of this store that only its own volumes read is then free.
+  std::map<std::string, std::unique_ptr<LeaseKeeper>> leases;
+  for (const auto& entry : volumes.value()) {
+    const std::string& name = entry.first;
+    auto lease = std::make_unique<LeaseKeeper>(store, name, gatewayId(), kPurgeLeaseSeconds);
     Status s = checkLeaseLapsed(store, name);
-    auto manifests = s ? readManifests(store, name) : Result<Manifests>(s);
-    if (manifests) s = withdrawManifests(store, name, "", manifests.value());
-    if (!manifests) s = manifests.status();
+    if (s) s = lease->acquire(0, false).status();
+    if (s) s = releaseSourceHold(store, url, name);
     if (!s) {
+      out.refused.emplace_back(name, s.withContext("purge"));
+      continue;
+    }
+    leases[name] = std::move(lease);
+  }
+
+  for (auto& [name, lease] : leases) {
+    Manifests manifests;
+    Status s;
+    {
+      // No snapshot change of ours meanwhile (withdrawManifests' contract).
+      std::lock_guard snapshots(snapshotMu_);
+      auto read = readManifests(store, name);
+      s = read.status();
+      if (read) manifests = std::move(read).value();
+      if (s) s = withdrawManifests(store, name, "", manifests);
+    }
+    if (!s) {
+      if (Status r = lease->release(); !r) logError("purge: give back the lease of " + name + ": " + r.toString());
       out.refused.emplace_back(name, s);
       continue;
     }
-    // Everything else under the volume, the header last: a failure leaves a volume a
-    // rerun finds again.
-    uint64_t deleted = manifests.value().size();
-    std::string header = headerKey(name);
+    // Everything else, then the header, the lease last: a failure leaves a volume a
+    // rerun finds again, and ours until then.
+    std::set<std::string> withdrawn;
+    for (const auto& m : manifests) withdrawn.insert(m.first);
+    const std::string header = headerKey(name), leaseObject = leaseKey(name);
+    uint64_t deleted = withdrawn.size();
     bool hasHeader = false;
-    for (const std::string& key : keys) {
+    for (const std::string& key : volumes.value()[name]) {
       if (key == header) hasHeader = true;
-      if (key == header || key.rfind(snapshotsPrefix(name), 0) == 0) continue;
+      if (key == header || key == leaseObject || withdrawn.count(key)) continue;
       if (s = store.remove(key); !s) break;
       ++deleted;
     }
     if (s && hasHeader) s = store.remove(header);
+    if (s) s = store.remove(leaseObject);
     if (!s) {
       out.refused.emplace_back(name, s.withContext("delete " + name));
       continue;
     }
-    deleted += hasHeader;
+    deleted += (hasHeader ? 1 : 0) + 1;
     out.deleted.emplace_back(name, deleted);
     logInfo("purged volume " + name + " from " + url + " (" + std::to_string(deleted) + " objects)");
   }
   return out;
+}
+
+Status Engine::releaseSourceHold(ObjectStore& store, const std::string& url, const std::string& name) {
+  auto body = store.getAll(sourceKey(name));
+  if (!body && body.status().code() == Code::kNotFound) return Status::ok();  // not being made from one
+  if (!body) return body.status().withContext("read " + sourceKey(name));
+  auto source = decodeManifest(body.value());
+  if (!source) return source.status().withContext(sourceKey(name));
+  auto holder = storeFor(source->sourceStore.empty() ? url : source->sourceStore);
+  if (!holder) return holder.status();
+  Status s = holder.value()->remove(holdKey(source->volume, source->id, name));
+  return s ? s : s.withContext("release snapshot " + source->id + " of " + source->volume);
 }
 
 }  // namespace ferry

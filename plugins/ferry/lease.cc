@@ -12,8 +12,7 @@ namespace ferry {
 namespace {
 
 int64_t nowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string hostName() {
@@ -30,8 +29,8 @@ Status putLease(ObjectStore& store, const std::string& key, const LeaseInfo& l) 
 }  // namespace
 
 std::string encodeLease(const LeaseInfo& l) {
-  return nlohmann::json{{"format", kFormatVersion}, {"owner", l.owner}, {"host", l.host}, {"epoch", l.epoch},
-                        {"expires", l.expiresUnix}}
+  return nlohmann::json{
+      {"format", kFormatVersion}, {"owner", l.owner}, {"host", l.host}, {"epoch", l.epoch}, {"expires", l.expiresUnix}}
       .dump();
 }
 
@@ -47,6 +46,18 @@ Result<LeaseInfo> decodeLease(std::string_view json) {
   } catch (const std::exception& e) {
     return Status::corruption(std::string("lease does not parse: ") + e.what());
   }
+}
+
+Status checkLeaseLapsed(ObjectStore& store, const std::string& volume) {
+  auto body = store.getAll(leaseKey(volume));
+  if (!body && body.status().code() == Code::kNotFound) return Status::ok();
+  if (!body) return body.status().withContext("read the lease of " + volume);
+  auto l = decodeLease(body.value());
+  if (!l) return l.status().withContext("the lease of " + volume);
+  int64_t left = l->expiresUnix - nowUnix();
+  if (left <= 0) return Status::ok();
+  return Status::busy("volume " + volume + " is still leased by gateway " + l->owner + " on " + l->host + " for " +
+                      std::to_string(left) + " s: that gateway may still be running");
 }
 
 Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force) {

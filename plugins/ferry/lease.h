@@ -13,14 +13,18 @@
 namespace ferry {
 
 struct LeaseInfo {
-  std::string owner;     // gateway id
-  std::string host;      // hostname, for the error message a second gateway sees
+  std::string owner;  // gateway id
+  std::string host;   // hostname, for the error message a second gateway sees
   uint64_t epoch = 0;
   int64_t expiresUnix = 0;
 };
 
 std::string encodeLease(const LeaseInfo& l);
 Result<LeaseInfo> decodeLease(std::string_view json);
+
+// OK when no gateway holds the volume's lease now (absent, expired or released);
+// kBusy naming the holder and how long it still holds it otherwise.
+Status checkLeaseLapsed(ObjectStore& store, const std::string& volume);
 
 class LeaseKeeper {
  public:

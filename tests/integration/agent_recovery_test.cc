@@ -140,7 +140,9 @@ TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
   // or as its own helper; retried while A's leases have not lapsed or B still reads
   // A's snapshots (hydration); then A's store is empty, A's record is gone and B's
   // volumes read the same.
-  EXPECT_EQ(api("POST", "/v1/gateways/" + gwB + "/purge", json::object()).status, 409);
+  auto online = api("POST", "/v1/gateways/" + gwB + "/purge", {{"via", gwA}});
+  EXPECT_EQ(online.status, 409) << online.text;
+  EXPECT_NE(online.text.find("is online"), std::string::npos) << online.text;
   EXPECT_EQ(api("POST", "/v1/gateways/" + gwA + "/purge", {{"via", gwA}}).status, 400);
   EXPECT_EQ(api("POST", "/v1/gateways/" + gwA + "/purge", {{"by", gwB}}).status, 400);
   EXPECT_EQ(control_->call("POST", "/v1/gateways/" + gwA + "/purge", "{}", bob).status, 404);

@@ -148,11 +148,14 @@ TEST_F(RecoveryTest, ALiveVolumeIsClonedFromItsLatestPoint) {
 // volumes (leases lapsed) and nothing reads their snapshots (holds).
 TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   auto p1 = randomBytes(kSize, 8);
-  auto a = open("a-state", "a", 0, {{"vol", kSize, kChunk}, {"other", kSize, kChunk}});
+  // On a: "clone" is still being made from a snapshot of "vol" when a is lost (no
+  // hydration threads): its hold on that snapshot must not keep "vol" from going.
+  auto a = open("a-state", "a", 0, {{"vol", kSize, kChunk}, {"other", kSize, kChunk}}, /*hydrateThreads=*/0);
   ASSERT_TRUE(a->find("vol")->write(0, p1, false));
   ASSERT_TRUE(a->find("other")->write(kChunk, randomBytes(2 * kChunk, 9), false));
   ASSERT_TRUE(a->snapshot("vol", "s1", std::chrono::seconds(30)));
   ASSERT_TRUE(a->takeRecoveryPoint("other"));
+  ASSERT_TRUE(a->createVolume({"clone", 0, 0, "vol", "s1", ""}));
 
   auto b = open("b-state", "b", 0, {}, /*hydrateThreads=*/0);
   auto own = b->purgeStore(storeUrl("b"));
@@ -162,24 +165,28 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   auto live = b->purgeStore(storeUrl("a"));
   ASSERT_TRUE(live) << live.status().toString();
   EXPECT_TRUE(live->deleted.empty());
-  ASSERT_EQ(live->refused.size(), 2u);
+  ASSERT_EQ(live->refused.size(), 3u);
   EXPECT_NE(live->refused[0].second.toString().find("still leased by gateway"), std::string::npos)
       << live->refused[0].second.toString();
   a->shutdown();  // releases its leases
   a.reset();
 
-  // A volume on b still reads a's snapshot: that volume of a is refused, the other goes.
+  // A volume on b still reads a's snapshot: that volume of a is refused, the others
+  // go (the clone first gives up its own hold).
   auto copy = b->createVolume({"copy", 0, 0, "vol", "s1", storeUrl("a")});
   ASSERT_TRUE(copy) << copy.status().toString();
   auto held = b->purgeStore(storeUrl("a"));
   ASSERT_TRUE(held) << held.status().toString();
-  ASSERT_EQ(held->deleted.size(), 1u);
-  EXPECT_EQ(held->deleted[0].first, "other");
-  EXPECT_GE(held->deleted[0].second, 4u);  // header, lease, two chunks, the point
+  ASSERT_EQ(held->deleted.size(), 2u);
+  EXPECT_EQ(held->deleted[0].first, "clone");
+  EXPECT_EQ(held->deleted[1].first, "other");
+  EXPECT_GE(held->deleted[1].second, 5u);  // header, lease, two chunks, the point
+  EXPECT_EQ(stores_.keys("a", holdsPrefix("vol")).size(), 1u) << "only copy's hold is left";
   ASSERT_EQ(held->refused.size(), 1u);
   EXPECT_EQ(held->refused[0].first, "vol");
   EXPECT_EQ(held->refused[0].second.code(), Code::kBusy) << held->refused[0].second.toString();
   EXPECT_TRUE(stores_.keys("a", "volumes/other/").empty());
+  EXPECT_TRUE(stores_.keys("a", "volumes/clone/").empty());
   EXPECT_TRUE(stores_.exists("a", snapshotKey("vol", "s1")));
   EXPECT_TRUE(readAll(*copy.value()) == p1);
 
