@@ -8,17 +8,14 @@
 # (s3backer picks virtual-host URLs when given --region; without it, path style and
 # us-east-1, which radosgw on loopback needs.)
 # s3backer is driven by fio with direct=1 (libaio) on its file, Ferry by fio's nbd engine.
-#   bench/s3backer_vs_ferry.sh [VOLUME_MB=1024] [RUNTIME=20] [COLD_IOS=1000] [CACHE_MB=VOLUME_MB]
-# CACHE_MB below VOLUME_MB: both caches smaller than what the writes touch (s3backer's
-# --blockCacheSize, Ferry's cache-size with an upload buffer of 3/4 of it).
+#   bench/s3backer_vs_ferry.sh [VOLUME_MB=1024] [RUNTIME=20] [COLD_IOS=1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MB=${1:-1024}
 RUNTIME=${2:-20}
 COLD_IOS=${3:-1000}
-CACHE_MB=${4:-$MB}
-CACHE_BLOCKS=$CACHE_MB  # the same cache on both sides, in 1 MiB blocks
+CACHE_BLOCKS=$MB  # both caches hold the whole volume, in 1 MiB blocks
 command -v s3backer >/dev/null || { echo "s3backer is missing: apt-get install s3backer" >&2; exit 1; }
 [ -e /dev/fuse ] || { echo "no /dev/fuse: cannot run s3backer here" >&2; exit 1; }
 # shellcheck source=lib.sh
@@ -41,13 +38,7 @@ umount_s3b() {
   umount "$W/mnt"
   while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 }
-if [ "$CACHE_MB" -ge "$MB" ]; then
-  FERRY_CACHE="cache-size=$((CACHE_MB * 2))M upload-buffer=${MB}M"  # the whole volume dirty, beside clean copies
-else
-  FERRY_CACHE="cache-size=${CACHE_MB}M upload-buffer=$((CACHE_MB * 3 / 4))M"
-fi
-# shellcheck disable=SC2086
-start() { start_ferry "$1" "$STORE" create="vol:${MB}M" $FERRY_CACHE; }
+start() { start_ferry "$1" "$STORE" create="vol:${MB}M" cache-size=$((MB * 2))M upload-buffer=${MB}M; }
 
 # --- sustained random writes
 mount_s3b
