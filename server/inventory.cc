@@ -174,7 +174,7 @@ Status Inventory::resolveSource(const std::string& accountId, const std::string&
     // Another gateway's data is in its store: the gateways must share the provider's
     // store (gateway.store), each in its own prefix.
     if (gid != gatewayId) {
-      if (storeTemplate_.find("{gateway}") == std::string::npos) {
+      if (storeTemplate_.empty()) {
         return Status::invalid("the source is on gateway " + gid +
                                ", and gateways' stores are their own (gateway.store is not set): a volume can be "
                                "made only from the same gateway's snapshots");
@@ -245,7 +245,7 @@ Result<RequestInfo> Inventory::deleteVolume(const std::string& accountId, const 
 
 Result<RequestInfo> Inventory::purgeGateway(const std::string& accountId, const std::string& lostId,
                                             std::string viaId) {
-  if (storeTemplate_.empty()) {
+  if (storeTemplate_.find("{gateway}") == std::string::npos) {
     return Status::invalid(
         "the gateways' stores are their own (gateway.store, with {gateway}, is not set): no other gateway can "
         "clean up " +

@@ -53,12 +53,19 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
   // First every volume's lease, and the holds of those still being made from a
   // snapshot: a snapshot of this store that only its own volumes read is then free.
   std::map<std::string, std::unique_ptr<LeaseKeeper>> leases;
+  // A refused volume is left whole, and not ours.
+  auto giveBack = [](LeaseKeeper& lease, const std::string& name) {
+    if (Status r = lease.release(); !r) logError("purge: give back the lease of " + name + ": " + r.toString());
+  };
   for (const auto& entry : volumes.value()) {
     const std::string& name = entry.first;
     auto lease = std::make_unique<LeaseKeeper>(store, name, gatewayId(), kPurgeLeaseSeconds);
     Status s = checkLeaseLapsed(store, name);
     if (s) s = lease->acquire(0, false).status();
-    if (s) s = releaseSourceHold(store, url, name);
+    if (s) {
+      s = releaseSourceHold(store, url, name);
+      if (!s) giveBack(*lease, name);
+    }
     if (!s) {
       out.refused.emplace_back(name, s.withContext("purge"));
       continue;
@@ -78,7 +85,7 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
       if (s) s = withdrawManifests(store, name, "", manifests);
     }
     if (!s) {
-      if (Status r = lease->release(); !r) logError("purge: give back the lease of " + name + ": " + r.toString());
+      giveBack(*lease, name);
       out.refused.emplace_back(name, s);
       continue;
     }
