@@ -48,19 +48,7 @@ Result<LeaseInfo> decodeLease(std::string_view json) {
   }
 }
 
-Status checkLeaseLapsed(ObjectStore& store, const std::string& volume) {
-  auto body = store.getAll(leaseKey(volume));
-  if (!body && body.status().code() == Code::kNotFound) return Status::ok();
-  if (!body) return body.status().withContext("read the lease of " + volume);
-  auto l = decodeLease(body.value());
-  if (!l) return l.status().withContext("the lease of " + volume);
-  int64_t left = l->expiresUnix - nowUnix();
-  if (left <= 0) return Status::ok();
-  return Status::busy("volume " + volume + " is still leased by gateway " + l->owner + " on " + l->host + " for " +
-                      std::to_string(left) + " s: that gateway may still be running");
-}
-
-Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force) {
+Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string_view advice) {
   std::string key = leaseKey(volume_);
   uint64_t epoch = minEpoch;
   auto cur = store_.getAll(key);
@@ -70,8 +58,7 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force) {
     int64_t left = l->expiresUnix - nowUnix();
     if (l->owner != gatewayId_ && left > 0 && !force) {
       return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
-                          " (its lease expires in " + std::to_string(left) +
-                          " s); stop that gateway first, or take the volume over with takeover=true");
+                          " (its lease expires in " + std::to_string(left) + " s); " + std::string(advice));
     }
     epoch = std::max(epoch, l->epoch);
   } else if (cur.status().code() != Code::kNotFound) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "ferry/object_store.h"
 
@@ -22,18 +23,18 @@ struct LeaseInfo {
 std::string encodeLease(const LeaseInfo& l);
 Result<LeaseInfo> decodeLease(std::string_view json);
 
-// OK when no gateway holds the volume's lease now (absent, expired or released);
-// kBusy naming the holder and how long it still holds it otherwise.
-Status checkLeaseLapsed(ObjectStore& store, const std::string& volume);
-
 class LeaseKeeper {
  public:
   LeaseKeeper(ObjectStore& store, std::string volume, std::string gatewayId, int ttlSeconds)
       : store_(store), volume_(std::move(volume)), gatewayId_(std::move(gatewayId)), ttl_(ttlSeconds) {}
 
-  // Takes the lease: kBusy if another gateway holds an unexpired one (unless force).
+  // Takes the lease: kBusy if another gateway holds an unexpired one (unless force),
+  // naming it, when its lease expires, and then `advice` (what the caller can do).
   // minEpoch is the last epoch this gateway used; the new epoch is above both.
-  Result<uint64_t> acquire(uint64_t minEpoch, bool force);
+  Result<uint64_t> acquire(uint64_t minEpoch, bool force,
+                           std::string_view advice =
+                               "stop that gateway first, or take the volume over with "
+                               "takeover=true");
   // Extends the lease; kFenced if another gateway took it over.
   Status renew();
   // Lets another gateway take over at once (clean shutdown, volume deleted).

@@ -155,7 +155,7 @@ TEST_F(AgentRecoveryTest, FromASnapshotAndFromALostGatewaysRecoveryPoint) {
     purged = waitFinished(purge.body["request"]["id"]);
     if (purged["state"] == "done") break;
     std::string why = purged["error"].value("message", "");
-    ASSERT_TRUE(why.find("still leased") != std::string::npos || why.find("being made from") != std::string::npos)
+    ASSERT_TRUE(why.find("in use by gateway") != std::string::npos || why.find("being made from") != std::string::npos)
         << purged;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }

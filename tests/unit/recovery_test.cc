@@ -170,7 +170,7 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   ASSERT_TRUE(live) << live.status().toString();
   EXPECT_TRUE(live->deleted.empty());
   ASSERT_EQ(live->refused.size(), 3u);
-  EXPECT_NE(live->refused[0].second.toString().find("still leased by gateway"), std::string::npos)
+  EXPECT_NE(live->refused[0].second.toString().find("in use by gateway"), std::string::npos)
       << live->refused[0].second.toString();
   a->shutdown();  // releases its leases
   a.reset();
@@ -211,6 +211,35 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   auto again = b->purgeStore(storeUrl("a"));
   ASSERT_TRUE(again);
   EXPECT_TRUE(again->deleted.empty() && again->refused.empty());
+}
+
+// A purge cut short (the store stops deleting halfway) leaves the volume leased to the
+// purging gateway; its rerun takes the volume again and finishes it.
+TEST_F(RecoveryTest, APurgeCutShortIsFinishedByARerun) {
+  {
+    auto a = open("a-state", "a", 0);
+    ASSERT_TRUE(a->find("vol")->write(0, randomBytes(8 * kChunk, 10), false));
+    ASSERT_TRUE(a->takeRecoveryPoint("vol"));
+    a->shutdown();
+  }
+  // b reaches a's store through a fault seam of its own.
+  auto faults = std::make_shared<testing::FaultyStore::Control>();
+  EngineOptions o = testing::smallEngine(dir_ / "b-state", storeUrl("b"), faults);
+  o.creates = {};
+  o.hydrateThreads = 0;
+  auto b = testing::startEngine(o);
+  faults->removeBudget = 3;
+  auto cut = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(cut) << cut.status().toString();
+  ASSERT_EQ(cut->refused.size(), 1u);
+  EXPECT_TRUE(cut->deleted.empty());
+  EXPECT_FALSE(stores_.keys("a", "volumes/vol/").empty());
+  faults->removeBudget = -1;
+  auto rerun = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(rerun) << rerun.status().toString();
+  EXPECT_TRUE(rerun->refused.empty()) << rerun->refused[0].second.toString();
+  ASSERT_EQ(rerun->deleted.size(), 1u);
+  EXPECT_TRUE(stores_.keys("a", "volumes/").empty());
 }
 
 }  // namespace
