@@ -40,6 +40,10 @@ json volumeJson(const VolumeStats& v) {
            {"zero_reads", v.zeroReads},
            {"read_ahead_fetches", v.readAheadFetches},
            {"read_ahead_hits", v.readAheadHits},
+           {"journaled_chunks", v.journaledChunks},
+           {"journal_segments", v.journalSegments},
+           {"journal_writes", v.journalWrites},
+           {"journal_bytes", v.journalBytes},
            {"hit_ratio", v.readHits + v.readMisses == 0
                              ? 1.0
                              : static_cast<double>(v.readHits) / static_cast<double>(v.readHits + v.readMisses)},
@@ -160,6 +164,7 @@ json dispatch(Engine& engine, const json& req) {
                 {"cached_bytes", st.cachedBytes},
                 {"upload_buffer", st.uploadBuffer},
                 {"dirty_bytes", st.dirtyBytes},
+                {"journaled_bytes", st.journaledBytes},
                 {"upload_queue", st.uploadQueue},
                 {"uploads_active", st.uploadsActive},
                 {"upload_limit", st.bandwidth.upload},

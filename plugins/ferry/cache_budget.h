@@ -29,6 +29,11 @@ class CacheBudget {
   bool dirtyFull() const { return dirty_.load() >= dirtyLimit_; }
   void addDirty(uint64_t n) { dirty_ += n; }
   void releaseDirty(uint64_t n);
+  // Dirty chunks whose changes are all in the store's journal: not counted as dirty
+  // (the upload buffer), still cached and not evictable until uploaded whole.
+  uint64_t journaled() const { return journaled_.load(); }
+  void addJournaled(uint64_t n) { journaled_ += n; }
+  void releaseJournaled(uint64_t n) { journaled_ -= n; }
 
   // Waits until dirty bytes are under the limit, the timeout passes, or wake().
   void waitForDirtyRoom(std::chrono::milliseconds timeout);
@@ -41,6 +46,7 @@ class CacheBudget {
   const uint64_t dirtyLimit_;
   std::atomic<uint64_t> cached_{0};
   std::atomic<uint64_t> dirty_{0};
+  std::atomic<uint64_t> journaled_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t releases_ = 0;  // GUARDED_BY(mu_)

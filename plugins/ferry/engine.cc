@@ -17,8 +17,7 @@ namespace {
 constexpr off_t kReserveBytes = 4 << 20;
 
 int64_t nowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // The newest generation of every chunk a store listing shows, as metadata rows.
@@ -66,18 +65,58 @@ Result<CreateSpec> parseCreateSpec(const std::string& text) {
 }
 
 Engine::Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store)
-    : options_(std::move(options)), meta_(std::move(meta)), store_(std::move(store)),
+    : options_(std::move(options)),
+      meta_(std::move(meta)),
+      store_(std::move(store)),
       budget_(options_.cacheSize, options_.uploadBuffer),
       uploader_(options_.uploadThreads, std::chrono::milliseconds(options_.uploadDelayMs),
-                std::chrono::milliseconds(options_.uploadMaxAgeMs),
-                [this] { return draining_.load() > 0 || budget_.dirty() * 2 >= budget_.dirtyLimit(); }),
+                std::chrono::milliseconds(options_.uploadMaxAgeMs), [this] { return uploadsInHurry(); }),
       // A few chunks queued per thread at most: read-ahead that cannot start soon is
       // not worth doing.
       readAhead_(options_.readAheadThreads, 2 * options_.readAheadThreads) {
   bandwidth_.set(options_.bandwidth);
 }
 
-Engine::~Engine() { shutdown(); }
+Engine::~Engine() {
+  shutdown();
+}
+
+bool Engine::uploadsInHurry() const {
+  if (draining_.load() > 0) return true;
+  if (!options_.journal) return budget_.dirty() * 2 >= budget_.dirtyLimit();
+  // The journal relieves the upload buffer from half full on; whole uploads hurry only
+  // when it finds nothing it can take (chunks changed throughout), or when dirty
+  // chunks (journaled or not) fill the cache.
+  return (journalIdle_.load() && budget_.dirty() * 4 >= budget_.dirtyLimit() * 3) ||
+         (budget_.dirty() + budget_.journaled()) * 4 >= budget_.cacheLimit() * 3;
+}
+
+void Engine::journalLoop() {
+  constexpr uint64_t kSegmentBytes = 4 << 20;
+  while (!stopping_) {
+    uint64_t wrote = 0;
+    bool pressure = budget_.dirty() * 2 >= budget_.dirtyLimit() && draining_.load() == 0;
+    if (pressure) {
+      for (auto& v : volumes()) {
+        if (v->fenced()) continue;
+        ++journalActive_;
+        auto r = v->journalSome(kSegmentBytes);
+        --journalActive_;
+        if (r) {
+          wrote += r.value();
+        } else if (r.status().code() != Code::kFenced) {
+          logError(r.status().toString() + " (will retry)");
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+      }
+    }
+    // Under pressure with nothing to journal (and no segment on its way): whole uploads
+    // must make the room.
+    bool idle = pressure && wrote == 0 && journalActive_.load() == 0;
+    if (journalIdle_.exchange(idle) != idle && idle) uploader_.poke();
+    if (wrote == 0) budget_.waitForRelease(std::chrono::milliseconds(10));
+  }
+}
 
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   EngineOptions options = in;
@@ -120,8 +159,12 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   return e;
 }
 
-std::string Engine::cachePath(const std::string& name) const { return options_.stateDir + "/" + name + ".cache"; }
-std::string Engine::cowPath(const std::string& name) const { return options_.stateDir + "/" + name + ".cow"; }
+std::string Engine::cachePath(const std::string& name) const {
+  return options_.stateDir + "/" + name + ".cache";
+}
+std::string Engine::cowPath(const std::string& name) const {
+  return options_.stateDir + "/" + name + ".cow";
+}
 
 Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
   Held held;
@@ -153,9 +196,11 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
     held.volume->setSourceStore(source.value());
   }
   if (Status s = held.volume->load(rows); !s) return s;
+  // Even with the journal off now: segments an earlier run (or a lost gateway) wrote.
+  if (Status s = held.volume->openJournal(); !s) return s.withContext("volume " + row.name);
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
-  logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " +
-          std::to_string(epoch.value()) + ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
+  logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " + std::to_string(epoch.value()) +
+          ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
   return held;
 }
 
@@ -239,7 +284,8 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   // Its snapshot manifests go first, under the hold protocol (FORMAT.md).
   auto manifests = readManifests(*store_, name);
   if (!manifests) return manifests.status().withContext("delete volume " + name);
-  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s) return s.withContext("delete volume " + name);
+  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s)
+    return s.withContext("delete volume " + name);
   // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
   // anything of the volume goes, so that a failure leaves it whole (and retried).
   if (volume->hydrating()) {
@@ -322,7 +368,7 @@ bool Engine::reserveCache(uint64_t bytes) {
 }
 
 Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std::string& name,
-                                                                       std::chrono::seconds timeout) {
+                                                                      std::chrono::seconds timeout) {
   auto v = find(name);
   if (!v) return Status::notFound("no volume named " + name);
   if (Status s = waitStored(*v, timeout); !s) return s;
@@ -356,8 +402,8 @@ void Engine::ensureSpaceReserve() {
 
 bool Engine::releaseSpaceReserve() {
   if (!reserveHeld_.exchange(false)) return false;
-  logError("cache disk full: releasing the " + std::to_string(kReserveBytes >> 20) +
-           " MiB reserve in " + options_.stateDir + " for metadata");
+  logError("cache disk full: releasing the " + std::to_string(kReserveBytes >> 20) + " MiB reserve in " +
+           options_.stateDir + " for metadata");
   return ::truncate((options_.stateDir + "/space.reserve").c_str(), 0) == 0;
 }
 
@@ -369,6 +415,9 @@ Status Engine::start() {
   if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
   for (size_t i = 0; i < options_.hydrateThreads; ++i) hydrators_.emplace_back([this] { hydrateLoop(); });
+  if (options_.journal) {
+    for (int i = 0; i < 2; ++i) journalers_.emplace_back([this] { journalLoop(); });
+  }
   if (options_.recoveryIntervalSeconds > 0 || options_.collectIntervalSeconds > 0) {
     maintenance_ = std::thread([this] { maintenanceLoop(); });
   }
@@ -436,8 +485,10 @@ void Engine::shutdown() {
   bgCv_.notify_all();
   if (background_.joinable()) background_.join();
   for (std::thread& t : hydrators_) t.join();
+  for (std::thread& t : journalers_) t.join();
   if (maintenance_.joinable()) maintenance_.join();
   hydrators_.clear();
+  journalers_.clear();
   // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and
   // their leases) in place meanwhile.
   std::lock_guard create(createMu_);
@@ -461,6 +512,7 @@ EngineStats Engine::stats() {
   s.cachedBytes = budget_.cached();
   s.uploadBuffer = budget_.dirtyLimit();
   s.dirtyBytes = budget_.dirty();
+  s.journaledBytes = budget_.journaled();
   s.uploadQueue = uploader_.depth();
   s.uploadsActive = uploader_.active();
   s.bandwidth = bandwidth_.get();

@@ -49,13 +49,16 @@ struct EngineOptions {
   int leaseTtlSeconds = 30;
   int shutdownTimeoutSeconds = 60;
   int commitIntervalMs = 1000;
-  int uploadDelayMs = 3000;     // a dirty chunk goes up after this long without writes …
-  int uploadMaxAgeMs = 30000;   // … or this long after it became dirty
+  int uploadDelayMs = 3000;    // a dirty chunk goes up after this long without writes …
+  int uploadMaxAgeMs = 30000;  // … or this long after it became dirty
   bool takeover = false;
-  bool cacheStreams = false;  // keep chunks a sequential cold scan fetches
+  bool cacheStreams = false;                    // keep chunks a sequential cold scan fetches
   uint64_t readAheadBytes = uint64_t{8} << 20;  // fetched ahead of a sequential reader
   size_t readAheadThreads = 4;
   size_t hydrateThreads = 4;  // copy the chunks of volumes made from a snapshot
+  // When the upload buffer is half full, the changed pages of dirty chunks go to the
+  // store's journal (a few segments at a time) instead of waiting for whole uploads.
+  bool journal = false;
   // A recovery point (a snapshot "rp-…", the latest kept) of each changed volume this
   // often; 0 = none.
   int recoveryIntervalSeconds = 60;
@@ -68,6 +71,7 @@ struct EngineOptions {
 
 struct EngineStats {
   uint64_t cacheLimit = 0, cachedBytes = 0, uploadBuffer = 0, dirtyBytes = 0;
+  uint64_t journaledBytes = 0;  // dirty chunks with every change in the journal
   size_t uploadQueue = 0, uploadsActive = 0;
   BandwidthLimits bandwidth;
   uint64_t uploadWaitedMicros = 0, downloadWaitedMicros = 0;  // spent waiting under the limits
@@ -90,15 +94,14 @@ class Engine : public VolumeHost {
   Status deleteVolume(const std::string& name, bool force);
   // Flushes, then waits until every write acknowledged before the call is in the
   // store; returns the chunk map of that recovery point (the snapshot hook).
-  Result<std::vector<std::pair<uint64_t, uint64_t>>> checkpoint(const std::string& name,
-                                                                 std::chrono::seconds timeout);
+  Result<std::vector<std::pair<uint64_t, uint64_t>>> checkpoint(const std::string& name, std::chrono::seconds timeout);
   EngineStats stats();
 
   // Snapshots (engine_snapshots.cc, docs/FORMAT.md). snapshot: freezes the volume
   // (Volume::beginFreeze: writers wait only for that critical section), waits until
   // the frozen content is in the store (up to timeout) and writes the manifest; made
-  // before (the same id): that manifest, and *freeze is left as it was. deleteSnapshot: removes the manifest, then every chunk object only it
-  // kept; an absent one is done.
+  // before (the same id): that manifest, and *freeze is left as it was. deleteSnapshot: removes the manifest, then
+  // every chunk object only it kept; an absent one is done.
   Result<SnapshotManifest> snapshot(const std::string& name, const std::string& id, std::chrono::seconds timeout,
                                     Volume::FreezeStats* freeze = nullptr);
   Status deleteSnapshot(const std::string& name, const std::string& id);
@@ -158,6 +161,7 @@ class Engine : public VolumeHost {
   uint64_t readAheadBytes() const override { return options_.readAheadBytes; }
   bool submitReadAhead(std::function<void()> task) override { return readAhead_.submit(std::move(task)); }
   BandwidthLimiter& bandwidth() override { return bandwidth_; }
+  bool journalEnabled() const override { return options_.journal; }
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
@@ -234,7 +238,7 @@ class Engine : public VolumeHost {
   Uploader uploader_;
   TaskPool readAhead_;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> draining_{0};  // checkpoints or a shutdown waiting for uploads
+  std::atomic<int> draining_{0};          // checkpoints or a shutdown waiting for uploads
   std::atomic<bool> reserveHeld_{false};  // STATE/space.reserve is allocated
   bool started_ = false;
   bool shutDown_ = false;
@@ -245,7 +249,7 @@ class Engine : public VolumeHost {
   std::mutex createMu_;                  // one create/delete at a time
   std::mutex snapshotMu_;                // one snapshot change (or collection) at a time
   static constexpr size_t kSnapshotUploaders = 4;
-  std::mutex collectMu_;                 // guards collectProgress_
+  std::mutex collectMu_;  // guards collectProgress_
   std::map<std::string, CollectStats> collectProgress_;
 
   std::mutex bgMu_;
@@ -254,10 +258,18 @@ class Engine : public VolumeHost {
   std::thread background_;
   std::vector<std::thread> hydrators_;
   std::thread maintenance_;
+  // Journal writers (options_.journal): segments of changed pages while the upload
+  // buffer is under pressure.
+  std::vector<std::thread> journalers_;
+  std::atomic<bool> journalIdle_{false};  // under pressure, found nothing to journal
+  std::atomic<int> journalActive_{0};     // segments being written
+  void journalLoop();
+  // Whether dirty chunks go up at once rather than when idle (Uploader's hurry).
+  bool uploadsInHurry() const;
   std::map<std::string, uint64_t> recoveryMarks_;  // only maintenanceLoop: changes() at the last point
-  std::mutex hydrateMu_;  // one finishHydration at a time
-  std::mutex storesMu_;   // guards sourceStores_
-  std::mutex purgeMu_;    // one purgeStore at a time
+  std::mutex hydrateMu_;                           // one finishHydration at a time
+  std::mutex storesMu_;                            // guards sourceStores_
+  std::mutex purgeMu_;                             // one purgeStore at a time
   std::map<std::string, std::unique_ptr<ObjectStore>> sourceStores_;
 };
 

@@ -35,6 +35,7 @@ enum ChunkFlags : uint32_t {
   kFlagCached = 1,      // the cache file holds the chunk's current content
   kFlagDirty = 2,       // content is newer than the store's newest generation
   kFlagRemoteZero = 4,  // the newest generation in the store is a zero tombstone
+  kFlagJournaled = 8,   // dirty, and every change since that generation is in the journal
 };
 
 struct ChunkRow {

@@ -135,6 +135,10 @@ int ferryConfig(const char* key, const char* value) {
       return parseIntParam(key, value, 0, 3600000, &gOptions.uploadDelayMs);
     } else if (k == "upload-max-age") {
       return parseIntParam(key, value, 0, 86400000, &gOptions.uploadMaxAgeMs);
+    } else if (k == "journal") {
+      int b = nbdkit_parse_bool(value);
+      if (b == -1) return -1;
+      gOptions.journal = b;
     } else if (k == "cache-streams") {
       int b = nbdkit_parse_bool(value);
       if (b == -1) return -1;
@@ -316,6 +320,7 @@ nbdkit_plugin makePlugin() {
       "shutdown-timeout=SECS     how long a clean stop uploads dirty chunks (default 60)\n"
       "upload-delay=MS           upload a dirty chunk once idle this long (default 3000)\n"
       "upload-max-age=MS         … or this long after it became dirty (default 30000)\n"
+      "journal=true              under upload-buffer pressure, store changed pages in a journal\n"
       "cache-streams=true        also cache what sequential scans of cold data fetch\n"
       "read-ahead=SIZE           fetched ahead of a sequential cold reader (default 8M; 0 = off)\n"
       "read-ahead-threads=N      parallel read-ahead fetches (default 4)\n"

@@ -4,12 +4,14 @@
 #include <cstring>
 
 #include "format.h"
+#include "journal_format.h"
 
 namespace ferry {
-namespace {
 
-bool allZero(const uint8_t* p, size_t n) {
+bool allZero(std::span<const uint8_t> bytes) {
   // Compare word-wise; chunks are large and mostly decided in the first few bytes.
+  const uint8_t* p = bytes.data();
+  const size_t n = bytes.size();
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t w;
@@ -21,8 +23,6 @@ bool allZero(const uint8_t* p, size_t n) {
   }
   return true;
 }
-
-}  // namespace
 
 uint32_t engineClockMs() {
   return static_cast<uint32_t>(
@@ -37,12 +37,16 @@ uint64_t readAheadChunksFor(uint64_t bytes, uint64_t chunkSize) {
 }  // namespace
 
 Volume::Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch)
-    : host_(host), row_(std::move(row)), cache_(std::move(cache)), epoch_(epoch),
+    : host_(host),
+      row_(std::move(row)),
+      cache_(std::move(cache)),
+      epoch_(epoch),
       states_((row_.size + row_.chunkSize - 1) / row_.chunkSize),
       readAheadChunks_(readAheadChunksFor(host.readAheadBytes(), row_.chunkSize)),
       // Room for the chunks ahead of the reader and as many being read, and for the
       // chunk a stream reads in pieces even with read-ahead off.
-      window_(static_cast<size_t>(2 * readAheadChunks_ + 2)) {}
+      window_(static_cast<size_t>(2 * readAheadChunks_ + 2)),
+      journal_(host.journalEnabled()) {}
 
 uint64_t Volume::chunkLength(uint64_t index) const {
   return std::min(row_.chunkSize, row_.size - index * row_.chunkSize);
@@ -66,10 +70,17 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       st.remoteGen = r.remoteGen;
       st.remoteZero = (r.flags & kFlagRemoteZero) != 0;
       st.dirty = (r.flags & kFlagDirty) != 0;
+      st.journaled = st.dirty && (r.flags & kFlagJournaled) != 0 && (r.flags & kFlagCached) != 0;
+      // Which pages changed is not recorded: a dirty chunk not journaled counts as
+      // changed throughout (uploaded whole).
+      if (st.dirty && !st.journaled && journal_) markAllPages(r.index);
       if (r.flags & kFlagCached) {
         st.where = Where::kCached;
         host_.budget().forceCached(chunkLength(r.index));
-        if (st.dirty) host_.budget().addDirty(chunkLength(r.index));
+        if (st.journaled)
+          host_.budget().addJournaled(chunkLength(r.index));
+        else if (st.dirty)
+          host_.budget().addDirty(chunkLength(r.index));
       } else {
         // Dirty and not cached: zeroed, its tombstone not stored yet.
         st.where = (!st.dirty && r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
@@ -99,6 +110,7 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.where == Where::kCached) flags |= kFlagCached;
   if (st.dirty) flags |= kFlagDirty;
   if (st.remoteZero) flags |= kFlagRemoteZero;
+  if (st.journaled) flags |= kFlagJournaled;
   return ChunkRow{index, st.remoteGen, flags};
 }
 
@@ -109,21 +121,62 @@ void Volume::markMeta(uint64_t index, ChunkState& st) {
   }
 }
 
-// REQUIRES: mu_ held. Keeps the dirty budget equal to the bytes of cached dirty chunks.
+namespace {
+// What a chunk counts as in the cache budget.
+enum Counted { kNotCounted, kCountedDirty, kCountedJournaled };
+int countedAs(const ChunkState& st) {
+  if (st.where != Where::kCached || !st.dirty) return kNotCounted;
+  return st.journaled ? kCountedJournaled : kCountedDirty;
+}
+}  // namespace
+
+void Volume::recount(uint64_t index, int before, const ChunkState& st) {
+  int after = countedAs(st);
+  if (before == after) return;
+  uint64_t len = chunkLength(index);
+  if (before == kCountedDirty) host_.budget().releaseDirty(len);
+  if (before == kCountedJournaled) host_.budget().releaseJournaled(len);
+  if (after == kCountedDirty) host_.budget().addDirty(len);
+  if (after == kCountedJournaled) host_.budget().addJournaled(len);
+}
+
+// REQUIRES: mu_ held. Keeps the dirty budget equal to the bytes of cached dirty chunks
+// not journaled.
 void Volume::setDirty(uint64_t index, ChunkState& st, bool dirty) {
   if (st.dirty == dirty) return;
+  int before = countedAs(st);
   st.dirty = dirty;
+  st.journaled = false;
   if (dirty) {
     st.dirtySinceMs = engineClockMs();
     ++dirtyChunks_;
   } else {
     --dirtyChunks_;
   }
-  if (st.where == Where::kCached) {
-    if (dirty) host_.budget().addDirty(chunkLength(index));
-    else host_.budget().releaseDirty(chunkLength(index));
-  }
+  recount(index, before, st);
   markMeta(index, st);
+}
+
+void Volume::setJournaled(uint64_t index, ChunkState& st, bool journaled) {
+  if (st.journaled == journaled || (journaled && !st.dirty)) return;
+  int before = countedAs(st);
+  st.journaled = journaled;
+  recount(index, before, st);
+  markMeta(index, st);
+}
+
+void Volume::markPages(uint64_t index, uint64_t inChunk, uint64_t length) {
+  if (!journal_ || length == 0) return;
+  uint64_t pages = (chunkLength(index) + kJournalPage - 1) / kJournalPage;
+  auto& bits = pages_[index];
+  if (bits.empty()) bits.assign((pages + 63) / 64, 0);
+  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
+    bits[p / 64] |= uint64_t{1} << (p % 64);
+  }
+}
+
+void Volume::markAllPages(uint64_t index) {
+  markPages(index, 0, chunkLength(index));
 }
 
 Status Volume::write(uint64_t offset, std::span<const uint8_t> data, bool fua) {
@@ -191,7 +244,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
-    bool addsDirty = !(st.dirty && st.where == Where::kCached);
+    bool addsDirty = countedAs(st) != kCountedDirty;
     if (addsDirty && host_.budget().dirtyFull()) {
       // Back-pressure: the upload buffer is full; wait for the uploader to drain.
       lock.unlock();
@@ -219,17 +272,21 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     // counted (writeSeq) only once the bytes are there, so an upload that copied the
     // chunk before they landed cannot mark it clean.
     setDirty(index, st, true);
+    setJournaled(index, st, false);
     st.referenced = true;
     st.ioRefs.fetch_add(1);
     lock.unlock();
-    Status s = zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
+    Status s =
+        zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
     if (s.code() == Code::kNoSpace && !zero) {
       // The cache disk is full: give back clean chunks and try once more.
       if (evictSome(64) > 0) s = cache_.write(base + inChunk, data.data(), data.size());
     }
     lock.lock();
     st.ioRefs.fetch_sub(1);
-    setDirty(index, st, true);  // an upload may have finished in between
+    setDirty(index, st, true);       // an upload may have finished in between
+    setJournaled(index, st, false);  // a segment may have been written in between
+    markPages(index, inChunk, data.size());
     ++st.writeSeq;
     ++changes_;
     st.lastWriteMs = engineClockMs();
@@ -254,7 +311,8 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
-    bool remoteHasData = (st.remoteGen != 0 && !st.remoteZero) || lateCopyAbove(index, st.remoteGen);
+    bool remoteHasData =
+        (st.remoteGen != 0 && !st.remoteZero) || lateCopyAbove(index, st.remoteGen) || journalHolds(index, st);
     if (st.where == Where::kZero && st.dirty == remoteHasData) return Status::ok();  // already zero
     if (st.where == Where::kCached) {
       // Still dirty while the hole is punched: if the punch fails, nothing is lost.
@@ -272,6 +330,8 @@ Status Volume::zeroWholeChunk(uint64_t index) {
     ++st.writeSeq;
     ++changes_;
     setDirty(index, st, remoteHasData);
+    pages_.erase(index);
+    if (st.dirty) markAllPages(index);
     markMeta(index, st);
     // A snapshot frozen during the punch: the zeroing was in flight, so zeros will do.
     frozenUploaded(index, st.writeSeq, 0);
@@ -301,7 +361,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   bool oldZero = st.remoteZero;
   // Zeros need no object when the store holds none or a tombstone — unless a
   // snapshot's copy sits above it.
-  bool zeroNeedsNoObject = (oldGen == 0 || oldZero) && !lateCopyAbove(index, oldGen);
+  bool zeroNeedsNoObject = (oldGen == 0 || oldZero) && !lateCopyAbove(index, oldGen) && !journalHolds(index, st);
   st.uploading = true;
   lock.unlock();
 
@@ -312,7 +372,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   if (where == Where::kCached) {
     buf.resize(row_.chunkSize);
     s = cache_.read(index * row_.chunkSize, buf.data(), len);
-    isZero = s && allZero(buf.data(), len);
+    isZero = s && allZero(std::span<const uint8_t>(buf.data(), len));
   }
   uint64_t newGen = oldGen;
   if (s && !(isZero && zeroNeedsNoObject)) {
@@ -337,6 +397,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     }
     st.remoteGen = newGen;
     st.remoteZero = isZero;
+    releaseJournalRefs(index);
     if (!lateCopyAbove(index, newGen)) lateCopies_.erase(index);
     ++uploads_;
     uploadedBytes_ += isZero ? 0 : len;
@@ -344,6 +405,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   frozenUploaded(index, seq, isZero ? 0 : newGen);
   if (st.writeSeq == seq) {
     setDirty(index, st, false);
+    pages_.erase(index);
   } else {
     setDirty(index, st, true);  // changed while we copied: go again
     if (!st.queued) {
@@ -577,6 +639,8 @@ VolumeStats Volume::stats() {
     }
     v.lastError = lastError_;
     v.dirtyChunks = dirtyChunks_;
+    v.journalSegments = segmentLive_.size();
+    for (const ChunkState& st : states_) v.journaledChunks += st.journaled ? 1 : 0;
     if (hydrating()) {
       v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;
       if (!row_.sourceStore.empty()) v.source = row_.sourceStore + " " + v.source;
@@ -592,6 +656,8 @@ VolumeStats Volume::stats() {
   v.zeroReads = zeroReads_;
   v.readAheadFetches = readAheadFetches_;
   v.readAheadHits = readAheadHits_;
+  v.journalWrites = journalWrites_;
+  v.journalBytes = journalBytes_;
   v.fenced = fenced_;
   v.hydrationLeft = hydrationLeft_;
   v.hydratedBytes = hydratedBytes_;
@@ -603,7 +669,10 @@ void Volume::releaseBudget() {
   for (uint64_t i = 0; i < states_.size(); ++i) {
     ChunkState& st = states_[i];
     if (st.where != Where::kCached) continue;
-    if (st.dirty) host_.budget().releaseDirty(chunkLength(i));
+    if (st.dirty && st.journaled)
+      host_.budget().releaseJournaled(chunkLength(i));
+    else if (st.dirty)
+      host_.budget().releaseDirty(chunkLength(i));
     host_.budget().releaseCached(chunkLength(i));
     st.where = Where::kZero;
     if (st.dirty) --dirtyChunks_;

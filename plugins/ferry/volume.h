@@ -24,8 +24,9 @@
 #include "bandwidth_limiter.h"
 #include "cache_budget.h"
 #include "cache_file.h"
-#include "format.h"
 #include "ferry/object_store.h"
+#include "format.h"
+#include "journal_format.h"
 #include "metadata.h"
 #include "read_window.h"
 
@@ -57,15 +58,18 @@ class VolumeHost {
   virtual bool submitReadAhead(std::function<void()> task) = 0;
   // The gateway's limits on chunk transfers to and from the store.
   virtual BandwidthLimiter& bandwidth() = 0;
+  // Whether the changed pages of dirty chunks may go to the store's journal when the
+  // upload buffer fills (volume_journal.cc).
+  virtual bool journalEnabled() const = 0;
 };
 
 enum class Where : uint8_t { kZero, kRemote, kCached };
 
 struct ChunkState {
-  uint64_t remoteGen = 0;        // newest generation in the store (0 = none)
-  uint32_t writeSeq = 0;         // bumped by every change of content
-  uint32_t lastWriteMs = 0;      // engine clock (ms) of the last write
-  uint32_t dirtySinceMs = 0;     // engine clock (ms) when it last became dirty
+  uint64_t remoteGen = 0;           // newest generation in the store (0 = none)
+  uint32_t writeSeq = 0;            // bumped by every change of content
+  uint32_t lastWriteMs = 0;         // engine clock (ms) of the last write
+  uint32_t dirtySinceMs = 0;        // engine clock (ms) when it last became dirty
   std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
   Where where = Where::kZero;
   bool dirty = false;
@@ -73,10 +77,12 @@ struct ChunkState {
   bool busy = false;        // being filled or evicted: wait on cv_
   bool queued = false;      // in the upload queue
   bool uploading = false;
-  bool referenced = false;  // CLOCK bit for eviction
-  bool metaPending = false; // changed since the last persist()
-  bool frozen = false;      // a snapshot still needs its content at the freeze
-  uint8_t rangeReads = 0;   // small reads served from the store by range GETs
+  bool referenced = false;   // CLOCK bit for eviction
+  bool metaPending = false;  // changed since the last persist()
+  bool frozen = false;       // a snapshot still needs its content at the freeze
+  bool journaled = false;    // dirty, every change in the journal: not in the upload buffer
+  bool journaling = false;   // its pages are in a journal segment being written
+  uint8_t rangeReads = 0;    // small reads served from the store by range GETs
 };
 
 struct VolumeStats {
@@ -99,13 +105,20 @@ struct VolumeStats {
   uint64_t zeroReads = 0;
   uint64_t readAheadFetches = 0;  // chunks fetched ahead of a sequential reader
   uint64_t readAheadHits = 0;     // reads served from those
+  uint64_t journaledChunks = 0;   // dirty chunks whose changes are all in the journal
+  uint64_t journalSegments = 0;   // segments in the store still needed
+  uint64_t journalWrites = 0;     // segments written
+  uint64_t journalBytes = 0;      // page bytes written to the journal
   uint64_t queued = 0;
-  std::string source;              // "volume/snapshot" while made from a snapshot
-  uint64_t hydrationLeft = 0;      // chunks still read from the source
+  std::string source;          // "volume/snapshot" while made from a snapshot
+  uint64_t hydrationLeft = 0;  // chunks still read from the source
   uint64_t hydratedBytes = 0;
   bool fenced = false;
   std::string lastError;
 };
+
+// Whether every byte is zero (an all-zero chunk is stored as a tombstone or not at all).
+bool allZero(std::span<const uint8_t> bytes);
 
 // Milliseconds on a steady clock, wrapping every ~49 days; compare by subtraction.
 uint32_t engineClockMs();
@@ -143,6 +156,17 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status persist();
   // Removes superseded generations that persist() made safe to delete.
   void deleteSuperseded();
+
+  // The journal (volume_journal.cc). journalSome: writes one segment with the changed
+  // pages of dirty chunks that only this gateway has (up to maxBytes of pages; chunks
+  // changed in more than a quarter of their pages are left to a whole upload); those
+  // chunks then leave the upload buffer. Returns the bytes of pages written (0: none
+  // to write). openJournal: at open, reads the volume's segments; a chunk that is not
+  // dirty here and has changes in one newer than its newest object (a volume adopted
+  // from a lost gateway) gets them applied and stored whole; the segments then
+  // needed only by dirty chunks are kept, the rest deleted.
+  Result<uint64_t> journalSome(uint64_t maxBytes);
+  Status openJournal();
 
   // Blocks until no chunk is dirty or the deadline passes; false on timeout.
   bool waitClean(std::chrono::steady_clock::time_point deadline);
@@ -232,7 +256,25 @@ class Volume : public std::enable_shared_from_this<Volume> {
   uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
   ChunkRow rowOf(uint64_t index, const ChunkState& st) const;
   void markMeta(uint64_t index, ChunkState& st);
+  // REQUIRES: mu_ held. The budget follows: a cached dirty chunk counts as dirty (the
+  // upload buffer) unless journaled, then as journaled.
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
+  void setJournaled(uint64_t index, ChunkState& st, bool journaled);
+  void recount(uint64_t index, int before, const ChunkState& st);
+  // REQUIRES: mu_ held. Pages of the chunk changed since the store had them (journal
+  // on only): a range, or all of them.
+  void markPages(uint64_t index, uint64_t inChunk, uint64_t length);
+  void markAllPages(uint64_t index);
+  // REQUIRES: mu_ held. Whether a journal segment may hold changes of the chunk newer
+  // than its newest object: then zeros need a tombstone to void them.
+  bool journalHolds(uint64_t index, const ChunkState& st) const {
+    return st.journaling || journalRefs_.count(index) != 0;
+  }
+  // REQUIRES: mu_ held. The chunk was stored whole above every segment: the segments
+  // no other chunk needs are deleted after the next persist.
+  void releaseJournalRefs(uint64_t index);
+  // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
+  Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
   // Reads the chunk's newest generation into buf (at least the chunk's length).
   Status fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf);
   // This thread's chunk-sized buffer, as long as the chunk.
@@ -281,25 +323,33 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::unordered_map<std::string, int> pinned_;  // GUARDED_BY(mu_): chunk key → manifests
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
-  std::array<uint64_t, 16> recentMisses_{};     // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses
+  std::array<uint64_t, 16> recentMisses_{};      // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses
   size_t recentMissPos_ = 0;                     // GUARDED_BY(mu_)
   const uint64_t readAheadChunks_;               // chunks fetched ahead of a stream
   ReadWindow window_;                            // GUARDED_BY(mu_)
   std::string lastError_;                        // GUARDED_BY(mu_)
   struct Freeze;
-  std::shared_ptr<Freeze> freeze_;               // GUARDED_BY(mu_): the snapshot being taken
+  std::shared_ptr<Freeze> freeze_;                     // GUARDED_BY(mu_): the snapshot being taken
   std::unordered_map<uint64_t, uint64_t> lateCopies_;  // GUARDED_BY(mu_): index → generation of a snapshot's copy
+  const bool journal_;
+  // GUARDED_BY(mu_): chunk → bitmap of its pages changed since the store had them.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> pages_;
+  // GUARDED_BY(mu_): chunk → the segments holding its changes (newer than its object);
+  // segment → how many chunks still need it.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> journalRefs_;
+  std::unordered_map<uint64_t, uint32_t> segmentLive_;
+  std::atomic<uint64_t> journalWrites_{0}, journalBytes_{0};
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
   std::atomic<uint64_t> readAheadFetches_{0}, readAheadHits_{0};
-  std::atomic<uint64_t> hydrationLeft_{0};       // chunks still read from the source
+  std::atomic<uint64_t> hydrationLeft_{0};  // chunks still read from the source
   std::atomic<uint64_t> hydratedBytes_{0};
   std::atomic<bool> sourceReleased_{false};
   ObjectStore* sourceStore_ = nullptr;
   std::atomic<int64_t> sourceCreated_{0};
   std::atomic<uint64_t> changes_{0};
-  uint64_t hydrateCursor_ = 0;                   // GUARDED_BY(mu_)
+  uint64_t hydrateCursor_ = 0;  // GUARDED_BY(mu_)
 };
 
 }  // namespace ferry

@@ -11,12 +11,10 @@ namespace ferry {
 
 namespace {
 
-bool allZeroBytes(std::span<const uint8_t> b) {
-  return std::all_of(b.begin(), b.end(), [](uint8_t c) { return c == 0; });
-}
-
 // Write sequence numbers wrap: a is at or after b.
-bool seqAtOrAfter(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) >= 0; }
+bool seqAtOrAfter(uint32_t a, uint32_t b) {
+  return static_cast<int32_t>(a - b) >= 0;
+}
 
 }  // namespace
 
@@ -29,12 +27,12 @@ struct Volume::Freeze {
   };
   explicit Freeze(CacheFile f) : cow(std::move(f)) {}
 
-  CacheFile cow;                                // copies of rewritten frozen chunks
-  std::unordered_map<uint64_t, Chunk> chunks;   // the frozen ones; no insertions after the freeze
-  std::vector<uint64_t> toUpload;               // copied, waiting for completeFreeze
-  std::vector<ChunkKey> keys;                   // the snapshot's chunks so far, each pinned
-  uint64_t open = 0;                            // frozen chunks not kDone
-  Status error;                                 // a copy that failed: the snapshot fails
+  CacheFile cow;                               // copies of rewritten frozen chunks
+  std::unordered_map<uint64_t, Chunk> chunks;  // the frozen ones; no insertions after the freeze
+  std::vector<uint64_t> toUpload;              // copied, waiting for completeFreeze
+  std::vector<ChunkKey> keys;                  // the snapshot's chunks so far, each pinned
+  uint64_t open = 0;                           // frozen chunks not kDone
+  Status error;                                // a copy that failed: the snapshot fails
   FreezeStats stats;
 };
 
@@ -139,7 +137,7 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
       lock.unlock();
       buf.resize(len);
       Status s = f->cow.read(index * row_.chunkSize, buf.data(), len);
-      bool zero = s && allZeroBytes(buf);
+      bool zero = s && allZero(buf);
       if (s && !zero) {
         host_.bandwidth().upload(len);
         s = host_.store().put(chunkKey(row_.name, index, c.reservedGen), buf);

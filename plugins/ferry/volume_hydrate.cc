@@ -15,7 +15,9 @@ Volume::HydrateStep Volume::hydrateOne(Status* error) {
   for (size_t step = 0; step < n; ++step) {
     uint64_t i = (hydrateCursor_ + step) % n;
     const ChunkState& st = states_[i];
-    if ((st.remoteGen & kSourceGen) && !st.uploading && !st.busy) {
+    // A chunk with changes in the journal is stored whole by its upload instead: a
+    // copy of the source would void those changes.
+    if ((st.remoteGen & kSourceGen) && !st.uploading && !st.busy && !journalHolds(i, st)) {
       index = i;
       break;
     }
@@ -35,8 +37,9 @@ Volume::HydrateStep Volume::hydrateOne(Status* error) {
   // never cross the gateway's link and the bandwidth limits do not apply.
   bool serverSide = false;
   Status s = fenced_ ? Status::fenced("volume " + row_.name + " was deleted or fenced") : Status::ok();
-  if (s) s = host_.store().copyFrom(storeOf(sourceGen), objectKey(index, sourceGen), chunkKey(row_.name, index, newGen),
-                                    &serverSide);
+  if (s)
+    s = host_.store().copyFrom(storeOf(sourceGen), objectKey(index, sourceGen), chunkKey(row_.name, index, newGen),
+                               &serverSide);
   if (s && !serverSide) {
     host_.bandwidth().download(len);
     host_.bandwidth().upload(len);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Sustained 4 KiB random writes that do not fit the upload buffer, on one throwaway
+# radosgw, 1 MiB blocks/chunks, caches as large as the volume and the same limit on
+# dirty data for all three:
+#   s3backer   --blockCacheMaxDirty=BUFFER blocks (writers wait for whole-block uploads)
+#   ferry      upload-buffer=BUFFER, journal=false (writers wait for whole-chunk uploads)
+#   ferry      upload-buffer=BUFFER, journal=true  (changed pages go to the journal)
+# Each runs fio randwrite 4k qd32 for RUNTIME seconds over the whole volume, counted
+# until the store holds everything (s3backer: until it has exited after the unmount;
+# Ferry: until a checkpoint returns): IOPS = writes / (write time + drain time).
+#   bench/journal.sh [VOLUME_MB=256] [BUFFER_MB=32] [RUNTIME=20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MB=${1:-256}
+BUFFER_MB=${2:-32}
+RUNTIME=${3:-20}
+HAVE_S3B=1
+{ command -v s3backer >/dev/null && [ -e /dev/fuse ]; } || HAVE_S3B=0
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+BENCH_MOUNT="$W/mnt"
+"$BASE" "s3://s3backer?endpoint=$EP&create_bucket=1" 4 16 1M >/dev/null   # bucket + warm-up
+mkdir -p "$W/mnt"
+
+fio_write() {  # URI-or-file args... -> total write ios
+  fio --name=w "$@" --rw=randwrite --bs=4k --iodepth=32 --size="${MB}M" --runtime="$RUNTIME" --time_based \
+    --norandommap --output-format=json 2>/dev/null | fio_val write total_ios
+}
+
+S3B_W=0
+if [ "$HAVE_S3B" = 1 ]; then
+  s3backer --baseURL="$EP/" --accessId=TESTKEY --accessKey=TESTSECRET --authVersion=aws4 --blockSize=1M \
+    --size="${MB}M" --blockCacheSize="$MB" --blockCacheMaxDirty="$BUFFER_MB" --listBlocks --force s3backer "$W/mnt" \
+    >>"$W/s3backer.log" 2>&1
+  pid=$(pgrep -f "s3backer --baseURL=$EP/" | head -1 || true)
+  t0=$(now)
+  ios=$(fio_write --filename="$W/mnt/file" --ioengine=libaio --direct=1)
+  tw=$(now)
+  umount "$W/mnt"
+  while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  t1=$(now)
+  S3B_W=$(python3 -c "print(round($ios/($t1-$t0)))")
+  echo "s3backer:      $(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($ios, $tw-$t0, $t1-$tw))")"
+fi
+
+run_ferry() {  # NAME JOURNAL -> sets FERRY_W
+  local name=$1 journal=$2
+  start_ferry "$W/$name" "s3://ferry/$name?endpoint=$EP&region=us-east-1&create_bucket=1" create="vol:${MB}M" \
+    cache-size=$((MB * 2))M upload-buffer="${BUFFER_MB}M" journal="$journal" recovery-interval=0
+  local t0 tw t1 ios
+  t0=$(now)
+  ios=$(fio_write --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock")
+  tw=$(now)
+  local stats
+  stats=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
+  admin "$W/$name/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' | grep -q '"ok":true'
+  t1=$(now)
+  stop_ferry
+  FERRY_W=$(python3 -c "print(round($ios/($t1-$t0)))")
+  echo "ferry $name: $(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($ios, $tw-$t0, $t1-$tw))");" \
+    "$(python3 -c 'import json,sys; v=json.loads(sys.argv[1])["volumes"][0]
+print("%d journal segments, %d MiB of pages, %d MiB uploaded in all" % (v["journal_writes"], v["journal_bytes"]>>20, v["uploaded_bytes"]>>20))' "$stats")"
+}
+run_ferry whole false
+WHOLE_W=$FERRY_W
+run_ferry journal true
+JOURNAL_W=$FERRY_W
+
+printf '%-34s %10s\n' "sustained 4K random write IOPS" "(incl. drain)"
+[ "$HAVE_S3B" = 1 ] && printf '%-34s %10s\n' "s3backer (maxDirty=${BUFFER_MB})" "$S3B_W"
+printf '%-34s %10s\n' "ferry, whole-chunk uploads" "$WHOLE_W"
+printf '%-34s %10s\n' "ferry, journal=true" "$JOURNAL_W"
+printf 'journal / whole: %.1f\n' "$(python3 -c "print($JOURNAL_W/$WHOLE_W)")"
+[ "$HAVE_S3B" = 1 ] && printf 'journal / s3backer: %.1f\n' "$(python3 -c "print($JOURNAL_W/max($S3B_W,1))")"
+exit 0

@@ -1,0 +1,279 @@
+// The journal: when the upload buffer fills, the changed pages of many dirty chunks go
+// to the store in one segment instead of each chunk whole (docs/volume-engine.md
+// "The journal"). A journaled chunk stays dirty and cached until its whole upload,
+// which voids its entries; a gateway adopting the volume applies the entries newer
+// than each chunk's object (openJournal).
+
+#include <algorithm>
+#include <bit>
+#include <map>
+
+#include "ferry/log.h"
+#include "volume.h"
+
+namespace ferry {
+namespace {
+
+constexpr size_t kMaxEntries = 1 << 16;
+
+// Runs of set bits as [first page, end page).
+std::vector<std::pair<uint64_t, uint64_t>> runsOf(const std::vector<uint64_t>& bits, uint64_t pages) {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  uint64_t p = 0;
+  while (p < pages) {
+    if (!(bits[p / 64] >> (p % 64) & 1)) {
+      ++p;
+      continue;
+    }
+    uint64_t start = p;
+    while (p < pages && (bits[p / 64] >> (p % 64) & 1)) ++p;
+    runs.emplace_back(start, p);
+  }
+  return runs;
+}
+
+uint64_t countBits(const std::vector<uint64_t>& bits) {
+  uint64_t n = 0;
+  for (uint64_t w : bits) n += static_cast<uint64_t>(std::popcount(w));
+  return n;
+}
+
+}  // namespace
+
+Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
+  struct Pick {
+    uint64_t index;
+    std::vector<uint64_t> bits;  // the pages in this segment
+  };
+  std::vector<Pick> picks;
+  std::vector<JournalEntry> entries;
+  uint64_t bytes = 0, segment = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
+    for (auto& [index, bits] : pages_) {
+      if (bytes >= maxBytes || entries.size() >= kMaxEntries) break;
+      ChunkState& st = states_[index];
+      // Only changes in the upload buffer, and not while the chunk moves.
+      if (st.where != Where::kCached || !st.dirty || st.journaled || st.busy || st.uploading || st.journaling) {
+        continue;
+      }
+      const uint64_t len = chunkLength(index);
+      const uint64_t pages = (len + kJournalPage - 1) / kJournalPage;
+      uint64_t n = countBits(bits);
+      if (n == 0 || n * 4 > pages) continue;  // cheaper as a whole upload
+      for (auto [first, end] : runsOf(bits, pages)) {
+        uint64_t offset = first * kJournalPage;
+        uint64_t length = std::min(end * kJournalPage, len) - offset;
+        entries.push_back({index, static_cast<uint32_t>(offset), static_cast<uint32_t>(length), 0});
+        bytes += length;
+      }
+      st.journaling = true;
+      picks.push_back({index, bits});
+      // Writes from now on mark their pages again.
+      std::fill(bits.begin(), bits.end(), 0);
+    }
+    if (picks.empty()) return uint64_t{0};
+    // Above every object of these chunks so far; an upload that copies one of them
+    // from now on takes a generation above it and voids these entries.
+    segment = nextGeneration();
+  }
+
+  std::string header = encodeJournalHeader(entries);
+  std::vector<uint8_t> body(header.size() + bytes);
+  std::copy(header.begin(), header.end(), body.begin());
+  Status s;
+  uint64_t at = header.size();
+  for (const JournalEntry& e : entries) {
+    if (s = cache_.read(e.index * row_.chunkSize + e.offset, body.data() + at, e.length); !s) break;
+    at += e.length;
+  }
+  if (s) {
+    host_.bandwidth().upload(body.size());
+    s = host_.store().put(journalKey(row_.name, segment), body);
+  }
+
+  std::lock_guard lock(mu_);
+  uint32_t live = 0;
+  for (Pick& p : picks) {
+    ChunkState& st = states_[p.index];
+    st.journaling = false;
+    if (!s) {
+      // Still to be stored: mark the pages again (unless the chunk went up whole).
+      if (st.dirty) {
+        auto& bits = pages_[p.index];
+        if (bits.empty()) bits.assign(p.bits.size(), 0);
+        for (size_t w = 0; w < bits.size(); ++w) bits[w] |= p.bits[w];
+      }
+      continue;
+    }
+    // Stored whole since the pick: these entries are void already.
+    bool superseded = !(st.remoteGen & kSourceGen) && st.remoteGen > segment;
+    if (superseded) continue;
+    journalRefs_[p.index].push_back(segment);
+    ++live;
+    auto it = pages_.find(p.index);
+    bool pending = it != pages_.end() && countBits(it->second) != 0;
+    if (!pending && st.where == Where::kCached && st.dirty) setJournaled(p.index, st, true);
+  }
+  if (!s) {
+    ++uploadErrors_;
+    lastError_ = s.toString();
+    return s.withContext("journal of " + row_.name);
+  }
+  if (live > 0)
+    segmentLive_[segment] = live;
+  else
+    supersededPending_.push_back(journalKey(row_.name, segment));
+  ++journalWrites_;
+  journalBytes_ += bytes;
+  uploadedBytes_ += body.size();
+  return bytes;
+}
+
+void Volume::releaseJournalRefs(uint64_t index) {
+  auto it = journalRefs_.find(index);
+  if (it == journalRefs_.end()) return;
+  for (uint64_t segment : it->second) {
+    auto live = segmentLive_.find(segment);
+    if (live == segmentLive_.end() || --live->second > 0) continue;
+    segmentLive_.erase(live);
+    supersededPending_.push_back(journalKey(row_.name, segment));
+  }
+  journalRefs_.erase(it);
+}
+
+Status Volume::fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf) {
+  if (gen == 0 || zero) {
+    std::fill(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(chunkLength(index)), uint8_t{0});
+    return Status::ok();
+  }
+  return fetch(index, gen, buf);
+}
+
+Status Volume::openJournal() {
+  ObjectStore& store = host_.store();
+  const std::string prefix = journalPrefix(row_.name);
+  auto listed = store.list(prefix);
+  if (!listed) return listed.status().withContext("list the journal of volume " + row_.name);
+  if (listed.value().empty()) return Status::ok();
+
+  // Every segment's entries, in generation order; per chunk, the entries that apply
+  // (newer than its object).
+  struct Apply {
+    uint64_t segment;
+    JournalEntry entry;
+  };
+  std::map<uint64_t, std::string> segments;  // generation -> key
+  std::map<uint64_t, std::vector<Apply>> replay;
+  std::map<uint64_t, uint32_t> live;
+  for (const ObjectInfo& o : listed.value()) {
+    auto gen = parseJournalKey(std::string_view(o.key).substr(prefix.size()));
+    if (!gen) {
+      logError("volume " + row_.name + ": ignoring unexpected object " + o.key);
+      continue;
+    }
+    segments[*gen] = o.key;
+  }
+  for (const auto& [segment, key] : segments) {
+    std::vector<uint8_t> head(kJournalHeadBytes);
+    auto got = store.get(key, 0, head);
+    if (!got) return got.status().withContext("read journal segment " + key);
+    head.resize(got.value());
+    auto headerBytes = journalHeaderBytes(head);
+    if (!headerBytes) return headerBytes.status().withContext(key);
+    std::vector<uint8_t> header(headerBytes.value());
+    got = store.get(key, 0, header);
+    if (!got) return got.status().withContext("read journal segment " + key);
+    header.resize(got.value());
+    uint64_t size = 0;
+    for (const ObjectInfo& o : listed.value()) {
+      if (o.key == key) size = o.size;
+    }
+    auto entries = decodeJournal(header, size, row_.chunkSize);
+    if (!entries) return entries.status().withContext(key);
+    std::lock_guard lock(mu_);
+    for (const JournalEntry& e : entries.value()) {
+      if (e.index >= states_.size() || e.offset + uint64_t{e.length} > chunkLength(e.index)) {
+        return Status::corruption(key + ": an entry for chunk " + std::to_string(e.index) + " past the end of volume " +
+                                  row_.name);
+      }
+      ChunkState& st = states_[e.index];
+      bool applies = (st.remoteGen & kSourceGen) || st.remoteGen < segment;
+      if (!applies) continue;
+      if (st.dirty) {
+        // This gateway has the chunk's newest content: the segment stays until the
+        // chunk goes up whole.
+        auto& refs = journalRefs_[e.index];
+        if (std::find(refs.begin(), refs.end(), segment) == refs.end()) {
+          refs.push_back(segment);
+          ++live[segment];
+        }
+      } else {
+        replay[e.index].push_back({segment, e});
+      }
+    }
+  }
+
+  // The adopted chunks: the object, then the entries in order, stored whole.
+  std::vector<uint8_t> buf(row_.chunkSize);
+  for (const auto& [index, applies] : replay) {
+    uint64_t gen;
+    bool zero, cached;
+    {
+      std::lock_guard lock(mu_);
+      gen = states_[index].remoteGen;
+      zero = states_[index].remoteZero;
+      cached = states_[index].where == Where::kCached;
+    }
+    const uint64_t len = chunkLength(index);
+    std::span<uint8_t> chunk(buf.data(), len);
+    if (Status s = fetchBase(index, gen, zero, chunk); !s) return s.withContext("apply the journal");
+    for (const Apply& a : applies) {
+      auto got = store.get(segments[a.segment], a.entry.dataOffset, chunk.subspan(a.entry.offset, a.entry.length));
+      if (!got) return got.status().withContext("read journal segment " + segments[a.segment]);
+      if (got.value() != a.entry.length)
+        return Status::corruption(segments[a.segment] + " is shorter than its header says");
+    }
+    bool isZero = allZero(chunk);
+    uint64_t newGen = nextGeneration();
+    std::span<const uint8_t> object = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(chunk);
+    if (Status s = store.put(chunkKey(row_.name, index, newGen), object); !s) {
+      return s.withContext("store chunk " + std::to_string(index) + " of " + row_.name + " from its journal");
+    }
+    if (cached) {
+      if (Status s = cache_.write(index * row_.chunkSize, chunk.data(), len); !s) return s;
+    }
+    std::lock_guard lock(mu_);
+    ChunkState& st = states_[index];
+    if (st.remoteGen & kSourceGen) {
+      --hydrationLeft_;
+    } else if (st.remoteGen != 0) {
+      supersededPending_.push_back(chunkKey(row_.name, index, st.remoteGen));
+    }
+    st.remoteGen = newGen;
+    st.remoteZero = isZero;
+    if (st.where != Where::kCached) st.where = isZero ? Where::kZero : Where::kRemote;
+    markMeta(index, st);
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [segment, key] : segments) {
+      auto it = live.find(segment);
+      if (it == live.end())
+        supersededPending_.push_back(key);
+      else
+        segmentLive_[segment] = it->second;
+    }
+  }
+  if (!replay.empty()) {
+    logInfo("volume " + row_.name + ": applied the journal to " + std::to_string(replay.size()) + " chunks from " +
+            std::to_string(segments.size()) + " segments");
+  }
+  // The rows point at the new objects before the segments and old objects go.
+  if (Status s = persist(); !s) return s;
+  deleteSuperseded();
+  return Status::ok();
+}
+
+}  // namespace ferry

@@ -1,0 +1,191 @@
+// The journal: with the upload buffer under pressure, the changed pages of dirty
+// chunks go to the store in segments; a gateway adopting the volume (its owner lost)
+// applies them; whole uploads void them and their segments go.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "engine.h"
+#include "engine_options.h"
+#include "journal_format.h"
+#include "test_stores.h"
+#include "test_util.h"
+
+namespace ferry {
+namespace {
+
+using testing::randomBytes;
+using testing::TempDir;
+
+constexpr uint64_t kChunk = 64 << 10;
+constexpr uint64_t kChunks = 64;
+constexpr uint64_t kSize = kChunks * kChunk;
+// An upload buffer the whole volume fits in four times over: nothing hurries.
+constexpr uint64_t kRoomy = 16 << 20;
+
+TEST(JournalFormatTest, EntriesRoundTripAndBadSegmentsAreRefused) {
+  std::vector<JournalEntry> entries = {{3, 4096, 8192, 0}, {7, 0, 4096, 0}};
+  std::string header = encodeJournalHeader(entries);
+  std::vector<uint8_t> body(header.begin(), header.end());
+  body.resize(body.size() + 8192 + 4096, 0xab);
+  auto head = journalHeaderBytes(std::span(body).first(kJournalHeadBytes));
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head.value(), header.size());
+  auto decoded = decodeJournal(body, body.size(), kChunk);
+  ASSERT_TRUE(decoded) << decoded.status().toString();
+  ASSERT_EQ(decoded->size(), 2u);
+  EXPECT_EQ((*decoded)[0].index, 3u);
+  EXPECT_EQ((*decoded)[0].offset, 4096u);
+  EXPECT_EQ((*decoded)[0].dataOffset, header.size());
+  EXPECT_EQ((*decoded)[1].dataOffset, header.size() + 8192);
+
+  EXPECT_EQ(decodeJournal(body, body.size() + 1, kChunk).status().code(), Code::kCorruption);  // short
+  EXPECT_EQ(decodeJournal(body, body.size() - 1, kChunk).status().code(), Code::kCorruption);  // trailing
+  EXPECT_EQ(decodeJournal(body, body.size(), 8192).status().code(), Code::kCorruption);        // past the chunk
+  std::vector<uint8_t> bad = body;
+  bad[0] = 'X';
+  EXPECT_EQ(decodeJournal(bad, bad.size(), kChunk).status().code(), Code::kCorruption);
+  EXPECT_EQ(parseJournalKey("00000000000000ff"), std::optional<uint64_t>(255));
+  EXPECT_FALSE(parseJournalKey("0000000000000000"));
+  EXPECT_FALSE(parseJournalKey("xyz"));
+  EXPECT_EQ(journalKey("vol", 255), "volumes/vol/journal/00000000000000ff");
+}
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
+  }
+  // Whole uploads only when asked (checkpoint, shutdown) or under pressure.
+  std::unique_ptr<Engine> open(const std::string& state, uint64_t uploadBuffer, bool journal = true) {
+    EngineOptions o = testing::smallEngine(dir_ / state, stores_.url("s"), control_);
+    o.creates = {{"vol", kSize, kChunk}};
+    o.uploadBuffer = uploadBuffer;
+    o.uploadDelayMs = 600000;
+    o.uploadMaxAgeMs = 600000;
+    o.recoveryIntervalSeconds = 0;
+    o.shutdownTimeoutSeconds = 1;
+    o.journal = journal;
+    o.takeover = true;  // the lost gateway's lease is still live
+    return testing::startEngine(o);
+  }
+  static std::vector<uint8_t> readAll(Volume& v) {
+    std::vector<uint8_t> out(v.size());
+    EXPECT_TRUE(v.read(0, out));
+    return out;
+  }
+  // Journals every dirty chunk that can be (the writers would at pressure).
+  static void journalAll(Volume& v) {
+    for (int i = 0; i < 100; ++i) {
+      auto wrote = v.journalSome(4 << 20);
+      ASSERT_TRUE(wrote) << wrote.status().toString();
+      if (wrote.value() == 0) return;
+    }
+  }
+  // A 4 KiB write into every chunk, at a different place in each; recorded in image.
+  static void scatter(Volume& v, std::vector<uint8_t>& image, int seed) {
+    for (uint64_t i = 0; i < kChunks; ++i) {
+      uint64_t at = i * kChunk + ((i * 7 + seed) % 16) * 4096;
+      auto data = randomBytes(4096, seed * 1000 + static_cast<int>(i));
+      ASSERT_TRUE(v.write(at, data, false));
+      std::copy(data.begin(), data.end(), image.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+  }
+  std::vector<std::string> segments() { return stores_.keys("s", journalPrefix("vol")); }
+
+  TempDir dir_;
+  testing::TestStores stores_{dir_.path()};
+  std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
+};
+
+// The gateway is lost with its changes only in the journal: a fresh gateway on the
+// same store reads them, stores the chunks whole and drops the segments.
+TEST_F(JournalTest, ALostGatewaysJournalIsAppliedByTheNextOne) {
+  std::vector<uint8_t> image(kSize, 0);
+  {
+    auto a = open("a", kRoomy);
+    auto v = a->find("vol");
+    // A base in the store for half the chunks, then changes on top of every chunk.
+    auto base = randomBytes(kSize / 2, 1);
+    ASSERT_TRUE(v->write(0, base, false));
+    std::copy(base.begin(), base.end(), image.begin());
+    ASSERT_TRUE(a->checkpoint("vol", std::chrono::seconds(30)));
+    scatter(*v, image, 2);
+    scatter(*v, image, 3);
+    journalAll(*v);
+    auto st = v->stats();
+    EXPECT_EQ(st.dirtyChunks, kChunks);
+    EXPECT_EQ(st.journaledChunks, kChunks) << "every chunk changed in two pages is journaled";
+    EXPECT_GE(st.journalWrites, 1u);
+    EXPECT_FALSE(segments().empty());
+    control_->down = true;  // lost: nothing more reaches the store
+    a->shutdown();
+  }
+  control_->down = false;
+  std::filesystem::remove_all(dir_ / "a");
+
+  auto b = open("b", kRoomy);
+  auto v = b->find("vol");
+  EXPECT_TRUE(readAll(*v) == image) << "the journal was not applied";
+  EXPECT_TRUE(segments().empty()) << "applied segments stay in the store";
+  EXPECT_EQ(v->stats().dirtyChunks, 0u);
+  b->shutdown();
+  b.reset();
+  // And what b stored is the volume: a third gateway reads the same.
+  std::filesystem::remove_all(dir_ / "b");
+  auto c = open("c", kRoomy);
+  EXPECT_TRUE(readAll(*c->find("vol")) == image);
+}
+
+// Under pressure (a small upload buffer) the journal takes the changes; a restart
+// keeps the journaled chunks out of the buffer, and their whole uploads void and
+// delete the segments.
+TEST_F(JournalTest, PressureGoesToTheJournalAndWholeUploadsDeleteIt) {
+  std::vector<uint8_t> image(kSize, 0);
+  {
+    auto e = open("gw", 8 * kChunk);
+    auto v = e->find("vol");
+    scatter(*v, image, 4);
+    journalAll(*v);
+    EXPECT_GT(v->stats().journaledChunks, 0u);
+    EXPECT_FALSE(segments().empty());
+    control_->down = true;  // a crash, as far as the store can tell
+    e->shutdown();
+  }
+  control_->down = false;
+  auto e = open("gw", 8 * kChunk);
+  auto v = e->find("vol");
+  auto st = v->stats();
+  EXPECT_GT(st.journaledChunks, 0u) << "journaled chunks came back counted as dirty";
+  EXPECT_GT(st.journalSegments, 0u);
+  EXPECT_LE(e->stats().dirtyBytes, 8 * kChunk);
+  EXPECT_TRUE(readAll(*v) == image);
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  e->shutdown();  // deletes what the uploads superseded
+  EXPECT_TRUE(segments().empty()) << "segments outlived the whole uploads";
+}
+
+// A journaled chunk zeroed whole, on a volume with nothing stored for it: the zeros
+// need a tombstone, or an adopting gateway would apply the journal to nothing.
+TEST_F(JournalTest, ZerosOverJournaledChangesAreStored) {
+  std::vector<uint8_t> image(kSize, 0);
+  {
+    auto a = open("a", kRoomy);
+    auto v = a->find("vol");
+    scatter(*v, image, 5);
+    journalAll(*v);
+    ASSERT_EQ(v->stats().journaledChunks, kChunks);
+    ASSERT_TRUE(v->zero(0, 4 * kChunk, false));
+    std::fill(image.begin(), image.begin() + 4 * kChunk, 0);
+    ASSERT_TRUE(a->checkpoint("vol", std::chrono::seconds(30)));
+    a->shutdown();
+  }
+  std::filesystem::remove_all(dir_ / "a");
+  auto b = open("b", kRoomy);
+  EXPECT_TRUE(readAll(*b->find("vol")) == image);
+}
+
+}  // namespace
+}  // namespace ferry
