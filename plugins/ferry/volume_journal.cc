@@ -165,6 +165,7 @@ Status Volume::openJournal() {
     JournalEntry entry;
   };
   std::map<uint64_t, std::string> segments;  // generation -> key
+  std::map<uint64_t, uint64_t> sizes;        // generation -> bytes
   std::map<uint64_t, std::vector<Apply>> replay;
   std::map<uint64_t, uint32_t> live;
   for (const ObjectInfo& o : listed.value()) {
@@ -174,6 +175,7 @@ Status Volume::openJournal() {
       continue;
     }
     segments[*gen] = o.key;
+    sizes[*gen] = o.size;
   }
   for (const auto& [segment, key] : segments) {
     std::vector<uint8_t> head(kJournalHeadBytes);
@@ -186,11 +188,7 @@ Status Volume::openJournal() {
     got = store.get(key, 0, header);
     if (!got) return got.status().withContext("read journal segment " + key);
     header.resize(got.value());
-    uint64_t size = 0;
-    for (const ObjectInfo& o : listed.value()) {
-      if (o.key == key) size = o.size;
-    }
-    auto entries = decodeJournal(header, size, row_.chunkSize);
+    auto entries = decodeJournal(header, sizes[segment], row_.chunkSize);
     if (!entries) return entries.status().withContext(key);
     std::lock_guard lock(mu_);
     for (const JournalEntry& e : entries.value()) {
