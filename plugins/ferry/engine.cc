@@ -93,6 +93,7 @@ bool Engine::uploadsInHurry() const {
 
 void Engine::journalLoop() {
   constexpr uint64_t kSegmentBytes = 4 << 20;
+  uint64_t failures = 0;  // in a row: the first and every 20th are logged, as uploads are
   while (!stopping_) {
     uint64_t wrote = 0;
     bool pressure = budget_.dirty() * 2 >= budget_.dirtyLimit() && draining_.load() == 0;
@@ -104,8 +105,11 @@ void Engine::journalLoop() {
         --journalActive_;
         if (r) {
           wrote += r.value();
+          failures = 0;
         } else if (r.status().code() != Code::kFenced) {
-          logError(r.status().toString() + " (will retry)");
+          if (failures++ % 20 == 0) {
+            logError(r.status().toString() + " (will retry; " + std::to_string(failures) + " in a row)");
+          }
           std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
       }

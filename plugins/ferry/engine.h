@@ -58,7 +58,7 @@ struct EngineOptions {
   size_t hydrateThreads = 4;  // copy the chunks of volumes made from a snapshot
   // When the upload buffer is half full, the changed pages of dirty chunks go to the
   // store's journal (a few segments at a time) instead of waiting for whole uploads.
-  bool journal = false;
+  bool journal = true;
   // A recovery point (a snapshot "rp-…", the latest kept) of each changed volume this
   // often; 0 = none.
   int recoveryIntervalSeconds = 60;

@@ -30,21 +30,23 @@ std::string chunkKey(std::string_view volume, uint64_t index, uint64_t generatio
   return chunksPrefix(volume) + buf;
 }
 
+std::optional<uint64_t> parseHex16(std::string_view s) {
+  if (s.size() != 16) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return std::nullopt;
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
 std::optional<ChunkKey> parseChunkKey(std::string_view tail) {
   if (tail.size() != 33 || tail[16] != '.') return std::nullopt;
-  auto hex = [](std::string_view s) -> std::optional<uint64_t> {
-    uint64_t v = 0;
-    for (char c : s) {
-      int d;
-      if (c >= '0' && c <= '9') d = c - '0';
-      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      else return std::nullopt;
-      v = (v << 4) | static_cast<uint64_t>(d);
-    }
-    return v;
-  };
-  auto i = hex(tail.substr(0, 16));
-  auto g = hex(tail.substr(17));
+  auto i = parseHex16(tail.substr(0, 16));
+  auto g = parseHex16(tail.substr(17));
   if (!i || !g || *g == 0) return std::nullopt;
   return ChunkKey{*i, *g};
 }

@@ -46,6 +46,8 @@ std::string headerKey(std::string_view volume);
 std::string leaseKey(std::string_view volume);
 std::string chunksPrefix(std::string_view volume);
 std::string chunkKey(std::string_view volume, uint64_t index, uint64_t generation);
+// Exactly 16 lowercase hex digits, as object names spell indexes and generations.
+std::optional<uint64_t> parseHex16(std::string_view s);
 // Parses the part after chunksPrefix(): "<16 hex>.<16 hex>".
 std::optional<ChunkKey> parseChunkKey(std::string_view tail);
 

@@ -37,20 +37,9 @@ std::string journalKey(std::string_view volume, uint64_t generation) {
 }
 
 std::optional<uint64_t> parseJournalKey(std::string_view tail) {
-  if (tail.size() != 16) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : tail) {
-    int d;
-    if (c >= '0' && c <= '9')
-      d = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      d = c - 'a' + 10;
-    else
-      return std::nullopt;
-    v = (v << 4) | static_cast<uint64_t>(d);
-  }
-  if (v == 0) return std::nullopt;
-  return v;
+  auto generation = parseHex16(tail);
+  if (!generation || *generation == 0) return std::nullopt;
+  return generation;
 }
 
 std::string encodeJournalHeader(const std::vector<JournalEntry>& entries) {

@@ -320,7 +320,7 @@ nbdkit_plugin makePlugin() {
       "shutdown-timeout=SECS     how long a clean stop uploads dirty chunks (default 60)\n"
       "upload-delay=MS           upload a dirty chunk once idle this long (default 3000)\n"
       "upload-max-age=MS         … or this long after it became dirty (default 30000)\n"
-      "journal=true              under upload-buffer pressure, store changed pages in a journal\n"
+      "journal=false             whole-chunk uploads only, no journal of changed pages (default true)\n"
       "cache-streams=true        also cache what sequential scans of cold data fetch\n"
       "read-ahead=SIZE           fetched ahead of a sequential cold reader (default 8M; 0 = off)\n"
       "read-ahead-threads=N      parallel read-ahead fetches (default 4)\n"

@@ -114,7 +114,10 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
     ++live;
     auto it = pages_.find(p.index);
     bool pending = it != pages_.end() && countBits(it->second) != 0;
-    if (!pending && st.where == Where::kCached && st.dirty) setJournaled(p.index, st, true);
+    if (!pending && st.where == Where::kCached && st.dirty) {
+      setJournaled(p.index, st, true);
+      if (it != pages_.end()) pages_.erase(it);  // the next write marks its pages afresh
+    }
   }
   if (!s) {
     ++uploadErrors_;

@@ -65,7 +65,9 @@ std::string testBucketName() {
   std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   std::string bucket = "ferry-";
   for (char c : name.substr(0, 40)) {
-    bucket += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : '-';
+    bucket += std::isalnum(static_cast<unsigned char>(c))
+                  ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
+                  : '-';
   }
   return bucket + "-" + std::to_string(::getpid());
 }
@@ -139,6 +141,25 @@ Nbdkit::~Nbdkit() {
   if (pid_ > 0) kill9();
 }
 
+namespace {
+
+// Whether a process listens on the Unix socket at path: /proc/net/unix flags
+// 00010000 (__SO_ACCEPTCON) on its line. Asking this way does not open a connection
+// the server would log as a failed handshake.
+bool unixSocketListening(const std::string& path) {
+  std::istringstream in(readFile("/proc/net/unix"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0 &&
+        line[line.size() - path.size() - 1] == ' ' && line.find(" 00010000 ") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 bool Nbdkit::start(int timeoutMs) {
   ::unlink(socket_.c_str());
   std::vector<std::string> argv = {"nbdkit", "-f", "-v", "--exit-with-parent", "-U", socket_};
@@ -161,7 +182,8 @@ bool Nbdkit::start(int timeoutMs) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
   while (std::chrono::steady_clock::now() < deadline) {
     struct stat st;
-    if (::stat(socket_.c_str(), &st) == 0) return true;
+    // The socket file appears at bind(); connections are refused until listen().
+    if (::stat(socket_.c_str(), &st) == 0 && unixSocketListening(socket_)) return true;
     int status;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
