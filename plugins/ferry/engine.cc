@@ -163,6 +163,12 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   return e;
 }
 
+// Present in the metadata from the start of adopting a volume from the store until its
+// journal has been applied.
+std::string Engine::adoptKey(const std::string& name) {
+  return "adopting:" + name;
+}
+
 std::string Engine::cachePath(const std::string& name) const {
   return options_.stateDir + "/" + name + ".cache";
 }
@@ -200,9 +206,17 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
     held.volume->setSourceStore(source.value());
   }
   if (Status s = held.volume->load(rows); !s) return s;
-  // Even with the journal off now: segments an earlier run (or a lost gateway) wrote.
-  if (Status s = held.volume->openJournal(); !s) return s.withContext("volume " + row.name);
+  // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
+  // Even with the journal off now: segments an earlier run (or a lost gateway) wrote.
+  // Applied to clean chunks only while adopting the volume from the store (until it
+  // has succeeded once, across crashes).
+  auto adopt = meta_->getMeta(adoptKey(row.name));
+  if (!adopt) return adopt.status();
+  if (Status s = held.volume->openJournal(!adopt.value().empty()); !s) return s.withContext("volume " + row.name);
+  if (!adopt.value().empty()) {
+    if (Status s = meta_->deleteMeta(adoptKey(row.name)); !s) return s;
+  }
   logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " + std::to_string(epoch.value()) +
           ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
   return held;
@@ -238,8 +252,11 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
     if (!listed) return listed.status();
     rows = std::move(listed).value();
     if (Status s = addSourceRows(spec.name, rows, &source); !s) return s;
+    if (Status s = meta_->setMeta(adoptKey(spec.name), "1"); !s) return s;
     logInfo("volume " + spec.name + ": adopting it from the store (" + std::to_string(rows.size()) + " chunks)");
   } else if (existing.status().code() == Code::kNotFound) {
+    // An adoption of the same name cut short before its volume row: nothing to adopt now.
+    if (Status s = meta_->deleteMeta(adoptKey(spec.name)); !s) return s;
     VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, nowUnix()};
     std::string body = encodeHeader(h);
     Status s = store_->put(headerKey(spec.name), bytesOf(body));
@@ -256,6 +273,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   auto held = openVolume(row.value(), rows, true);
   if (!held) {
     meta_->removeVolume(row->id);
+    meta_->deleteMeta(adoptKey(spec.name));
     return held.status();
   }
   auto v = held->volume;

@@ -211,6 +211,7 @@ class Engine : public VolumeHost {
   // The volumes (holders) that still read snapshot `snapshot` of `volume` (all its
   // snapshots when empty).
   Result<std::vector<std::string>> holders(ObjectStore& store, const std::string& volume, const std::string& snapshot);
+  static std::string adoptKey(const std::string& name);
   std::string cachePath(const std::string& name) const;
   // Copies of chunks rewritten while a snapshot of the volume is taken.
   std::string cowPath(const std::string& name) const;

@@ -163,6 +163,30 @@ Status Metadata::setEpoch(int64_t id, uint64_t epoch) {
   return st->bind(1, static_cast<int64_t>(epoch)).bind(2, id).run();
 }
 
+Result<std::string> Metadata::getMeta(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT value FROM meta WHERE key=$1");
+  if (!st) return st.status();
+  st->bind(1, key);
+  auto r = st->step();
+  if (!r) return r.status();
+  return r.value() ? st->text(0) : std::string();
+}
+
+Status Metadata::setMeta(const std::string& key, const std::string& value) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value=$2");
+  if (!st) return st.status();
+  return st->bind(1, key).bind(2, value).run();
+}
+
+Status Metadata::deleteMeta(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("DELETE FROM meta WHERE key=$1");
+  if (!st) return st.status();
+  return st->bind(1, key).run();
+}
+
 Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare("SELECT idx, remote_gen, flags FROM chunks WHERE volume_id=$1 ORDER BY idx");

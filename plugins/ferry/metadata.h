@@ -62,6 +62,10 @@ class Metadata {
   Status clearSource(int64_t id);
   Status removeVolume(int64_t id);
   Status setEpoch(int64_t id, uint64_t epoch);
+  // Small facts beside the volumes (the meta table): "" when the key is absent.
+  Result<std::string> getMeta(const std::string& key);
+  Status setMeta(const std::string& key, const std::string& value);
+  Status deleteMeta(const std::string& key);
 
   Result<std::vector<ChunkRow>> chunks(int64_t volumeId);
   // Upserts every row in one transaction; rows with no flags and no generation are

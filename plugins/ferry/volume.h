@@ -161,12 +161,16 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // pages of dirty chunks that only this gateway has (up to maxBytes of pages; chunks
   // changed in more than a quarter of their pages are left to a whole upload); those
   // chunks then leave the upload buffer. Returns the bytes of pages written (0: none
-  // to write). openJournal: at open, reads the volume's segments; a chunk that is not
-  // dirty here and has changes in one newer than its newest object (a volume adopted
-  // from a lost gateway) gets them applied and stored whole; the segments then
-  // needed only by dirty chunks are kept, the rest deleted.
+  // to write). openJournal: at open, reads the volume's segments. A chunk dirty here
+  // keeps the segments with changes newer than its object until it goes up whole. When
+  // adopting (the store's content is all this gateway has of the volume: a lost
+  // gateway replaced, or a takeover into a fresh state dir), a chunk that is not dirty
+  // gets those changes applied and stored whole; otherwise this gateway's metadata is
+  // the truth and they are void (a segment whose PUT failed here but landed, an older
+  // owner's after a takeover, a deleted volume's of the same name). Segments no dirty
+  // chunk needs are then deleted.
   Result<uint64_t> journalSome(uint64_t maxBytes);
-  Status openJournal();
+  Status openJournal(bool adopt);
 
   // Blocks until no chunk is dirty or the deadline passes; false on timeout.
   bool waitClean(std::chrono::steady_clock::time_point deadline);

@@ -98,8 +98,15 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
   for (Pick& p : picks) {
     ChunkState& st = states_[p.index];
     st.journaling = false;
+    // Stored whole since the pick: these entries are void already.
+    bool superseded = !(st.remoteGen & kSourceGen) && st.remoteGen > segment;
+    if (superseded) continue;
+    // A PUT that failed (a timeout) may still land: its segment holds the chunk like a
+    // stored one (zeros get a tombstone) until the chunk goes up whole, which deletes it.
+    journalRefs_[p.index].push_back(segment);
+    ++live;
     if (!s) {
-      // Still to be stored: mark the pages again (unless the chunk went up whole).
+      // Still to be stored: mark the pages again.
       if (st.dirty) {
         auto& bits = pages_[p.index];
         if (bits.empty()) bits.assign(p.bits.size(), 0);
@@ -107,11 +114,6 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       }
       continue;
     }
-    // Stored whole since the pick: these entries are void already.
-    bool superseded = !(st.remoteGen & kSourceGen) && st.remoteGen > segment;
-    if (superseded) continue;
-    journalRefs_[p.index].push_back(segment);
-    ++live;
     auto it = pages_.find(p.index);
     bool pending = it != pages_.end() && countBits(it->second) != 0;
     if (!pending && st.where == Where::kCached && st.dirty) {
@@ -119,15 +121,15 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       if (it != pages_.end()) pages_.erase(it);  // the next write marks its pages afresh
     }
   }
+  if (live > 0)
+    segmentLive_[segment] = live;
+  else
+    supersededPending_.push_back(journalKey(row_.name, segment));
   if (!s) {
     ++uploadErrors_;
     lastError_ = s.toString();
     return s.withContext("journal of " + row_.name);
   }
-  if (live > 0)
-    segmentLive_[segment] = live;
-  else
-    supersededPending_.push_back(journalKey(row_.name, segment));
   ++journalWrites_;
   journalBytes_ += bytes;
   uploadedBytes_ += body.size();
@@ -154,7 +156,7 @@ Status Volume::fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint
   return fetch(index, gen, buf);
 }
 
-Status Volume::openJournal() {
+Status Volume::openJournal(bool adopt) {
   ObjectStore& store = host_.store();
   const std::string prefix = journalPrefix(row_.name);
   auto listed = store.list(prefix);
@@ -187,6 +189,10 @@ Status Volume::openJournal() {
     head.resize(got.value());
     auto headerBytes = journalHeaderBytes(head);
     if (!headerBytes) return headerBytes.status().withContext(key);
+    if (headerBytes.value() > sizes[segment]) {  // before allocating what it claims
+      return Status::corruption(key + ": a header of " + std::to_string(headerBytes.value()) +
+                                " bytes in a segment of " + std::to_string(sizes[segment]));
+    }
     std::vector<uint8_t> header(headerBytes.value());
     got = store.get(key, 0, header);
     if (!got) return got.status().withContext("read journal segment " + key);
@@ -210,7 +216,7 @@ Status Volume::openJournal() {
           refs.push_back(segment);
           ++live[segment];
         }
-      } else {
+      } else if (adopt) {
         replay[e.index].push_back({segment, e});
       }
     }

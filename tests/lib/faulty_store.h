@@ -20,6 +20,8 @@ class FaultyStore : public ObjectStore {
     // Deletes that still succeed before every later one fails (a crash in the middle
     // of a sequence of deletes); -1 = no limit.
     std::atomic<int64_t> removeBudget{-1};
+    // PUTs are stored, then answered with an error (a timeout after the server took it).
+    std::atomic<bool> putsLandButFail{false};
     std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
   };
 
@@ -30,7 +32,9 @@ class FaultyStore : public ObjectStore {
     if (Status s = gate(); !s) return s;
     ++c_->puts;
     if (key.find("/chunks/") != std::string::npos) ++c_->chunkPuts;
-    return inner_->put(key, data);
+    Status s = inner_->put(key, data);
+    if (s && c_->putsLandButFail) return Status::unavailable("injected: timed out after the PUT of " + key + " landed");
+    return s;
   }
   Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {
     if (Status s = gate(); !s) return s;

@@ -187,5 +187,85 @@ TEST_F(JournalTest, ZerosOverJournaledChangesAreStored) {
   EXPECT_TRUE(readAll(*b->find("vol")) == image);
 }
 
+// A segment PUT that timed out but landed: zeros written over its pages afterwards
+// must win when another gateway adopts the volume.
+TEST_F(JournalTest, ASegmentThatFailedButLandedCannotBringBackZeroedData) {
+  {
+    auto e = open("gw", kRoomy);
+    auto v = e->find("vol");
+    auto data = randomBytes(4096, 9);
+    ASSERT_TRUE(v->write(kChunk + 8192, data, false));  // nothing stored for chunk 1 yet
+    control_->putsLandButFail = true;
+    EXPECT_FALSE(v->journalSome(4 << 20));
+    control_->putsLandButFail = false;
+    ASSERT_FALSE(segments().empty()) << "the failed PUT was meant to land";
+    ASSERT_TRUE(v->zero(kChunk, kChunk, false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    e->shutdown();
+  }
+  const std::vector<uint8_t> zeros(kSize, 0);
+  std::filesystem::remove_all(dir_ / "gw");
+  auto b = open("b", kRoomy);
+  EXPECT_TRUE(readAll(*b->find("vol")) == zeros) << "adopting applied the landed segment";
+  EXPECT_TRUE(segments().empty());
+}
+
+// Segments are applied to clean chunks only when a gateway adopts the volume. Not
+// when creating it afresh (a deleted volume's of the same name, landed late), nor on
+// a restart (an older owner's, written after a takeover): there they are deleted.
+TEST_F(JournalTest, SegmentsAreAppliedOnlyWhenAdopting) {
+  auto forge = [&](uint64_t generation, uint64_t index, int seed) {
+    std::string header = encodeJournalHeader({{index, 0, 4096, 0}});
+    std::vector<uint8_t> body(header.begin(), header.end());
+    auto data = randomBytes(4096, seed);
+    body.insert(body.end(), data.begin(), data.end());
+    ASSERT_TRUE(stores_.client("s").put(journalKey("vol", generation), body));
+  };
+  forge(uint64_t{1} << 60, 2, 10);  // before the volume exists
+  std::vector<uint8_t> image(kSize, 0);
+  {
+    auto e = open("gw", kRoomy);
+    auto v = e->find("vol");
+    EXPECT_TRUE(readAll(*v) == image) << "a fresh volume took a segment it never wrote";
+    EXPECT_TRUE(segments().empty());
+    auto data = randomBytes(kChunk, 11);
+    ASSERT_TRUE(v->write(kChunk, data, false));
+    std::copy(data.begin(), data.end(), image.begin() + kChunk);
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    e->shutdown();
+  }
+  forge(uint64_t{1} << 61, 1, 12);  // above every generation this gateway wrote
+  auto e = open("gw", kRoomy);
+  EXPECT_TRUE(readAll(*e->find("vol")) == image) << "a restart took a segment it never wrote";
+  EXPECT_TRUE(segments().empty());
+}
+
+// Adopting replaces a chunk's object with one that has the journal applied; the old
+// object stays while a snapshot references it.
+TEST_F(JournalTest, AdoptingKeepsTheObjectsOfSnapshots) {
+  SnapshotManifest m;
+  {
+    auto a = open("a", kRoomy);
+    auto v = a->find("vol");
+    ASSERT_TRUE(v->write(0, randomBytes(kChunk, 13), false));
+    ASSERT_TRUE(a->checkpoint("vol", std::chrono::seconds(30)));
+    auto snap = a->snapshot("vol", "s1", std::chrono::seconds(30));
+    ASSERT_TRUE(snap) << snap.status().toString();
+    m = snap.value();
+    ASSERT_EQ(m.chunks.size(), 1u);
+    ASSERT_TRUE(v->write(4096, randomBytes(4096, 14), false));
+    journalAll(*v);
+    ASSERT_EQ(v->stats().journaledChunks, 1u);
+    control_->down = true;  // lost
+    a->shutdown();
+  }
+  control_->down = false;
+  std::filesystem::remove_all(dir_ / "a");
+  auto b = open("b", kRoomy);
+  EXPECT_TRUE(segments().empty());
+  EXPECT_TRUE(stores_.exists("s", chunkKey("vol", 0, m.chunks[0].generation)))
+      << "the snapshot's object was deleted as superseded";
+}
+
 }  // namespace
 }  // namespace ferry

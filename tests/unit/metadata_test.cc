@@ -47,6 +47,25 @@ TEST(MetadataTest, ChunkRowsUpsertAndDelete) {
   EXPECT_EQ(m.value()->chunks(v->id).value().size(), 0u);  // cascade
 }
 
+TEST(MetadataTest, MetaValuesAreSetReplacedAndDeletedDurably) {
+  testing::TempDir dir;
+  {
+    auto m = Metadata::open(dir.path(), true);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m.value()->getMeta("adopting:v").value(), "");
+    ASSERT_TRUE(m.value()->setMeta("adopting:v", "1"));
+    ASSERT_TRUE(m.value()->setMeta("adopting:v", "2"));
+    ASSERT_TRUE(m.value()->setMeta("adopting:w", "1"));
+    ASSERT_TRUE(m.value()->deleteMeta("adopting:w"));
+    ASSERT_TRUE(m.value()->deleteMeta("absent"));
+  }
+  auto m = Metadata::open(dir.path(), false);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m.value()->getMeta("adopting:v").value(), "2");
+  EXPECT_EQ(m.value()->getMeta("adopting:w").value(), "");
+  EXPECT_FALSE(m.value()->gatewayId().empty());
+}
+
 // A gateway's database from before volumes could be made from a snapshot (schema 1)
 // opens, keeps its rows, and records sources from then on.
 TEST(MetadataTest, MigratesASchemaOneDatabase) {
