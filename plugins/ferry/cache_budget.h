@@ -1,7 +1,8 @@
 #pragma once
 // Gateway-wide accounting of the cache disk: bytes of cached chunks (bounded by
-// cache-size, freed by evicting clean chunks) and of dirty chunks (bounded by
-// upload-buffer: writes that would dirty more wait here, they never fail).
+// cache-size, freed by evicting clean chunks) and of changes not yet in the store
+// (bounded by upload-buffer: writes that would add more wait here, they never fail).
+// A dirty chunk counts whole there, or with the journal on its changed pages.
 
 #include <atomic>
 #include <chrono>
@@ -34,6 +35,11 @@ class CacheBudget {
   uint64_t journaled() const { return journaled_.load(); }
   void addJournaled(uint64_t n) { journaled_ += n; }
   void releaseJournaled(uint64_t n) { journaled_ -= n; }
+  // Cached dirty chunks, journaled or not, whole: the cache they keep from eviction.
+  // (With the journal on, dirty() counts only their changed pages.)
+  uint64_t pinned() const { return pinned_.load(); }
+  void addPinned(uint64_t n) { pinned_ += n; }
+  void releasePinned(uint64_t n) { pinned_ -= n; }
 
   // Waits until dirty bytes are under the limit, the timeout passes, or wake().
   void waitForDirtyRoom(std::chrono::milliseconds timeout);
@@ -47,6 +53,7 @@ class CacheBudget {
   std::atomic<uint64_t> cached_{0};
   std::atomic<uint64_t> dirty_{0};
   std::atomic<uint64_t> journaled_{0};
+  std::atomic<uint64_t> pinned_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t releases_ = 0;  // GUARDED_BY(mu_)

@@ -88,7 +88,7 @@ bool Engine::uploadsInHurry() const {
   // when it finds nothing it can take (chunks changed throughout), or when dirty
   // chunks (journaled or not) fill the cache.
   return (journalIdle_.load() && budget_.dirty() * 4 >= budget_.dirtyLimit() * 3) ||
-         (budget_.dirty() + budget_.journaled()) * 4 >= budget_.cacheLimit() * 3;
+         budget_.pinned() * 4 >= budget_.cacheLimit() * 3;
 }
 
 void Engine::journalLoop() {

@@ -314,7 +314,7 @@ nbdkit_plugin makePlugin() {
       "store=URL                 (required) file:///path or s3://bucket/prefix?endpoint=URL&region=R\n"
       "create=NAME:SIZE[:CHUNK]  create volume NAME if absent (repeatable); chunk default 1M\n"
       "cache-size=SIZE           cache disk budget (default 1G)\n"
-      "upload-buffer=SIZE        dirty bytes before writes wait (default cache-size/2)\n"
+      "upload-buffer=SIZE        changes not in the store before writes wait (default cache-size/2)\n"
       "upload-threads=N          parallel uploads (default 8)\n"
       "lease-ttl=SECS            volume lease lifetime in the store (default 30)\n"
       "shutdown-timeout=SECS     how long a clean stop uploads dirty chunks (default 60)\n"

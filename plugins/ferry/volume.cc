@@ -1,12 +1,22 @@
 #include "volume.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "format.h"
 #include "journal_format.h"
 
 namespace ferry {
+
+namespace {
+// What a chunk counts as in the cache budget.
+enum Counted { kNotCounted, kCountedDirty, kCountedJournaled };
+int countedAs(const ChunkState& st) {
+  if (st.where != Where::kCached || !st.dirty) return kNotCounted;
+  return st.journaled ? kCountedJournaled : kCountedDirty;
+}
+}  // namespace
 
 bool allZero(std::span<const uint8_t> bytes) {
   // Compare word-wise; chunks are large and mostly decided in the first few bytes.
@@ -77,10 +87,7 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       if (r.flags & kFlagCached) {
         st.where = Where::kCached;
         host_.budget().forceCached(chunkLength(r.index));
-        if (st.journaled)
-          host_.budget().addJournaled(chunkLength(r.index));
-        else if (st.dirty)
-          host_.budget().addDirty(chunkLength(r.index));
+        recount(r.index, kNotCounted, st);
       } else {
         // Dirty and not cached: zeroed, its tombstone not stored yet.
         st.where = (!st.dirty && r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
@@ -121,23 +128,50 @@ void Volume::markMeta(uint64_t index, ChunkState& st) {
   }
 }
 
-namespace {
-// What a chunk counts as in the cache budget.
-enum Counted { kNotCounted, kCountedDirty, kCountedJournaled };
-int countedAs(const ChunkState& st) {
-  if (st.where != Where::kCached || !st.dirty) return kNotCounted;
-  return st.journaled ? kCountedJournaled : kCountedDirty;
-}
-}  // namespace
-
-void Volume::recount(uint64_t index, int before, const ChunkState& st) {
+void Volume::recount(uint64_t index, int before, ChunkState& st) {
   int after = countedAs(st);
   if (before == after) return;
   uint64_t len = chunkLength(index);
-  if (before == kCountedDirty) host_.budget().releaseDirty(len);
-  if (before == kCountedJournaled) host_.budget().releaseJournaled(len);
-  if (after == kCountedDirty) host_.budget().addDirty(len);
-  if (after == kCountedJournaled) host_.budget().addJournaled(len);
+  CacheBudget& budget = host_.budget();
+  if (before == kNotCounted) budget.addPinned(len);
+  if (before == kCountedDirty) {
+    budget.releaseDirty(st.charged);
+    st.charged = 0;
+  }
+  if (before == kCountedJournaled) budget.releaseJournaled(len);
+  if (after == kCountedDirty) {
+    st.charged = static_cast<uint32_t>(dirtyCharge(index));
+    budget.addDirty(st.charged);
+  }
+  if (after == kCountedJournaled) budget.addJournaled(len);
+  if (after == kNotCounted) budget.releasePinned(len);
+}
+
+uint64_t Volume::dirtyCharge(uint64_t index) const {
+  uint64_t len = chunkLength(index);
+  if (!journal_) return len;
+  uint64_t pages = 0;
+  if (auto it = pages_.find(index); it != pages_.end()) {
+    for (uint64_t w : it->second) pages += static_cast<uint64_t>(std::popcount(w));
+  }
+  return std::min(len, std::max<uint64_t>(pages, 1) * kJournalPage);
+}
+
+void Volume::recharge(uint64_t index, ChunkState& st) {
+  if (countedAs(st) != kCountedDirty || st.journaling) return;
+  uint64_t now = dirtyCharge(index);
+  if (now > st.charged) host_.budget().addDirty(now - st.charged);
+  if (now < st.charged) host_.budget().releaseDirty(st.charged - now);
+  st.charged = static_cast<uint32_t>(now);
+}
+
+bool Volume::pagesMarked(uint64_t index, uint64_t inChunk, uint64_t length) const {
+  auto it = pages_.find(index);
+  if (it == pages_.end() || length == 0) return length == 0;
+  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
+    if (!(it->second[p / 64] >> (p % 64) & 1)) return false;
+  }
+  return true;
 }
 
 // REQUIRES: mu_ held. Keeps the dirty budget equal to the bytes of cached dirty chunks
@@ -173,6 +207,7 @@ void Volume::markPages(uint64_t index, uint64_t inChunk, uint64_t length) {
   for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
     bits[p / 64] |= uint64_t{1} << (p % 64);
   }
+  recharge(index, states_[index]);
 }
 
 void Volume::markAllPages(uint64_t index) {
@@ -244,7 +279,9 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
-    bool addsDirty = countedAs(st) != kCountedDirty;
+    // Adds to the upload buffer: a chunk not yet dirty, or with the journal on, pages
+    // not yet changed.
+    bool addsDirty = countedAs(st) != kCountedDirty || (journal_ && !pagesMarked(index, inChunk, data.size()));
     if (addsDirty && host_.budget().dirtyFull()) {
       // Back-pressure: the upload buffer is full; wait for the uploader to drain.
       lock.unlock();
@@ -669,12 +706,10 @@ void Volume::releaseBudget() {
   for (uint64_t i = 0; i < states_.size(); ++i) {
     ChunkState& st = states_[i];
     if (st.where != Where::kCached) continue;
-    if (st.dirty && st.journaled)
-      host_.budget().releaseJournaled(chunkLength(i));
-    else if (st.dirty)
-      host_.budget().releaseDirty(chunkLength(i));
+    int before = countedAs(st);
     host_.budget().releaseCached(chunkLength(i));
     st.where = Where::kZero;
+    recount(i, before, st);
     if (st.dirty) --dirtyChunks_;
     st.dirty = false;
   }

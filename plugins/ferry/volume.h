@@ -70,6 +70,7 @@ struct ChunkState {
   uint32_t writeSeq = 0;            // bumped by every change of content
   uint32_t lastWriteMs = 0;         // engine clock (ms) of the last write
   uint32_t dirtySinceMs = 0;        // engine clock (ms) when it last became dirty
+  uint32_t charged = 0;             // bytes it counts in the upload buffer (recount)
   std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
   Where where = Where::kZero;
   bool dirty = false;
@@ -264,7 +265,15 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // upload buffer) unless journaled, then as journaled.
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
   void setJournaled(uint64_t index, ChunkState& st, bool journaled);
-  void recount(uint64_t index, int before, const ChunkState& st);
+  void recount(uint64_t index, int before, ChunkState& st);
+  // REQUIRES: mu_ held. What a chunk counted dirty adds to the upload buffer: its
+  // length, or with the journal on its changed pages (at least one).
+  uint64_t dirtyCharge(uint64_t index) const;
+  // REQUIRES: mu_ held. After its page map changed: its charge follows (not while a
+  // segment with its pages is on its way; they count until it is stored).
+  void recharge(uint64_t index, ChunkState& st);
+  // REQUIRES: mu_ held. Whether the pages of this range are all marked already.
+  bool pagesMarked(uint64_t index, uint64_t inChunk, uint64_t length) const;
   // REQUIRES: mu_ held. Pages of the chunk changed since the store had them (journal
   // on only): a range, or all of them.
   void markPages(uint64_t index, uint64_t inChunk, uint64_t length);

@@ -121,6 +121,8 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       if (it != pages_.end()) pages_.erase(it);  // the next write marks its pages afresh
     }
   }
+  // Their charge in the upload buffer: what is still not in a stored segment.
+  for (Pick& p : picks) recharge(p.index, states_[p.index]);
   if (live > 0)
     segmentLive_[segment] = live;
   else

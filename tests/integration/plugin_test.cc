@@ -311,10 +311,10 @@ TEST_F(PluginTest, AFullCacheDiskFailsWritesWithENOSPCAndLosesNothing) {
 // gateway taking the volume over applies them and stores the chunks whole.
 TEST_F(PluginTest, JournaledWritesSurviveAKillAndATakeover) {
   constexpr uint64_t kSize = 32 << 20, kChunk = 1 << 20, kPage = 4096;
-  // A two-chunk upload buffer keeps the journal busy from the first dirty chunk on;
-  // whole uploads would wait ten minutes.
+  // A two-page upload buffer (it counts changed pages) keeps the journal busy from the
+  // first changed page on; whole uploads would wait ten minutes.
   const std::vector<std::string> opts = {"create=vol:32M:1M", "journal=true",        "cache-size=64M",
-                                         "upload-buffer=2M",  "upload-delay=600000", "upload-max-age=600000"};
+                                         "upload-buffer=8K",  "upload-delay=600000", "upload-max-age=600000"};
   std::vector<uint8_t> model(kSize, 0);
   std::mt19937 rng(7);
   auto scatter = [&](NbdClient& c, int perChunk, uint32_t seed) {

@@ -163,8 +163,34 @@ TEST_F(JournalTest, PressureGoesToTheJournalAndWholeUploadsDeleteIt) {
   EXPECT_LE(e->stats().dirtyBytes, 8 * kChunk);
   EXPECT_TRUE(readAll(*v) == image);
   ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(e->stats().dirtyBytes, 0u);
+  EXPECT_EQ(e->stats().journaledBytes, 0u);
   e->shutdown();  // deletes what the uploads superseded
   EXPECT_TRUE(segments().empty()) << "segments outlived the whole uploads";
+}
+
+// With the journal on, the upload buffer holds changed pages, not whole chunks: a
+// 4 KiB write into each of 64 chunks takes 256 KiB of it, not 4 MiB, and rewriting
+// the same pages adds nothing. Journaling and uploading give it all back.
+TEST_F(JournalTest, TheUploadBufferCountsChangedPages) {
+  auto e = open("gw", 16 * kChunk);  // 1 MiB: the journal starts at 512 KiB
+  auto v = e->find("vol");
+  std::vector<uint8_t> image(kSize, 0);
+  scatter(*v, image, 6);
+  EXPECT_EQ(e->stats().dirtyBytes, kChunks * 4096);
+  scatter(*v, image, 6);  // the same pages again
+  EXPECT_EQ(e->stats().dirtyBytes, kChunks * 4096);
+  auto whole = randomBytes(kChunk, 7);
+  ASSERT_TRUE(v->write(0, whole, false));  // chunk 0 changed throughout
+  std::copy(whole.begin(), whole.end(), image.begin());
+  EXPECT_EQ(e->stats().dirtyBytes, (kChunks - 1) * 4096 + kChunk);
+  journalAll(*v);
+  EXPECT_EQ(e->stats().dirtyBytes, kChunk) << "only chunk 0 is left to a whole upload";
+  EXPECT_EQ(e->stats().journaledBytes, (kChunks - 1) * kChunk);
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(e->stats().dirtyBytes, 0u);
+  EXPECT_EQ(e->stats().journaledBytes, 0u);
+  EXPECT_TRUE(readAll(*v) == image);
 }
 
 // A journaled chunk zeroed whole, on a volume with nothing stored for it: the zeros
