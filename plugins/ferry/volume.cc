@@ -174,8 +174,8 @@ bool Volume::pagesMarked(uint64_t index, uint64_t inChunk, uint64_t length) cons
   return true;
 }
 
-// REQUIRES: mu_ held. Keeps the dirty budget equal to the bytes of cached dirty chunks
-// not journaled.
+// REQUIRES: mu_ held. Keeps the upload buffer equal to the charges of cached dirty
+// chunks not journaled (recount).
 void Volume::setDirty(uint64_t index, ChunkState& st, bool dirty) {
   if (st.dirty == dirty) return;
   int before = countedAs(st);
@@ -300,10 +300,19 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       st.busy = false;
       cv_.notify_all();
       if (!s) return s;
+      if (fenced_) {
+        // Deleted (or lost) meanwhile: its budget was given back without this chunk.
+        host_.budget().releaseCached(len);
+        return Status::fenced("volume " + row_.name + " " + lastError_);
+      }
       bool wasDirty = st.dirty;
       setDirty(index, st, false);  // re-added below, now counted against the cached bytes
       st.where = Where::kCached;
-      if (wasDirty) setDirty(index, st, true);
+      if (wasDirty) {
+        // Zeroed with data still in the store: all of it differs from the store.
+        setDirty(index, st, true);
+        markAllPages(index);
+      }
     }
     // Pinned while the bytes travel to the cache file: not evictable. The change is
     // counted (writeSeq) only once the bytes are there, so an upload that copied the
@@ -348,8 +357,10 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
-    bool remoteHasData =
-        (st.remoteGen != 0 && !st.remoteZero) || lateCopyAbove(index, st.remoteGen) || journalHolds(index, st);
+    // An upload in flight is about to store the content being zeroed: the zeros need a
+    // tombstone after it (and a write after them changes all of it, not a few pages).
+    bool remoteHasData = (st.remoteGen != 0 && !st.remoteZero) || lateCopyAbove(index, st.remoteGen) ||
+                         journalHolds(index, st) || st.uploading;
     if (st.where == Where::kZero && st.dirty == remoteHasData) return Status::ok();  // already zero
     if (st.where == Where::kCached) {
       // Still dirty while the hole is punched: if the punch fails, nothing is lost.

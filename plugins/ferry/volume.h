@@ -261,8 +261,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
   ChunkRow rowOf(uint64_t index, const ChunkState& st) const;
   void markMeta(uint64_t index, ChunkState& st);
-  // REQUIRES: mu_ held. The budget follows: a cached dirty chunk counts as dirty (the
-  // upload buffer) unless journaled, then as journaled.
+  // REQUIRES: mu_ held. The budget follows: a cached dirty chunk is pinned (whole) and
+  // counts in the upload buffer (its charge: whole, or its changed pages with the
+  // journal on) unless journaled, then as journaled (whole).
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
   void setJournaled(uint64_t index, ChunkState& st, bool journaled);
   void recount(uint64_t index, int before, ChunkState& st);

@@ -87,6 +87,10 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
           st.busy = false;
           cv_.notify_all();
         }
+        if (cached && fenced_) {  // deleted meanwhile: its budget was given back without this
+          host_.budget().releaseCached(entry->data.size());
+          cached = false;
+        }
         if (cached) {
           st.where = Where::kCached;
           st.referenced = true;
@@ -172,6 +176,10 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     if (s && !whole) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
     lock.lock();
     st.busy = false;
+    if (cached && fenced_) {  // deleted meanwhile: its budget was given back without this
+      host_.budget().releaseCached(chunk.size());
+      cached = false;
+    }
     if (cached) {
       st.where = Where::kCached;
       st.referenced = true;
