@@ -53,20 +53,25 @@ std::string encodeJournalHeader(const std::vector<JournalEntry>& entries) {
   return out;
 }
 
-Result<uint64_t> journalHeaderBytes(std::span<const uint8_t> head) {
+Result<uint64_t> journalHeaderBytes(std::span<const uint8_t> head, uint64_t bodySize) {
   if (head.size() < kJournalHeadBytes || std::memcmp(head.data(), kMagic, sizeof kMagic) != 0) {
     return Status::corruption("not a journal segment (no FJN1 header)");
   }
-  return kJournalHeadBytes + uint64_t{getLe<uint32_t>(head.data() + 4)} * kEntryBytes;
+  uint64_t bytes = kJournalHeadBytes + uint64_t{getLe<uint32_t>(head.data() + 4)} * kEntryBytes;
+  if (bytes > bodySize) {
+    return Status::corruption("journal segment header of " + std::to_string(bytes) + " bytes, but the segment holds " +
+                              std::to_string(bodySize));
+  }
+  return bytes;
 }
 
 Result<std::vector<JournalEntry>> decodeJournal(std::span<const uint8_t> header, uint64_t bodySize,
                                                 uint64_t chunkSize) {
-  auto headerBytes = journalHeaderBytes(header);
+  auto headerBytes = journalHeaderBytes(header, bodySize);
   if (!headerBytes) return headerBytes.status();
-  if (headerBytes.value() > header.size() || headerBytes.value() > bodySize) {
-    return Status::corruption("journal segment header of " + std::to_string(headerBytes.value()) +
-                              " bytes, but the segment holds " + std::to_string(bodySize));
+  if (headerBytes.value() > header.size()) {
+    return Status::corruption("journal segment header of " + std::to_string(headerBytes.value()) + " bytes, but only " +
+                              std::to_string(header.size()) + " were read");
   }
   uint64_t count = (headerBytes.value() - kJournalHeadBytes) / kEntryBytes;
   std::vector<JournalEntry> out;

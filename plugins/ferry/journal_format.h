@@ -43,7 +43,9 @@ std::string encodeJournalHeader(const std::vector<JournalEntry>& entries);
 // that every entry lies inside a chunk of chunkSize and that their bytes fill the
 // segment of bodySize bytes exactly.
 inline constexpr size_t kJournalHeadBytes = 8;
-Result<uint64_t> journalHeaderBytes(std::span<const uint8_t> head);
+// journalHeaderBytes also refuses a header larger than the segment of bodySize bytes
+// (before anyone allocates what it claims).
+Result<uint64_t> journalHeaderBytes(std::span<const uint8_t> head, uint64_t bodySize);
 Result<std::vector<JournalEntry>> decodeJournal(std::span<const uint8_t> header, uint64_t bodySize, uint64_t chunkSize);
 
 }  // namespace ferry

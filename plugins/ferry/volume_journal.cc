@@ -189,12 +189,8 @@ Status Volume::openJournal(bool adopt) {
     auto got = store.get(key, 0, head);
     if (!got) return got.status().withContext("read journal segment " + key);
     head.resize(got.value());
-    auto headerBytes = journalHeaderBytes(head);
+    auto headerBytes = journalHeaderBytes(head, sizes[segment]);
     if (!headerBytes) return headerBytes.status().withContext(key);
-    if (headerBytes.value() > sizes[segment]) {  // before allocating what it claims
-      return Status::corruption(key + ": a header of " + std::to_string(headerBytes.value()) +
-                                " bytes in a segment of " + std::to_string(sizes[segment]));
-    }
     std::vector<uint8_t> header(headerBytes.value());
     got = store.get(key, 0, header);
     if (!got) return got.status().withContext("read journal segment " + key);

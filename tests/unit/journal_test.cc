@@ -31,7 +31,7 @@ TEST(JournalFormatTest, EntriesRoundTripAndBadSegmentsAreRefused) {
   std::string header = encodeJournalHeader(entries);
   std::vector<uint8_t> body(header.begin(), header.end());
   body.resize(body.size() + 8192 + 4096, 0xab);
-  auto head = journalHeaderBytes(std::span(body).first(kJournalHeadBytes));
+  auto head = journalHeaderBytes(std::span(body).first(kJournalHeadBytes), body.size());
   ASSERT_TRUE(head);
   EXPECT_EQ(head.value(), header.size());
   auto decoded = decodeJournal(body, body.size(), kChunk);
