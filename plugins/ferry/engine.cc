@@ -293,6 +293,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   // No snapshot or recovery point of it is taken or deleted meanwhile.
   std::lock_guard snapshots(snapshotMu_);
   std::shared_ptr<Volume> volume;
+  LeaseKeeper* lease = nullptr;  // stays in volumes_ while createMu_ is held
   {
     std::lock_guard lock(mu_);
     auto it = volumes_.find(name);
@@ -302,22 +303,22 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
                           " open connections; disconnect them first");
     }
     volume = it->second.volume;
+    lease = it->second.lease.get();
   }
-  // Its snapshot manifests go first, under the hold protocol (FORMAT.md).
-  auto manifests = readManifests(*store_, name);
-  if (!manifests) return manifests.status().withContext("delete volume " + name);
-  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s)
-    return s.withContext("delete volume " + name);
-  // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
-  // anything of the volume goes, so that a failure leaves it whole (and retried).
-  if (volume->hydrating()) {
-    auto source = storeFor(volume->sourceStoreUrl());
-    Status s = source.status();
-    if (s) s = source.value()->remove(holdKey(volume->sourceVolume(), volume->sourceSnapshot(), name));
-    if (!s) {
-      restoreManifests(*store_, manifests.value());
-      return s.withContext("release snapshot " + volume->sourceSnapshot() + " of " + volume->sourceVolume());
+  // Taken over by another gateway (now, or found out before): the volume in the store
+  // is that gateway's, and only this gateway's copy goes.
+  bool lost = volume->fenced();
+  if (!lost) {
+    Status s = lease->renew();
+    if (s.code() == Code::kFenced) {
+      volume->fence(s.message());
+      lost = true;
+    } else if (!s) {
+      return s.withContext("delete volume " + name);
     }
+  }
+  if (!lost) {
+    if (Status s = withdrawForDelete(*volume); !s) return s;
   }
   Held held;
   {
@@ -333,12 +334,38 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   std::error_code ec;
   std::filesystem::remove(cachePath(name), ec);
   std::filesystem::remove(cowPath(name), ec);
+  if (lost) {
+    logInfo("volume " + name + " removed from this gateway; another gateway holds it, so nothing of it was " +
+            "deleted from the store");
+    return Status::ok();
+  }
   auto listing = store_->list(volumePrefix(name));
   if (!listing) return listing.status().withContext("delete volume " + name + " from the store");
   for (const ObjectInfo& o : listing.value()) {
     if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name);
   }
   logInfo("volume " + name + " deleted");
+  return Status::ok();
+}
+
+Status Engine::withdrawForDelete(Volume& volume) {
+  const std::string& name = volume.name();
+  // Its snapshot manifests go first, under the hold protocol (FORMAT.md).
+  auto manifests = readManifests(*store_, name);
+  if (!manifests) return manifests.status().withContext("delete volume " + name);
+  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s)
+    return s.withContext("delete volume " + name);
+  // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
+  // anything of the volume goes, so that a failure leaves it whole (and retried).
+  if (volume.hydrating()) {
+    auto source = storeFor(volume.sourceStoreUrl());
+    Status s = source.status();
+    if (s) s = source.value()->remove(holdKey(volume.sourceVolume(), volume.sourceSnapshot(), name));
+    if (!s) {
+      restoreManifests(*store_, manifests.value());
+      return s.withContext("release snapshot " + volume.sourceSnapshot() + " of " + volume.sourceVolume());
+    }
+  }
   return Status::ok();
 }
 
@@ -469,8 +496,11 @@ void Engine::backgroundLoop() {
         if (v->fenced()) continue;
         Status s = lease->renew();
         if (s.code() == Code::kFenced) {
-          logError(s.message());
-          v->fence(s.message());
+          uint64_t kept = v->fence(s.message());
+          logError(s.message() + (kept == 0 ? std::string()
+                                            : "; " + std::to_string(kept) +
+                                                  " chunks changed here since their last upload stay in the cache, "
+                                                  "readable, until the volume is deleted on this gateway"));
         } else if (!s) {
           logError("renew lease of volume " + v->name() + ": " + s.toString());
         }

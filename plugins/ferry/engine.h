@@ -91,6 +91,8 @@ class Engine : public VolumeHost {
   std::vector<std::shared_ptr<Volume>> volumes();
   std::shared_ptr<Volume> find(const std::string& name);
   Result<std::shared_ptr<Volume>> createVolume(const CreateSpec& spec);
+  // Deletes the volume and everything of it in the store; one another gateway took
+  // over is only removed from this gateway (its cache, its rows), the store untouched.
   Status deleteVolume(const std::string& name, bool force);
   // Flushes, then waits until every write acknowledged before the call is in the
   // store; returns the chunk map of that recovery point (the snapshot hook).
@@ -188,6 +190,10 @@ class Engine : public VolumeHost {
   Status withdrawManifests(ObjectStore& store, const std::string& name, const std::string& id,
                            const Manifests& manifests);
   void restoreManifests(ObjectStore& store, const Manifests& manifests);
+  // What must go before a deleted volume's objects: its snapshot manifests, and its
+  // hold on the snapshot it is made from.
+  Status withdrawForDelete(Volume& volume);
+
   // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing
   // the snapshot once a volume is hydrated; whether a volume's snapshots are in use.
   Result<std::shared_ptr<Volume>> createFromSnapshot(const CreateSpec& spec);

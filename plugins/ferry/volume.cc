@@ -12,11 +12,14 @@ namespace ferry {
 namespace {
 // What a chunk counts as in the cache budget.
 enum Counted { kNotCounted, kCountedDirty, kCountedJournaled };
-int countedAs(const ChunkState& st) {
-  if (st.where != Where::kCached || !st.dirty) return kNotCounted;
+}  // namespace
+
+// REQUIRES: mu_ held. A fenced volume counts nowhere but in the cached bytes: its
+// changes will never be uploaded from here, and must not hold other volumes' writers.
+int Volume::countedAs(const ChunkState& st) const {
+  if (st.where != Where::kCached || !st.dirty || fenced_) return kNotCounted;
   return st.journaled ? kCountedJournaled : kCountedDirty;
 }
-}  // namespace
 
 bool allZero(std::span<const uint8_t> bytes) {
   // Compare word-wise; chunks are large and mostly decided in the first few bytes.
@@ -655,11 +658,21 @@ void Volume::requeue(uint64_t index) {
   host_.enqueueUpload(shared_from_this(), index);
 }
 
-void Volume::fence(const std::string& why) {
+uint64_t Volume::fence(const std::string& why) {
   std::lock_guard lock(mu_);
   lastError_ = why;
+  std::vector<int> before(states_.size());
+  for (uint64_t i = 0; i < states_.size(); ++i) before[i] = countedAs(states_[i]);
   fenced_ = true;
+  // Out of the upload buffer and the pinned count; still cached, dirty and not
+  // evictable, so that reads go on returning what was written here.
+  uint64_t kept = 0;
+  for (uint64_t i = 0; i < states_.size(); ++i) {
+    recount(i, before[i], states_[i]);
+    if (states_[i].dirty && states_[i].where == Where::kCached) ++kept;
+  }
   cv_.notify_all();
+  return kept;
 }
 
 void Volume::noteError(const std::string& error) {

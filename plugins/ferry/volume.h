@@ -239,8 +239,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   int64_t sourceCreatedUnix() const { return sourceCreated_.load(); }
   void setSourceCreated(int64_t t) { sourceCreated_ = t; }
 
-  // After a lease loss: refuse writes and uploads from now on.
-  void fence(const std::string& why);
+  // After a lease loss (or before a delete): refuses writes and uploads from now on,
+  // and gives back the volume's share of the upload buffer. Returns the chunks changed
+  // here and not stored that stay cached (and readable) until the volume is deleted.
+  uint64_t fence(const std::string& why);
   bool fenced() const { return fenced_.load(); }
   void noteError(const std::string& error);
 
@@ -267,6 +269,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
   void setJournaled(uint64_t index, ChunkState& st, bool journaled);
   void recount(uint64_t index, int before, ChunkState& st);
+  int countedAs(const ChunkState& st) const;
   // REQUIRES: mu_ held. What a chunk counted dirty adds to the upload buffer: its
   // length, or with the journal on its changed pages (at least one).
   uint64_t dirtyCharge(uint64_t index) const;

@@ -22,6 +22,9 @@ class FaultyStore : public ObjectStore {
     std::atomic<int64_t> removeBudget{-1};
     // PUTs are stored, then answered with an error (a timeout after the server took it).
     std::atomic<bool> putsLandButFail{false};
+    // PUTs of volume data (chunks and journal segments) fail as unavailable; leases,
+    // headers and manifests still go through.
+    std::atomic<bool> dataPutsFail{false};
     std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
   };
 
@@ -30,6 +33,9 @@ class FaultyStore : public ObjectStore {
 
   Status put(const std::string& key, std::span<const uint8_t> data) override {
     if (Status s = gate(); !s) return s;
+    if (c_->dataPutsFail && (key.find("/chunks/") != std::string::npos || key.find("/journal/") != std::string::npos)) {
+      return Status::unavailable("injected: PUT of " + key + " failed");
+    }
     ++c_->puts;
     if (key.find("/chunks/") != std::string::npos) ++c_->chunkPuts;
     Status s = inner_->put(key, data);

@@ -196,6 +196,80 @@ TEST_F(EngineTest, TakeoverFencesTheOldOwner) {
   EXPECT_NE(s.message().find("taken over"), std::string::npos) << s.toString();
 }
 
+// A volume taken over with changes it could not upload gives back its share of the
+// upload buffer: writers of the gateway's other volumes do not wait on it for ever,
+// and what was written to it here stays readable.
+TEST_F(EngineTest, AVolumeTakenOverGivesBackItsShareOfTheUploadBuffer) {
+  for (bool journal : {false, true}) {
+    SCOPED_TRACE(journal ? "journal on" : "journal off");
+    std::string tag = journal ? "j" : "w";
+    auto o = options(tag + "-one");
+    o.storeUrl = "file://" + (dir_ / ("store-" + tag)) + "?create";
+    o.creates = {{"vol", 8 << 20, kChunk}, {"other", 8 << 20, kChunk}};
+    o.uploadBuffer = 16 * kChunk;
+    o.journal = journal;
+    auto first = open(o);
+    control_->dataPutsFail = true;  // nothing of vol reaches the store
+    auto v = first->find("vol");
+    auto data = randomBytes(16 * kChunk, 21);
+    ASSERT_TRUE(v->write(0, data, false));
+    EXPECT_TRUE(first->budget().dirtyFull());
+
+    auto o2 = options(tag + "-two");
+    o2.storeUrl = o.storeUrl;
+    o2.takeover = true;
+    o2.journal = journal;
+    auto second = open(o2);
+    for (int i = 0; i < 60 && !v->fenced(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(v->fenced());
+    EXPECT_EQ(first->budget().dirty(), 0u);
+    EXPECT_EQ(first->budget().journaled(), 0u);
+    EXPECT_EQ(first->budget().pinned(), 0u);
+
+    control_->dataPutsFail = false;
+    auto other = first->find("other");
+    auto more = randomBytes(16 * kChunk, 22);
+    auto w = std::async(std::launch::async, [&] { return other->write(0, more, false); });
+    bool done = w.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    if (!done) first->shutdown();  // lets the writer go, so that the test ends
+    ASSERT_TRUE(done) << "a write to another volume waited on the upload buffer the lost volume held";
+    EXPECT_TRUE(w.get());
+    ASSERT_TRUE(first->checkpoint("other", std::chrono::seconds(30)));
+
+    std::vector<uint8_t> back(data.size());
+    ASSERT_TRUE(v->read(0, back));
+    EXPECT_TRUE(back == data) << "the lost volume's changes are still readable here";
+    EXPECT_EQ(v->stats().dirtyChunks, 16u);
+    first->shutdown();
+    second->shutdown();
+  }
+}
+
+// Deleting, on the gateway that lost it, a volume another gateway took over removes
+// it from this gateway only: the store's volume is the new owner's.
+TEST_F(EngineTest, DeletingAVolumeTakenOverLeavesTheStoreToItsNewOwner) {
+  auto data = randomBytes(4 * kChunk, 23);
+  auto first = open(options("one"));
+  ASSERT_TRUE(first->find("vol")->write(0, data, false));
+  ASSERT_TRUE(first->checkpoint("vol", std::chrono::seconds(30)));
+  auto before = storeChunks();
+  ASSERT_EQ(before.size(), 4u);
+
+  auto o = options("two");
+  o.takeover = true;
+  auto second = open(o);
+  // Found out at once by the delete, not only by the lease renewal.
+  Status s = first->deleteVolume("vol", false);
+  ASSERT_TRUE(s) << s.toString();
+  EXPECT_FALSE(first->find("vol"));
+  EXPECT_EQ(storeChunks(), before);
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(second->find("vol")->read(0, back));
+  EXPECT_TRUE(back == data);
+  ASSERT_TRUE(second->find("vol")->write(0, randomBytes(kChunk, 24), false));
+  ASSERT_TRUE(second->checkpoint("vol", std::chrono::seconds(30)));
+}
+
 TEST_F(EngineTest, SmallCacheEvictsCleanChunksAndKeepsContent) {
   auto o = options("s", 64 << 20);
   o.cacheSize = 16 << 20;
