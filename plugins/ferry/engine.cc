@@ -148,12 +148,30 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
 
   auto rows = e->meta_->volumes();
   if (!rows) return rows.status();
+  std::vector<CreateSpec> readopt;  // stale copies discarded (takeover=true)
   for (const VolumeRow& row : rows.value()) {
     auto chunks = e->meta_->chunks(row.id);
     if (!chunks) return chunks.status().withContext("volume " + row.name);
     auto held = e->openVolume(row, chunks.value(), false);
-    if (!held) return held.status();
-    e->volumes_.emplace(row.name, std::move(held).value());
+    if (held) {
+      e->volumes_.emplace(row.name, std::move(held).value());
+      continue;
+    }
+    if (held.status().code() != Code::kFenced || !options.takeover) return held.status();
+    // Taken over since: this copy goes, and the volume is adopted from the store below.
+    logError(held.status().message() + "; takeover=true: discarding this gateway's copy");
+    if (Status s = e->meta_->removeVolume(row.id); !s) return s;
+    std::error_code ec;
+    std::filesystem::remove(e->cachePath(row.name), ec);
+    std::filesystem::remove(e->cowPath(row.name), ec);
+    readopt.push_back({row.name, row.size, row.chunkSize});
+  }
+  for (const CreateSpec& spec : readopt) {
+    if (std::any_of(options.creates.begin(), options.creates.end(),
+                    [&](const CreateSpec& c) { return c.name == spec.name; }))
+      continue;
+    auto v = e->createLocked(spec);
+    if (!v) return v.status();
   }
   for (const CreateSpec& spec : options.creates) {
     if (e->volumes_.count(spec.name)) continue;
@@ -178,7 +196,22 @@ std::string Engine::cowPath(const std::string& name) const {
 
 Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
   Held held;
-  held.lease = std::make_unique<LeaseKeeper>(*store_, row.name, meta_->gatewayId(), options_.leaseTtlSeconds);
+  if (!fresh) {
+    // Another gateway held the volume since this one last did (a takeover): the copy
+    // here is stale, and its changes must never go up over that gateway's.
+    auto cur = readLease(*store_, row.name);
+    if (!cur) return cur.status();
+    const std::optional<LeaseInfo>& l = cur.value();
+    if (l && l->owner != meta_->gatewayId() && l->epoch > row.epoch) {
+      size_t dirty = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
+      return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
+                            " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
+                            std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
+                            " chunks changed here were never uploaded); start with takeover=true to discard it "
+                            "and serve the store's content");
+    }
+  }
+  held.lease = std::make_shared<LeaseKeeper>(*store_, row.name, meta_->gatewayId(), options_.leaseTtlSeconds);
   auto epoch = held.lease->acquire(row.epoch, options_.takeover);
   if (!epoch) return epoch.status();
   if (Status s = meta_->setEpoch(row.id, epoch.value()); !s) return s;
@@ -200,6 +233,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   if (!cache) return cache.status();
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
+  held.volume->setLeaseValidUntil(held.lease->validUntil());
   if (!row.sourceStore.empty()) {
     auto source = storeFor(row.sourceStore);
     if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
@@ -213,6 +247,10 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   // has succeeded once, across crashes).
   auto adopt = meta_->getMeta(adoptKey(row.name));
   if (!adopt) return adopt.status();
+  // Applying the journal stores and deletes objects: on a confirmation fresh enough
+  // (lease.h) however long the open took so far.
+  if (Status s = held.lease->renew(); !s) return s.withContext("volume " + row.name);
+  held.volume->setLeaseValidUntil(held.lease->validUntil());
   if (Status s = held.volume->openJournal(!adopt.value().empty()); !s) return s.withContext("volume " + row.name);
   if (!adopt.value().empty()) {
     if (Status s = meta_->deleteMeta(adoptKey(row.name)); !s) return s;
@@ -248,11 +286,16 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
                              std::to_string(h->size) + " and chunk size " + std::to_string(h->chunkSize) +
                              "; ask for the same geometry to serve it");
     }
-    auto listed = rowsFromStore(*store_, spec.name, (h->size + h->chunkSize - 1) / h->chunkSize, &minEpoch);
-    if (!listed) return listed.status();
-    rows = std::move(listed).value();
-    if (Status s = addSourceRows(spec.name, rows, &source); !s) return s;
-    if (Status s = meta_->setMeta(adoptKey(spec.name), "1"); !s) return s;
+    // The lease before the listing: an owner still alive (a takeover) has stopped
+    // changing the volume by then (lease.h). openVolume takes it again, above every
+    // epoch listed.
+    LeaseKeeper early(*store_, spec.name, meta_->gatewayId(), options_.leaseTtlSeconds);
+    if (auto e = early.acquire(0, options_.takeover); !e) return e.status();
+    Status s = listForAdoption(spec.name, *h, &rows, &minEpoch, &source);
+    if (!s) {
+      early.release();
+      return s;
+    }
     logInfo("volume " + spec.name + ": adopting it from the store (" + std::to_string(rows.size()) + " chunks)");
   } else if (existing.status().code() == Code::kNotFound) {
     // An adoption of the same name cut short before its volume row: nothing to adopt now.
@@ -282,6 +325,15 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   return v;
 }
 
+Status Engine::listForAdoption(const std::string& name, const VolumeHeader& h, std::vector<ChunkRow>* rows,
+                               uint64_t* minEpoch, VolumeRow* source) {
+  auto listed = rowsFromStore(*store_, name, (h.size + h.chunkSize - 1) / h.chunkSize, minEpoch);
+  if (!listed) return listed.status();
+  *rows = std::move(listed).value();
+  if (Status s = addSourceRows(name, *rows, source); !s) return s;
+  return meta_->setMeta(adoptKey(name), "1");
+}
+
 Result<std::shared_ptr<Volume>> Engine::createVolume(const CreateSpec& spec) {
   std::lock_guard create(createMu_);
   if (find(spec.name)) return Status::busy("volume " + spec.name + " already exists");
@@ -293,7 +345,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   // No snapshot or recovery point of it is taken or deleted meanwhile.
   std::lock_guard snapshots(snapshotMu_);
   std::shared_ptr<Volume> volume;
-  LeaseKeeper* lease = nullptr;  // stays in volumes_ while createMu_ is held
+  std::shared_ptr<LeaseKeeper> lease;
   {
     std::lock_guard lock(mu_);
     auto it = volumes_.find(name);
@@ -303,19 +355,15 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
                           " open connections; disconnect them first");
     }
     volume = it->second.volume;
-    lease = it->second.lease.get();
+    lease = it->second.lease;
   }
   // Taken over by another gateway (now, or found out before): the volume in the store
   // is that gateway's, and only this gateway's copy goes.
   bool lost = volume->fenced();
   if (!lost) {
-    Status s = lease->renew();
-    if (s.code() == Code::kFenced) {
-      volume->fence(s.message());
-      lost = true;
-    } else if (!s) {
-      return s.withContext("delete volume " + name);
-    }
+    Status s = renewLease(*volume, *lease);
+    lost = s.code() == Code::kFenced;
+    if (!s && !lost) return s.withContext("delete volume " + name);
   }
   if (!lost) {
     if (Status s = withdrawForDelete(*volume); !s) return s;
@@ -463,6 +511,7 @@ Status Engine::start() {
   uploader_.start();
   if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
+  leases_ = std::thread([this] { leaseLoop(); });
   for (size_t i = 0; i < options_.hydrateThreads; ++i) hydrators_.emplace_back([this] { hydrateLoop(); });
   if (options_.journal) {
     for (int i = 0; i < 2; ++i) journalers_.emplace_back([this] { journalLoop(); });
@@ -474,7 +523,6 @@ Status Engine::start() {
 }
 
 void Engine::backgroundLoop() {
-  auto nextRenew = std::chrono::steady_clock::now() + std::chrono::seconds(options_.leaseTtlSeconds) / 3;
   std::unique_lock lock(bgMu_);
   while (!bgStop_) {
     bgCv_.wait_for(lock, std::chrono::milliseconds(options_.commitIntervalMs), [&] { return bgStop_; });
@@ -485,29 +533,46 @@ void Engine::backgroundLoop() {
       v->deleteSuperseded();
     }
     ensureSpaceReserve();
-    if (std::chrono::steady_clock::now() >= nextRenew) {
-      nextRenew = std::chrono::steady_clock::now() + std::chrono::seconds(options_.leaseTtlSeconds) / 3;
-      std::vector<std::pair<std::shared_ptr<Volume>, LeaseKeeper*>> leases;
-      {
-        std::lock_guard vl(mu_);
-        for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease.get());
-      }
-      for (auto& [v, lease] : leases) {
-        if (v->fenced()) continue;
-        Status s = lease->renew();
-        if (s.code() == Code::kFenced) {
-          uint64_t kept = v->fence(s.message());
-          logError(s.message() + (kept == 0 ? std::string()
-                                            : "; " + std::to_string(kept) +
-                                                  " chunks changed here since their last upload stay in the cache, "
-                                                  "readable, until the volume is deleted on this gateway"));
-        } else if (!s) {
-          logError("renew lease of volume " + v->name() + ": " + s.toString());
-        }
-      }
-    }
     lock.lock();
   }
+}
+
+// Its own thread: a slow persist or a long run of deletes never delays a renewal
+// (which would stop the volume's uploads until the next one, lease.h).
+void Engine::leaseLoop() {
+  const auto every = std::chrono::milliseconds(options_.leaseTtlSeconds * 1000 / 4);
+  std::unique_lock lock(bgMu_);
+  while (!leaseStop_) {
+    bgCv_.wait_for(lock, every, [&] { return leaseStop_; });
+    if (leaseStop_) break;
+    lock.unlock();
+    std::vector<std::pair<std::shared_ptr<Volume>, std::shared_ptr<LeaseKeeper>>> leases;
+    {
+      std::lock_guard vl(mu_);
+      for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease);
+    }
+    for (auto& [v, lease] : leases) renewLease(*v, *lease);
+    lock.lock();
+  }
+}
+
+Status Engine::renewLease(Volume& v, LeaseKeeper& lease) {
+  if (v.fenced()) return Status::fenced("volume " + v.name() + " " + v.stats().lastError);
+  Status s = lease.renew();
+  v.setLeaseError(s ? std::string() : s.toString());
+  if (s) {
+    v.setLeaseValidUntil(lease.validUntil());
+  } else if (s.code() == Code::kFenced) {
+    uint64_t kept = v.fence(s.message());
+    logError(s.message() + (kept == 0 ? std::string()
+                                      : "; " + std::to_string(kept) +
+                                            " chunks changed here since their last upload stay in the cache, "
+                                            "readable, until the volume is deleted on this gateway or the "
+                                            "cache needs the room"));
+  } else {
+    logError("renew lease of volume " + v.name() + ": " + s.toString());
+  }
+  return s;
 }
 
 void Engine::shutdown() {
@@ -544,14 +609,23 @@ void Engine::shutdown() {
   // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and
   // their leases) in place meanwhile.
   std::lock_guard create(createMu_);
-  std::vector<std::pair<std::shared_ptr<Volume>, LeaseKeeper*>> held;
+  std::vector<std::pair<std::shared_ptr<Volume>, std::shared_ptr<LeaseKeeper>>> held;
   {
     std::lock_guard lock(mu_);
-    for (auto& [_, h] : volumes_) held.emplace_back(h.volume, h.lease.get());
+    for (auto& [_, h] : volumes_) held.emplace_back(h.volume, h.lease);
   }
   for (auto& [v, lease] : held) {
     if (Status s = v->persist(); !s) logError(s.toString());
     v->deleteSuperseded();
+  }
+  // Renewals stop only now: the deletes above still needed a confirmed lease.
+  {
+    std::lock_guard lock(bgMu_);
+    leaseStop_ = true;
+  }
+  bgCv_.notify_all();
+  if (leases_.joinable()) leases_.join();
+  for (auto& [v, lease] : held) {
     if (v->stats().dirtyChunks == 0 && !v->fenced()) {
       if (Status s = lease->release(); !s) logError("release lease of " + v->name() + ": " + s.toString());
     }

@@ -169,9 +169,13 @@ class Engine : public VolumeHost {
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
   struct Held {
     std::shared_ptr<Volume> volume;
-    std::unique_ptr<LeaseKeeper> lease;
+    std::shared_ptr<LeaseKeeper> lease;  // shared: renewals use it outside mu_
     int connections = 0;
   };
+  // A volume found in the store: its chunks, the epochs in their generations, its
+  // source (made from a snapshot), and the adopting: mark in the metadata.
+  Status listForAdoption(const std::string& name, const VolumeHeader& h, std::vector<ChunkRow>* rows,
+                         uint64_t* minEpoch, VolumeRow* source);
   Result<Held> openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
   // Flushes, then waits (draining the upload queue) until nothing acknowledged is
   // dirty, and commits the metadata: the recovery point of checkpoint and snapshot.
@@ -224,6 +228,9 @@ class Engine : public VolumeHost {
   // Keeps kReserveBytes allocated in STATE/space.reserve while the disk has room.
   void ensureSpaceReserve();
   void backgroundLoop();
+  void leaseLoop();
+  // Renews the volume's lease; a volume taken over is fenced (and kFenced returned).
+  Status renewLease(Volume& v, LeaseKeeper& lease);
   // Scope during which queued chunks go up at once.
   class Drain {
    public:
@@ -261,8 +268,10 @@ class Engine : public VolumeHost {
 
   std::mutex bgMu_;
   std::condition_variable bgCv_;
-  bool bgStop_ = false;  // GUARDED_BY(bgMu_)
+  bool bgStop_ = false;     // GUARDED_BY(bgMu_)
+  bool leaseStop_ = false;  // GUARDED_BY(bgMu_)
   std::thread background_;
+  std::thread leases_;  // renewals (leaseLoop)
   std::vector<std::thread> hydrators_;
   std::thread maintenance_;
   // Journal writers (options_.journal): segments of changed pages while the upload

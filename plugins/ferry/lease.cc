@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "ferry/log.h"
 #include "format.h"
 
 namespace ferry {
@@ -29,8 +30,8 @@ Status putLease(ObjectStore& store, const std::string& key, const LeaseInfo& l) 
 }  // namespace
 
 std::string encodeLease(const LeaseInfo& l) {
-  return nlohmann::json{
-      {"format", kFormatVersion}, {"owner", l.owner}, {"host", l.host}, {"epoch", l.epoch}, {"expires", l.expiresUnix}}
+  return nlohmann::json{{"format", kFormatVersion}, {"owner", l.owner},         {"host", l.host},
+                        {"epoch", l.epoch},         {"expires", l.expiresUnix}, {"ttl", l.ttlSeconds}}
       .dump();
 }
 
@@ -42,21 +43,37 @@ Result<LeaseInfo> decodeLease(std::string_view json) {
     l.host = j.value("host", std::string());
     l.epoch = j.at("epoch").get<uint64_t>();
     l.expiresUnix = j.at("expires").get<int64_t>();
+    l.ttlSeconds = j.value("ttl", 0);
     return l;
   } catch (const std::exception& e) {
     return Status::corruption(std::string("lease does not parse: ") + e.what());
   }
 }
 
+Result<std::optional<LeaseInfo>> readLease(ObjectStore& store, const std::string& volume) {
+  auto cur = store.getAll(leaseKey(volume));
+  if (!cur) {
+    if (cur.status().code() == Code::kNotFound) return std::optional<LeaseInfo>();
+    return cur.status().withContext("read lease of volume " + volume);
+  }
+  auto l = decodeLease(cur.value());
+  if (!l) return l.status().withContext("volume " + volume);
+  return std::optional<LeaseInfo>(std::move(l).value());
+}
+
 Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string_view advice) {
   std::string key = leaseKey(volume_);
   uint64_t epoch = minEpoch;
+  bool live = false;  // another gateway's, unexpired: taken over
+  int ownerTtl = 0;
   auto cur = store_.getAll(key);
   if (cur) {
     auto l = decodeLease(cur.value());
     if (!l) return l.status().withContext("volume " + volume_);
     int64_t left = l->expiresUnix - nowUnix();
-    if (l->owner != gatewayId_ && left > 0 && !force) {
+    live = l->owner != gatewayId_ && left > 0;
+    ownerTtl = l->ttlSeconds;
+    if (live && !force) {
       return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
                           " (its lease expires in " + std::to_string(left) + " s); " + std::string(advice));
     }
@@ -64,12 +81,30 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
   } else if (cur.status().code() != Code::kNotFound) {
     return cur.status().withContext("read lease of volume " + volume_);
   }
-  LeaseInfo mine{gatewayId_, hostName(), epoch + 1, nowUnix() + ttl_};
+  LeaseInfo mine{gatewayId_, hostName(), epoch + 1, nowUnix() + ttl_, ttl_};
   if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
   // Two gateways starting at once both write; the later write wins and the other
   // sees it here and backs off.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto check = store_.getAll(key);
+  auto started = std::chrono::steady_clock::now();
+  if (Status s = checkOurs(mine); !s) return s;
+  if (live) {
+    // The old owner may still be changing the volume until its own confirmation runs
+    // out; then the lease must still be this gateway's.
+    auto wait = takeoverWait(ownerTtl);
+    logInfo("volume " + volume_ + ": taken over; waiting " + std::to_string(wait.count()) +
+            " ms for the old owner to stop");
+    std::this_thread::sleep_for(wait);
+    started = std::chrono::steady_clock::now();
+    if (Status s = checkOurs(mine); !s) return s;
+  }
+  epoch_ = mine.epoch;
+  confirmed(started);
+  return epoch_;
+}
+
+Status LeaseKeeper::checkOurs(const LeaseInfo& mine) {
+  auto check = store_.getAll(leaseKey(volume_));
   if (!check) return check.status().withContext("read back lease of volume " + volume_);
   auto l = decodeLease(check.value());
   if (!l) return l.status();
@@ -77,11 +112,15 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     return Status::busy("volume " + volume_ + " was taken by gateway " + l->owner + " on " + l->host +
                         " while this gateway was starting");
   }
-  epoch_ = mine.epoch;
-  return epoch_;
+  return Status::ok();
+}
+
+void LeaseKeeper::confirmed(std::chrono::steady_clock::time_point started) {
+  validUntil_ = (started + std::chrono::milliseconds(ttl_ * 1000 / 2)).time_since_epoch().count();
 }
 
 Status LeaseKeeper::renew() {
+  auto started = std::chrono::steady_clock::now();
   std::string key = leaseKey(volume_);
   auto cur = store_.getAll(key);
   if (!cur) {
@@ -96,7 +135,9 @@ Status LeaseKeeper::renew() {
     return Status::fenced("volume " + volume_ + " was taken over by gateway " + l->owner + " on " + l->host +
                           " (epoch " + std::to_string(l->epoch) + "); this gateway stops writing it");
   }
-  return putLease(store_, key, LeaseInfo{gatewayId_, hostName(), epoch_, nowUnix() + ttl_});
+  if (Status s = putLease(store_, key, LeaseInfo{gatewayId_, hostName(), epoch_, nowUnix() + ttl_, ttl_}); !s) return s;
+  confirmed(started);
+  return Status::ok();
 }
 
 Status LeaseKeeper::release() {
@@ -104,7 +145,7 @@ Status LeaseKeeper::release() {
   if (!cur) return cur.status().code() == Code::kNotFound ? Status::ok() : cur.status();
   auto l = decodeLease(cur.value());
   if (!l || l->owner != gatewayId_ || l->epoch != epoch_) return Status::ok();  // not ours any more
-  return putLease(store_, leaseKey(volume_), LeaseInfo{gatewayId_, hostName(), epoch_, 0});
+  return putLease(store_, leaseKey(volume_), LeaseInfo{gatewayId_, hostName(), epoch_, 0, ttl_});
 }
 
 }  // namespace ferry

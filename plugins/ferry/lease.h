@@ -4,8 +4,17 @@
 // high half of every chunk generation that gateway writes. A second gateway finds an
 // unexpired lease of another owner and refuses; an owner that finds its lease taken
 // over stops writing (fenced). See docs/FORMAT.md.
+//
+// Timing: an owner renews every ttl/4, and changes the store (uploads, deletes) only
+// until ttl/2 after the start of its last confirmation (validUntil). A gateway that
+// takes over a live lease waits 3/4 of the owner's ttl (recorded in the lease),
+// confirms it still holds it, and only then reads the volume: by then the old owner,
+// whatever it knows, changes nothing more.
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,9 +27,12 @@ struct LeaseInfo {
   std::string host;   // hostname, for the error message a second gateway sees
   uint64_t epoch = 0;
   int64_t expiresUnix = 0;
+  int ttlSeconds = 0;  // the owner's lease-ttl (0: not recorded, from before it was)
 };
 
 std::string encodeLease(const LeaseInfo& l);
+// The volume's lease in the store; empty if it has none.
+Result<std::optional<LeaseInfo>> readLease(ObjectStore& store, const std::string& volume);
 Result<LeaseInfo> decodeLease(std::string_view json);
 
 class LeaseKeeper {
@@ -30,7 +42,8 @@ class LeaseKeeper {
 
   // Takes the lease: kBusy if another gateway holds an unexpired one (unless force),
   // naming it, when its lease expires, and then `advice` (what the caller can do).
-  // minEpoch is the last epoch this gateway used; the new epoch is above both.
+  // minEpoch is the last epoch this gateway used; the new epoch is above both. Taking
+  // a live lease over (force) waits out the old owner (takeoverWait).
   Result<uint64_t> acquire(uint64_t minEpoch, bool force,
                            std::string_view advice =
                                "stop that gateway first, or take the volume over with "
@@ -40,13 +53,28 @@ class LeaseKeeper {
   // Lets another gateway take over at once (clean shutdown, volume deleted).
   Status release();
   uint64_t epoch() const { return epoch_; }
+  // Until when this gateway may change the volume in the store (see above).
+  std::chrono::steady_clock::time_point validUntil() const {
+    return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(validUntil_.load()));
+  }
+  std::chrono::milliseconds renewInterval() const { return std::chrono::milliseconds(ttl_ * 1000 / 4); }
+  // How long taking over a live lease with the owner's ttl waits (its own if unknown).
+  std::chrono::milliseconds takeoverWait(int ownerTtl) const {
+    return std::chrono::milliseconds((ownerTtl > 0 ? ownerTtl : ttl_) * 1000 * 3 / 4);
+  }
 
  private:
   ObjectStore& store_;
   const std::string volume_;
   const std::string gatewayId_;
   const int ttl_;
+  // The lease is confirmed ours as of started (when the read that showed it began).
+  void confirmed(std::chrono::steady_clock::time_point started);
+  // Reads the lease back: ours at mine, or kBusy naming the gateway that has it.
+  Status checkOurs(const LeaseInfo& mine);
+
   uint64_t epoch_ = 0;
+  std::atomic<std::chrono::steady_clock::rep> validUntil_{0};
 };
 
 }  // namespace ferry

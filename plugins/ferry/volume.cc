@@ -374,6 +374,8 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       st.busy = false;
       cv_.notify_all();
       if (!s) return s;
+      // Deleted meanwhile (releaseBudget gave the chunk's cache budget back already).
+      if (st.where != Where::kCached) return Status::fenced("volume " + row_.name + " " + lastError_);
       setDirty(index, st, false);  // gives back the dirty budget while still counted as cached
       host_.budget().releaseCached(len);
     }
@@ -426,6 +428,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     isZero = s && allZero(std::span<const uint8_t>(buf.data(), len));
   }
   uint64_t newGen = oldGen;
+  if (s && !(isZero && zeroNeedsNoObject)) s = leaseCheck();
   if (s && !(isZero && zeroNeedsNoObject)) {
     newGen = nextGeneration();
     std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(buf.data(), len);
@@ -480,12 +483,16 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       uint64_t i = clockHand_;
       clockHand_ = (clockHand_ + 1) % n;
       ChunkState& st = states_[i];
-      if (st.where != Where::kCached || st.dirty || st.busy || st.uploading || st.ioRefs.load() != 0) continue;
+      // A fenced volume's changes will never be uploaded from here: when the cache
+      // needs the room they go too (its reads then return the store's content).
+      if (st.where != Where::kCached || (st.dirty && !fenced_) || st.busy || st.uploading || st.ioRefs.load() != 0)
+        continue;
       if (st.referenced) {
         st.referenced = false;
         continue;
       }
       st.busy = true;
+      setDirty(i, st, false);
       st.where = (st.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
       markMeta(i, st);
       picked.push_back(i);
@@ -558,6 +565,7 @@ Status Volume::persist() {
 }
 
 void Volume::deleteSuperseded() {
+  if (!leaseCheck()) return;  // they wait for the next renewal
   std::vector<std::string> keys;
   {
     std::lock_guard lock(mu_);
@@ -656,6 +664,17 @@ void Volume::requeue(uint64_t index) {
   st.queued = true;
   lock.unlock();
   host_.enqueueUpload(shared_from_this(), index);
+}
+
+Status Volume::leaseCheck() const {
+  if (leaseValidUntil_.load() > std::chrono::steady_clock::now().time_since_epoch().count()) return Status::ok();
+  std::string why;
+  {
+    std::lock_guard lock(leaseMu_);
+    why = leaseError_.empty() ? "is the store reachable?" : "its renewal failed: " + leaseError_;
+  }
+  return Status::unavailable("volume " + row_.name + ": its lease has not been confirmed in the store lately (" + why +
+                             "); changes to the store wait for a renewal");
 }
 
 uint64_t Volume::fence(const std::string& why) {

@@ -244,6 +244,14 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // here and not stored that stay cached (and readable) until the volume is deleted.
   uint64_t fence(const std::string& why);
   bool fenced() const { return fenced_.load(); }
+  // Until when the volume's lease is confirmed (LeaseKeeper::validUntil): uploads,
+  // journal segments and deletes in the store wait for a renewal past it.
+  void setLeaseValidUntil(std::chrono::steady_clock::time_point t) { leaseValidUntil_ = t.time_since_epoch().count(); }
+  // Why the last renewal failed (empty once one succeeds): leaseCheck's errors say it.
+  void setLeaseError(const std::string& why) {
+    std::lock_guard lock(leaseMu_);
+    leaseError_ = why;
+  }
   void noteError(const std::string& error);
 
   VolumeStats stats();
@@ -269,6 +277,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
   void setJournaled(uint64_t index, ChunkState& st, bool journaled);
   void recount(uint64_t index, int before, ChunkState& st);
+  // Whether the lease allows changing the volume in the store now (kUnavailable if not).
+  Status leaseCheck() const;
   int countedAs(const ChunkState& st) const;
   // REQUIRES: mu_ held. What a chunk counted dirty adds to the upload buffer: its
   // length, or with the journal on its changed pages (at least one).
@@ -329,6 +339,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   const uint64_t epoch_;
   std::atomic<uint64_t> genCounter_{0};
   std::atomic<bool> fenced_{false};
+  std::atomic<std::chrono::steady_clock::rep> leaseValidUntil_{0};
+  mutable std::mutex leaseMu_;  // a leaf: taken under mu_ too
+  std::string leaseError_;      // GUARDED_BY(leaseMu_)
 
   std::mutex persistMu_;  // one persist() at a time
   std::mutex mu_;

@@ -51,6 +51,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
   {
     std::lock_guard lock(mu_);
     if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
+    if (Status s = leaseCheck(); !s) return s;
     for (auto& [index, bits] : pages_) {
       if (bytes >= maxBytes || entries.size() >= kMaxEntries) break;
       ChunkState& st = states_[index];

@@ -22,9 +22,11 @@ class FaultyStore : public ObjectStore {
     std::atomic<int64_t> removeBudget{-1};
     // PUTs are stored, then answered with an error (a timeout after the server took it).
     std::atomic<bool> putsLandButFail{false};
-    // PUTs of volume data (chunks and journal segments) fail as unavailable; leases,
-    // headers and manifests still go through.
-    std::atomic<bool> dataPutsFail{false};
+    // PUTs of chunk objects fail as unavailable; leases, journal segments, headers
+    // and manifests still go through.
+    std::atomic<bool> chunkPutsFail{false};
+    // Every request on a lease (volumes/<name>/lease.json) fails as unavailable.
+    std::atomic<bool> leaseDown{false};
     std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
   };
 
@@ -32,8 +34,8 @@ class FaultyStore : public ObjectStore {
       : inner_(std::move(inner)), c_(std::move(control)) {}
 
   Status put(const std::string& key, std::span<const uint8_t> data) override {
-    if (Status s = gate(); !s) return s;
-    if (c_->dataPutsFail && (key.find("/chunks/") != std::string::npos || key.find("/journal/") != std::string::npos)) {
+    if (Status s = gate(key); !s) return s;
+    if (c_->chunkPutsFail && key.find("/chunks/") != std::string::npos) {
       return Status::unavailable("injected: PUT of " + key + " failed");
     }
     ++c_->puts;
@@ -43,12 +45,12 @@ class FaultyStore : public ObjectStore {
     return s;
   }
   Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {
-    if (Status s = gate(); !s) return s;
+    if (Status s = gate(key); !s) return s;
     ++c_->gets;
     return inner_->get(key, offset, out);
   }
   Result<std::string> getAll(const std::string& key) override {
-    if (Status s = gate(); !s) return s;
+    if (Status s = gate(key); !s) return s;
     return inner_->getAll(key);
   }
   Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
@@ -56,7 +58,7 @@ class FaultyStore : public ObjectStore {
     return inner_->list(prefix);
   }
   Status remove(const std::string& key) override {
-    if (Status s = gate(); !s) return s;
+    if (Status s = gate(key); !s) return s;
     int64_t left = c_->removeBudget.load();
     while (left >= 0) {
       if (left == 0) return Status::unavailable("injected: crashed before deleting " + key);
@@ -67,7 +69,8 @@ class FaultyStore : public ObjectStore {
   std::string describe() const override { return "faulty(" + inner_->describe() + ")"; }
 
  private:
-  Status gate() {
+  Status gate(const std::string& key = "") {
+    if (c_->leaseDown && key.ends_with("/lease.json")) return Status::unavailable("injected: lease " + key + " unreachable");
     if (int ms = c_->latencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     if (c_->down) return Status::unavailable("injected: store down");
     if (c_->denied) return Status::denied("injected: access denied");
