@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 
 #include "ferry/log.h"
@@ -122,6 +124,12 @@ void Engine::journalLoop() {
   }
 }
 
+namespace {
+// meta key readopt:<volume> = "SIZE:CHUNK": a stale copy discarded (takeover=true),
+// the volume still to be adopted from the store.
+constexpr const char* kReadoptPrefix = "readopt:";
+}  // namespace
+
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   EngineOptions options = in;
   if (options.stateDir.empty() || options.stateDir.front() != '/') {
@@ -148,30 +156,53 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
 
   auto rows = e->meta_->volumes();
   if (!rows) return rows.status();
-  std::vector<CreateSpec> readopt;  // stale copies discarded (takeover=true)
   for (const VolumeRow& row : rows.value()) {
     auto chunks = e->meta_->chunks(row.id);
     if (!chunks) return chunks.status().withContext("volume " + row.name);
-    auto held = e->openVolume(row, chunks.value(), false);
-    if (held) {
-      e->volumes_.emplace(row.name, std::move(held).value());
+    Status why = e->checkNotStale(row, chunks.value());
+    if (why) {
+      auto held = e->openVolume(row, chunks.value(), false);
+      if (held) {
+        e->volumes_.emplace(row.name, std::move(held).value());
+        continue;
+      }
+      if (held.status().code() != Code::kBusy) return held.status();
+      why = held.status();  // another gateway holds it (took it while this one started)
+    } else if (why.code() != Code::kFenced) {
+      return why;
+    }
+    if (options.takeover && why.code() == Code::kFenced) {
+      // A stale copy: it goes, and the volume is adopted from the store below (the key
+      // says so across a crash in between).
+      logError(why.message() + "; takeover=true: discarding this gateway's copy");
+      std::string spec = std::to_string(row.size) + ":" + std::to_string(row.chunkSize);
+      if (Status s = e->meta_->setMeta(kReadoptPrefix + row.name, spec); !s) return s;
+      if (Status s = e->meta_->removeVolume(row.id); !s) return s;
+      std::error_code ec;
+      std::filesystem::remove(e->cachePath(row.name), ec);
+      std::filesystem::remove(e->cowPath(row.name), ec);
       continue;
     }
-    if (held.status().code() != Code::kFenced || !options.takeover) return held.status();
-    // Taken over since: this copy goes, and the volume is adopted from the store below.
-    logError(held.status().message() + "; takeover=true: discarding this gateway's copy");
-    if (Status s = e->meta_->removeVolume(row.id); !s) return s;
-    std::error_code ec;
-    std::filesystem::remove(e->cachePath(row.name), ec);
-    std::filesystem::remove(e->cowPath(row.name), ec);
-    readopt.push_back({row.name, row.size, row.chunkSize});
+    // Another gateway's now: served read-only from this gateway's copy (until it is
+    // deleted here, or a takeover=true start discards it), so that the other volumes
+    // still start.
+    auto lost = e->openLost(row, chunks.value(), why);
+    if (!lost) return lost.status();
+    e->volumes_.emplace(row.name, std::move(lost).value());
   }
-  for (const CreateSpec& spec : readopt) {
-    if (std::any_of(options.creates.begin(), options.creates.end(),
-                    [&](const CreateSpec& c) { return c.name == spec.name; }))
-      continue;
-    auto v = e->createLocked(spec);
-    if (!v) return v.status();
+  auto readopt = e->meta_->metaWithPrefix(kReadoptPrefix);
+  if (!readopt) return readopt.status();
+  for (const auto& [key, value] : readopt.value()) {
+    CreateSpec spec;
+    spec.name = key.substr(std::string_view(kReadoptPrefix).size());
+    if (std::sscanf(value.c_str(), "%" SCNu64 ":%" SCNu64, &spec.size, &spec.chunkSize) != 2) {
+      return Status::corruption("metadata: " + key + " = '" + value + "' is not SIZE:CHUNK");
+    }
+    if (!e->volumes_.count(spec.name)) {
+      auto v = e->createLocked(spec);
+      if (!v) return v.status().withContext("adopt volume " + spec.name + " again");
+    }
+    if (Status s = e->meta_->deleteMeta(key); !s) return s;
   }
   for (const CreateSpec& spec : options.creates) {
     if (e->volumes_.count(spec.name)) continue;
@@ -194,43 +225,30 @@ std::string Engine::cowPath(const std::string& name) const {
   return options_.stateDir + "/" + name + ".cow";
 }
 
+Status Engine::checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& rows) {
+  auto cur = readLease(*store_, row.name);
+  if (!cur) return cur.status();
+  const std::optional<LeaseInfo>& l = cur.value();
+  if (!l || l->owner == meta_->gatewayId() || l->epoch <= row.epoch) return Status::ok();
+  size_t dirty = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
+  return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
+                        " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
+                        std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
+                        " chunks changed here were never uploaded); delete it on this gateway, or start with "
+                        "takeover=true to discard it and serve the store's content");
+}
+
 Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
   Held held;
-  if (!fresh) {
-    // Another gateway held the volume since this one last did (a takeover): the copy
-    // here is stale, and its changes must never go up over that gateway's.
-    auto cur = readLease(*store_, row.name);
-    if (!cur) return cur.status();
-    const std::optional<LeaseInfo>& l = cur.value();
-    if (l && l->owner != meta_->gatewayId() && l->epoch > row.epoch) {
-      size_t dirty = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
-      return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
-                            " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
-                            std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
-                            " chunks changed here were never uploaded); start with takeover=true to discard it "
-                            "and serve the store's content");
-    }
-  }
   held.lease = std::make_shared<LeaseKeeper>(*store_, row.name, meta_->gatewayId(), options_.leaseTtlSeconds);
   auto epoch = held.lease->acquire(row.epoch, options_.takeover);
   if (!epoch) return epoch.status();
   if (Status s = meta_->setEpoch(row.id, epoch.value()); !s) return s;
 
-  size_t cachedRows = 0, dirtyRows = 0;
-  for (const ChunkRow& r : rows) {
-    if (r.flags & kFlagCached) ++cachedRows;
-    if (r.flags & kFlagDirty) ++dirtyRows;
-  }
-  std::string path = cachePath(row.name);
-  std::error_code ec;
-  if (!fresh && cachedRows > 0 && !std::filesystem::exists(path, ec)) {
-    return Status::corruption("volume " + row.name + ": cache file " + path + " is missing but the metadata says " +
-                              std::to_string(cachedRows) + " chunks are cached there (" + std::to_string(dirtyRows) +
-                              " not yet uploaded); restore the file, or delete the volume's state to serve the "
-                              "store's last uploaded content");
-  }
-  auto cache = CacheFile::open(path, row.size, false);
+  size_t dirtyRows = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
+  auto cache = openCache(row, rows, fresh);
   if (!cache) return cache.status();
+  std::error_code ec;
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   held.volume->setLeaseValidUntil(held.lease->validUntil());
@@ -257,6 +275,42 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   }
   logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " + std::to_string(epoch.value()) +
           ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
+  return held;
+}
+
+Result<CacheFile> Engine::openCache(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
+  size_t cachedRows = 0, dirtyRows = 0;
+  for (const ChunkRow& r : rows) {
+    if (r.flags & kFlagCached) ++cachedRows;
+    if (r.flags & kFlagDirty) ++dirtyRows;
+  }
+  std::string path = cachePath(row.name);
+  std::error_code ec;
+  if (!fresh && cachedRows > 0 && !std::filesystem::exists(path, ec)) {
+    return Status::corruption("volume " + row.name + ": cache file " + path + " is missing but the metadata says " +
+                              std::to_string(cachedRows) + " chunks are cached there (" + std::to_string(dirtyRows) +
+                              " not yet uploaded); restore the file, or delete the volume's state to serve the "
+                              "store's last uploaded content");
+  }
+  return CacheFile::open(path, row.size, false);
+}
+
+Result<Engine::Held> Engine::openLost(const VolumeRow& row, const std::vector<ChunkRow>& rows, const Status& why) {
+  Held held;
+  // Never acquired: nothing renews or releases the lease of a fenced volume.
+  held.lease = std::make_shared<LeaseKeeper>(*store_, row.name, meta_->gatewayId(), options_.leaseTtlSeconds);
+  auto cache = openCache(row, rows, false);
+  if (!cache) return cache.status();
+  held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), row.epoch);
+  // Fenced before its rows load: nothing of it counts in the upload buffer or goes up.
+  held.volume->fence(why.message());
+  if (!row.sourceStore.empty()) {
+    auto source = storeFor(row.sourceStore);
+    if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
+    held.volume->setSourceStore(source.value());
+  }
+  if (Status s = held.volume->load(rows); !s) return s;
+  logError(why.message() + "; serving this gateway's copy read-only until the volume is deleted here");
   return held;
 }
 
@@ -376,6 +430,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
     held = std::move(it->second);
     volumes_.erase(it);
   }
+  held.lease->retire();  // no renewal brings lease.json back once it is deleted
   held.volume->fence("was deleted");
   held.volume->releaseBudget();
   if (Status s = meta_->removeVolume(held.volume->id()); !s) return s;
@@ -541,9 +596,12 @@ void Engine::backgroundLoop() {
 // (which would stop the volume's uploads until the next one, lease.h).
 void Engine::leaseLoop() {
   const auto every = std::chrono::milliseconds(options_.leaseTtlSeconds * 1000 / 4);
+  // The first renewals at once (opening the volumes may have taken a while); a failed
+  // one is tried again within a second.
+  auto wait = std::chrono::milliseconds(0);
   std::unique_lock lock(bgMu_);
   while (!leaseStop_) {
-    bgCv_.wait_for(lock, every, [&] { return leaseStop_; });
+    bgCv_.wait_for(lock, wait, [&] { return leaseStop_; });
     if (leaseStop_) break;
     lock.unlock();
     std::vector<std::pair<std::shared_ptr<Volume>, std::shared_ptr<LeaseKeeper>>> leases;
@@ -551,7 +609,12 @@ void Engine::leaseLoop() {
       std::lock_guard vl(mu_);
       for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease);
     }
-    for (auto& [v, lease] : leases) renewLease(*v, *lease);
+    bool failed = false;
+    for (auto& [v, lease] : leases) {
+      Status s = renewLease(*v, *lease);
+      failed = failed || (!s && s.code() != Code::kFenced);
+    }
+    wait = failed ? std::min(every, std::chrono::milliseconds(1000)) : every;
     lock.lock();
   }
 }

@@ -176,6 +176,15 @@ class Engine : public VolumeHost {
   // source (made from a snapshot), and the adopting: mark in the metadata.
   Status listForAdoption(const std::string& name, const VolumeHeader& h, std::vector<ChunkRow>* rows,
                          uint64_t* minEpoch, VolumeRow* source);
+  // kFenced if another gateway held the volume since this one last did (its lease, at
+  // a higher epoch, names another owner): the copy here is stale.
+  Status checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& rows);
+  // The cache file of a volume, refused if the rows say chunks are cached in it and
+  // it is missing.
+  Result<CacheFile> openCache(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
+  // A volume of this gateway's state another gateway holds now (openVolume's refusal,
+  // why): opened fenced, without the lease, serving this gateway's copy read-only.
+  Result<Held> openLost(const VolumeRow& row, const std::vector<ChunkRow>& rows, const Status& why);
   Result<Held> openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);
   // Flushes, then waits (draining the upload queue) until nothing acknowledged is
   // dirty, and commits the metadata: the recovery point of checkpoint and snapshot.

@@ -52,18 +52,28 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
   // First every volume's lease, and the holds of those still being made from a
   // snapshot: a snapshot of this store that only its own volumes read is then free.
   std::map<std::string, std::unique_ptr<LeaseKeeper>> leases;
-  // A refused volume is left whole, and not ours.
-  auto giveBack = [](LeaseKeeper& lease, const std::string& name) {
-    if (Status r = lease.release(); !r) logError("purge: give back the lease of " + name + ": " + r.toString());
+  // A refused volume is left whole, and not ours: its lease as it was (a gateway that
+  // comes back must not find it taken over, and its copy stale).
+  std::map<std::string, std::optional<LeaseInfo>> before;
+  auto giveBack = [&](const std::string& name) {
+    const std::optional<LeaseInfo>& was = before[name];
+    Status r = was ? store.put(leaseKey(name), bytesOf(encodeLease(*was))) : store.remove(leaseKey(name));
+    if (!r) logError("purge: give back the lease of " + name + ": " + r.toString());
   };
   for (const auto& entry : volumes.value()) {
     const std::string& name = entry.first;
+    auto was = readLease(store, name);
+    if (!was) {
+      out.refused.emplace_back(name, was.status().withContext("purge"));
+      continue;
+    }
+    before[name] = was.value();
     auto lease = std::make_unique<LeaseKeeper>(store, name, gatewayId(), kPurgeLeaseSeconds);
     // A lapsed lease, or ours from a purge cut short: a rerun finishes it.
     Status s = lease->acquire(0, false, "that gateway may still be running").status();
     if (s) {
       s = releaseSourceHold(store, url, name);
-      if (!s) giveBack(*lease, name);
+      if (!s) giveBack(name);
     }
     if (!s) {
       out.refused.emplace_back(name, s.withContext("purge"));
@@ -84,7 +94,7 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
       if (s) s = withdrawManifests(store, name, "", manifests);
     }
     if (!s) {
-      giveBack(*lease, name);
+      giveBack(name);
       out.refused.emplace_back(name, s);
       continue;
     }

@@ -71,14 +71,25 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
     }
   }
   ::unlink(cow.c_str());
+  // The copies a failed snapshot stored go only under a confirmed lease: a gateway
+  // that took the volume over may read one as a chunk's newest object (a collection
+  // of its own finds those it does not).
   if (!s) {
-    for (const std::string& k : v->abortFreeze()) (void)store_->remove(k);
+    std::vector<std::string> copies = v->abortFreeze();
+    if (v->leaseCheck()) {
+      for (const std::string& k : copies) (void)store_->remove(k);
+    }
     return s.withContext("snapshot " + id);
   }
   Volume::FreezeStats fs;
   m.chunks = v->endFreeze(&fs);
-  if (s = store_->put(key, bytesOf(encodeManifest(m))); !s) {
-    for (const std::string& k : v->unpin(m.chunks)) (void)store_->remove(k);
+  s = v->leaseCheck();
+  if (s) s = store_->put(key, bytesOf(encodeManifest(m)));
+  if (!s) {
+    std::vector<std::string> copies = v->unpin(m.chunks);
+    if (v->leaseCheck()) {
+      for (const std::string& k : copies) (void)store_->remove(k);
+    }
     return s.withContext("write snapshot manifest " + key);
   }
   logInfo("volume " + name + ": snapshot " + id + " of " + std::to_string(m.chunks.size()) +
@@ -92,6 +103,9 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
 Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (Status s = checkVolumeName(id); !s) return Status::invalid("snapshot id: " + s.message());
   auto v = find(name);
+  if (v) {
+    if (Status s = v->leaseCheck(); !s) return s.withContext("delete snapshot " + id);
+  }
   std::lock_guard guard(snapshotMu_);
   std::string key = snapshotKey(name, id);
   auto body = store_->getAll(key);
@@ -273,6 +287,7 @@ void Engine::recoveryPointIfChanged(Volume& v) {
 Result<Engine::CollectStats> Engine::collect(const std::string& name) {
   auto v = find(name);
   if (!v) return Status::notFound("no volume named " + name);
+  if (Status s = v->leaseCheck(); !s) return s.withContext("collect " + name);
   // Pins do not change meanwhile: no snapshot is taken or deleted during a collection.
   std::lock_guard guard(snapshotMu_);
   // A hold whose manifest is gone (a crash while a delete put it back): the pins of

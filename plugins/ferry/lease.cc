@@ -64,7 +64,9 @@ Result<std::optional<LeaseInfo>> readLease(ObjectStore& store, const std::string
 Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string_view advice) {
   std::string key = leaseKey(volume_);
   uint64_t epoch = minEpoch;
-  bool live = false;  // another gateway's, unexpired: taken over
+  // Another gateway's, not released: unexpired, or expired by this gateway's clock
+  // (which may run ahead); its owner may still be changing the volume.
+  bool live = false, unreleased = false;
   int ownerTtl = 0;
   auto cur = store_.getAll(key);
   if (cur) {
@@ -72,6 +74,7 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     if (!l) return l.status().withContext("volume " + volume_);
     int64_t left = l->expiresUnix - nowUnix();
     live = l->owner != gatewayId_ && left > 0;
+    unreleased = l->owner != gatewayId_ && l->expiresUnix != 0;
     ownerTtl = l->ttlSeconds;
     if (live && !force) {
       return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
@@ -88,7 +91,7 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto started = std::chrono::steady_clock::now();
   if (Status s = checkOurs(mine); !s) return s;
-  if (live) {
+  if (unreleased) {
     // The old owner may still be changing the volume until its own confirmation runs
     // out; then the lease must still be this gateway's.
     auto wait = takeoverWait(ownerTtl);
@@ -119,7 +122,14 @@ void LeaseKeeper::confirmed(std::chrono::steady_clock::time_point started) {
   validUntil_ = (started + std::chrono::milliseconds(ttl_ * 1000 / 2)).time_since_epoch().count();
 }
 
+void LeaseKeeper::retire() {
+  std::lock_guard lock(renewMu_);
+  retired_ = true;
+}
+
 Status LeaseKeeper::renew() {
+  std::lock_guard lock(renewMu_);
+  if (retired_) return Status::fenced("volume " + volume_ + " is being deleted");
   auto started = std::chrono::steady_clock::now();
   std::string key = leaseKey(volume_);
   auto cur = store_.getAll(key);

@@ -11,9 +11,11 @@
 // confirms it still holds it, and only then reads the volume: by then the old owner,
 // whatever it knows, changes nothing more.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,16 +54,22 @@ class LeaseKeeper {
   Status renew();
   // Lets another gateway take over at once (clean shutdown, volume deleted).
   Status release();
+  // No renewal writes the lease from now on (the volume is being deleted); waits for
+  // one under way.
+  void retire();
   uint64_t epoch() const { return epoch_; }
   // Until when this gateway may change the volume in the store (see above).
   std::chrono::steady_clock::time_point validUntil() const {
     return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(validUntil_.load()));
   }
   std::chrono::milliseconds renewInterval() const { return std::chrono::milliseconds(ttl_ * 1000 / 4); }
-  // How long taking over a live lease with the owner's ttl waits (its own if unknown).
+  // How long taking another owner's lease waits: 3/4 of its ttl (this gateway's own if
+  // unknown), at most kMaxTtlSeconds' worth (a purge's long lease writes no data).
   std::chrono::milliseconds takeoverWait(int ownerTtl) const {
-    return std::chrono::milliseconds((ownerTtl > 0 ? ownerTtl : ttl_) * 1000 * 3 / 4);
+    int ttl = std::min(ownerTtl > 0 ? ownerTtl : ttl_, kMaxTtlSeconds);
+    return std::chrono::milliseconds(ttl * 1000 * 3 / 4);
   }
+  static constexpr int kMaxTtlSeconds = 120;  // the longest lease-ttl a gateway may use
 
  private:
   ObjectStore& store_;
@@ -75,6 +83,8 @@ class LeaseKeeper {
 
   uint64_t epoch_ = 0;
   std::atomic<std::chrono::steady_clock::rep> validUntil_{0};
+  std::mutex renewMu_;    // one renewal at a time; retire() waits for it
+  bool retired_ = false;  // GUARDED_BY(renewMu_)
 };
 
 }  // namespace ferry

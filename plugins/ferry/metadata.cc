@@ -187,6 +187,20 @@ Status Metadata::deleteMeta(const std::string& key) {
   return st->bind(1, key).run();
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> Metadata::metaWithPrefix(const std::string& prefix) {
+  std::lock_guard lock(mu_);
+  auto st = db_.prepare("SELECT key, value FROM meta WHERE substr(key, 1, length($1)) = $1 ORDER BY key");
+  if (!st) return st.status();
+  st->bind(1, prefix);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (;;) {
+    auto r = st->step();
+    if (!r) return r.status();
+    if (!r.value()) return out;
+    out.emplace_back(st->text(0), st->text(1));
+  }
+}
+
 Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
   std::lock_guard lock(mu_);
   auto st = db_.prepare("SELECT idx, remote_gen, flags FROM chunks WHERE volume_id=$1 ORDER BY idx");

@@ -66,6 +66,8 @@ class Metadata {
   Result<std::string> getMeta(const std::string& key);
   Status setMeta(const std::string& key, const std::string& value);
   Status deleteMeta(const std::string& key);
+  // The meta values whose keys start with prefix, by key.
+  Result<std::vector<std::pair<std::string, std::string>>> metaWithPrefix(const std::string& prefix);
 
   Result<std::vector<ChunkRow>> chunks(int64_t volumeId);
   // Upserts every row in one transaction; rows with no flags and no generation are

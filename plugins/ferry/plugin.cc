@@ -14,6 +14,7 @@
 #include "admin_server.h"
 #include "engine.h"
 #include "ferry/log.h"
+#include "lease.h"
 
 namespace {
 
@@ -126,7 +127,7 @@ int ferryConfig(const char* key, const char* value) {
       if (parseIntParam(key, value, 1, 256, &n) == -1) return -1;
       gOptions.uploadThreads = static_cast<size_t>(n);
     } else if (k == "lease-ttl") {
-      return parseIntParam(key, value, 3, 3600, &gOptions.leaseTtlSeconds);
+      return parseIntParam(key, value, 3, ferry::LeaseKeeper::kMaxTtlSeconds, &gOptions.leaseTtlSeconds);
     } else if (k == "shutdown-timeout") {
       return parseIntParam(key, value, 0, 86400, &gOptions.shutdownTimeoutSeconds);
     } else if (k == "commit-interval") {
@@ -316,7 +317,7 @@ nbdkit_plugin makePlugin() {
       "cache-size=SIZE           cache disk budget (default 1G)\n"
       "upload-buffer=SIZE        changes not in the store before writes wait (default cache-size/2)\n"
       "upload-threads=N          parallel uploads (default 8)\n"
-      "lease-ttl=SECS            volume lease lifetime in the store (default 30)\n"
+      "lease-ttl=SECS            volume lease lifetime in the store, 3-120 (default 30)\n"
       "shutdown-timeout=SECS     how long a clean stop uploads dirty chunks (default 60)\n"
       "upload-delay=MS           upload a dirty chunk once idle this long (default 3000)\n"
       "upload-max-age=MS         … or this long after it became dirty (default 30000)\n"

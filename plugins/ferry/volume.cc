@@ -428,12 +428,12 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     isZero = s && allZero(std::span<const uint8_t>(buf.data(), len));
   }
   uint64_t newGen = oldGen;
-  if (s && !(isZero && zeroNeedsNoObject)) s = leaseCheck();
   if (s && !(isZero && zeroNeedsNoObject)) {
     newGen = nextGeneration();
     std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(buf.data(), len);
     host_.bandwidth().upload(body.size());
-    s = host_.store().put(chunkKey(row_.name, index, newGen), body);
+    s = leaseCheck();  // after any wait for bandwidth
+    if (s) s = host_.store().put(chunkKey(row_.name, index, newGen), body);
   }
 
   lock.lock();
@@ -485,7 +485,8 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       ChunkState& st = states_[i];
       // A fenced volume's changes will never be uploaded from here: when the cache
       // needs the room they go too (its reads then return the store's content).
-      if (st.where != Where::kCached || (st.dirty && !fenced_) || st.busy || st.uploading || st.ioRefs.load() != 0)
+      if (st.where != Where::kCached || (st.dirty && !fenced_) || st.busy || st.uploading || st.journaling ||
+          st.ioRefs.load() != 0)
         continue;
       if (st.referenced) {
         st.referenced = false;
@@ -667,6 +668,7 @@ void Volume::requeue(uint64_t index) {
 }
 
 Status Volume::leaseCheck() const {
+  if (fenced_) return Status::fenced("volume " + row_.name + " is fenced (deleted, or taken over by another gateway)");
   if (leaseValidUntil_.load() > std::chrono::steady_clock::now().time_since_epoch().count()) return Status::ok();
   std::string why;
   {

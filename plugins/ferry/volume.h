@@ -247,6 +247,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // Until when the volume's lease is confirmed (LeaseKeeper::validUntil): uploads,
   // journal segments and deletes in the store wait for a renewal past it.
   void setLeaseValidUntil(std::chrono::steady_clock::time_point t) { leaseValidUntil_ = t.time_since_epoch().count(); }
+  // Whether this gateway may change the volume in the store now: kFenced once fenced,
+  // kUnavailable while the lease is not confirmed (lease.h).
+  Status leaseCheck() const;
   // Why the last renewal failed (empty once one succeeds): leaseCheck's errors say it.
   void setLeaseError(const std::string& why) {
     std::lock_guard lock(leaseMu_);
@@ -277,8 +280,6 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void setDirty(uint64_t index, ChunkState& st, bool dirty);
   void setJournaled(uint64_t index, ChunkState& st, bool journaled);
   void recount(uint64_t index, int before, ChunkState& st);
-  // Whether the lease allows changing the volume in the store now (kUnavailable if not).
-  Status leaseCheck() const;
   int countedAs(const ChunkState& st) const;
   // REQUIRES: mu_ held. What a chunk counted dirty adds to the upload buffer: its
   // length, or with the journal on its changed pages (at least one).

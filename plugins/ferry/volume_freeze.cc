@@ -138,10 +138,10 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
       buf.resize(len);
       Status s = f->cow.read(index * row_.chunkSize, buf.data(), len);
       bool zero = s && allZero(buf);
-      if (s && !zero) s = leaseCheck();
       if (s && !zero) {
         host_.bandwidth().upload(len);
-        s = host_.store().put(chunkKey(row_.name, index, c.reservedGen), buf);
+        s = leaseCheck();  // after any wait for bandwidth
+        if (s) s = host_.store().put(chunkKey(row_.name, index, c.reservedGen), buf);
       }
       lock.lock();
       if (!s) {

@@ -20,6 +20,8 @@ class FaultyStore : public ObjectStore {
     // Deletes that still succeed before every later one fails (a crash in the middle
     // of a sequence of deletes); -1 = no limit.
     std::atomic<int64_t> removeBudget{-1};
+    // PUTs that still succeed before every later one fails as unavailable; -1 = no limit.
+    std::atomic<int64_t> putBudget{-1};
     // PUTs are stored, then answered with an error (a timeout after the server took it).
     std::atomic<bool> putsLandButFail{false};
     // PUTs of chunk objects fail as unavailable; leases, journal segments, headers
@@ -35,6 +37,10 @@ class FaultyStore : public ObjectStore {
 
   Status put(const std::string& key, std::span<const uint8_t> data) override {
     if (Status s = gate(key); !s) return s;
+    for (int64_t left = c_->putBudget.load(); left >= 0;) {
+      if (left == 0) return Status::unavailable("injected: PUT of " + key + " refused");
+      if (c_->putBudget.compare_exchange_weak(left, left - 1)) break;
+    }
     if (c_->chunkPutsFail && key.find("/chunks/") != std::string::npos) {
       return Status::unavailable("injected: PUT of " + key + " failed");
     }

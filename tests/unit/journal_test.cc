@@ -61,6 +61,9 @@ class JournalTest : public ::testing::Test {
   }
   // Whole uploads only when asked (checkpoint, shutdown) or under pressure.
   std::unique_ptr<Engine> open(const std::string& state, uint64_t uploadBuffer, bool journal = true) {
+    return testing::startEngine(options(state, uploadBuffer, journal));
+  }
+  EngineOptions options(const std::string& state, uint64_t uploadBuffer, bool journal = true) {
     EngineOptions o = testing::smallEngine(dir_ / state, stores_.url("s"), control_);
     o.creates = {{"vol", kSize, kChunk}};
     o.uploadBuffer = uploadBuffer;
@@ -70,7 +73,7 @@ class JournalTest : public ::testing::Test {
     o.shutdownTimeoutSeconds = 1;
     o.journal = journal;
     o.takeover = true;  // the lost gateway's lease is still live
-    return testing::startEngine(o);
+    return o;
   }
   static std::vector<uint8_t> readAll(Volume& v) {
     std::vector<uint8_t> out(v.size());
@@ -138,6 +141,39 @@ TEST_F(JournalTest, ALostGatewaysJournalIsAppliedByTheNextOne) {
   std::filesystem::remove_all(dir_ / "b");
   auto c = open("c", kRoomy);
   EXPECT_TRUE(readAll(*c->find("vol")) == image);
+}
+
+// An adoption that fails halfway through applying the journal (the store refuses
+// PUTs) is refused whole and leaves nothing behind that a second try misreads: that
+// try applies every segment and reads the lost gateway's changes.
+TEST_F(JournalTest, AnAdoptionThatFailsHalfwayIsRetriedWhole) {
+  std::vector<uint8_t> image(kSize, 0);
+  {
+    auto a = open("a", kRoomy);
+    auto v = a->find("vol");
+    auto base = randomBytes(kSize, 5);
+    ASSERT_TRUE(v->write(0, base, false));
+    std::copy(base.begin(), base.end(), image.begin());
+    ASSERT_TRUE(a->checkpoint("vol", std::chrono::seconds(30)));
+    scatter(*v, image, 6);
+    journalAll(*v);
+    EXPECT_EQ(v->stats().journaledChunks, kChunks);
+    control_->down = true;  // lost
+    a->shutdown();
+  }
+  control_->down = false;
+  control_->putBudget = 20;  // the leases, then a few chunks of the journal
+  auto failed = Engine::open(options("b", kRoomy));
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.status().toString().find("journal"), std::string::npos) << failed.status().toString();
+  EXPECT_FALSE(segments().empty());
+  control_->putBudget = -1;
+
+  auto b = open("b", kRoomy);
+  auto v = b->find("vol");
+  EXPECT_TRUE(readAll(*v) == image);
+  EXPECT_EQ(v->stats().dirtyChunks, 0u);
+  EXPECT_TRUE(segments().empty());
 }
 
 // Under pressure (a small upload buffer) the journal takes the changes; a restart

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "format.h"
+#include "lease.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -172,6 +173,7 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   ASSERT_EQ(live->refused.size(), 3u);
   EXPECT_NE(live->refused[0].second.toString().find("in use by gateway"), std::string::npos)
       << live->refused[0].second.toString();
+  const std::string aId = a->gatewayId();
   a->shutdown();  // releases its leases
   a.reset();
 
@@ -193,6 +195,10 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   EXPECT_TRUE(stores_.keys("a", "volumes/clone/").empty());
   EXPECT_TRUE(stores_.exists("a", snapshotKey("vol", "s1")));
   EXPECT_TRUE(readAll(*copy.value()) == p1);
+  // The refused volume's lease is as a left it: a coming back finds its own.
+  auto lease = readLease(stores_.client("a"), "vol");
+  ASSERT_TRUE(lease && lease.value()) << lease.status().toString();
+  EXPECT_EQ(lease.value()->owner, aId);
 
   // Hydrated (b restarted with hydration threads): now it all goes.
   b->shutdown();
