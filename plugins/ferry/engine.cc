@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "ferry/log.h"
 #include "ferry/strings.h"
@@ -144,6 +145,10 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
     return Status::invalid("upload-buffer (" + std::to_string(options.uploadBuffer) +
                            ") must not be larger than cache-size (" + std::to_string(options.cacheSize) + ")");
   }
+  if (options.leaseTtlSeconds < 3 || options.leaseTtlSeconds > LeaseKeeper::kMaxTtlSeconds) {
+    return Status::invalid("lease-ttl must be between 3 and " + std::to_string(LeaseKeeper::kMaxTtlSeconds) +
+                           " seconds");
+  }
   if (options.uploadThreads < 1 || options.uploadThreads > 256) {
     return Status::invalid("upload-threads must be between 1 and 256");
   }
@@ -199,8 +204,14 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
       return Status::corruption("metadata: " + key + " = '" + value + "' is not SIZE:CHUNK");
     }
     if (!e->volumes_.count(spec.name)) {
-      auto v = e->createLocked(spec);
-      if (!v) return v.status().withContext("adopt volume " + spec.name + " again");
+      auto header = e->store_->getAll(headerKey(spec.name));
+      if (!header && header.status().code() == Code::kNotFound) {
+        logError("volume " + spec.name + " is no longer in the store; not adopting it again");
+      } else if (auto v = header ? e->createLocked(spec) : Result<std::shared_ptr<Volume>>(header.status()); !v) {
+        // Tried again at the next start; the other volumes are served meanwhile.
+        logError(v.status().withContext("adopt volume " + spec.name + " again").toString());
+        continue;
+      }
     }
     if (Status s = e->meta_->deleteMeta(key); !s) return s;
   }
@@ -528,10 +539,12 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> Engine::checkpoint(const std:
 }
 
 Status Engine::waitStored(Volume& v, std::chrono::seconds timeout) {
+  if (v.fenced()) return Status::fenced("volume " + v.name() + " " + v.stats().lastError);
   Drain drain(*this);
   if (Status s = v.persist(); !s) return s;
   if (!v.waitClean(std::chrono::steady_clock::now() + timeout)) {
     auto st = v.stats();
+    if (st.fenced) return Status::fenced("volume " + v.name() + " " + st.lastError);
     return Status::unavailable("volume " + v.name() + ": " + std::to_string(st.dirtyChunks) +
                                " chunks still not uploaded after " + std::to_string(timeout.count()) + " s" +
                                (st.lastError.empty() ? "" : " (last error: " + st.lastError + ")"));
@@ -595,34 +608,42 @@ void Engine::backgroundLoop() {
 // Its own thread: a slow persist or a long run of deletes never delays a renewal
 // (which would stop the volume's uploads until the next one, lease.h).
 void Engine::leaseLoop() {
+  using Clock = std::chrono::steady_clock;
   const auto every = std::chrono::milliseconds(options_.leaseTtlSeconds * 1000 / 4);
-  // The first renewals at once (opening the volumes may have taken a while); a failed
-  // one is tried again within a second.
-  auto wait = std::chrono::milliseconds(0);
+  const auto retry = std::min(every, std::chrono::milliseconds(1000));
+  // Each lease when due: at once at start (opening the volumes may have taken a
+  // while), then every ttl/4, or within a second after a failed renewal.
+  std::map<const LeaseKeeper*, Clock::time_point> due;
   std::unique_lock lock(bgMu_);
   while (!leaseStop_) {
-    bgCv_.wait_for(lock, wait, [&] { return leaseStop_; });
-    if (leaseStop_) break;
     lock.unlock();
     std::vector<std::pair<std::shared_ptr<Volume>, std::shared_ptr<LeaseKeeper>>> leases;
     {
       std::lock_guard vl(mu_);
       for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease);
     }
-    bool failed = false;
+    std::map<const LeaseKeeper*, Clock::time_point> next;
+    auto wake = Clock::now() + every;
     for (auto& [v, lease] : leases) {
-      Status s = renewLease(*v, *lease);
-      failed = failed || (!s && s.code() != Code::kFenced);
+      auto it = due.find(lease.get());
+      Clock::time_point when = it == due.end() ? Clock::time_point() : it->second;
+      if (Clock::now() >= when) {
+        Status s = renewLease(*v, *lease);
+        when = Clock::now() + (s || s.code() == Code::kFenced ? every : retry);
+      }
+      next[lease.get()] = when;
+      wake = std::min(wake, when);
     }
-    wait = failed ? std::min(every, std::chrono::milliseconds(1000)) : every;
+    due.swap(next);
     lock.lock();
+    bgCv_.wait_until(lock, wake, [&] { return leaseStop_; });
   }
 }
 
 Status Engine::renewLease(Volume& v, LeaseKeeper& lease) {
   if (v.fenced()) return Status::fenced("volume " + v.name() + " " + v.stats().lastError);
   Status s = lease.renew();
-  v.setLeaseError(s ? std::string() : s.toString());
+  std::string before = v.setLeaseError(s ? std::string() : s.toString());
   if (s) {
     v.setLeaseValidUntil(lease.validUntil());
   } else if (s.code() == Code::kFenced) {
@@ -632,7 +653,7 @@ Status Engine::renewLease(Volume& v, LeaseKeeper& lease) {
                                             " chunks changed here since their last upload stay in the cache, "
                                             "readable, until the volume is deleted on this gateway or the "
                                             "cache needs the room"));
-  } else {
+  } else if (s.toString() != before) {  // retried every second: said once, until it changes
     logError("renew lease of volume " + v.name() + ": " + s.toString());
   }
   return s;

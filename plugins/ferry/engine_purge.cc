@@ -17,7 +17,7 @@ namespace ferry {
 namespace {
 
 // A purge holds each volume's lease while it deletes it: a gateway that comes back
-// meanwhile refuses the volume rather than serve chunks that are going.
+// meanwhile finds its copy stale (read-only) rather than serve chunks that are going.
 constexpr int kPurgeLeaseSeconds = 24 * 3600;
 
 // The volumes that have objects in the store ("volumes/<name>/…"), with their keys.
@@ -55,9 +55,14 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
   // A refused volume is left whole, and not ours: its lease as it was (a gateway that
   // comes back must not find it taken over, and its copy stale).
   std::map<std::string, std::optional<LeaseInfo>> before;
-  auto giveBack = [&](const std::string& name) {
-    const std::optional<LeaseInfo>& was = before[name];
-    Status r = was ? store.put(leaseKey(name), bytesOf(encodeLease(*was))) : store.remove(leaseKey(name));
+  // Only while the lease is still the purge's: a gateway may have taken it since.
+  auto giveBack = [&](const std::string& name, const LeaseKeeper& lease) {
+    auto now = readLease(store, name);
+    Status r = now.status();
+    if (r && now.value() && now.value()->owner == gatewayId() && now.value()->epoch == lease.epoch()) {
+      const std::optional<LeaseInfo>& was = before[name];
+      r = was ? store.put(leaseKey(name), bytesOf(encodeLease(*was))) : store.remove(leaseKey(name));
+    }
     if (!r) logError("purge: give back the lease of " + name + ": " + r.toString());
   };
   for (const auto& entry : volumes.value()) {
@@ -73,7 +78,7 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
     Status s = lease->acquire(0, false, "that gateway may still be running").status();
     if (s) {
       s = releaseSourceHold(store, url, name);
-      if (!s) giveBack(name);
+      if (!s) giveBack(name, *lease);
     }
     if (!s) {
       out.refused.emplace_back(name, s.withContext("purge"));
@@ -94,7 +99,7 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
       if (s) s = withdrawManifests(store, name, "", manifests);
     }
     if (!s) {
-      giveBack(name);
+      giveBack(name, *lease);
       out.refused.emplace_back(name, s);
       continue;
     }

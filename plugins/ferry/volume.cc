@@ -582,7 +582,7 @@ void Volume::deleteSuperseded() {
 
 bool Volume::waitClean(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mu_);
-  return cv_.wait_until(lock, deadline, [&] { return dirtyChunks_ == 0; });
+  return cv_.wait_until(lock, deadline, [&] { return dirtyChunks_ == 0 || fenced_; }) && dirtyChunks_ == 0;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> Volume::remoteMap() {

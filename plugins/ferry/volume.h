@@ -251,9 +251,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // kUnavailable while the lease is not confirmed (lease.h).
   Status leaseCheck() const;
   // Why the last renewal failed (empty once one succeeds): leaseCheck's errors say it.
-  void setLeaseError(const std::string& why) {
+  // Returns the one before.
+  std::string setLeaseError(std::string why) {
     std::lock_guard lock(leaseMu_);
-    leaseError_ = why;
+    std::swap(leaseError_, why);
+    return why;
   }
   void noteError(const std::string& error);
 

@@ -195,7 +195,7 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   EXPECT_TRUE(stores_.keys("a", "volumes/clone/").empty());
   EXPECT_TRUE(stores_.exists("a", snapshotKey("vol", "s1")));
   EXPECT_TRUE(readAll(*copy.value()) == p1);
-  // The refused volume's lease is as a left it: a coming back finds its own.
+  // The refused volume's lease is as gateway a left it: a coming back finds its own.
   auto lease = readLease(stores_.client("a"), "vol");
   ASSERT_TRUE(lease && lease.value()) << lease.status().toString();
   EXPECT_EQ(lease.value()->owner, aId);

@@ -374,6 +374,9 @@ TEST_F(EngineTest, ARestartAfterATakeoverNeverUploadsTheStaleCopy) {
     ASSERT_TRUE(v->read(0, got));
     EXPECT_TRUE(got == stale) << "its own copy, read-only";
     EXPECT_EQ(v->write(0, randomBytes(512, 43), false).code(), Code::kFenced);
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(back->checkpoint("vol", std::chrono::seconds(30)).status().code(), Code::kFenced);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "a checkpoint waited on it";
     EXPECT_TRUE(back->find("other")->write(0, randomBytes(512, 44), false)) << "the other volumes work as usual";
     EXPECT_EQ(back->budget().dirty(), kJournalPage) << "the one page of other; nothing of vol";
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -389,6 +392,38 @@ TEST_F(EngineTest, ARestartAfterATakeoverNeverUploadsTheStaleCopy) {
   EXPECT_FALSE(again->find("vol")->fenced());
   again->shutdown();
   EXPECT_TRUE(isNewer());
+}
+
+// A start that discarded a stale copy (takeover=true) and crashed before adopting the
+// volume again finishes the adoption at the next start, the volume named nowhere else.
+TEST_F(EngineTest, AnAdoptionCutShortByACrashIsFinishedAtTheNextStart) {
+  auto data = randomBytes(2 * kChunk, 51);
+  auto o = options("one");
+  {
+    auto e = open(o);
+    ASSERT_TRUE(e->find("vol")->write(0, data, false));
+    e->shutdown();
+  }
+  {
+    // What the discarding start left: the key, the volume's rows gone.
+    auto meta = Metadata::open(o.stateDir, false);
+    ASSERT_TRUE(meta) << meta.status().toString();
+    auto rows = meta.value()->volumes();
+    ASSERT_TRUE(rows && rows->size() == 1);
+    ASSERT_TRUE(meta.value()->setMeta("readopt:vol", std::to_string(8 << 20) + ":" + std::to_string(kChunk)));
+    ASSERT_TRUE(meta.value()->removeVolume(rows->front().id));
+  }
+  o.creates.clear();
+  auto e = open(o);
+  auto v = e->find("vol");
+  ASSERT_TRUE(v) << "the volume was not adopted again";
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(v->read(0, back));
+  EXPECT_TRUE(back == data);
+  e->shutdown();
+  auto meta = Metadata::open(o.stateDir, false);
+  ASSERT_TRUE(meta);
+  EXPECT_EQ(meta.value()->getMeta("readopt:vol").value(), "");
 }
 
 TEST_F(EngineTest, SmallCacheEvictsCleanChunksAndKeepsContent) {
