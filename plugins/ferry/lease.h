@@ -7,9 +7,10 @@
 //
 // Timing: an owner renews every ttl/4, and changes the store (uploads, deletes) only
 // until ttl/2 after the start of its last confirmation (validUntil). A gateway that
-// takes over a live lease waits 3/4 of the owner's ttl (recorded in the lease),
-// confirms it still holds it, and only then reads the volume: by then the old owner,
-// whatever it knows, changes nothing more.
+// takes another's lease it did not release (live with force, or expired by a clock
+// that may run ahead) waits 3/4 of the owner's ttl (recorded in the lease), confirms
+// it still holds it, and only then reads the volume: by then the old owner, whatever
+// it knows, changes nothing more.
 
 #include <algorithm>
 #include <atomic>
@@ -45,7 +46,7 @@ class LeaseKeeper {
   // Takes the lease: kBusy if another gateway holds an unexpired one (unless force),
   // naming it, when its lease expires, and then `advice` (what the caller can do).
   // minEpoch is the last epoch this gateway used; the new epoch is above both. Taking
-  // a live lease over (force) waits out the old owner (takeoverWait).
+  // another gateway's unreleased lease waits out its owner (takeoverWait).
   Result<uint64_t> acquire(uint64_t minEpoch, bool force,
                            std::string_view advice =
                                "stop that gateway first, or take the volume over with "

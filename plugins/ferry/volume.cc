@@ -484,7 +484,8 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       clockHand_ = (clockHand_ + 1) % n;
       ChunkState& st = states_[i];
       // A fenced volume's changes will never be uploaded from here: when the cache
-      // needs the room they go too (its reads then return the store's content).
+      // needs the room they go too (reads of them then fetch this gateway's last known
+      // object, which the new owner may have replaced).
       if (st.where != Where::kCached || (st.dirty && !fenced_) || st.busy || st.uploading || st.journaling ||
           st.ioRefs.load() != 0)
         continue;
@@ -685,8 +686,8 @@ uint64_t Volume::fence(const std::string& why) {
   std::vector<int> before(states_.size());
   for (uint64_t i = 0; i < states_.size(); ++i) before[i] = countedAs(states_[i]);
   fenced_ = true;
-  // Out of the upload buffer and the pinned count; still cached, dirty and not
-  // evictable, so that reads go on returning what was written here.
+  // Out of the upload buffer and the pinned count; still cached and dirty, so that
+  // reads go on returning what was written here (until evicted: evictSome).
   uint64_t kept = 0;
   for (uint64_t i = 0; i < states_.size(); ++i) {
     recount(i, before[i], states_[i]);
