@@ -263,12 +263,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   held.volume->setLeaseValidUntil(held.lease->validUntil());
-  if (!row.sourceStore.empty()) {
-    auto source = storeFor(row.sourceStore);
-    if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
-    held.volume->setSourceStore(source.value());
-  }
-  if (Status s = held.volume->load(rows); !s) return s;
+  if (Status s = loadRows(*held.volume, row, rows); !s) return s;
   // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
   // Even with the journal off now: segments an earlier run (or a lost gateway) wrote.
@@ -287,6 +282,15 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " + std::to_string(epoch.value()) +
           ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
   return held;
+}
+
+Status Engine::loadRows(Volume& v, const VolumeRow& row, const std::vector<ChunkRow>& rows) {
+  if (!row.sourceStore.empty()) {
+    auto source = storeFor(row.sourceStore);
+    if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
+    v.setSourceStore(source.value());
+  }
+  return v.load(rows);
 }
 
 Result<CacheFile> Engine::openCache(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
@@ -315,12 +319,7 @@ Result<Engine::Held> Engine::openLost(const VolumeRow& row, const std::vector<Ch
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), row.epoch);
   // Fenced before its rows load: nothing of it counts in the upload buffer or goes up.
   held.volume->fence(why.message());
-  if (!row.sourceStore.empty()) {
-    auto source = storeFor(row.sourceStore);
-    if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
-    held.volume->setSourceStore(source.value());
-  }
-  if (Status s = held.volume->load(rows); !s) return s;
+  if (Status s = loadRows(*held.volume, row, rows); !s) return s;
   logError(why.message() + "; serving this gateway's copy read-only until the volume is deleted here");
   return held;
 }

@@ -179,6 +179,8 @@ class Engine : public VolumeHost {
   // kFenced if another gateway held the volume since this one last did (its lease, at
   // a higher epoch, names another owner): the copy here is stale.
   Status checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& rows);
+  // A volume's source store (made from a snapshot in another store), then its rows.
+  Status loadRows(Volume& v, const VolumeRow& row, const std::vector<ChunkRow>& rows);
   // The cache file of a volume, refused if the rows say chunks are cached in it and
   // it is missing.
   Result<CacheFile> openCache(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh);

@@ -74,11 +74,12 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   // The copies a failed snapshot stored go only under a confirmed lease: a gateway
   // that took the volume over may read one as a chunk's newest object (a collection
   // of its own finds those it does not).
+  auto dropCopies = [&](const std::vector<std::string>& copies) {
+    if (!v->leaseCheck()) return;
+    for (const std::string& k : copies) (void)store_->remove(k);
+  };
   if (!s) {
-    std::vector<std::string> copies = v->abortFreeze();
-    if (v->leaseCheck()) {
-      for (const std::string& k : copies) (void)store_->remove(k);
-    }
+    dropCopies(v->abortFreeze());
     return s.withContext("snapshot " + id);
   }
   Volume::FreezeStats fs;
@@ -86,10 +87,7 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   s = v->leaseCheck();
   if (s) s = store_->put(key, bytesOf(encodeManifest(m)));
   if (!s) {
-    std::vector<std::string> copies = v->unpin(m.chunks);
-    if (v->leaseCheck()) {
-      for (const std::string& k : copies) (void)store_->remove(k);
-    }
+    dropCopies(v->unpin(m.chunks));
     return s.withContext("write snapshot manifest " + key);
   }
   logInfo("volume " + name + ": snapshot " + id + " of " + std::to_string(m.chunks.size()) +

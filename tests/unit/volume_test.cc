@@ -34,10 +34,14 @@ class EngineTest : public ::testing::Test {
     o.leaseTtlSeconds = 3;
     o.commitIntervalMs = 50;
     o.shutdownTimeoutSeconds = 10;
-    o.wrapStore = [c = control_](std::unique_ptr<ObjectStore> s) {
-      return std::unique_ptr<ObjectStore>(new FaultyStore(std::move(s), c));
-    };
+    faultsOf(o, control_);
     return o;
+  }
+  // The store client behind the fault seam of faults (a gateway with faults of its own).
+  static void faultsOf(EngineOptions& o, std::shared_ptr<FaultyStore::Control> faults) {
+    o.wrapStore = [faults](std::unique_ptr<ObjectStore> s) {
+      return std::unique_ptr<ObjectStore>(new FaultyStore(std::move(s), faults));
+    };
   }
   std::unique_ptr<Engine> open(const EngineOptions& o) {
     auto e = Engine::open(o);
@@ -234,9 +238,7 @@ TEST_F(EngineTest, AVolumeTakenOverGivesBackItsShareOfTheUploadBuffer) {
     o2.storeUrl = o.storeUrl;
     o2.takeover = true;
     o2.journal = journal;
-    o2.wrapStore = [own = std::make_shared<FaultyStore::Control>()](std::unique_ptr<ObjectStore> s) {
-      return std::unique_ptr<ObjectStore>(new FaultyStore(std::move(s), own));
-    };
+    faultsOf(o2, std::make_shared<FaultyStore::Control>());
     auto second = open(o2);
     for (int i = 0; i < 60 && !v->fenced(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ASSERT_TRUE(v->fenced());
@@ -310,10 +312,7 @@ TEST_F(EngineTest, AnOwnerThatCannotConfirmItsLeaseStopsChangingTheStore) {
   ASSERT_TRUE(v->write(0, randomBytes(kChunk, 32), false));  // goes up 4 s from now
   auto o2 = options("two");
   o2.takeover = true;
-  auto own = std::make_shared<FaultyStore::Control>();
-  o2.wrapStore = [own](std::unique_ptr<ObjectStore> s) {
-    return std::unique_ptr<ObjectStore>(new FaultyStore(std::move(s), own));
-  };
+  faultsOf(o2, std::make_shared<FaultyStore::Control>());
   auto second = open(o2);
   std::this_thread::sleep_until(written + std::chrono::seconds(6));
 
