@@ -198,7 +198,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       self->queue_.pop_front();
       ++self->server_.sent;
       self->server_.onDb([self, id] {
-        if (Status s = self->server_.outbox.markDelivered(id, self->server_.opt.serverId); !s) {
+        if (Status s = self->server_.outbox.markDelivered(id, self->server_.opt.serverId, self->epoch_); !s) {
           std::cerr << "ferry-control: " << s.toString() << "\n";
         }
       });

@@ -198,6 +198,12 @@ const std::vector<std::vector<const char*>>& migrations() {
       {
           "ALTER TABLE volumes ADD COLUMN source TEXT NOT NULL DEFAULT ''",
       },
+      // 11: which connection (registration epoch) a request last went down, so that a
+      // request sent on a connection that died unanswered after the gateway had
+      // reconnected is sent again on the new one.
+      {
+          "ALTER TABLE requests ADD COLUMN delivered_epoch BIGINT NOT NULL DEFAULT 0",
+      },
   };
   return m;
 }

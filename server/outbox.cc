@@ -151,17 +151,17 @@ Result<std::vector<RequestInfo>> Outbox::outstanding(const std::string& gatewayI
   return infosOf(rows);
 }
 
-Status Outbox::markDelivered(const std::string& id, const std::string& serverId) {
+Status Outbox::markDelivered(const std::string& id, const std::string& serverId, int64_t epoch) {
   std::string rid = id, sid = serverId;
-  Poco::Int64 t = nowMillis();
+  Poco::Int64 t = nowMillis(), e = epoch;
   return dbCall("mark request delivered", [&] {
     Poco::Data::Session ses = db_.session();
     // Never moves a finished request back (its answer can overtake this write); an
     // answer that overtook it still leaves who delivered it on record.
     ses << "UPDATE requests SET state = CASE WHEN state IN ('pending', 'delivered') THEN 'delivered' ELSE state END,"
-           " attempts = attempts + 1, delivered_by = $1, delivered_at = $2"
-           " WHERE id = $3 AND (state IN ('pending', 'delivered') OR delivered_by = '')",
-        use(sid), use(t), use(rid), now;
+           " attempts = attempts + 1, delivered_by = $1, delivered_at = $2, delivered_epoch = $3"
+           " WHERE id = $4 AND (state IN ('pending', 'delivered') OR delivered_by = '')",
+        use(sid), use(t), use(e), use(rid), now;
     return Status::ok();
   });
 }
@@ -205,8 +205,9 @@ Result<std::vector<std::string>> Outbox::stalledGateways(const std::string& serv
   Status s = dbCall("find stalled requests", [&] {
     Poco::Data::Session ses = db_.session();
     ses << "SELECT DISTINCT r.gateway_id FROM requests r JOIN registrations g ON g.gateway_id = r.gateway_id"
-           " WHERE g.server_id = $1 AND r.state = 'pending' AND r.created_at < $2",
-        use(sid), use(before), into(ids), now;
+           " WHERE g.server_id = $1 AND ((r.state = 'pending' AND r.created_at < $2)"
+           " OR (r.state = 'delivered' AND r.delivered_epoch <> g.epoch AND r.delivered_at < $3))",
+        use(sid), use(before), use(before), into(ids), now;
     return Status::ok();
   });
   if (!s) return s;

@@ -64,15 +64,19 @@ class Outbox {
   // What a channel must (re)send to the gateway: pending and delivered requests,
   // oldest first.
   Result<std::vector<RequestInfo>> outstanding(const std::string& gatewayId);
-  // Sent on a channel by serverId (a redelivery counts another attempt).
-  Status markDelivered(const std::string& id, const std::string& serverId);
+  // Sent by serverId on the gateway's connection registered as epoch (a redelivery
+  // counts another attempt).
+  Status markDelivered(const std::string& id, const std::string& serverId, int64_t epoch);
   // The gateway's answer: ok with a result, or an error {code, message}. True if it
   // finished the request; false if the request was already finished (a repeated
   // answer). kNotFound if the gateway has no such request.
   Result<bool> finish(const std::string& gatewayId, const std::string& id, bool ok, const nlohmann::json& payload);
 
-  // Gateways held by serverId with requests pending for longer than ageMillis: a
-  // missed push (a peer that could not be reached) is retried from here.
+  // Gateways held by serverId with requests pending for longer than ageMillis, or
+  // delivered that long ago on another connection than the one registered now: a
+  // missed push (a peer that could not be reached), or a request sent down a
+  // connection that died unanswered after the gateway had already reconnected
+  // (nothing else would send it again), is retried from here.
   Result<std::vector<std::string>> stalledGateways(const std::string& serverId, int64_t ageMillis);
   // The gateways with requests still to send or answer (pending or delivered): one
   // query for a burst of new channels, most of which have nothing waiting.

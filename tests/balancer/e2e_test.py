@@ -366,10 +366,13 @@ def main():
                 print("--- %s metrics\n%s" % (n, "\n".join("%s{%s} %g" % (k[0], k[1], v) for k, v in metrics(n).items() if v)))
             except Exception:
                 pass
-        for name in sorted(os.listdir(tmp)):
-            path = os.path.join(tmp, name)
-            if name.endswith(".log"):
-                print("--- " + name + "\n" + open(path, errors="replace").read()[-3000:])
+        # The nodes' and hosts' logs at the top, the control servers' and agents' in
+        # their own folders (control-h1/control.log, agent0/agent.log).
+        for folder, _, names in sorted(os.walk(tmp)):
+            for name in sorted(names):
+                if name.endswith(".log"):
+                    path = os.path.join(folder, name)
+                    print("--- " + os.path.relpath(path, tmp) + "\n" + open(path, errors="replace").read()[-4000:])
         return 1
     finally:
         for name in list(procs):

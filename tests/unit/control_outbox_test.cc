@@ -67,7 +67,7 @@ TEST_P(OutboxTest, ARequestGoesPendingDeliveredDoneAndIsAnsweredOnce) {
   ASSERT_EQ(out.value().size(), 1u);
   EXPECT_EQ(out.value()[0].op, "gateway.describe");
 
-  ASSERT_TRUE(outbox_->markDelivered(r.value().id, "server-a"));
+  ASSERT_TRUE(outbox_->markDelivered(r.value().id, "server-a", 7));
   auto got = outbox_->get(ann_, r.value().id).value();
   EXPECT_EQ(got.state, "delivered");
   EXPECT_EQ(got.attempts, 1);
@@ -89,8 +89,38 @@ TEST_P(OutboxTest, ARequestGoesPendingDeliveredDoneAndIsAnsweredOnce) {
   EXPECT_FALSE(fin.value());
   EXPECT_EQ(stateOf(r.value().id), "done");
   // A late "delivered" never moves it back.
-  ASSERT_TRUE(outbox_->markDelivered(r.value().id, "server-b"));
+  ASSERT_TRUE(outbox_->markDelivered(r.value().id, "server-b", 8));
   EXPECT_EQ(stateOf(r.value().id), "done");
+}
+
+// The holder's heartbeat sends again what missed its push (pending too long) and what
+// went down a connection that is no longer the registered one: that connection died
+// unanswered after the gateway had reconnected, and nothing else would send it again.
+TEST_P(OutboxTest, TheHolderSendsAgainWhatWentDownAConnectionThatIsGone) {
+  auto stalled = [&](const std::string& server) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));  // older than the 1 ms asked below
+    auto r = outbox_->stalledGateways(server, 1);
+    EXPECT_TRUE(r) << r.status().toString();
+    return r ? r.value() : std::vector<std::string>{};
+  };
+  ASSERT_TRUE(gateways_->connectMany({{gw_, 100}}, "server-a"));
+  auto r = outbox_->submit(ann_, gw_, "gateway.describe", json::object()).value();
+  EXPECT_EQ(stalled("server-a"), std::vector<std::string>{gw_}) << "pending, its push missed";
+  EXPECT_TRUE(stalled("server-b").empty()) << "only the holder sends";
+
+  ASSERT_TRUE(outbox_->markDelivered(r.id, "server-a", 100));
+  EXPECT_TRUE(stalled("server-a").empty()) << "delivered on the connection registered now: its answer is awaited";
+
+  // The gateway reconnected (to the same server or another) before the answer came.
+  ASSERT_TRUE(gateways_->connectMany({{gw_, 200}}, "server-b"));
+  EXPECT_TRUE(stalled("server-a").empty());
+  EXPECT_EQ(stalled("server-b"), std::vector<std::string>{gw_}) << "sent on connection 100, registered is 200";
+
+  ASSERT_TRUE(outbox_->markDelivered(r.id, "server-b", 200));
+  EXPECT_TRUE(stalled("server-b").empty());
+  ASSERT_TRUE(outbox_->finish(gw_, r.id, true, json::object()));
+  ASSERT_TRUE(gateways_->connectMany({{gw_, 300}}, "server-b"));
+  EXPECT_TRUE(stalled("server-b").empty()) << "answered: nothing to send";
 }
 
 TEST_P(OutboxTest, AnswersOnlyCountFromTheGatewayTheRequestIsFor) {
