@@ -158,6 +158,15 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   if (!store) return store.status().withContext("store " + options.storeUrl);
   if (options.wrapStore) store = options.wrapStore(std::move(store).value());
   std::unique_ptr<Engine> e(new Engine(options, std::move(meta).value(), std::move(store).value()));
+  // Renewals from the first lease taken: opening the volumes can take longer than a
+  // lease lasts (each takeover waits out its old owner). Stopped again before open
+  // returns, however it returns: nbdkit forks between open and start(), and a thread
+  // does not survive a fork. start() renews every lease at once.
+  e->startRenewals();
+  struct StopRenewals {
+    Engine* engine;
+    ~StopRenewals() { engine->stopRenewals(); }
+  } stopRenewals{e.get()};
 
   auto rows = e->meta_->volumes();
   if (!rows) return rows.status();
@@ -168,6 +177,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
     if (why) {
       auto held = e->openVolume(row, chunks.value(), false);
       if (held) {
+        std::lock_guard lock(e->mu_);
         e->volumes_.emplace(row.name, std::move(held).value());
         continue;
       }
@@ -193,6 +203,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
     // still start.
     auto lost = e->openLost(row, chunks.value(), why);
     if (!lost) return lost.status();
+    std::lock_guard lock(e->mu_);
     e->volumes_.emplace(row.name, std::move(lost).value());
   }
   auto readopt = e->meta_->metaWithPrefix(kReadoptPrefix);
@@ -254,6 +265,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   held.lease = std::make_shared<LeaseKeeper>(*store_, row.name, meta_->gatewayId(), options_.leaseTtlSeconds);
   auto epoch = held.lease->acquire(row.epoch, options_.takeover);
   if (!epoch) return epoch.status();
+  Opening opening(*this, held.lease);
   if (Status s = meta_->setEpoch(row.id, epoch.value()); !s) return s;
 
   size_t dirtyRows = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
@@ -353,11 +365,15 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
     // The lease before the listing: an owner still alive (a takeover) has stopped
     // changing the volume by then (lease.h). openVolume takes it again, above every
     // epoch listed.
-    LeaseKeeper early(*store_, spec.name, meta_->gatewayId(), options_.leaseTtlSeconds);
-    if (auto e = early.acquire(0, options_.takeover); !e) return e.status();
+    auto early = std::make_shared<LeaseKeeper>(*store_, spec.name, meta_->gatewayId(), options_.leaseTtlSeconds);
+    if (auto e = early->acquire(0, options_.takeover); !e) return e.status();
+    Opening opening(*this, early);
     Status s = listForAdoption(spec.name, *h, &rows, &minEpoch, &source);
+    // No renewal of it from here on: openVolume takes the lease at a new epoch, and
+    // a renewal racing the release could write the lease back.
+    early->retire();
     if (!s) {
-      early.release();
+      early->release();
       return s;
     }
     logInfo("volume " + spec.name + ": adopting it from the store (" + std::to_string(rows.size()) + " chunks)");
@@ -578,7 +594,7 @@ Status Engine::start() {
   uploader_.start();
   if (options_.readAheadBytes > 0) readAhead_.start();
   background_ = std::thread([this] { backgroundLoop(); });
-  leases_ = std::thread([this] { leaseLoop(); });
+  startRenewals();
   for (size_t i = 0; i < options_.hydrateThreads; ++i) hydrators_.emplace_back([this] { hydrateLoop(); });
   if (options_.journal) {
     for (int i = 0; i < 2; ++i) journalers_.emplace_back([this] { journalLoop(); });
@@ -604,6 +620,33 @@ void Engine::backgroundLoop() {
   }
 }
 
+Engine::Opening::Opening(Engine& e, std::shared_ptr<LeaseKeeper> lease) : engine_(e), lease_(std::move(lease)) {
+  std::lock_guard lock(engine_.mu_);
+  engine_.opening_.push_back(lease_);
+}
+
+Engine::Opening::~Opening() {
+  std::lock_guard lock(engine_.mu_);
+  std::erase(engine_.opening_, lease_);
+}
+
+void Engine::startRenewals() {
+  {
+    std::lock_guard lock(bgMu_);
+    leaseStop_ = false;
+  }
+  leases_ = std::thread([this] { leaseLoop(); });
+}
+
+void Engine::stopRenewals() {
+  {
+    std::lock_guard lock(bgMu_);
+    leaseStop_ = true;
+  }
+  bgCv_.notify_all();
+  if (leases_.joinable()) leases_.join();
+}
+
 // Its own thread: a slow persist or a long run of deletes never delays a renewal
 // (which would stop the volume's uploads until the next one, lease.h).
 void Engine::leaseLoop() {
@@ -613,27 +656,45 @@ void Engine::leaseLoop() {
   // Each lease when due: at once at start (opening the volumes may have taken a
   // while), then every ttl/4, or within a second after a failed renewal.
   std::map<const LeaseKeeper*, Clock::time_point> due;
+  std::map<const LeaseKeeper*, std::string> openingErrors;  // said once each, as renewLease does
   std::unique_lock lock(bgMu_);
   while (!leaseStop_) {
     lock.unlock();
+    // (volume, lease); no volume for a lease of a volume still being opened
     std::vector<std::pair<std::shared_ptr<Volume>, std::shared_ptr<LeaseKeeper>>> leases;
     {
       std::lock_guard vl(mu_);
       for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease);
+      for (auto& lease : opening_) leases.emplace_back(nullptr, lease);
     }
     std::map<const LeaseKeeper*, Clock::time_point> next;
+    std::map<const LeaseKeeper*, std::string> errors;
     auto wake = Clock::now() + every;
     for (auto& [v, lease] : leases) {
       auto it = due.find(lease.get());
       Clock::time_point when = it == due.end() ? Clock::time_point() : it->second;
       if (Clock::now() >= when) {
-        Status s = renewLease(*v, *lease);
+        Status s;
+        if (v) {
+          s = renewLease(*v, *lease);
+        } else {
+          s = lease->renew();
+          // Whoever is opening the volume finds a lost lease itself (its next renewal
+          // or checkOurs): said here only for the log.
+          if (!s && !lease->retired() && s.toString() != openingErrors[lease.get()]) {
+            logError("renew lease of volume " + lease->volume() + " while opening it: " + s.toString());
+          }
+          if (!s) errors[lease.get()] = s.toString();
+        }
         when = Clock::now() + (s || s.code() == Code::kFenced ? every : retry);
+      } else if (auto e = openingErrors.find(lease.get()); e != openingErrors.end()) {
+        errors.insert(*e);
       }
       next[lease.get()] = when;
       wake = std::min(wake, when);
     }
     due.swap(next);
+    openingErrors.swap(errors);
     lock.lock();
     bgCv_.wait_until(lock, wake, [&] { return leaseStop_; });
   }
@@ -702,12 +763,7 @@ void Engine::shutdown() {
     v->deleteSuperseded();
   }
   // Renewals stop only now: the deletes above still needed a confirmed lease.
-  {
-    std::lock_guard lock(bgMu_);
-    leaseStop_ = true;
-  }
-  bgCv_.notify_all();
-  if (leases_.joinable()) leases_.join();
+  stopRenewals();
   for (auto& [v, lease] : held) {
     if (v->stats().dirtyChunks == 0 && !v->fenced()) {
       if (Status s = lease->release(); !s) logError("release lease of " + v->name() + ": " + s.toString());

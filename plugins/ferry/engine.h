@@ -240,6 +240,8 @@ class Engine : public VolumeHost {
   void ensureSpaceReserve();
   void backgroundLoop();
   void leaseLoop();
+  void startRenewals();  // the lease thread
+  void stopRenewals();
   // Renews the volume's lease; a volume taken over is fenced (and kFenced returned).
   Status renewLease(Volume& v, LeaseKeeper& lease);
   // Scope during which queued chunks go up at once.
@@ -268,8 +270,24 @@ class Engine : public VolumeHost {
   bool started_ = false;
   bool shutDown_ = false;
 
-  std::mutex mu_;                        // guards volumes_ and evictCursor_
+  std::mutex mu_;                        // guards volumes_, opening_ and evictCursor_
   std::map<std::string, Held> volumes_;  // GUARDED_BY(mu_)
+  // Leases of volumes still being opened or adopted (not in volumes_ yet): the lease
+  // thread renews them too, so that a long start (takeovers waited out one after
+  // another, a long listing) lets none of the leases it took first lapse.
+  std::vector<std::shared_ptr<LeaseKeeper>> opening_;  // GUARDED_BY(mu_)
+  // While it lives, lease is in opening_.
+  class Opening {
+   public:
+    Opening(Engine& e, std::shared_ptr<LeaseKeeper> lease);
+    ~Opening();
+    Opening(const Opening&) = delete;
+    Opening& operator=(const Opening&) = delete;
+
+   private:
+    Engine& engine_;
+    std::shared_ptr<LeaseKeeper> lease_;
+  };
   size_t evictCursor_ = 0;               // GUARDED_BY(mu_)
   std::mutex createMu_;                  // one create/delete at a time
   std::mutex snapshotMu_;                // one snapshot change (or collection) at a time

@@ -55,10 +55,15 @@ class LeaseKeeper {
   Status renew();
   // Lets another gateway take over at once (clean shutdown, volume deleted).
   Status release();
-  // No renewal writes the lease from now on (the volume is being deleted); waits for
-  // one under way.
+  // No renewal writes the lease from now on (the volume is being deleted, or an
+  // adoption's first lease is done with); waits for one under way.
   void retire();
+  bool retired() {
+    std::lock_guard lock(renewMu_);
+    return retired_;
+  }
   uint64_t epoch() const { return epoch_; }
+  const std::string& volume() const { return volume_; }
   // Until when this gateway may change the volume in the store (see above).
   std::chrono::steady_clock::time_point validUntil() const {
     return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(validUntil_.load()));

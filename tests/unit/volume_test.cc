@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "faulty_store.h"
 #include "format.h"
+#include "lease.h"
 #include "test_util.h"
 
 namespace ferry {
@@ -264,6 +265,32 @@ TEST_F(EngineTest, AVolumeTakenOverGivesBackItsShareOfTheUploadBuffer) {
     EXPECT_GT(first->stats().cachedBytes, 0u);
     first->shutdown();
     second->shutdown();
+  }
+}
+
+// A start that takes several volumes over waits out their owner once per volume (3/4
+// of its lease-ttl): the leases it took first are renewed meanwhile, so none of them
+// has lapsed (for a third gateway to take) by the time the gateway serves them.
+TEST_F(EngineTest, ALongStartKeepsTheLeasesItTookFirst) {
+  auto o = options("one");
+  o.creates = {{"a", 1 << 20, kChunk}, {"b", 1 << 20, kChunk}, {"c", 1 << 20, kChunk}};
+  auto first = open(o);
+  auto o2 = options("two");
+  o2.creates = o.creates;
+  o2.takeover = true;
+  auto began = std::chrono::steady_clock::now();
+  auto second = Engine::open(o2);  // not started: only what open itself does renews
+  ASSERT_TRUE(second) << second.status().toString();
+  ASSERT_GT(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(6500))
+      << "three takeovers, each waiting 2.25 s";
+  auto store = openStore(o.storeUrl);
+  ASSERT_TRUE(store);
+  for (const char* name : {"a", "b", "c"}) {
+    auto lease = readLease(*store.value(), name);
+    ASSERT_TRUE(lease && lease.value()) << name;
+    EXPECT_EQ(lease.value()->owner, second.value()->gatewayId()) << name;
+    EXPECT_GT(lease.value()->expiresUnix, static_cast<int64_t>(::time(nullptr)))
+        << "the lease of " << name << " lapsed while the later volumes were taken over";
   }
 }
 
