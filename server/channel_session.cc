@@ -174,7 +174,12 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       std::cerr << "ferry-control: requests for " << gateway_ << ": " << r.status().toString() << "\n";
     } else {
       for (const auto& req : r.value()) {
-        if (!sent_.insert(req.id).second) continue;  // already sent on this connection
+        if (!sent_.insert(req.id).second) {  // already sent on this connection
+          // ...but recorded as sent on another: two connections' marks landed out of
+          // order. Recorded again, or the heartbeat takes it for missed at every beat.
+          if (req.state == "delivered" && req.deliveredEpoch != epoch_) markDelivered(req.id);
+          continue;
+        }
         queue_.push_back({req.id, json{{"id", req.id}, {"op", req.op}, {"args", req.args}}.dump()});
       }
       if (!writing_) writeNext();
@@ -183,6 +188,15 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       fetchAgain_ = false;
       fetchOutstanding();
     }
+  }
+
+  // Recorded as sent down this connection (off the I/O thread).
+  void markDelivered(const std::string& id) {
+    server_.onDb([self = shared_from_this(), id] {
+      if (Status s = self->server_.outbox.markDelivered(id, self->server_.opt.serverId, self->epoch_); !s) {
+        std::cerr << "ferry-control: " << s.toString() << "\n";
+      }
+    });
   }
 
   void writeNext() {
@@ -197,11 +211,7 @@ class Session : public GatewaySession, public std::enable_shared_from_this<Sessi
       std::string id = std::move(self->queue_.front().id);
       self->queue_.pop_front();
       ++self->server_.sent;
-      self->server_.onDb([self, id] {
-        if (Status s = self->server_.outbox.markDelivered(id, self->server_.opt.serverId, self->epoch_); !s) {
-          std::cerr << "ferry-control: " << s.toString() << "\n";
-        }
-      });
+      self->markDelivered(id);
       self->writeNext();
     });
   }

@@ -23,10 +23,10 @@ namespace {
 
 constexpr const char* kColumns =
     "SELECT id, gateway_id, op, args, state, result, error, attempts, delivered_by, created_at, delivered_at,"
-    " finished_at FROM requests ";
+    " finished_at, delivered_epoch FROM requests ";
 
 using Row = Poco::Tuple<std::string, std::string, std::string, std::string, std::string, std::string, std::string, int,
-                        std::string, Poco::Int64, Poco::Int64, Poco::Int64>;
+                        std::string, Poco::Int64, Poco::Int64, Poco::Int64, Poco::Int64>;
 
 json parseOrNull(const std::string& text) {
   if (text.empty()) return nullptr;
@@ -48,6 +48,7 @@ RequestInfo infoOf(const Row& r) {
   i.createdAt = r.get<9>();
   i.deliveredAt = r.get<10>();
   i.finishedAt = r.get<11>();
+  i.deliveredEpoch = r.get<12>();
   return i;
 }
 

@@ -28,7 +28,11 @@ class CacheBudget {
   void releaseCached(uint64_t n);
 
   bool dirtyFull() const { return dirty_.load() >= dirtyLimit_; }
-  void addDirty(uint64_t n) { dirty_ += n; }
+  // Wakes the waiters when the count reaches half the limit (the journal's cue).
+  void addDirty(uint64_t n) {
+    uint64_t after = dirty_ += n;
+    if (after * 2 >= dirtyLimit_ && (after - n) * 2 < dirtyLimit_) wake();
+  }
   void releaseDirty(uint64_t n);
   // Dirty chunks whose changes are all in the store's journal: not counted as dirty
   // (the upload buffer), still cached and not evictable until uploaded whole.
@@ -43,7 +47,8 @@ class CacheBudget {
 
   // Waits until dirty bytes are under the limit, the timeout passes, or wake().
   void waitForDirtyRoom(std::chrono::milliseconds timeout);
-  // Waits until something was released (cache or dirty), or the timeout passes.
+  // Waits until something was released (cache or dirty), dirty bytes reached half the
+  // limit, wake(), or the timeout passes.
   void waitForRelease(std::chrono::milliseconds timeout);
   void wake();
 

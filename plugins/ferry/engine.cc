@@ -121,7 +121,10 @@ void Engine::journalLoop() {
     // must make the room.
     bool idle = pressure && wrote == 0 && journalActive_.load() == 0;
     if (journalIdle_.exchange(idle) != idle && idle) uploader_.poke();
-    if (wrote == 0) budget_.waitForRelease(std::chrono::milliseconds(10));
+    // Without pressure, until the upload buffer reaches half full (addDirty wakes it)
+    // or a drain ends (seen within a second); under pressure with nothing written,
+    // again soon: uploads are making changes.
+    if (wrote == 0) budget_.waitForRelease(std::chrono::milliseconds(pressure ? 10 : 1000));
   }
 }
 
@@ -313,6 +316,12 @@ Result<CacheFile> Engine::openCache(const VolumeRow& row, const std::vector<Chun
   }
   std::string path = cachePath(row.name);
   std::error_code ec;
+  if (fresh) {
+    // A new or adopted volume has nothing cached. A file left by an earlier copy (a
+    // crash between discarding the copy and removing its file) would keep its blocks
+    // on disk outside the cache budget: emptied (absent is fine).
+    std::filesystem::resize_file(path, 0, ec);
+  }
   if (!fresh && cachedRows > 0 && !std::filesystem::exists(path, ec)) {
     return Status::corruption("volume " + row.name + ": cache file " + path + " is missing but the metadata says " +
                               std::to_string(cachedRows) + " chunks are cached there (" + std::to_string(dirtyRows) +
@@ -621,8 +630,17 @@ void Engine::backgroundLoop() {
 }
 
 Engine::Opening::Opening(Engine& e, std::shared_ptr<LeaseKeeper> lease) : engine_(e), lease_(std::move(lease)) {
-  std::lock_guard lock(engine_.mu_);
-  engine_.opening_.push_back(lease_);
+  {
+    std::lock_guard lock(engine_.mu_);
+    engine_.opening_.push_back(lease_);
+  }
+  // Renewed at once: a lease just taken over was written before the wait for its old
+  // owner, so it may have little time left.
+  {
+    std::lock_guard lock(engine_.bgMu_);
+    engine_.leasesAdded_ = true;
+  }
+  engine_.bgCv_.notify_all();
 }
 
 Engine::Opening::~Opening() {
@@ -655,10 +673,12 @@ void Engine::leaseLoop() {
   const auto retry = std::min(every, std::chrono::milliseconds(1000));
   // Each lease when due: at once at start (opening the volumes may have taken a
   // while), then every ttl/4, or within a second after a failed renewal.
-  std::map<const LeaseKeeper*, Clock::time_point> due;
-  std::map<const LeaseKeeper*, std::string> openingErrors;  // said once each, as renewLease does
+  // By the lease itself, not its address: a new lease may take a freed one's.
+  std::map<std::shared_ptr<LeaseKeeper>, Clock::time_point> due;
+  std::map<std::shared_ptr<LeaseKeeper>, std::string> openingErrors;  // said once each, as renewLease does
   std::unique_lock lock(bgMu_);
   while (!leaseStop_) {
+    leasesAdded_ = false;
     lock.unlock();
     // (volume, lease); no volume for a lease of a volume still being opened
     std::vector<std::pair<std::shared_ptr<Volume>, std::shared_ptr<LeaseKeeper>>> leases;
@@ -667,11 +687,11 @@ void Engine::leaseLoop() {
       for (auto& [_, h] : volumes_) leases.emplace_back(h.volume, h.lease);
       for (auto& lease : opening_) leases.emplace_back(nullptr, lease);
     }
-    std::map<const LeaseKeeper*, Clock::time_point> next;
-    std::map<const LeaseKeeper*, std::string> errors;
+    std::map<std::shared_ptr<LeaseKeeper>, Clock::time_point> next;
+    std::map<std::shared_ptr<LeaseKeeper>, std::string> errors;
     auto wake = Clock::now() + every;
     for (auto& [v, lease] : leases) {
-      auto it = due.find(lease.get());
+      auto it = due.find(lease);
       Clock::time_point when = it == due.end() ? Clock::time_point() : it->second;
       if (Clock::now() >= when) {
         Status s;
@@ -681,22 +701,22 @@ void Engine::leaseLoop() {
           s = lease->renew();
           // Whoever is opening the volume finds a lost lease itself (its next renewal
           // or checkOurs): said here only for the log.
-          if (!s && !lease->retired() && s.toString() != openingErrors[lease.get()]) {
+          if (!s && !lease->retired() && s.toString() != openingErrors[lease]) {
             logError("renew lease of volume " + lease->volume() + " while opening it: " + s.toString());
           }
-          if (!s) errors[lease.get()] = s.toString();
+          if (!s) errors[lease] = s.toString();
         }
         when = Clock::now() + (s || s.code() == Code::kFenced ? every : retry);
-      } else if (auto e = openingErrors.find(lease.get()); e != openingErrors.end()) {
+      } else if (auto e = openingErrors.find(lease); e != openingErrors.end()) {
         errors.insert(*e);
       }
-      next[lease.get()] = when;
+      next[lease] = when;
       wake = std::min(wake, when);
     }
     due.swap(next);
     openingErrors.swap(errors);
     lock.lock();
-    bgCv_.wait_until(lock, wake, [&] { return leaseStop_; });
+    bgCv_.wait_until(lock, wake, [&] { return leaseStop_ || leasesAdded_; });
   }
 }
 

@@ -298,7 +298,8 @@ class Engine : public VolumeHost {
   std::mutex bgMu_;
   std::condition_variable bgCv_;
   bool bgStop_ = false;     // GUARDED_BY(bgMu_)
-  bool leaseStop_ = false;  // GUARDED_BY(bgMu_)
+  bool leaseStop_ = false;    // GUARDED_BY(bgMu_)
+  bool leasesAdded_ = false;  // GUARDED_BY(bgMu_); the lease thread renews the new ones now
   std::thread background_;
   std::thread leases_;  // renewals (leaseLoop)
   std::vector<std::thread> hydrators_;

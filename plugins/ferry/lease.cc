@@ -97,7 +97,18 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     auto wait = takeoverWait(ownerTtl);
     logInfo("volume " + volume_ + ": taken over; waiting " + std::to_string(wait.count()) +
             " ms for the old owner to stop");
-    std::this_thread::sleep_for(wait);
+    // Written again every ttl/4 meanwhile, as a held lease is renewed: the wait can be
+    // longer than this gateway's own ttl (an owner with a longer one), and the lease
+    // must not look expired to a third gateway, during the wait or just after it.
+    auto end = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      auto left = end - std::chrono::steady_clock::now();
+      if (left <= std::chrono::steady_clock::duration::zero()) break;
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, renewInterval()));
+      if (Status s = checkOurs(mine); !s) return s;
+      mine.expiresUnix = nowUnix() + ttl_;
+      if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
+    }
     started = std::chrono::steady_clock::now();
     if (Status s = checkOurs(mine); !s) return s;
   }

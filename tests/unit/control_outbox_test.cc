@@ -110,6 +110,7 @@ TEST_P(OutboxTest, TheHolderSendsAgainWhatWentDownAConnectionThatIsGone) {
 
   ASSERT_TRUE(outbox_->markDelivered(r.id, "server-a", 100));
   EXPECT_TRUE(stalled("server-a").empty()) << "delivered on the connection registered now: its answer is awaited";
+  EXPECT_EQ(outbox_->outstanding(gw_).value().at(0).deliveredEpoch, 100) << "a channel compares it with its own";
 
   // The gateway reconnected (to the same server or another) before the answer came.
   ASSERT_TRUE(gateways_->connectMany({{gw_, 200}}, "server-b"));

@@ -3,6 +3,7 @@
 // tests/integration/plugin_test.cc.
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <future>
 #include <random>
@@ -443,6 +444,9 @@ TEST_F(EngineTest, AnAdoptionCutShortByACrashIsFinishedAtTheNextStart) {
   auto e = open(o);
   auto v = e->find("vol");
   ASSERT_TRUE(v) << "the volume was not adopted again";
+  struct stat st {};
+  ASSERT_EQ(::stat((o.stateDir + "/vol.cache").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 0) << "the discarded copy's blocks are still on the cache disk";
   std::vector<uint8_t> back(data.size());
   ASSERT_TRUE(v->read(0, back));
   EXPECT_TRUE(back == data);
