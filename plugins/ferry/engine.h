@@ -300,6 +300,7 @@ class Engine : public VolumeHost {
   bool bgStop_ = false;     // GUARDED_BY(bgMu_)
   bool leaseStop_ = false;    // GUARDED_BY(bgMu_)
   bool leasesAdded_ = false;  // GUARDED_BY(bgMu_); the lease thread renews the new ones now
+  uint64_t hydrateAdded_ = 0;  // GUARDED_BY(bgMu_); volumes made from a snapshot, for the hydrators
   std::thread background_;
   std::thread leases_;  // renewals (leaseLoop)
   std::vector<std::thread> hydrators_;

@@ -137,6 +137,10 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   }
   logInfo("volume " + spec.name + ": made from snapshot " + snap + " of " + src + ", " +
           std::to_string(rows.size()) + " chunks to hydrate");
+  {
+    std::lock_guard lock(bgMu_);
+    ++hydrateAdded_;
+  }
   bgCv_.notify_all();
   return v;
 }
@@ -166,10 +170,16 @@ Status Engine::addSourceRows(const std::string& name, std::vector<ChunkRow>& row
 void Engine::hydrateLoop() {
   uint64_t errors = 0;
   while (!stopping_) {
-    bool copied = false;
+    uint64_t seen;  // before looking: a volume made meanwhile ends the wait below
+    {
+      std::lock_guard lock(bgMu_);
+      seen = hydrateAdded_;
+    }
+    bool copied = false, hydrating = false;
     for (auto& v : volumes()) {
       if (stopping_) break;
       if (!v->hydrating()) continue;
+      hydrating = true;
       Status error;
       switch (v->hydrateOne(&error)) {
         case Volume::HydrateStep::kCopied:
@@ -184,8 +194,12 @@ void Engine::hydrateLoop() {
       }
     }
     if (!copied) {
+      // A copy that must wait (the store down, chunks taken by others): again soon.
+      // Nothing to copy: until a volume made from a snapshot wakes the threads
+      // (bgCv_), or 5 s (one adopted while still being made from its snapshot).
       std::unique_lock lock(bgMu_);
-      bgCv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return bgStop_; });
+      bgCv_.wait_for(lock, std::chrono::milliseconds(hydrating ? 200 : 5000),
+                     [&] { return bgStop_ || hydrateAdded_ != seen; });
     }
   }
 }
