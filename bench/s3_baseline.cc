@@ -1,12 +1,16 @@
 // What the store accepts, measured with the same S3 client Ferry uses: N threads doing
 // PUTs (then GETs) of objects of one size. The baseline Ferry's upload drain and cold
 // reads are compared with (bench/s3_vs_store.sh).
-//   s3_baseline URL THREADS OBJECTS OBJECT_SIZE   -> "put_MBps get_MBps"
+//   s3_baseline URL THREADS OBJECTS OBJECT_SIZE [RANGE_SIZE GETS]   -> "put_MBps get_MBps"
+// With RANGE_SIZE and GETS, the GET phase is GETS range reads of RANGE_SIZE bytes, each
+// at a random RANGE_SIZE-aligned offset of a random object (what cold random reads of
+// a volume ask of the store), and get_MBps counts the bytes of those ranges.
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,8 +19,8 @@
 #include "ferry/strings.h"
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: s3_baseline STORE_URL THREADS OBJECTS OBJECT_SIZE\n");
+  if (argc != 5 && argc != 7) {
+    std::fprintf(stderr, "usage: s3_baseline STORE_URL THREADS OBJECTS OBJECT_SIZE [RANGE_SIZE GETS]\n");
     return 2;
   }
   auto store = ferry::openStore(argv[1]);
@@ -27,7 +31,14 @@ int main(int argc, char** argv) {
   int threads = std::atoi(argv[2]);
   int objects = std::atoi(argv[3]);
   auto size = ferry::parseSize(argv[4]);
-  if (threads < 1 || objects < 1 || !size) {
+  uint64_t range = 0;
+  int gets = objects;
+  if (argc == 7) {
+    auto r = ferry::parseSize(argv[5]);
+    range = r ? r.value() : 0;
+    gets = std::atoi(argv[6]);
+  }
+  if (threads < 1 || objects < 1 || !size || gets < 1 || (argc == 7 && (range == 0 || range > size.value()))) {
     std::fprintf(stderr, "s3_baseline: bad arguments\n");
     return 2;
   }
@@ -39,12 +50,19 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&] {
-        std::vector<uint8_t> buf(body.size());
-        for (int i; (i = next++) < objects;) {
-          std::string key = "baseline/obj-" + std::to_string(i);
-          bool ok = put ? store.value()->put(key, body).isOk()
-                        : store.value()->get(key, 0, buf).isOk();
+      pool.emplace_back([&, t] {
+        std::vector<uint8_t> buf(range > 0 && !put ? range : body.size());
+        std::mt19937_64 rng(static_cast<uint64_t>(t) * 7919 + 1);
+        for (int i; (i = next++) < (put ? objects : gets);) {
+          bool ok;
+          if (put) {
+            ok = store.value()->put("baseline/obj-" + std::to_string(i), body).isOk();
+          } else if (range > 0) {
+            uint64_t at = rng() % (body.size() / range) * range;
+            ok = store.value()->get("baseline/obj-" + std::to_string(rng() % objects), at, buf).isOk();
+          } else {
+            ok = store.value()->get("baseline/obj-" + std::to_string(i), 0, buf).isOk();
+          }
           if (!ok) ++failed;
         }
       });
@@ -52,7 +70,9 @@ int main(int argc, char** argv) {
     for (auto& t : pool) t.join();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (failed) std::fprintf(stderr, "s3_baseline: %d requests failed\n", failed.load());
-    return static_cast<double>(objects) * static_cast<double>(body.size()) / secs / 1e6;
+    double requests = put ? objects : gets;
+    double bytes = put || range == 0 ? static_cast<double>(body.size()) : static_cast<double>(range);
+    return requests * bytes / secs / 1e6;
   };
   double putRate = phase(true);
   double getRate = phase(false);

@@ -8,7 +8,8 @@
 #      store's speed changes as it fills)
 #   3. cold sequential read, 128 KiB at qd1 (dd, a file copy), with read-ahead and
 #      with read-ahead=0
-#   4. cold 4 KiB random reads at qd32, against 32 parallel GETs of 4 KiB objects
+#   4. cold 4 KiB random reads at qd32, against 32 parallel GETs of 4 KiB objects, and
+#      against 32 parallel 4 KiB range GETs of 1 MiB objects (what Ferry asks)
 # Prints the rates and the ratios ferry/store.
 #   bench/s3_vs_store.sh [VOLUME_MB=512] [THREADS=8]
 set -euo pipefail
@@ -61,6 +62,8 @@ stop_ferry
 # are first touches of a chunk (range GETs), as on a large cold volume.
 read -r _ SMALL < <("$BASE" "$STORE" 32 4096 4K)
 SMALL_IOPS=$(python3 -c "print(round($SMALL*1e6/4096))")
+read -r _ RANGED < <("$BASE" "$STORE" 32 256 1M 4K 4096)
+RANGE_IOPS=$(python3 -c "print(round($RANGED*1e6/4096))")
 start "$W/s5"
 RIOPS=$(fio --name=coldrand --ioengine=nbd --uri="$URI" --rw=randread --bs=4k --iodepth=32 --size="${MB}M" \
   --number_ios="$MB" --norandommap --output-format=json 2>/dev/null | fio_val read iops)
@@ -68,10 +71,11 @@ RSTATS=$(admin "$W/s5/admin.sock" '{"op":"stats","name":"vol"}' | python3 -c 'im
 v=json.load(sys.stdin)["volumes"][0]; print("range reads %d, whole-chunk misses %d, hits %d" % (v["range_reads"], v["read_misses"]-v["range_reads"], v["read_hits"]))')
 stop_ferry
 
-echo "store: PUT $PUT MB/s; GET $GET1 MB/s before the cold read, $GET2 after; 4 KiB GETs at 32 threads $SMALL_IOPS/s"
+echo "store: PUT $PUT MB/s; GET $GET1 MB/s before the cold read, $GET2 after; 4 KiB GETs at 32 threads $SMALL_IOPS/s, 4 KiB range GETs of 1 MiB objects $RANGE_IOPS/s"
 echo "read-ahead in the dd run: $RA; cold random: $RSTATS"
 printf '%-40s %10s %10s %7s\n' measure store ferry ratio
 printf '%-40s %10s %10s %7s\n' "upload drain vs parallel PUT (MB/s)" "$PUT" "$DRAIN" "$(ratio "$DRAIN" "$PUT")"
 printf '%-40s %10s %10s %7s\n' "cold seq 1M qd8 vs parallel GET (MB/s)" "$GET" "$COLD" "$(ratio "$COLD" "$GET")"
 printf '%-40s %10s %10s %7s\n' "cold seq 128K qd1: read-ahead vs off" "$DD0" "$DD" "$(ratio "$DD" "$DD0")"
 printf '%-40s %10s %10s %7s\n' "cold 4K random qd32 vs 4K GETs (IOPS)" "$SMALL_IOPS" "$RIOPS" "$(ratio "$RIOPS" "$SMALL_IOPS")"
+printf '%-40s %10s %10s %7s\n' "  vs 4K range GETs of 1M objects (IOPS)" "$RANGE_IOPS" "$RIOPS" "$(ratio "$RIOPS" "$RANGE_IOPS")"
