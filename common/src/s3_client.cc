@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "ferry/object_store.h"
 #include "ferry/s3_xml.h"
 
 namespace ferry::s3 {
@@ -276,7 +277,20 @@ Result<Response> Client::execute(const Request& req) {
     range = std::to_string(req.rangeOffset) + "-" + std::to_string(req.rangeOffset + req.into.size() - 1);
   }
 
+  const auto deadline = StoreDeadline::current();
+  const bool bounded = deadline != StoreDeadline::Clock::time_point::max();
+  auto pastDeadline = [&](const std::string& failure) {
+    return Status::unavailable(req.what + ": " + failure + "; not done before the deadline of this request " +
+                               "(the volume's lease must be confirmed again before the store is changed further)");
+  };
   for (int attempt = 1;; ++attempt) {
+    // Each attempt's timeout ends at the deadline, if that comes first.
+    auto timeoutMs = static_cast<int64_t>(config_.requestTimeoutMs);
+    if (bounded) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - StoreDeadline::Clock::now());
+      if (left.count() <= 0) return pastDeadline(attempt == 1 ? "not sent" : "not sent again");
+      timeoutMs = std::min<int64_t>(timeoutMs, left.count());
+    }
     Transfer t;
     t.req = &req;
     t.handle = h;
@@ -291,7 +305,7 @@ Result<Response> Client::execute(const Request& req) {
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);  // the signed path must be the sent path
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connectTimeoutMs));
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.requestTimeoutMs));
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeoutMs));
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "ferry");
     curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4_.c_str());
@@ -347,7 +361,11 @@ Result<Response> Client::execute(const Request& req) {
       return Status::unavailable(req.what + ": " + failure + " after " + attempts(attempt) +
                                  (detail.empty() ? "" : ": " + detail));
     }
-    std::this_thread::sleep_for(backoff(attempt));
+    auto wait = backoff(attempt);
+    if (bounded && StoreDeadline::Clock::now() + wait >= deadline) {
+      return pastDeadline(failure + " after " + attempts(attempt) + (detail.empty() ? "" : " (" + detail + ")"));
+    }
+    std::this_thread::sleep_for(wait);
   }
 }
 

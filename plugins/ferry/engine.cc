@@ -277,7 +277,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   std::error_code ec;
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
-  held.volume->setLeaseValidUntil(held.lease->validUntil());
+  held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->renewInterval());
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
   // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
@@ -289,7 +289,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   // Applying the journal stores and deletes objects: on a confirmation fresh enough
   // (lease.h) however long the open took so far.
   if (Status s = held.lease->renew(); !s) return s.withContext("volume " + row.name);
-  held.volume->setLeaseValidUntil(held.lease->validUntil());
+  held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->renewInterval());
   if (Status s = held.volume->openJournal(!adopt.value().empty()); !s) return s.withContext("volume " + row.name);
   if (!adopt.value().empty()) {
     if (Status s = meta_->deleteMeta(adoptKey(row.name)); !s) return s;
@@ -725,7 +725,7 @@ Status Engine::renewLease(Volume& v, LeaseKeeper& lease) {
   Status s = lease.renew();
   std::string before = v.setLeaseError(s ? std::string() : s.toString());
   if (s) {
-    v.setLeaseValidUntil(lease.validUntil());
+    v.setLeaseValidUntil(lease.validUntil(), lease.renewInterval());
   } else if (s.code() == Code::kFenced) {
     uint64_t kept = v.fence(s.message());
     logError(s.message() + (kept == 0 ? std::string()

@@ -75,8 +75,9 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   // that took the volume over may read one as a chunk's newest object (a collection
   // of its own finds those it does not).
   auto dropCopies = [&](const std::vector<std::string>& copies) {
-    if (!v->leaseCheck()) return;
-    for (const std::string& k : copies) (void)store_->remove(k);
+    for (const std::string& k : copies) {
+      if (!v->underLease([&] { return store_->remove(k); }) && !v->leaseCheck()) return;
+    }
   };
   if (!s) {
     dropCopies(v->abortFreeze());
@@ -84,8 +85,7 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   }
   Volume::FreezeStats fs;
   m.chunks = v->endFreeze(&fs);
-  s = v->leaseCheck();
-  if (s) s = store_->put(key, bytesOf(encodeManifest(m)));
+  s = v->underLease([&] { return store_->put(key, bytesOf(encodeManifest(m))); });
   if (!s) {
     dropCopies(v->unpin(m.chunks));
     return s.withContext("write snapshot manifest " + key);

@@ -432,8 +432,8 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     newGen = nextGeneration();
     std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(buf.data(), len);
     host_.bandwidth().upload(body.size());
-    s = leaseCheck();  // after any wait for bandwidth
-    if (s) s = host_.store().put(chunkKey(row_.name, index, newGen), body);
+    // After any wait for bandwidth.
+    s = underLease([&] { return host_.store().put(chunkKey(row_.name, index, newGen), body); });
   }
 
   lock.lock();
@@ -576,8 +576,11 @@ void Volume::deleteSuperseded() {
     std::erase_if(keys, [&](const std::string& k) { return pinned_.count(k) != 0; });
   }
   for (const std::string& k : keys) {
-    // A failure only leaks an object a later collection can find; it loses nothing.
-    if (Status s = host_.store().remove(k); !s) noteError("delete " + k + ": " + s.toString());
+    // A failure (the lease not confirmed lately included) only leaks an object a later
+    // collection can find; it loses nothing.
+    if (Status s = underLease([&] { return host_.store().remove(k); }); !s) {
+      noteError("delete " + k + ": " + s.toString());
+    }
   }
 }
 
@@ -678,6 +681,14 @@ Status Volume::leaseCheck() const {
   }
   return Status::unavailable("volume " + row_.name + ": its lease has not been confirmed in the store lately (" + why +
                              "); changes to the store wait for a renewal");
+}
+
+Status Volume::underLease(const std::function<Status()>& op) const {
+  if (Status s = leaseCheck(); !s) return s;
+  using Clock = std::chrono::steady_clock;
+  StoreDeadline deadline(Clock::time_point(Clock::duration(leaseValidUntil_.load())) +
+                         std::chrono::milliseconds(leaseGraceMs_.load()));
+  return op();
 }
 
 uint64_t Volume::fence(const std::string& why) {

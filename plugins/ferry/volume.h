@@ -245,11 +245,20 @@ class Volume : public std::enable_shared_from_this<Volume> {
   uint64_t fence(const std::string& why);
   bool fenced() const { return fenced_.load(); }
   // Until when the volume's lease is confirmed (LeaseKeeper::validUntil): uploads,
-  // journal segments and deletes in the store wait for a renewal past it.
-  void setLeaseValidUntil(std::chrono::steady_clock::time_point t) { leaseValidUntil_ = t.time_since_epoch().count(); }
+  // journal segments and deletes in the store wait for a renewal past it. A request
+  // begun before then must be done within grace after it (the margin a gateway taking
+  // the volume over waits beyond it: ttl/4, lease rule 5 in FORMAT.md).
+  void setLeaseValidUntil(std::chrono::steady_clock::time_point t, std::chrono::milliseconds grace) {
+    leaseGraceMs_ = grace.count();
+    leaseValidUntil_ = t.time_since_epoch().count();
+  }
   // Whether this gateway may change the volume in the store now: kFenced once fenced,
   // kUnavailable while the lease is not confirmed (lease.h).
   Status leaseCheck() const;
+  // leaseCheck, then op, whose store requests must be done by the confirmation plus
+  // its grace (StoreDeadline): an S3 request retried, or answered late, past that
+  // fails rather than change the store after a new owner may have read it.
+  Status underLease(const std::function<Status()>& op) const;
   // Why the last renewal failed (empty once one succeeds): leaseCheck's errors say it.
   // Returns the one before.
   std::string setLeaseError(std::string why) {
@@ -343,6 +352,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::atomic<uint64_t> genCounter_{0};
   std::atomic<bool> fenced_{false};
   std::atomic<std::chrono::steady_clock::rep> leaseValidUntil_{0};
+  std::atomic<int64_t> leaseGraceMs_{0};
   mutable std::mutex leaseMu_;  // a leaf: taken under mu_ too
   std::string leaseError_;      // GUARDED_BY(leaseMu_)
 

@@ -140,8 +140,8 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
       bool zero = s && allZero(buf);
       if (s && !zero) {
         host_.bandwidth().upload(len);
-        s = leaseCheck();  // after any wait for bandwidth
-        if (s) s = host_.store().put(chunkKey(row_.name, index, c.reservedGen), buf);
+        // After any wait for bandwidth.
+        s = underLease([&] { return host_.store().put(chunkKey(row_.name, index, c.reservedGen), buf); });
       }
       lock.lock();
       if (!s) {

@@ -36,10 +36,10 @@ Volume::HydrateStep Volume::hydrateOne(Status* error) {
   // A copy inside the store when it can (S3 CopyObject, a hard link): the bytes then
   // never cross the gateway's link and the bandwidth limits do not apply.
   bool serverSide = false;
-  Status s = fenced_ ? Status::fenced("volume " + row_.name + " was deleted or fenced") : leaseCheck();
-  if (s)
-    s = host_.store().copyFrom(storeOf(sourceGen), objectKey(index, sourceGen), chunkKey(row_.name, index, newGen),
-                               &serverSide);
+  Status s = fenced_ ? Status::fenced("volume " + row_.name + " was deleted or fenced") : underLease([&] {
+    return host_.store().copyFrom(storeOf(sourceGen), objectKey(index, sourceGen), chunkKey(row_.name, index, newGen),
+                                  &serverSide);
+  });
   if (s && !serverSide) {
     host_.bandwidth().download(len);
     host_.bandwidth().upload(len);

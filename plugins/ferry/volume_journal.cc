@@ -91,8 +91,8 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
   }
   if (s) {
     host_.bandwidth().upload(body.size());
-    s = leaseCheck();  // again after any wait for bandwidth (a refusal counts as a failed PUT)
-    if (s) s = host_.store().put(journalKey(row_.name, segment), body);
+    // Again after any wait for bandwidth (a refusal counts as a failed PUT).
+    s = underLease([&] { return host_.store().put(journalKey(row_.name, segment), body); });
   }
 
   std::lock_guard lock(mu_);

@@ -229,6 +229,48 @@ TEST(S3StoreFaultTest, SilentServerTimesOutAsUnavailable) {
   EXPECT_LT(elapsed, std::chrono::seconds(3));
 }
 
+// A request under a StoreDeadline (a volume's lease confirmation) ends there: an
+// attempt's timeout is cut to it, and no attempt starts past it.
+TEST(S3StoreFaultTest, ADeadlineCutsAnAttemptAndItsRetriesShort) {
+  LoopbackSocket silent(/*listening=*/true);
+  S3Config c = offlineConfig(silent.endpoint());
+  c.maxAttempts = 6;
+  c.requestTimeoutMs = 10000;
+  auto start = Clock::now();
+  Result<std::unique_ptr<ObjectStore>> store = [&] {
+    StoreDeadline deadline(start + std::chrono::milliseconds(400));
+    return makeS3Store(c);
+  }();
+  auto elapsed = Clock::now() - start;
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.status().code(), Code::kUnavailable);
+  EXPECT_NE(store.status().message().find("not done before the deadline"), std::string::npos)
+      << store.status().message();
+  EXPECT_GE(elapsed, std::chrono::milliseconds(350));
+  EXPECT_LT(elapsed, std::chrono::seconds(2)) << "six attempts of 10 s each without the deadline";
+  EXPECT_EQ(StoreDeadline::current(), StoreDeadline::Clock::time_point::max()) << "the scope ended";
+}
+
+TEST(S3StoreFaultTest, RefusedConnectionsStopRetryingAtTheDeadline) {
+  LoopbackSocket closedPort(/*listening=*/false);
+  S3Config c = offlineConfig(closedPort.endpoint());
+  c.maxAttempts = 20;  // about a minute of backoff
+  auto start = Clock::now();
+  StoreDeadline outer(start + std::chrono::seconds(30));
+  StoreDeadline inner(start + std::chrono::milliseconds(300));  // the earlier wins
+  Result<std::unique_ptr<ObjectStore>> store = makeS3Store(c);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.status().code(), Code::kUnavailable);
+  EXPECT_NE(store.status().message().find("not done before the deadline"), std::string::npos)
+      << store.status().message();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  StoreDeadline past(start - std::chrono::seconds(1));
+  store = makeS3Store(c);
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.status().message().find("not sent; not done before the deadline"), std::string::npos)
+      << store.status().message();
+}
+
 class S3StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {

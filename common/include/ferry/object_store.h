@@ -4,6 +4,7 @@
 // for the layout Ferry writes. Every implementation is safe to call from many
 // threads at once.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -56,6 +57,26 @@ class ObjectStore {
 
   // For logs and errors: "file:///srv/ferry" or "s3://bucket/prefix at http://…".
   virtual std::string describe() const = 0;
+};
+
+// For its life, store requests made on this thread must be done by `until` (nested:
+// the earliest wins): one not done by then fails (kUnavailable) instead of trying
+// again, or waiting for an answer, past it. An owner whose lease is confirmed only up
+// to a time must not change the store after it (docs/FORMAT.md, lease rule 4). The S3
+// client honours it (each attempt's timeout, and whether there is time for another);
+// a local directory's requests are not cut short.
+class StoreDeadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit StoreDeadline(Clock::time_point until);
+  ~StoreDeadline();
+  StoreDeadline(const StoreDeadline&) = delete;
+  StoreDeadline& operator=(const StoreDeadline&) = delete;
+  // This thread's earliest deadline; Clock::time_point::max() when it has none.
+  static Clock::time_point current();
+
+ private:
+  Clock::time_point previous_;
 };
 
 // Opens the store a URL names:
