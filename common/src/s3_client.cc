@@ -281,7 +281,8 @@ Result<Response> Client::execute(const Request& req) {
   const bool bounded = deadline != StoreDeadline::Clock::time_point::max();
   auto pastDeadline = [&](const std::string& failure) {
     return Status::unavailable(req.what + ": " + failure + "; not done before the deadline of this request " +
-                               "(the volume's lease must be confirmed again before the store is changed further)");
+                               "(the volume's lease must be confirmed again before the store is changed further; " +
+                               "requests that take longer than about lease-ttl/3 on this link need a larger lease-ttl)");
   };
   for (int attempt = 1;; ++attempt) {
     // Each attempt's timeout ends at the deadline, if that comes first.

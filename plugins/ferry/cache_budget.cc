@@ -33,10 +33,14 @@ void CacheBudget::waitForDirtyRoom(std::chrono::milliseconds timeout) {
   cv_.wait_for(lock, timeout, [&] { return dirty_.load() < dirtyLimit_; });
 }
 
-void CacheBudget::waitForRelease(std::chrono::milliseconds timeout) {
+void CacheBudget::waitForRelease(uint64_t seen, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  uint64_t seen = releases_;
   cv_.wait_for(lock, timeout, [&] { return releases_ != seen; });
+}
+
+uint64_t CacheBudget::releases() {
+  std::lock_guard lock(mu_);
+  return releases_;
 }
 
 }  // namespace ferry

@@ -49,7 +49,11 @@ class CacheBudget {
   void waitForDirtyRoom(std::chrono::milliseconds timeout);
   // Waits until something was released (cache or dirty), dirty bytes reached half the
   // limit, wake(), or the timeout passes.
-  void waitForRelease(std::chrono::milliseconds timeout);
+  void waitForRelease(std::chrono::milliseconds timeout) { waitForRelease(releases(), timeout); }
+  // The same, counting from `seen` (releases() read before the caller looked at the
+  // counts): nothing that happened since is missed.
+  void waitForRelease(uint64_t seen, std::chrono::milliseconds timeout);
+  uint64_t releases();
   void wake();
 
  private:

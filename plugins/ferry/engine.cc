@@ -99,6 +99,7 @@ void Engine::journalLoop() {
   uint64_t failures = 0;  // in a row: the first and every 20th are logged, as uploads are
   while (!stopping_) {
     uint64_t wrote = 0;
+    uint64_t seen = budget_.releases();  // before looking: a wake from here on ends the wait below
     bool pressure = budget_.dirty() * 2 >= budget_.dirtyLimit() && draining_.load() == 0;
     if (pressure) {
       for (auto& v : volumes()) {
@@ -124,7 +125,7 @@ void Engine::journalLoop() {
     // Without pressure, until the upload buffer reaches half full (addDirty wakes it)
     // or a drain ends (seen within a second); under pressure with nothing written,
     // again soon: uploads are making changes.
-    if (wrote == 0) budget_.waitForRelease(std::chrono::milliseconds(pressure ? 10 : 1000));
+    if (wrote == 0) budget_.waitForRelease(seen, std::chrono::milliseconds(pressure ? 10 : 1000));
   }
 }
 
@@ -254,8 +255,21 @@ Status Engine::checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& 
   auto cur = readLease(*store_, row.name);
   if (!cur) return cur.status();
   const std::optional<LeaseInfo>& l = cur.value();
-  if (!l || l->owner == meta_->gatewayId() || l->epoch <= row.epoch) return Status::ok();
   size_t dirty = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
+  if (!l) {
+    // No lease: a volume is leased from before its row is written, so its lease went
+    // with it when the volume was deleted from the store by someone else (a purge of
+    // this gateway's store, taken for lost). Serving it as usual would bring back a
+    // volume the customer let go of (a fresh lease, these chunks in an empty prefix).
+    auto header = store_->getAll(headerKey(row.name));
+    if (header) return Status::ok();
+    if (header.status().code() != Code::kNotFound) return header.status().withContext("volume " + row.name);
+    return Status::fenced("volume " + row.name + " is no longer in the store (deleted there by another gateway: a "
+                          "purge of this gateway's store?); the copy here (" + std::to_string(dirty) +
+                          " chunks changed here were never uploaded) is not put back; delete it on this gateway, "
+                          "or start with takeover=true to drop it");
+  }
+  if (l->owner == meta_->gatewayId() || l->epoch <= row.epoch) return Status::ok();
   return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
                         " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
                         std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
@@ -277,7 +291,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   std::error_code ec;
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
-  held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->renewInterval());
+  held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
   // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
@@ -289,7 +303,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   // Applying the journal stores and deletes objects: on a confirmation fresh enough
   // (lease.h) however long the open took so far.
   if (Status s = held.lease->renew(); !s) return s.withContext("volume " + row.name);
-  held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->renewInterval());
+  held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
   if (Status s = held.volume->openJournal(!adopt.value().empty()); !s) return s.withContext("volume " + row.name);
   if (!adopt.value().empty()) {
     if (Status s = meta_->deleteMeta(adoptKey(row.name)); !s) return s;
@@ -725,7 +739,7 @@ Status Engine::renewLease(Volume& v, LeaseKeeper& lease) {
   Status s = lease.renew();
   std::string before = v.setLeaseError(s ? std::string() : s.toString());
   if (s) {
-    v.setLeaseValidUntil(lease.validUntil(), lease.renewInterval());
+    v.setLeaseValidUntil(lease.validUntil(), lease.requestGrace());
   } else if (s.code() == Code::kFenced) {
     uint64_t kept = v.fence(s.message());
     logError(s.message() + (kept == 0 ? std::string()

@@ -177,7 +177,8 @@ class Engine : public VolumeHost {
   Status listForAdoption(const std::string& name, const VolumeHeader& h, std::vector<ChunkRow>* rows,
                          uint64_t* minEpoch, VolumeRow* source);
   // kFenced if another gateway held the volume since this one last did (its lease, at
-  // a higher epoch, names another owner): the copy here is stale.
+  // a higher epoch, names another owner): the copy here is stale. Also if the volume
+  // is gone from the store (no lease, no header: deleted there by a purge).
   Status checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& rows);
   // A volume's source store (made from a snapshot in another store), then its rows.
   Status loadRows(Volume& v, const VolumeRow& row, const std::vector<ChunkRow>& rows);

@@ -105,9 +105,13 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
       auto left = end - std::chrono::steady_clock::now();
       if (left <= std::chrono::steady_clock::duration::zero()) break;
       std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, renewInterval()));
-      if (Status s = checkOurs(mine); !s) return s;
+      // Taken by another gateway: given up. A store error: tried again at the next
+      // interval (the read back after the wait must succeed).
+      Status s = checkOurs(mine);
+      if (s.code() == Code::kBusy) return s;
       mine.expiresUnix = nowUnix() + ttl_;
-      if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
+      if (s) s = putLease(store_, key, mine);
+      if (!s) logError("volume " + volume_ + ": keep the lease while waiting: " + s.toString() + " (will retry)");
     }
     started = std::chrono::steady_clock::now();
     if (Status s = checkOurs(mine); !s) return s;

@@ -69,6 +69,10 @@ class LeaseKeeper {
     return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(validUntil_.load()));
   }
   std::chrono::milliseconds renewInterval() const { return std::chrono::milliseconds(ttl_ * 1000 / 4); }
+  // How long after validUntil a store request begun before it may still run: ttl/8,
+  // half the ttl/4 a taker waits beyond it (takeoverWait), the rest left for clocks
+  // and a server finishing a request the client gave up on.
+  std::chrono::milliseconds requestGrace() const { return std::chrono::milliseconds(ttl_ * 1000 / 8); }
   // How long taking another owner's lease waits: 3/4 of its ttl (this gateway's own if
   // unknown), at most kMaxTtlSeconds' worth (a purge's long lease writes no data).
   std::chrono::milliseconds takeoverWait(int ownerTtl) const {

@@ -441,6 +441,10 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   if (!s) {
     ++uploadErrors_;
     lastError_ = s.toString();
+    // A PUT given up on (a timeout, the lease deadline) may still be stored by the
+    // server: an object above remoteGen, as a snapshot's late copy is. Zeros then need
+    // a tombstone over it, or an adopting gateway would read that object.
+    if (newGen != oldGen) lateCopies_[index] = std::max(lateCopies_[index], newGen);
     return s.withContext("upload " + row_.name + " chunk " + std::to_string(index));
   }
   if (newGen != oldGen) {
@@ -575,12 +579,16 @@ void Volume::deleteSuperseded() {
     // A snapshot still needs these: unpin() hands them back when it no longer does.
     std::erase_if(keys, [&](const std::string& k) { return pinned_.count(k) != 0; });
   }
-  for (const std::string& k : keys) {
-    // A failure (the lease not confirmed lately included) only leaks an object a later
-    // collection can find; it loses nothing.
-    if (Status s = underLease([&] { return host_.store().remove(k); }); !s) {
-      noteError("delete " + k + ": " + s.toString());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Status s = underLease([&] { return host_.store().remove(keys[i]); });
+    if (!s && !leaseCheck()) {
+      // The lease ran out meanwhile: this one and the rest wait for the next renewal.
+      std::lock_guard lock(mu_);
+      supersededReady_.insert(supersededReady_.end(), keys.begin() + static_cast<long>(i), keys.end());
+      return;
     }
+    // Another failure only leaks an object a later collection can find; it loses nothing.
+    if (!s) noteError("delete " + keys[i] + ": " + s.toString());
   }
 }
 

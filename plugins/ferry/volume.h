@@ -246,8 +246,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   bool fenced() const { return fenced_.load(); }
   // Until when the volume's lease is confirmed (LeaseKeeper::validUntil): uploads,
   // journal segments and deletes in the store wait for a renewal past it. A request
-  // begun before then must be done within grace after it (the margin a gateway taking
-  // the volume over waits beyond it: ttl/4, lease rule 5 in FORMAT.md).
+  // begun before then must be done within grace after it (LeaseKeeper::requestGrace:
+  // within the margin a gateway taking the volume over waits beyond it, lease rule 5
+  // in FORMAT.md).
   void setLeaseValidUntil(std::chrono::steady_clock::time_point t, std::chrono::milliseconds grace) {
     leaseGraceMs_ = grace.count();
     leaseValidUntil_ = t.time_since_epoch().count();
@@ -373,7 +374,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::string lastError_;                        // GUARDED_BY(mu_)
   struct Freeze;
   std::shared_ptr<Freeze> freeze_;                     // GUARDED_BY(mu_): the snapshot being taken
-  std::unordered_map<uint64_t, uint64_t> lateCopies_;  // GUARDED_BY(mu_): index → generation of a snapshot's copy
+  // GUARDED_BY(mu_): index → generation of an object above remoteGen that may exist (a
+  // snapshot's copy, or an upload given up on)
+  std::unordered_map<uint64_t, uint64_t> lateCopies_;
   const bool journal_;
   // GUARDED_BY(mu_): chunk → bitmap of its pages changed since the store had them.
   std::unordered_map<uint64_t, std::vector<uint64_t>> pages_;

@@ -24,6 +24,8 @@ class FaultyStore : public ObjectStore {
     std::atomic<int64_t> putBudget{-1};
     // PUTs are stored, then answered with an error (a timeout after the server took it).
     std::atomic<bool> putsLandButFail{false};
+    // The same for PUTs of chunk objects only.
+    std::atomic<bool> chunkPutsLandButFail{false};
     // PUTs of chunk objects fail as unavailable; leases, journal segments, headers
     // and manifests still go through.
     std::atomic<bool> chunkPutsFail{false};
@@ -47,7 +49,10 @@ class FaultyStore : public ObjectStore {
     ++c_->puts;
     if (key.find("/chunks/") != std::string::npos) ++c_->chunkPuts;
     Status s = inner_->put(key, data);
-    if (s && c_->putsLandButFail) return Status::unavailable("injected: timed out after the PUT of " + key + " landed");
+    bool chunk = key.find("/chunks/") != std::string::npos;
+    if (s && (c_->putsLandButFail || (chunk && c_->chunkPutsLandButFail))) {
+      return Status::unavailable("injected: timed out after the PUT of " + key + " landed");
+    }
     return s;
   }
   Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {

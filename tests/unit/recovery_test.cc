@@ -219,6 +219,47 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   EXPECT_TRUE(again->deleted.empty() && again->refused.empty());
 }
 
+// A gateway taken for lost, whose store another gateway purged, comes back: it must not
+// bring its volume back (a fresh lease, its dirty chunks uploaded into an empty
+// prefix). Its copy is served read-only; a takeover=true start drops it.
+TEST_F(RecoveryTest, AGatewayBackAfterItsStoreWasPurgedDoesNotBringItsVolumeBack) {
+  auto data = randomBytes(kSize, 12);
+  {
+    auto a = open("a-state", "a", 0);
+    ASSERT_TRUE(a->find("vol")->write(0, data, false));
+    ASSERT_TRUE(a->checkpoint("vol", std::chrono::seconds(30)));
+    control_->chunkPutsFail = true;  // what is written from here on stays dirty
+    auto change = randomBytes(kChunk, 13);
+    ASSERT_TRUE(a->find("vol")->write(kChunk, change, false));
+    std::copy(change.begin(), change.end(), data.begin() + static_cast<long>(kChunk));
+    a->shutdown();  // 1 s: the change stays dirty, the lease is not released
+  }
+  control_->chunkPutsFail = false;
+  std::this_thread::sleep_for(std::chrono::seconds(4));  // a's lease (3 s) lapses
+  auto b = open("b-state", "b", 0, {});
+  auto purged = b->purgeStore(storeUrl("a"));
+  ASSERT_TRUE(purged) << purged.status().toString();
+  ASSERT_EQ(purged->deleted.size(), 1u) << (purged->refused.empty() ? "" : purged->refused[0].second.toString());
+  ASSERT_TRUE(stores_.keys("a", "volumes/").empty());
+
+  {
+    auto a = open("a-state", "a", 0, {});
+    auto v = a->find("vol");
+    ASSERT_TRUE(v) << "the gateway's other volumes start; this one is served read-only";
+    EXPECT_TRUE(v->fenced());
+    EXPECT_TRUE(readAll(*v) == data) << "the copy stays readable here";
+    EXPECT_EQ(v->write(0, randomBytes(512, 14), false).code(), Code::kFenced);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // uploads, renewals, commits
+    EXPECT_TRUE(stores_.keys("a", "volumes/").empty()) << "the purged volume came back";
+    a->shutdown();
+  }
+  EngineOptions o = testing::smallEngine(dir_ / "a-state", storeUrl("a"), control_);
+  o.takeover = true;
+  auto a = testing::startEngine(o);
+  EXPECT_FALSE(a->find("vol")) << "takeover=true drops the copy: there is nothing to adopt";
+  EXPECT_TRUE(stores_.keys("a", "volumes/").empty());
+}
+
 // A purge cut short (the store stops deleting halfway) leaves the volume leased to the
 // purging gateway; its rerun takes the volume again and finishes it.
 TEST_F(RecoveryTest, APurgeCutShortIsFinishedByARerun) {

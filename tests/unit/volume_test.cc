@@ -295,6 +295,29 @@ TEST_F(EngineTest, ALongStartKeepsTheLeasesItTookFirst) {
   }
 }
 
+// An upload whose PUT reached the store but was reported failed (a timeout, the lease
+// deadline) leaves an object above the chunk's last known one: zeros written over the
+// chunk then need a tombstone, or a gateway adopting the volume reads that object.
+TEST_F(EngineTest, ZerosOverAnUploadGivenUpOnStillReachTheStore) {
+  {
+    auto e = open(options("one"));
+    auto v = e->find("vol");
+    control_->chunkPutsLandButFail = true;
+    ASSERT_TRUE(v->write(0, randomBytes(kChunk, 31), false));
+    for (int i = 0; i < 100 && v->stats().uploadErrors == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_GT(v->stats().uploadErrors, 0u);
+    ASSERT_TRUE(v->write(0, std::vector<uint8_t>(kChunk, 0), false));
+    control_->chunkPutsLandButFail = false;
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    e->shutdown();
+  }
+  auto e = open(options("two"));  // adopts the volume from the store
+  std::vector<uint8_t> back(kChunk, 1);
+  ASSERT_TRUE(e->find("vol")->read(0, back));
+  EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the upload given up on";
+}
+
 // Deleting, on the gateway that lost it, a volume another gateway took over removes
 // it from this gateway only: the store's volume is the new owner's.
 TEST_F(EngineTest, DeletingAVolumeTakenOverLeavesTheStoreToItsNewOwner) {
