@@ -259,8 +259,10 @@ void Engine::finishHydration(Volume& v) {
   if (Status s = v.persist(); !s) return;
   auto from = storeFor(v.sourceStoreUrl());
   Status s = from.status();
-  if (s) s = from.value()->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), v.name()));
-  if (s || s.code() == Code::kNotFound) s = store_->remove(sourceKey(v.name()));
+  // Under the volume's lease: a gateway that took it over while it was being made
+  // reads source.json to go on.
+  if (s) s = v.underLease([&] { return from.value()->remove(holdKey(v.sourceVolume(), v.sourceSnapshot(), v.name())); });
+  if (s || s.code() == Code::kNotFound) s = v.underLease([&] { return store_->remove(sourceKey(v.name())); });
   if (s || s.code() == Code::kNotFound) s = meta_->clearSource(v.id());
   if (!s && s.code() != Code::kNotFound) {
     v.noteError("release snapshot " + v.sourceSnapshot() + ": " + s.toString());

@@ -115,8 +115,10 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (!v) return Status::ok();
   size_t removed = 0;
   for (const std::string& k : v->unpin(m.value().chunks)) {
-    if (Status s = store_->remove(k); !s) {
+    // Under the volume's lease: past it, the rest are left for a collection to find.
+    if (Status s = v->underLease([&] { return store_->remove(k); }); !s) {
       v->noteError("delete " + k + ": " + s.toString());
+      if (!v->leaseCheck()) break;
     } else {
       ++removed;
     }
@@ -317,9 +319,14 @@ Result<Engine::CollectStats> Engine::collect(const std::string& name) {
     auto key = parseChunkKey(std::string_view(o.key).substr(prefix.size()));
     if (!key || key->generation > floor || !v->collectable(key->index, key->generation)) {
       ++st.kept;
-    } else if (Status s = store_->remove(o.key); !s) {
+    } else if (Status s = v->underLease([&] { return store_->remove(o.key); }); !s) {
       ++st.errors;
       v->noteError("collect " + o.key + ": " + s.toString());
+      if (Status lease = v->leaseCheck(); !lease) {
+        // The lease ran out meanwhile: the next collection finds the rest.
+        publish();
+        return lease.withContext("collect " + name + " (stopped after " + std::to_string(st.deleted) + " deletes)");
+      }
     } else {
       ++st.deleted;
     }
