@@ -34,7 +34,7 @@ struct RequestInfo {
   int attempts = 0;       // how many times it was sent
   std::string deliveredBy;
   int64_t createdAt = 0, deliveredAt = 0, finishedAt = 0;  // Unix milliseconds; 0 = not yet
-  int64_t deliveredEpoch = 0;  // the connection (registration epoch) it last went down
+  int64_t deliveredEpoch = 0;                              // the connection (registration epoch) it last went down
 };
 
 class Outbox {

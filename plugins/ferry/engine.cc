@@ -264,8 +264,10 @@ Status Engine::checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& 
     auto header = store_->getAll(headerKey(row.name));
     if (header) return Status::ok();
     if (header.status().code() != Code::kNotFound) return header.status().withContext("volume " + row.name);
-    return Status::fenced("volume " + row.name + " is no longer in the store (deleted there by another gateway: a "
-                          "purge of this gateway's store?); the copy here (" + std::to_string(dirty) +
+    return Status::fenced("volume " + row.name +
+                          " is no longer in the store (deleted there by another gateway: a "
+                          "purge of this gateway's store?); the copy here (" +
+                          std::to_string(dirty) +
                           " chunks changed here were never uploaded) is not put back; delete it on this gateway, "
                           "or start with takeover=true to drop it");
   }

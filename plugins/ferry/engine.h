@@ -289,18 +289,18 @@ class Engine : public VolumeHost {
     Engine& engine_;
     std::shared_ptr<LeaseKeeper> lease_;
   };
-  size_t evictCursor_ = 0;               // GUARDED_BY(mu_)
-  std::mutex createMu_;                  // one create/delete at a time
-  std::mutex snapshotMu_;                // one snapshot change (or collection) at a time
+  size_t evictCursor_ = 0;  // GUARDED_BY(mu_)
+  std::mutex createMu_;     // one create/delete at a time
+  std::mutex snapshotMu_;   // one snapshot change (or collection) at a time
   static constexpr size_t kSnapshotUploaders = 4;
   std::mutex collectMu_;  // guards collectProgress_
   std::map<std::string, CollectStats> collectProgress_;
 
   std::mutex bgMu_;
   std::condition_variable bgCv_;
-  bool bgStop_ = false;     // GUARDED_BY(bgMu_)
-  bool leaseStop_ = false;    // GUARDED_BY(bgMu_)
-  bool leasesAdded_ = false;  // GUARDED_BY(bgMu_); the lease thread renews the new ones now
+  bool bgStop_ = false;        // GUARDED_BY(bgMu_)
+  bool leaseStop_ = false;     // GUARDED_BY(bgMu_)
+  bool leasesAdded_ = false;   // GUARDED_BY(bgMu_); the lease thread renews the new ones now
   uint64_t hydrateAdded_ = 0;  // GUARDED_BY(bgMu_); volumes made from a snapshot, for the hydrators
   std::thread background_;
   std::thread leases_;  // renewals (leaseLoop)

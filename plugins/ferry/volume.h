@@ -373,7 +373,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   ReadWindow window_;                            // GUARDED_BY(mu_)
   std::string lastError_;                        // GUARDED_BY(mu_)
   struct Freeze;
-  std::shared_ptr<Freeze> freeze_;                     // GUARDED_BY(mu_): the snapshot being taken
+  std::shared_ptr<Freeze> freeze_;  // GUARDED_BY(mu_): the snapshot being taken
   // GUARDED_BY(mu_): index → generation of an object above remoteGen that may exist (a
   // snapshot's copy, or an upload given up on)
   std::unordered_map<uint64_t, uint64_t> lateCopies_;
