@@ -304,7 +304,7 @@ TEST_F(EngineTest, ZerosOverAnUploadGivenUpOnStillReachTheStore) {
     auto v = e->find("vol");
     control_->chunkPutsLandButFail = true;
     ASSERT_TRUE(v->write(0, randomBytes(kChunk, 31), false));
-    for (int i = 0; i < 100 && v->stats().uploadErrors == 0; ++i)
+    for (int i = 0; i < 400 && v->stats().uploadErrors == 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ASSERT_GT(v->stats().uploadErrors, 0u);
     ASSERT_TRUE(v->write(0, std::vector<uint8_t>(kChunk, 0), false));
@@ -378,6 +378,34 @@ TEST_F(EngineTest, AnOwnerThatCannotConfirmItsLeaseStopsChangingTheStore) {
   for (int i = 0; i < 60 && !v->fenced(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(v->fenced());
   EXPECT_EQ(storeChunks(), stored);
+}
+
+// The journal is under the same gate: an owner whose lease is unconfirmed writes no
+// segment, however much its upload buffer holds; once a renewal succeeds it does.
+TEST_F(EngineTest, AnOwnerThatCannotConfirmItsLeaseWritesNoJournalSegment) {
+  auto o = options("one");
+  o.uploadBuffer = 8 * kChunk;  // 512 KiB: the journal starts at half of it
+  o.uploadDelayMs = 60000;      // whole uploads wait: only the journal could relieve it
+  o.uploadMaxAgeMs = 60000;
+  o.journal = true;
+  auto e = open(o);
+  auto v = e->find("vol");
+  control_->leaseDown = true;
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // past ttl/2 since the last confirmation
+  // One page in each of 96 chunks: 384 KiB of changed pages, over half the buffer and
+  // under all of it (writes would wait for room nobody can make).
+  for (uint64_t c = 0; c < 96; ++c)
+    ASSERT_TRUE(v->write(c * kChunk, randomBytes(kJournalPage, static_cast<uint32_t>(100 + c)), false));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto journal = [&] { return testing::listFiles(dir_ / "store", "/journal/"); };
+  EXPECT_TRUE(journal().empty()) << "a segment went up with the lease unconfirmed";
+  EXPECT_EQ(e->budget().journaled(), 0u);
+
+  control_->leaseDown = false;  // renewed within a second: the journal goes on
+  for (int i = 0; i < 100 && e->budget().journaled() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_GT(e->budget().journaled(), 0u);
+  EXPECT_FALSE(journal().empty());
 }
 
 // A gateway restarting on a volume another gateway held since (a takeover) never
