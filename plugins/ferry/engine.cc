@@ -710,6 +710,7 @@ void Engine::leaseLoop() {
       auto it = due.find(lease);
       Clock::time_point when = it == due.end() ? Clock::time_point() : it->second;
       if (Clock::now() >= when) {
+        auto started = Clock::now();
         Status s;
         if (v) {
           s = renewLease(*v, *lease);
@@ -722,7 +723,11 @@ void Engine::leaseLoop() {
           }
           if (!s) errors[lease] = s.toString();
         }
-        when = Clock::now() + (s || s.code() == Code::kFenced ? every : retry);
+        // The next one ttl/4 after this one started, as its confirmation counts from
+        // there: on a slow store (two requests of 200 ms at lease-ttl=3) timing it from
+        // the end left the lease unconfirmed for a moment every round. A second after a
+        // failure, from when it failed.
+        when = s || s.code() == Code::kFenced ? started + every : Clock::now() + retry;
       } else if (auto e = openingErrors.find(lease); e != openingErrors.end()) {
         errors.insert(*e);
       }

@@ -76,7 +76,8 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   // of its own finds those it does not).
   auto dropCopies = [&](const std::vector<std::string>& copies) {
     for (const std::string& k : copies) {
-      if (!v->underLease([&] { return store_->remove(k); }) && !v->leaseCheck()) return;
+      bool lapsed = false;
+      if (!v->removeUnderLease(k, &lapsed) && lapsed) return;
     }
   };
   if (!s) {
@@ -111,16 +112,18 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (!body) return body.status().withContext("snapshot " + id);
   auto m = decodeManifest(body.value());
   if (!m) return m.status().withContext(key);
-  if (Status s = withdrawManifests(*store_, name, id, {{key, body.value()}}); !s) return s.withContext("delete snapshot " + id);
+  auto withdraw = [&] { return withdrawManifests(*store_, name, id, {{key, body.value()}}); };
+  // Under the lease of a volume held here (a volume held nowhere has none to check).
+  if (Status s = v ? v->underLease(withdraw) : withdraw(); !s) return s.withContext("delete snapshot " + id);
   if (!v) return Status::ok();
   size_t removed = 0;
   for (const std::string& k : v->unpin(m.value().chunks)) {
     // Under the volume's lease: past it, the rest are left for a collection to find.
-    if (Status s = v->underLease([&] { return store_->remove(k); }); !s) {
-      v->noteError("delete " + k + ": " + s.toString());
-      if (!v->leaseCheck()) break;
-    } else {
+    bool lapsed = false;
+    if (v->removeUnderLease(k, &lapsed)) {
       ++removed;
+    } else if (lapsed) {
+      break;
     }
   }
   logInfo("volume " + name + ": snapshot " + id + " deleted, " + std::to_string(removed) +
@@ -317,18 +320,18 @@ Result<Engine::CollectStats> Engine::collect(const std::string& name) {
   for (const ObjectInfo& o : listed.value()) {
     ++st.listed;
     auto key = parseChunkKey(std::string_view(o.key).substr(prefix.size()));
+    bool lapsed = false;
     if (!key || key->generation > floor || !v->collectable(key->index, key->generation)) {
       ++st.kept;
-    } else if (Status s = v->underLease([&] { return store_->remove(o.key); }); !s) {
+    } else if (Status s = v->removeUnderLease(o.key, &lapsed); s) {
+      ++st.deleted;
+    } else {
       ++st.errors;
-      v->noteError("collect " + o.key + ": " + s.toString());
-      if (Status lease = v->leaseCheck(); !lease) {
+      if (lapsed) {
         // The lease ran out meanwhile: the next collection finds the rest.
         publish();
-        return lease.withContext("collect " + name + " (stopped after " + std::to_string(st.deleted) + " deletes)");
+        return s.withContext("collect " + name + " (stopped after " + std::to_string(st.deleted) + " deletes)");
       }
-    } else {
-      ++st.deleted;
     }
     if (st.listed % 256 == 0) publish();
   }

@@ -580,15 +580,14 @@ void Volume::deleteSuperseded() {
     std::erase_if(keys, [&](const std::string& k) { return pinned_.count(k) != 0; });
   }
   for (size_t i = 0; i < keys.size(); ++i) {
-    Status s = underLease([&] { return host_.store().remove(keys[i]); });
-    if (!s && !leaseCheck()) {
+    bool lapsed = false;
+    removeUnderLease(keys[i], &lapsed);
+    if (lapsed) {
       // The lease ran out meanwhile: this one and the rest wait for the next renewal.
       std::lock_guard lock(mu_);
       supersededReady_.insert(supersededReady_.end(), keys.begin() + static_cast<long>(i), keys.end());
       return;
     }
-    // Another failure only leaks an object a later collection can find; it loses nothing.
-    if (!s) noteError("delete " + keys[i] + ": " + s.toString());
   }
 }
 
@@ -697,6 +696,18 @@ Status Volume::underLease(const std::function<Status()>& op) const {
   StoreDeadline deadline(Clock::time_point(Clock::duration(leaseValidUntil_.load())) +
                          std::chrono::milliseconds(leaseGraceMs_.load()));
   return op();
+}
+
+Status Volume::removeUnderLease(const std::string& key, bool* leaseLapsed) {
+  Status s = underLease([&] { return host_.store().remove(key); });
+  if (s) {
+    *leaseLapsed = false;
+    return s;
+  }
+  noteError("delete " + key + ": " + s.toString());
+  Status lease = leaseCheck();
+  *leaseLapsed = !lease;
+  return lease ? s : lease;
 }
 
 uint64_t Volume::fence(const std::string& why) {

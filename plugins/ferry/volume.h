@@ -260,6 +260,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // its grace (StoreDeadline): an S3 request retried, or answered late, past that
   // fails rather than change the store after a new owner may have read it.
   Status underLease(const std::function<Status()>& op) const;
+  // Deletes key from the store under the lease. A store error is noted as the volume's
+  // last error and returned (the object stays for a collection to find; nothing is
+  // lost). Once the lease is not confirmed (or the volume is fenced) it returns why and
+  // sets *leaseLapsed: the caller stops there and leaves the rest for later.
+  Status removeUnderLease(const std::string& key, bool* leaseLapsed);
   // Why the last renewal failed (empty once one succeeds): leaseCheck's errors say it.
   // Returns the one before.
   std::string setLeaseError(std::string why) {

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <random>
 #include <thread>
@@ -406,6 +408,112 @@ TEST_F(EngineTest, AnOwnerThatCannotConfirmItsLeaseWritesNoJournalSegment) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_GT(e->budget().journaled(), 0u);
   EXPECT_FALSE(journal().empty());
+}
+
+// Renewals are timed from when each started, as its confirmation is: on a store that
+// takes 200 ms a request (two per renewal) the lease stays confirmed at lease-ttl=3.
+TEST_F(EngineTest, ALeaseStaysConfirmedOnASlowStore) {
+  auto e = open(options("one"));
+  auto v = e->find("vol");
+  control_->latencyMs = 200;
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // a renewal under the latency
+  int lapses = 0;
+  for (int i = 0; i < 300; ++i) {
+    if (!v->leaseCheck()) ++lapses;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  control_->latencyMs = 0;
+  EXPECT_EQ(lapses, 0) << "the lease was unconfirmed in " << lapses << " of 300 looks over 3 s";
+}
+
+// Deletes are under the same gate. With the lease unconfirmed, a collection and a
+// snapshot's deletion change nothing and say why.
+TEST_F(EngineTest, AnOwnerThatCannotConfirmItsLeaseDeletesNothing) {
+  auto e = open(options("one"));
+  auto v = e->find("vol");
+  ASSERT_TRUE(v->write(0, randomBytes(4 * kChunk, 51), false));
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  ASSERT_TRUE(e->snapshot("vol", "s", std::chrono::seconds(30)));
+  ASSERT_TRUE(v->write(0, randomBytes(4 * kChunk, 52), false));  // the snapshot keeps the first four
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  for (uint64_t i = 0; i < 8; ++i) std::ofstream(dir_ / "store" + "/" + chunkKey("vol", 8 + i, 1)) << "leaked";
+  auto before = storeChunks();
+  ASSERT_EQ(before.size(), 16u);
+  std::string manifest = dir_ / "store" + "/" + snapshotKey("vol", "s");
+  ASSERT_TRUE(std::filesystem::exists(manifest));
+
+  control_->leaseDown = true;
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // past ttl/2 since the last confirmation
+  auto c = e->collect("vol");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.status().message().find("lease"), std::string::npos) << c.status().toString();
+  Status d = e->deleteSnapshot("vol", "s");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.message().find("lease"), std::string::npos) << d.toString();
+  EXPECT_EQ(storeChunks(), before);
+  EXPECT_TRUE(std::filesystem::exists(manifest));
+
+  control_->leaseDown = false;
+  for (int i = 0; i < 50 && !v->leaseCheck(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(e->deleteSnapshot("vol", "s"));
+  auto after = e->collect("vol");
+  ASSERT_TRUE(after) << after.status().toString();
+  EXPECT_EQ(after.value().deleted, 8u);
+  EXPECT_EQ(storeChunks().size(), 4u) << "the volume's own four are left";
+}
+
+// A lease that runs out in the middle of a run of deletes stops them there, and what
+// is left is deleted after the next renewal: the superseded objects of rewritten
+// chunks (put back for later) and a collection (whose next run finds the rest).
+TEST_F(EngineTest, DeletesStopWhereTheLeaseRanOutAndGoOnAfterARenewal) {
+  auto e = open(options("one"));
+  auto v = e->find("vol");
+  constexpr uint64_t kChunks = 32;
+  ASSERT_TRUE(v->write(0, randomBytes(kChunks * kChunk, 53), false));
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  ASSERT_EQ(storeChunks().size(), kChunks);
+  auto waitFor = [&](size_t n) {
+    for (int i = 0; i < 200 && storeChunks().size() != n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return storeChunks().size();
+  };
+
+  // Superseded objects: every delete takes 200 ms, one after another; the lease stops
+  // being confirmed in the middle.
+  control_->latencyMs = 200;
+  ASSERT_TRUE(v->write(0, randomBytes(kChunks * kChunk, 54), false));
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  control_->leaseDown = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // past ttl/2 and a request's grace
+  size_t left = storeChunks().size();
+  EXPECT_GT(left, kChunks) << "all deleted: the lease did not stop them (or the test lost its race)";
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(storeChunks().size(), left) << "deleted with the lease unconfirmed";
+  EXPECT_NE(v->stats().lastError.find("lease"), std::string::npos) << v->stats().lastError;
+  control_->latencyMs = 0;
+  control_->leaseDown = false;
+  EXPECT_EQ(waitFor(kChunks), kChunks) << "the rest were not deleted after the renewal";
+
+  // A collection of leaked objects, the same way.
+  for (uint64_t i = 0; i < kChunks; ++i) std::ofstream(dir_ / "store" + "/" + chunkKey("vol", i, 1)) << "leaked";
+  control_->latencyMs = 200;
+  auto collecting = std::async(std::launch::async, [&] { return e->collect("vol"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  control_->leaseDown = true;
+  auto c = collecting.get();
+  ASSERT_FALSE(c) << "it collected everything: the lease did not stop it (or the test lost its race)";
+  EXPECT_NE(c.status().message().find("stopped after"), std::string::npos) << c.status().toString();
+  left = storeChunks().size();
+  EXPECT_GT(left, kChunks);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(storeChunks().size(), left);
+  control_->latencyMs = 0;
+  control_->leaseDown = false;
+  for (int i = 0; i < 50 && !v->leaseCheck(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto rest = e->collect("vol");
+  ASSERT_TRUE(rest) << rest.status().toString();
+  EXPECT_EQ(rest.value().deleted, left - kChunks);
+  EXPECT_EQ(storeChunks().size(), kChunks);
 }
 
 // A gateway restarting on a volume another gateway held since (a takeover) never
