@@ -98,6 +98,10 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       if (st.dirty) {
         toQueue.push_back(r.index);
         ++dirtyChunks_;
+        // An upload of it given up on, or in flight when the gateway stopped, may have
+        // stored an object nobody recorded, of a generation below this run's: zeros
+        // then need a tombstone over it. The next upload, above it, clears this.
+        lateCopies_[r.index] = epoch_ << 32;
       }
       if (r.remoteGen & kSourceGen) ++hydrationLeft_;
     }

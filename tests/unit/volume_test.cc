@@ -320,6 +320,40 @@ TEST_F(EngineTest, ZerosOverAnUploadGivenUpOnStillReachTheStore) {
   EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the upload given up on";
 }
 
+// The same across a restart: an upload given up on, or one in flight when the
+// gateway was killed, may have stored an object nobody recorded. A chunk still dirty
+// at the next start and zeroed before it goes up again gets a tombstone over it.
+TEST_F(EngineTest, ZerosAfterARestartOverAnUploadThatMayHaveLandedReachTheStore) {
+  auto o = options("one");
+  o.shutdownTimeoutSeconds = 1;
+  {
+    auto e = open(o);
+    auto v = e->find("vol");
+    control_->chunkPutsLandButFail = true;
+    ASSERT_TRUE(v->write(0, randomBytes(kChunk, 33), false));
+    for (int i = 0; i < 400 && v->stats().uploadErrors == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_GT(v->stats().uploadErrors, 0u);
+    e->shutdown();  // its uploads keep failing: the chunk stays dirty
+  }
+  control_->chunkPutsLandButFail = false;
+  ASSERT_GE(storeChunks().size(), 1u) << "the objects the uploads given up on left";
+  {
+    // Zeroed before the uploads start (the restarted gateway's first request, ahead of
+    // its uploader).
+    auto e = Engine::open(o);
+    ASSERT_TRUE(e) << e.status().toString();
+    ASSERT_TRUE(e.value()->find("vol")->zero(0, kChunk, false));
+    ASSERT_TRUE(e.value()->start());
+    ASSERT_TRUE(e.value()->checkpoint("vol", std::chrono::seconds(30)));
+    e.value()->shutdown();
+  }
+  auto e = open(options("two"));  // adopts the volume from the store
+  std::vector<uint8_t> back(kChunk, 1);
+  ASSERT_TRUE(e->find("vol")->read(0, back));
+  EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the upload given up on";
+}
+
 // Deleting, on the gateway that lost it, a volume another gateway took over removes
 // it from this gateway only: the store's volume is the new owner's.
 TEST_F(EngineTest, DeletingAVolumeTakenOverLeavesTheStoreToItsNewOwner) {
