@@ -372,5 +372,95 @@ TEST_F(PluginTest, JournaledWritesSurviveAKillAndATakeover) {
   EXPECT_NE(n->log().find("applied the journal"), std::string::npos) << n->log();
 }
 
+// A gateway killed at any point of adopting a volume from the store (waiting out the
+// old owner, after the listing, while recording the rows, after applying the journal)
+// finishes at its next start on the same state dir; what it serves, and what it
+// leaves in the store, is exactly what the old owner wrote.
+TEST_F(PluginTest, AKillAtAnyPointOfAnAdoptionLosesNothing) {
+  constexpr uint64_t kSize = 32 << 20, kChunk = 1 << 20, kPage = 4096;
+  std::vector<uint8_t> model(kSize, 0);
+  auto readAll = [&](NbdClient& c) {
+    std::vector<uint8_t> back(kSize);
+    for (uint64_t off = 0; off < kSize; off += 4 << 20) EXPECT_TRUE(c.pread(back.data() + off, 4 << 20, off));
+    return back;
+  };
+  {
+    // Eight chunks stored whole, and the old owner gone cleanly.
+    auto n = start("old", {"create=vol:32M:1M"});
+    {
+      NbdClient c;
+      ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+      auto d = randomBytes(8 * kChunk, 61);
+      ASSERT_TRUE(c.pwrite(d.data(), d.size(), 0)) << c.error();
+      std::copy(d.begin(), d.end(), model.begin());
+      ASSERT_TRUE(c.flush());
+    }
+    ASSERT_TRUE(waitDrained("old"));
+    EXPECT_EQ(n->stop(), 0) << n->log();
+  }
+  {
+    // Then pages scattered over every chunk, in journal segments only, and a kill.
+    auto n = start("old", {"create=vol:32M:1M", "journal=true", "cache-size=64M", "upload-buffer=8K",
+                           "upload-delay=600000", "upload-max-age=600000"});
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+    std::mt19937 rng(9);
+    uint32_t seed = 300;
+    for (uint64_t chunk = 0; chunk < kSize / kChunk; ++chunk) {
+      for (int i = 0; i < 4; ++i) {
+        uint64_t off = chunk * kChunk + (rng() % (kChunk / kPage)) * kPage;
+        auto d = randomBytes(kPage, seed++);
+        ASSERT_TRUE(c.pwrite(d.data(), kPage, off)) << c.error();
+        std::copy(d.begin(), d.end(), model.begin() + static_cast<long>(off));
+      }
+    }
+    ASSERT_TRUE(c.flush()) << c.error();
+    ASSERT_TRUE(waitJournaled("old")) << adminRequest((dir_ / "old") + "/admin.sock", R"({"op":"stats"})");
+    n->kill9();
+  }
+  ASSERT_FALSE(listFiles(dir_ / "store/volumes/vol/journal").empty());
+
+  const std::vector<std::string> opts = {"create=vol:32M:1M", "takeover=true"};
+  {
+    // The first start waits out the old owner's lease: killed in that wait.
+    Nbdkit n(dir_ / "new.sock", args("new", opts));
+    n.start(0);  // returns at once, the gateway starting
+    for (int i = 0; i < 6000 && n.running() && n.log().find("taken over; waiting") == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(n.running()) << n.log();
+    n.kill9();
+  }
+  // Then each start killed later than the one before (10 ms more, a quarter more past
+  // 200 ms), until one is ready to serve: the kills land all through the adoption
+  // (before the listing, after it, after the journal is applied: seen in the log).
+  int killed = 0;
+  bool served = false;
+  for (int delayMs = 0; delayMs < 10000 && !served; delayMs = delayMs < 200 ? delayMs + 10 : delayMs * 5 / 4) {
+    Nbdkit n(dir_ / "new.sock", args("new", opts));
+    served = n.start(delayMs);
+    if (!served) {
+      ASSERT_TRUE(n.running()) << n.log();
+      n.kill9();
+      ++killed;
+    }
+  }
+  ASSERT_TRUE(served) << "no start got through";
+  EXPECT_GE(killed, 3) << "the kills did not land inside the adoption";
+
+  auto n = start("new", opts);
+  {
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error() << n->log();
+    EXPECT_TRUE(readAll(c) == model) << n->log();
+  }
+  ASSERT_TRUE(waitDrained("new")) << n->log();
+  EXPECT_EQ(n->stop(), 0) << n->log();
+  // What the store holds: a third gateway adopting it reads the same.
+  auto third = start("third", {"create=vol:32M:1M"});
+  NbdClient c;
+  ASSERT_TRUE(c.connect(third->socket(), "vol")) << c.error() << third->log();
+  EXPECT_TRUE(readAll(c) == model);
+}
+
 }  // namespace
 }  // namespace ferry::testing
