@@ -9,14 +9,17 @@
 # until the store holds everything (s3backer: until it has exited after the unmount;
 # Ferry: until a checkpoint returns): IOPS = writes / (write time + drain time).
 #   bench/journal.sh [VOLUME_MB=256] [BUFFER_MB=32] [RUNTIME=20]
+# ONLY=journal runs the journal=true variant alone (its segment sizes, no ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MB=${1:-256}
 BUFFER_MB=${2:-32}
 RUNTIME=${3:-20}
+ONLY=${ONLY:-}
 HAVE_S3B=1
 { command -v s3backer >/dev/null && [ -e /dev/fuse ]; } || HAVE_S3B=0
+[ "$ONLY" = journal ] && HAVE_S3B=0
 # shellcheck source=lib.sh
 source "$ROOT/bench/lib.sh"
 BENCH_MOUNT="$W/mnt"
@@ -60,8 +63,13 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   FERRY_W=$(python3 -c "print(round($ios/($t1-$t0)))")
   echo "ferry $name: $(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($ios, $tw-$t0, $t1-$tw))");" \
     "$(python3 -c 'import json,sys; v=json.loads(sys.argv[1])["volumes"][0]
-print("%d journal segments, %d MiB of pages, %d MiB uploaded in all" % (v["journal_writes"], v["journal_bytes"]>>20, v["uploaded_bytes"]>>20))' "$stats")"
+print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded in all" % (v["journal_writes"],
+      v["journal_bytes"]>>20, v["journal_bytes"]/max(v["journal_writes"],1)/1000, v["uploaded_bytes"]>>20))' "$stats")"
 }
+if [ "$ONLY" = journal ]; then
+  run_ferry journal true
+  exit 0
+fi
 run_ferry whole false
 WHOLE_W=$FERRY_W
 run_ferry journal true
