@@ -725,9 +725,11 @@ void Engine::leaseLoop() {
         }
         // The next one ttl/4 after this one started, as its confirmation counts from
         // there: on a slow store (two requests of 200 ms at lease-ttl=3) timing it from
-        // the end left the lease unconfirmed for a moment every round. A second after a
-        // failure, from when it failed.
-        when = s || s.code() == Code::kFenced ? started + every : Clock::now() + retry;
+        // the end left the lease unconfirmed for a moment every round. Never at once
+        // (a renewal slower than ttl/4 must not turn into a stream of them), and a
+        // second after a failure, from when it failed.
+        when = s || s.code() == Code::kFenced ? std::max(started + every, Clock::now() + every / 4)
+                                              : Clock::now() + retry;
       } else if (auto e = openingErrors.find(lease); e != openingErrors.end()) {
         errors.insert(*e);
       }

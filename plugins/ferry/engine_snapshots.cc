@@ -112,9 +112,9 @@ Status Engine::deleteSnapshot(const std::string& name, const std::string& id) {
   if (!body) return body.status().withContext("snapshot " + id);
   auto m = decodeManifest(body.value());
   if (!m) return m.status().withContext(key);
-  auto withdraw = [&] { return withdrawManifests(*store_, name, id, {{key, body.value()}}); };
-  // Under the lease of a volume held here (a volume held nowhere has none to check).
-  if (Status s = v ? v->underLease(withdraw) : withdraw(); !s) return s.withContext("delete snapshot " + id);
+  // Not under the lease's deadline (checked above): a withdrawal that fails puts the
+  // manifests back, and that must not be cut short with them gone.
+  if (Status s = withdrawManifests(*store_, name, id, {{key, body.value()}}); !s) return s.withContext("delete snapshot " + id);
   if (!v) return Status::ok();
   size_t removed = 0;
   for (const std::string& k : v->unpin(m.value().chunks)) {

@@ -708,10 +708,11 @@ Status Volume::removeUnderLease(const std::string& key, bool* leaseLapsed) {
     *leaseLapsed = false;
     return s;
   }
-  noteError("delete " + key + ": " + s.toString());
   Status lease = leaseCheck();
   *leaseLapsed = !lease;
-  return lease ? s : lease;
+  if (!lease) return lease;  // not noted: it would hide why the volume was fenced
+  noteError("delete " + key + ": " + s.toString());
+  return s;
 }
 
 uint64_t Volume::fence(const std::string& why) {

@@ -262,8 +262,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status underLease(const std::function<Status()>& op) const;
   // Deletes key from the store under the lease. A store error is noted as the volume's
   // last error and returned (the object stays for a collection to find; nothing is
-  // lost). Once the lease is not confirmed (or the volume is fenced) it returns why and
-  // sets *leaseLapsed: the caller stops there and leaves the rest for later.
+  // lost). Once the lease is not confirmed (or the volume is fenced) it returns why,
+  // without noting it, and sets *leaseLapsed: the caller stops there and leaves the
+  // rest for later.
   Status removeUnderLease(const std::string& key, bool* leaseLapsed);
   // Why the last renewal failed (empty once one succeeds): leaseCheck's errors say it.
   // Returns the one before.

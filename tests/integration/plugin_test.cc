@@ -433,19 +433,22 @@ TEST_F(PluginTest, AKillAtAnyPointOfAnAdoptionLosesNothing) {
   // Then each start killed later than the one before (10 ms more, a quarter more past
   // 200 ms), until one is ready to serve: the kills land all through the adoption
   // (before the listing, after it, after the journal is applied: seen in the log).
-  int killed = 0;
+  int killed = 0, killedAfterListing = 0;
   bool served = false;
   for (int delayMs = 0; delayMs < 10000 && !served; delayMs = delayMs < 200 ? delayMs + 10 : delayMs * 5 / 4) {
     Nbdkit n(dir_ / "new.sock", args("new", opts));
+    size_t logged = n.log().size();
     served = n.start(delayMs);
     if (!served) {
       ASSERT_TRUE(n.running()) << n.log();
       n.kill9();
       ++killed;
+      if (n.log().find("adopting it from the store", logged) != std::string::npos) ++killedAfterListing;
     }
   }
   ASSERT_TRUE(served) << "no start got through";
   EXPECT_GE(killed, 3) << "the kills did not land inside the adoption";
+  EXPECT_GE(killedAfterListing, 1) << "no kill after the listing";
 
   auto n = start("new", opts);
   {
