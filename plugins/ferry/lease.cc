@@ -30,9 +30,10 @@ Status putLease(ObjectStore& store, const std::string& key, const LeaseInfo& l) 
 }  // namespace
 
 std::string encodeLease(const LeaseInfo& l) {
-  return nlohmann::json{{"format", kFormatVersion}, {"owner", l.owner},         {"host", l.host},
-                        {"epoch", l.epoch},         {"expires", l.expiresUnix}, {"ttl", l.ttlSeconds}}
-      .dump();
+  nlohmann::json j{{"format", kFormatVersion}, {"owner", l.owner},         {"host", l.host},
+                   {"epoch", l.epoch},         {"expires", l.expiresUnix}, {"ttl", l.ttlSeconds}};
+  if (l.waitingOutTtl > 0) j["waiting_out"] = l.waitingOutTtl;
+  return j.dump();
 }
 
 Result<LeaseInfo> decodeLease(std::string_view json) {
@@ -44,6 +45,7 @@ Result<LeaseInfo> decodeLease(std::string_view json) {
     l.epoch = j.at("epoch").get<uint64_t>();
     l.expiresUnix = j.at("expires").get<int64_t>();
     l.ttlSeconds = j.value("ttl", 0);
+    l.waitingOutTtl = j.value("waiting_out", 0);
     return l;
   } catch (const std::exception& e) {
     return Status::corruption(std::string("lease does not parse: ") + e.what());
@@ -76,6 +78,12 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     live = l->owner != gatewayId_ && left > 0;
     unreleased = l->owner != gatewayId_ && l->expiresUnix != 0;
     ownerTtl = l->ttlSeconds;
+    if (l->owner == gatewayId_ && l->waitingOutTtl > 0) {
+      // Its own, from a start that was waiting out another owner and did not finish
+      // (killed, restarted): that owner may still be changing the volume. Again.
+      unreleased = true;
+      ownerTtl = l->waitingOutTtl;
+    }
     if (live && !force) {
       return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
                           " (its lease expires in " + std::to_string(left) + " s); " + std::string(advice));
@@ -84,7 +92,10 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
   } else if (cur.status().code() != Code::kNotFound) {
     return cur.status().withContext("read lease of volume " + volume_);
   }
-  LeaseInfo mine{gatewayId_, hostName(), epoch + 1, nowUnix() + ttl_, ttl_};
+  // While it waits, the lease says whose ttl it waits out (unknown: its own, as
+  // takeoverWait assumes).
+  LeaseInfo mine{gatewayId_, hostName(), epoch + 1, nowUnix() + ttl_, ttl_,
+                 unreleased ? (ownerTtl > 0 ? ownerTtl : ttl_) : 0};
   if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
   // Two gateways starting at once both write; the later write wins and the other
   // sees it here and backs off.
@@ -115,6 +126,13 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     }
     started = std::chrono::steady_clock::now();
     if (Status s = checkOurs(mine); !s) return s;
+    // Done waiting: a restart from here on need not wait again. If this write fails,
+    // it does (the next renewal writes the lease without the mark anyway).
+    mine.waitingOutTtl = 0;
+    mine.expiresUnix = nowUnix() + ttl_;
+    if (Status s = putLease(store_, key, mine); !s) {
+      logError("volume " + volume_ + ": mark the takeover wait done: " + s.toString() + " (a restart waits again)");
+    }
   }
   epoch_ = mine.epoch;
   confirmed(started);

@@ -31,6 +31,9 @@ struct LeaseInfo {
   uint64_t epoch = 0;
   int64_t expiresUnix = 0;
   int ttlSeconds = 0;  // the owner's lease-ttl (0: not recorded, from before it was)
+  // While the owner waits out the gateway it takes the lease over from: that one's ttl
+  // (0 otherwise). An owner restarting before its wait was done waits again.
+  int waitingOutTtl = 0;
 };
 
 std::string encodeLease(const LeaseInfo& l);

@@ -2,7 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
+#include <future>
+#include <optional>
+#include <thread>
+
 #include "lease.h"
+#include "test_util.h"
 
 namespace ferry {
 
@@ -52,7 +58,60 @@ TEST(LeaseTest, EncodeDecode) {
   EXPECT_EQ(d->owner, "gw");
   EXPECT_EQ(d->epoch, 7u);
   EXPECT_EQ(d->expiresUnix, 123);
+  EXPECT_EQ(d->waitingOutTtl, 0);
+  EXPECT_EQ(encodeLease(l).find("waiting_out"), std::string::npos) << "absent unless waiting";
+  l.waitingOutTtl = 30;
+  d = decodeLease(encodeLease(l));
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->waitingOutTtl, 30);
   EXPECT_FALSE(decodeLease("{}"));
+}
+
+// A gateway taking a lease over marks it while it waits out the old owner, and
+// clears the mark once done. Restarted before that (killed in the wait), it finds its
+// own lease marked and waits again: the old owner may still be changing the volume.
+TEST(LeaseTest, ARestartInTheMiddleOfATakeoverWaitsAgain) {
+  testing::TempDir dir;
+  auto store = openStore("file://" + (dir / "store") + "?create");
+  ASSERT_TRUE(store) << store.status().toString();
+  ObjectStore& s = *store.value();
+  LeaseKeeper a(s, "vol", "aaaa", 3);
+  ASSERT_TRUE(a.acquire(0, false));
+
+  LeaseKeeper b(s, "vol", "bbbb", 3);
+  auto taking = std::async(std::launch::async, [&] { return b.acquire(0, true); });
+  std::optional<LeaseInfo> during;
+  for (int i = 0; i < 200 && !(during && during->owner == "bbbb"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto l = readLease(s, "vol");
+    if (l) during = l.value();
+  }
+  ASSERT_TRUE(during && during->owner == "bbbb");
+  EXPECT_EQ(during->waitingOutTtl, 3) << "the wait is not marked in the lease";
+  ASSERT_TRUE(taking.get());
+  auto after = readLease(s, "vol");
+  ASSERT_TRUE(after && after.value());
+  EXPECT_EQ(after.value()->waitingOutTtl, 0) << "the mark stays after the wait";
+
+  // b's own lease, unmarked (a restart after the wait, or of an ordinary owner): at once.
+  LeaseKeeper again(s, "vol", "bbbb", 3);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(again.acquire(0, false));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500));
+
+  // What b's lease says when b is killed in the middle of its wait: its restart waits
+  // out the old owner's 3 s ttl again (3/4 of it).
+  LeaseInfo killed{"bbbb", "host", 9, static_cast<int64_t>(std::time(nullptr)) + 3, 3, 3};
+  ASSERT_TRUE(s.put(leaseKey("vol"), bytesOf(encodeLease(killed))));
+  LeaseKeeper restarted(s, "vol", "bbbb", 3);
+  t0 = std::chrono::steady_clock::now();
+  auto epoch = restarted.acquire(0, false);
+  ASSERT_TRUE(epoch) << epoch.status().toString();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2250)) << "it did not wait again";
+  EXPECT_EQ(epoch.value(), 10u);
+  auto done = readLease(s, "vol");
+  ASSERT_TRUE(done && done.value());
+  EXPECT_EQ(done.value()->waitingOutTtl, 0);
 }
 
 }  // namespace ferry
