@@ -133,6 +133,8 @@ namespace {
 // meta key readopt:<volume> = "SIZE:CHUNK": a stale copy discarded (takeover=true),
 // the volume still to be adopted from the store.
 constexpr const char* kReadoptPrefix = "readopt:";
+// meta key running = "1" while a gateway runs on the state dir (until a clean shutdown).
+constexpr const char* kRunningKey = "running";
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
@@ -162,6 +164,11 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   if (!store) return store.status().withContext("store " + options.storeUrl);
   if (options.wrapStore) store = options.wrapStore(std::move(store).value());
   std::unique_ptr<Engine> e(new Engine(options, std::move(meta).value(), std::move(store).value()));
+  // Set from here to the end of a clean shutdown: found set, the last run crashed.
+  auto running = e->meta_->getMeta(kRunningKey);
+  if (!running) return running.status();
+  e->crashed_ = !running.value().empty();
+  if (Status s = e->meta_->setMeta(kRunningKey, "1"); !s) return s;
   // Renewals from the first lease taken: opening the volumes can take longer than a
   // lease lasts (each takeover waits out its old owner). Stopped again before open
   // returns, however it returns: nbdkit forks between open and start(), and a thread
@@ -295,6 +302,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
+  if (crashed_ && !fresh) held.volume->objectsUnknownBelow(epoch.value() << 32);
   // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
   // Even with the journal off now: segments an earlier run (or a lost gateway) wrote.
@@ -728,8 +736,8 @@ void Engine::leaseLoop() {
         // the end left the lease unconfirmed for a moment every round. Never at once
         // (a renewal slower than ttl/4 must not turn into a stream of them), and a
         // second after a failure, from when it failed.
-        when = s || s.code() == Code::kFenced ? std::max(started + every, Clock::now() + every / 4)
-                                              : Clock::now() + retry;
+        when =
+            s || s.code() == Code::kFenced ? std::max(started + every, Clock::now() + every / 4) : Clock::now() + retry;
       } else if (auto e = openingErrors.find(lease); e != openingErrors.end()) {
         errors.insert(*e);
       }
@@ -812,6 +820,8 @@ void Engine::shutdown() {
       if (Status s = lease->release(); !s) logError("release lease of " + v->name() + ": " + s.toString());
     }
   }
+  // Every upload has ended, given up on or not: nothing is in flight to land unrecorded.
+  if (Status s = meta_->deleteMeta(kRunningKey); !s) logError("clear the running mark: " + s.toString());
 }
 
 EngineStats Engine::stats() {

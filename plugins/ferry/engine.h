@@ -270,6 +270,8 @@ class Engine : public VolumeHost {
   std::atomic<bool> reserveHeld_{false};  // STATE/space.reserve is allocated
   bool started_ = false;
   bool shutDown_ = false;
+  // The state dir's last run ended without a clean shutdown (its mark was still set).
+  bool crashed_ = false;
 
   std::mutex mu_;                        // guards volumes_, opening_ and evictCursor_
   std::map<std::string, Held> volumes_;  // GUARDED_BY(mu_)

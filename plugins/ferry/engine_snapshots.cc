@@ -249,7 +249,10 @@ void Engine::maintenanceLoop() {
   const auto collectEvery = std::chrono::seconds(options_.collectIntervalSeconds);
   const auto never = Clock::time_point::max();
   auto nextRecovery = recoveryEvery.count() > 0 ? Clock::now() + recoveryEvery : never;
-  auto nextCollect = collectEvery.count() > 0 ? Clock::now() + collectEvery : never;
+  // After a crash, the first soon: until then zeros over any chunk cost a tombstone
+  // (Volume::objectsUnknownBelow).
+  auto firstCollect = crashed_ ? std::min<Clock::duration>(collectEvery, std::chrono::seconds(10)) : collectEvery;
+  auto nextCollect = collectEvery.count() > 0 ? Clock::now() + firstCollect : never;
   std::unique_lock lock(bgMu_);
   while (!bgStop_) {
     if (bgCv_.wait_until(lock, std::min(nextRecovery, nextCollect), [&] { return bgStop_; })) break;
@@ -336,6 +339,8 @@ Result<Engine::CollectStats> Engine::collect(const std::string& name) {
     if (st.listed % 256 == 0) publish();
   }
   publish();
+  // Every object of an earlier run that no row names is gone now.
+  if (st.errors == 0) v->objectsKnown();
   logInfo("volume " + name + ": collection: " + std::to_string(st.listed) + " chunk objects, " +
           std::to_string(st.deleted) + " deleted, " + std::to_string(st.errors) + " errors");
   return st;

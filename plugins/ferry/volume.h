@@ -260,6 +260,12 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // its grace (StoreDeadline): an S3 request retried, or answered late, past that
   // fails rather than change the store after a new owner may have read it.
   Status underLease(const std::function<Status()>& op) const;
+  // After a crash, an upload in flight may have stored an object of any chunk, above
+  // the generation its row recorded (the row was not committed yet): an earlier run's.
+  // Until a collection has deleted such objects (objectsKnown), zeros over any chunk
+  // need a tombstone, or a gateway adopting the volume would read that object.
+  void objectsUnknownBelow(uint64_t generation) { unknownBelow_ = generation; }
+  void objectsKnown() { unknownBelow_ = 0; }
   // Deletes key from the store under the lease. A store error is noted as the volume's
   // last error and returned (the object stays for a collection to find; nothing is
   // lost). Once the lease is not confirmed (or the volume is fenced) it returns why,
@@ -346,6 +352,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // under a generation above its newest one: then even an all-zero chunk needs a
   // tombstone, or a gateway adopting the volume would read the copy as its content.
   bool lateCopyAbove(uint64_t index, uint64_t gen) const {
+    if (gen < unknownBelow_.load()) return true;
     auto it = lateCopies_.find(index);
     return it != lateCopies_.end() && it->second > gen;
   }
@@ -383,6 +390,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // GUARDED_BY(mu_): index → generation of an object above remoteGen that may exist (a
   // snapshot's copy, or an upload given up on)
   std::unordered_map<uint64_t, uint64_t> lateCopies_;
+  // Nonzero after a start that followed a crash, until a collection: any chunk may
+  // have an object below this generation (an earlier run's) that nobody recorded.
+  std::atomic<uint64_t> unknownBelow_{0};
   const bool journal_;
   // GUARDED_BY(mu_): chunk → bitmap of its pages changed since the store had them.
   std::unordered_map<uint64_t, std::vector<uint64_t>> pages_;

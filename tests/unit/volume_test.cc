@@ -15,6 +15,7 @@
 #include "faulty_store.h"
 #include "format.h"
 #include "lease.h"
+#include "metadata.h"
 #include "test_util.h"
 
 namespace ferry {
@@ -352,6 +353,60 @@ TEST_F(EngineTest, ZerosAfterARestartOverAnUploadThatMayHaveLandedReachTheStore)
   std::vector<uint8_t> back(kChunk, 1);
   ASSERT_TRUE(e->find("vol")->read(0, back));
   EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the upload given up on";
+}
+
+// After a crash, an upload in flight may have stored an object of a chunk whose row
+// never said it was dirty (not committed yet). Until a collection has deleted such
+// objects, zeros over any chunk go up as a tombstone; after one they need none.
+TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
+  auto o = options("one");
+  o.collectIntervalSeconds = 0;  // collections by hand below
+  { open(o)->shutdown(); }       // a clean run: chunks 0 and 1 never written
+  // What a kill leaves: the running mark, and the object of an upload that landed
+  // before its row was committed (epoch 1 was the first run's).
+  auto leaked = randomBytes(kChunk, 35);
+  std::string stray = dir_ / "store" + "/" + chunkKey("vol", 0, (uint64_t{1} << 32) | 99);
+  std::filesystem::create_directories(std::filesystem::path(stray).parent_path());
+  {
+    std::ofstream(stray) << std::string(leaked.begin(), leaked.end());
+    ASSERT_TRUE(std::filesystem::exists(stray));
+    auto meta = Metadata::open(o.stateDir, false);
+    ASSERT_TRUE(meta) << meta.status().toString();
+    ASSERT_TRUE(meta.value()->setMeta("running", "1"));
+  }
+  {
+    auto e = Engine::open(o);
+    ASSERT_TRUE(e) << e.status().toString();
+    ASSERT_TRUE(e.value()->find("vol")->zero(0, kChunk, false));
+    ASSERT_TRUE(e.value()->start());
+    ASSERT_TRUE(e.value()->checkpoint("vol", std::chrono::seconds(30)));
+    e.value()->shutdown();
+  }
+  {
+    auto adopter = open(options("two"));
+    std::vector<uint8_t> back(kChunk, 1);
+    ASSERT_TRUE(adopter->find("vol")->read(0, back));
+    EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the stray object";
+    adopter->shutdown();
+  }
+  // The same crash on the adopter (a stray object back); a collection ends the tombstones.
+  auto o2 = options("two");
+  o2.collectIntervalSeconds = 0;
+  std::ofstream(stray) << std::string(leaked.begin(), leaked.end());
+  ASSERT_TRUE(std::filesystem::exists(stray));
+  {
+    auto meta = Metadata::open(o2.stateDir, false);
+    ASSERT_TRUE(meta) << meta.status().toString();
+    ASSERT_TRUE(meta.value()->setMeta("running", "1"));
+  }
+  auto e = open(o2);
+  auto c = e->collect("vol");
+  ASSERT_TRUE(c) << c.status().toString();
+  EXPECT_FALSE(std::filesystem::exists(stray)) << "the collection left the stray object";
+  size_t before = storeChunks().size();
+  ASSERT_TRUE(e->find("vol")->zero(kChunk, kChunk, false));  // chunk 1: never stored
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(storeChunks().size(), before) << "a tombstone after the collection";
 }
 
 // Deleting, on the gateway that lost it, a volume another gateway took over removes
