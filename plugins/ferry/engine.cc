@@ -133,8 +133,12 @@ namespace {
 // meta key readopt:<volume> = "SIZE:CHUNK": a stale copy discarded (takeover=true),
 // the volume still to be adopted from the store.
 constexpr const char* kReadoptPrefix = "readopt:";
-// meta key running = "1" while a gateway runs on the state dir (until a clean shutdown).
+// meta key running = "1" from the open of a gateway on the state dir to the end of its
+// clean shutdown: found set, the last run crashed.
 constexpr const char* kRunningKey = "running";
+// meta key unknown-objects:<volume> = "1": the volume may have objects of an earlier
+// run that no row names (uploads in flight at a crash), until a collection succeeds.
+constexpr const char* kUnknownObjectsPrefix = "unknown-objects:";
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
@@ -167,7 +171,15 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   // Set from here to the end of a clean shutdown: found set, the last run crashed.
   auto running = e->meta_->getMeta(kRunningKey);
   if (!running) return running.status();
-  e->crashed_ = !running.value().empty();
+  if (!running.value().empty()) {
+    // Every volume's mark before any is opened: it stays until a collection of that
+    // volume succeeds, whatever happens to this start.
+    auto all = e->meta_->volumes();
+    if (!all) return all.status();
+    for (const VolumeRow& row : all.value()) {
+      if (Status s = e->meta_->setMeta(kUnknownObjectsPrefix + row.name, "1"); !s) return s;
+    }
+  }
   if (Status s = e->meta_->setMeta(kRunningKey, "1"); !s) return s;
   // Renewals from the first lease taken: opening the volumes can take longer than a
   // lease lasts (each takeover waits out its old owner). Stopped again before open
@@ -302,7 +314,14 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
-  if (crashed_ && !fresh) held.volume->objectsUnknownBelow(epoch.value() << 32);
+  if (!fresh) {
+    auto unknown = meta_->getMeta(kUnknownObjectsPrefix + row.name);
+    if (!unknown) return unknown.status();
+    if (!unknown.value().empty()) {
+      held.volume->objectsUnknownBelow(epoch.value() << 32);
+      collectSoon_ = true;
+    }
+  }
   // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;
   // Even with the journal off now: segments an earlier run (or a lost gateway) wrote.
@@ -321,6 +340,13 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   logInfo("volume " + row.name + ": " + std::to_string(row.size) + " bytes, epoch " + std::to_string(epoch.value()) +
           ", " + std::to_string(dirtyRows) + " dirty chunks to upload");
   return held;
+}
+
+void Engine::objectsKnown(Volume& v) {
+  v.objectsKnown();
+  if (Status s = meta_->deleteMeta(kUnknownObjectsPrefix + v.name()); !s) {
+    logError("volume " + v.name() + ": clear the unknown-objects mark: " + s.toString());
+  }
 }
 
 Status Engine::loadRows(Volume& v, const VolumeRow& row, const std::vector<ChunkRow>& rows) {
@@ -821,7 +847,10 @@ void Engine::shutdown() {
     }
   }
   // Every upload has ended, given up on or not: nothing is in flight to land unrecorded.
-  if (Status s = meta_->deleteMeta(kRunningKey); !s) logError("clear the running mark: " + s.toString());
+  // Not after an open that failed (not started): its volumes were not all marked.
+  if (started_) {
+    if (Status s = meta_->deleteMeta(kRunningKey); !s) logError("clear the running mark: " + s.toString());
+  }
 }
 
 EngineStats Engine::stats() {

@@ -270,8 +270,10 @@ class Engine : public VolumeHost {
   std::atomic<bool> reserveHeld_{false};  // STATE/space.reserve is allocated
   bool started_ = false;
   bool shutDown_ = false;
-  // The state dir's last run ended without a clean shutdown (its mark was still set).
-  bool crashed_ = false;
+  // A volume opened with objects of an earlier run unknown (a crash): collect soon.
+  bool collectSoon_ = false;
+  // Clears a volume's unknown-objects mark once a collection of it found everything.
+  void objectsKnown(Volume& v);
 
   std::mutex mu_;                        // guards volumes_, opening_ and evictCursor_
   std::map<std::string, Held> volumes_;  // GUARDED_BY(mu_)

@@ -251,7 +251,7 @@ void Engine::maintenanceLoop() {
   auto nextRecovery = recoveryEvery.count() > 0 ? Clock::now() + recoveryEvery : never;
   // After a crash, the first soon: until then zeros over any chunk cost a tombstone
   // (Volume::objectsUnknownBelow).
-  auto firstCollect = crashed_ ? std::min<Clock::duration>(collectEvery, std::chrono::seconds(10)) : collectEvery;
+  auto firstCollect = collectSoon_ ? std::min<Clock::duration>(collectEvery, std::chrono::seconds(10)) : collectEvery;
   auto nextCollect = collectEvery.count() > 0 ? Clock::now() + firstCollect : never;
   std::unique_lock lock(bgMu_);
   while (!bgStop_) {
@@ -339,8 +339,9 @@ Result<Engine::CollectStats> Engine::collect(const std::string& name) {
     if (st.listed % 256 == 0) publish();
   }
   publish();
-  // Every object of an earlier run that no row names is gone now.
-  if (st.errors == 0) v->objectsKnown();
+  // Every object of an earlier run that no row names is gone now (a snapshot's kept
+  // above its chunk's newest is a late copy of it: Volume::pin).
+  if (st.errors == 0) objectsKnown(*v);
   logInfo("volume " + name + ": collection: " + std::to_string(st.listed) + " chunk objects, " +
           std::to_string(st.deleted) + " deleted, " + std::to_string(st.errors) + " errors");
   return st;

@@ -77,12 +77,13 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     int64_t left = l->expiresUnix - nowUnix();
     live = l->owner != gatewayId_ && left > 0;
     unreleased = l->owner != gatewayId_ && l->expiresUnix != 0;
-    ownerTtl = l->ttlSeconds;
+    // An owner still waiting out the one before it (killed in that wait, perhaps):
+    // that one may still be changing the volume, for as long as its own ttl says.
+    ownerTtl = std::max(l->ttlSeconds, l->waitingOutTtl);
     if (l->owner == gatewayId_ && l->waitingOutTtl > 0) {
       // Its own, from a start that was waiting out another owner and did not finish
-      // (killed, restarted): that owner may still be changing the volume. Again.
+      // (killed, restarted): wait again.
       unreleased = true;
-      ownerTtl = l->waitingOutTtl;
     }
     if (live && !force) {
       return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
@@ -94,8 +95,8 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
   }
   // While it waits, the lease says whose ttl it waits out (unknown: its own, as
   // takeoverWait assumes).
-  LeaseInfo mine{gatewayId_, hostName(), epoch + 1, nowUnix() + ttl_, ttl_,
-                 unreleased ? (ownerTtl > 0 ? ownerTtl : ttl_) : 0};
+  LeaseInfo mine{gatewayId_,       hostName(), epoch + 1,
+                 nowUnix() + ttl_, ttl_,       unreleased ? (ownerTtl > 0 ? ownerTtl : ttl_) : 0};
   if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
   // Two gateways starting at once both write; the later write wins and the other
   // sees it here and backs off.

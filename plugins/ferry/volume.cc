@@ -625,7 +625,16 @@ std::vector<ChunkKey> Volume::pinCurrent() {
 
 void Volume::pin(const std::vector<ChunkKey>& keys) {
   std::lock_guard lock(mu_);
-  for (const ChunkKey& k : keys) ++pinned_[chunkKey(row_.name, k.index, k.generation)];
+  for (const ChunkKey& k : keys) {
+    ++pinned_[chunkKey(row_.name, k.index, k.generation)];
+    // Above the chunk's newest known object (a snapshot's copy, or an upload whose row
+    // a crash kept from being committed): zeros over the chunk need a tombstone.
+    if (k.index < states_.size() && !(states_[k.index].remoteGen & kSourceGen) &&
+        k.generation > states_[k.index].remoteGen) {
+      uint64_t& late = lateCopies_[k.index];
+      late = std::max(late, k.generation);
+    }
+  }
 }
 
 std::vector<std::string> Volume::unpin(const std::vector<ChunkKey>& keys) {

@@ -112,6 +112,15 @@ TEST(LeaseTest, ARestartInTheMiddleOfATakeoverWaitsAgain) {
   auto done = readLease(s, "vol");
   ASSERT_TRUE(done && done.value());
   EXPECT_EQ(done.value()->waitingOutTtl, 0);
+
+  // A third gateway finding b killed in the middle of waiting out an owner with a
+  // longer ttl (6 s) waits out that one's, not b's 3 s.
+  LeaseInfo waiting{"bbbb", "host", 11, static_cast<int64_t>(std::time(nullptr)) + 3, 3, 6};
+  ASSERT_TRUE(s.put(leaseKey("vol"), bytesOf(encodeLease(waiting))));
+  LeaseKeeper third(s, "vol", "cccc", 3);
+  t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(third.acquire(0, true));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(4500)) << "it waited out b's ttl only";
 }
 
 }  // namespace ferry

@@ -357,7 +357,8 @@ TEST_F(EngineTest, ZerosAfterARestartOverAnUploadThatMayHaveLandedReachTheStore)
 
 // After a crash, an upload in flight may have stored an object of a chunk whose row
 // never said it was dirty (not committed yet). Until a collection has deleted such
-// objects, zeros over any chunk go up as a tombstone; after one they need none.
+// objects (across clean restarts too), zeros over any chunk go up as a tombstone;
+// after one they need none.
 TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
   auto o = options("one");
   o.collectIntervalSeconds = 0;  // collections by hand below
@@ -374,7 +375,9 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
     ASSERT_TRUE(meta) << meta.status().toString();
     ASSERT_TRUE(meta.value()->setMeta("running", "1"));
   }
+  { open(o)->shutdown(); }  // the start after the crash stops cleanly, before any collection
   {
+    // A clean start: the volume's mark from the crash is still there.
     auto e = Engine::open(o);
     ASSERT_TRUE(e) << e.status().toString();
     ASSERT_TRUE(e.value()->find("vol")->zero(0, kChunk, false));
@@ -407,6 +410,37 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
   ASSERT_TRUE(e->find("vol")->zero(kChunk, kChunk, false));  // chunk 1: never stored
   ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
   EXPECT_EQ(storeChunks().size(), before) << "a tombstone after the collection";
+}
+
+// A snapshot can name an object above its chunk's newest known one (a copy whose
+// row a crash kept from being committed): zeros over that chunk still go up as a
+// tombstone, or a gateway adopting the volume would read the snapshot's object.
+TEST_F(EngineTest, ZerosOverAChunkBelowASnapshotsObjectReachTheStore) {
+  { open(options("one"))->shutdown(); }  // chunk 0 never stored
+  auto copy = randomBytes(kChunk, 36);
+  ChunkKey above{0, (uint64_t{1} << 32) | 77};
+  std::string object = dir_ / "store" + "/" + chunkKey("vol", above.index, above.generation);
+  std::filesystem::create_directories(std::filesystem::path(object).parent_path());
+  std::ofstream(object) << std::string(copy.begin(), copy.end());
+  SnapshotManifest m;
+  m.volume = "vol";
+  m.id = "s";
+  m.size = 8 << 20;
+  m.chunkSize = kChunk;
+  m.chunks = {above};
+  std::string manifest = dir_ / "store" + "/" + snapshotKey("vol", "s");
+  std::filesystem::create_directories(std::filesystem::path(manifest).parent_path());
+  std::ofstream(manifest) << encodeManifest(m);
+  {
+    auto e = open(options("one"));
+    ASSERT_TRUE(e->find("vol")->zero(0, kChunk, false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    e->shutdown();
+  }
+  auto adopter = open(options("two"));
+  std::vector<uint8_t> back(kChunk, 1);
+  ASSERT_TRUE(adopter->find("vol")->read(0, back));
+  EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the snapshot's object";
 }
 
 // Deleting, on the gateway that lost it, a volume another gateway took over removes
