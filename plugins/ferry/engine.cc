@@ -321,6 +321,10 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
       held.volume->objectsUnknownBelow(epoch.value() << 32);
       collectSoon_ = true;
     }
+  } else if (Status s = meta_->deleteMeta(kUnknownObjectsPrefix + row.name); !s) {
+    // New, or adopted from a listing of the store: a mark left by a deleted volume of
+    // the same name does not apply.
+    return s;
   }
   // Before the journal is applied: an object it supersedes may be a snapshot's.
   if (Status s = loadSnapshotPins(*held.volume); !s) return s;

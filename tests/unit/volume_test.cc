@@ -410,6 +410,21 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
   ASSERT_TRUE(e->find("vol")->zero(kChunk, kChunk, false));  // chunk 1: never stored
   ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
   EXPECT_EQ(storeChunks().size(), before) << "a tombstone after the collection";
+
+  // A mark left by a volume deleted before its collection does not outlive it.
+  e->shutdown();
+  {
+    auto meta = Metadata::open(o2.stateDir, false);
+    ASSERT_TRUE(meta) << meta.status().toString();
+    ASSERT_TRUE(meta.value()->setMeta("running", "1"));
+  }
+  e = open(o2);
+  ASSERT_TRUE(e->deleteVolume("vol", true));
+  ASSERT_TRUE(e->createVolume({"vol", 8 << 20, kChunk}));
+  e->shutdown();
+  auto meta = Metadata::open(o2.stateDir, false);
+  ASSERT_TRUE(meta) << meta.status().toString();
+  EXPECT_EQ(meta.value()->getMeta("unknown-objects:vol").value(), "") << "the deleted volume's mark stayed";
 }
 
 // A snapshot can name an object above its chunk's newest known one (a copy whose
