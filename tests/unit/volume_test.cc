@@ -65,6 +65,23 @@ class EngineTest : public ::testing::Test {
     e->shutdown();
   }
   std::vector<std::string> storeChunks() { return testing::listFiles(dir_ / "store", "/chunks/"); }
+  // What a kill leaves in a state dir: its running mark still set.
+  static Status markCrashed(const std::string& stateDir) {
+    auto meta = Metadata::open(stateDir, false);
+    if (!meta) return meta.status();
+    return meta.value()->setMeta("running", "1");
+  }
+  // Until an upload of v has failed (20 s at most).
+  static void waitForUploadError(Volume& v) {
+    for (int i = 0; i < 400 && v.stats().uploadErrors == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // Chunk 0 as a fresh gateway on state, adopting the volume from the store, reads it.
+  Status readAdopted(const std::string& state, std::vector<uint8_t>& back) {
+    auto e = open(options(state));
+    back.assign(kChunk, 1);
+    return e->find("vol")->read(0, back);
+  }
 
   TempDir dir_;
   std::shared_ptr<FaultyStore::Control> control_ = std::make_shared<FaultyStore::Control>();
@@ -307,17 +324,15 @@ TEST_F(EngineTest, ZerosOverAnUploadGivenUpOnStillReachTheStore) {
     auto v = e->find("vol");
     control_->chunkPutsLandButFail = true;
     ASSERT_TRUE(v->write(0, randomBytes(kChunk, 31), false));
-    for (int i = 0; i < 400 && v->stats().uploadErrors == 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    waitForUploadError(*v);
     ASSERT_GT(v->stats().uploadErrors, 0u);
     ASSERT_TRUE(v->write(0, std::vector<uint8_t>(kChunk, 0), false));
     control_->chunkPutsLandButFail = false;
     ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
     e->shutdown();
   }
-  auto e = open(options("two"));  // adopts the volume from the store
-  std::vector<uint8_t> back(kChunk, 1);
-  ASSERT_TRUE(e->find("vol")->read(0, back));
+  std::vector<uint8_t> back;
+  ASSERT_TRUE(readAdopted("two", back));
   EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the upload given up on";
 }
 
@@ -332,8 +347,7 @@ TEST_F(EngineTest, ZerosAfterARestartOverAnUploadThatMayHaveLandedReachTheStore)
     auto v = e->find("vol");
     control_->chunkPutsLandButFail = true;
     ASSERT_TRUE(v->write(0, randomBytes(kChunk, 33), false));
-    for (int i = 0; i < 400 && v->stats().uploadErrors == 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    waitForUploadError(*v);
     ASSERT_GT(v->stats().uploadErrors, 0u);
     e->shutdown();  // its uploads keep failing: the chunk stays dirty
   }
@@ -349,9 +363,8 @@ TEST_F(EngineTest, ZerosAfterARestartOverAnUploadThatMayHaveLandedReachTheStore)
     ASSERT_TRUE(e.value()->checkpoint("vol", std::chrono::seconds(30)));
     e.value()->shutdown();
   }
-  auto e = open(options("two"));  // adopts the volume from the store
-  std::vector<uint8_t> back(kChunk, 1);
-  ASSERT_TRUE(e->find("vol")->read(0, back));
+  std::vector<uint8_t> back;
+  ASSERT_TRUE(readAdopted("two", back));
   EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the upload given up on";
 }
 
@@ -371,9 +384,7 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
   {
     std::ofstream(stray) << std::string(leaked.begin(), leaked.end());
     ASSERT_TRUE(std::filesystem::exists(stray));
-    auto meta = Metadata::open(o.stateDir, false);
-    ASSERT_TRUE(meta) << meta.status().toString();
-    ASSERT_TRUE(meta.value()->setMeta("running", "1"));
+    ASSERT_TRUE(markCrashed(o.stateDir));
   }
   { open(o)->shutdown(); }  // the start after the crash stops cleanly, before any collection
   {
@@ -386,22 +397,16 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
     e.value()->shutdown();
   }
   {
-    auto adopter = open(options("two"));
-    std::vector<uint8_t> back(kChunk, 1);
-    ASSERT_TRUE(adopter->find("vol")->read(0, back));
+    std::vector<uint8_t> back;
+    ASSERT_TRUE(readAdopted("two", back));
     EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the stray object";
-    adopter->shutdown();
   }
   // The same crash on the adopter (a stray object back); a collection ends the tombstones.
   auto o2 = options("two");
   o2.collectIntervalSeconds = 0;
   std::ofstream(stray) << std::string(leaked.begin(), leaked.end());
   ASSERT_TRUE(std::filesystem::exists(stray));
-  {
-    auto meta = Metadata::open(o2.stateDir, false);
-    ASSERT_TRUE(meta) << meta.status().toString();
-    ASSERT_TRUE(meta.value()->setMeta("running", "1"));
-  }
+  ASSERT_TRUE(markCrashed(o2.stateDir));
   auto e = open(o2);
   auto c = e->collect("vol");
   ASSERT_TRUE(c) << c.status().toString();
@@ -413,11 +418,7 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
 
   // A mark left by a volume deleted before its collection does not outlive it.
   e->shutdown();
-  {
-    auto meta = Metadata::open(o2.stateDir, false);
-    ASSERT_TRUE(meta) << meta.status().toString();
-    ASSERT_TRUE(meta.value()->setMeta("running", "1"));
-  }
+  ASSERT_TRUE(markCrashed(o2.stateDir));
   e = open(o2);
   ASSERT_TRUE(e->deleteVolume("vol", true));
   ASSERT_TRUE(e->createVolume({"vol", 8 << 20, kChunk}));
@@ -452,9 +453,8 @@ TEST_F(EngineTest, ZerosOverAChunkBelowASnapshotsObjectReachTheStore) {
     ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
     e->shutdown();
   }
-  auto adopter = open(options("two"));
-  std::vector<uint8_t> back(kChunk, 1);
-  ASSERT_TRUE(adopter->find("vol")->read(0, back));
+  std::vector<uint8_t> back;
+  ASSERT_TRUE(readAdopted("two", back));
   EXPECT_EQ(back, std::vector<uint8_t>(kChunk, 0)) << "the adopting gateway reads the snapshot's object";
 }
 
