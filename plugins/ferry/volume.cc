@@ -581,7 +581,7 @@ void Volume::deleteSuperseded() {
     std::lock_guard lock(mu_);
     keys.swap(supersededReady_);
     // A snapshot still needs these: unpin() hands them back when it no longer does.
-    std::erase_if(keys, [&](const std::string& k) { return pinned_.count(k) != 0; });
+    std::erase_if(keys, [&](const std::string& k) { return pinnedKey(k); });
   }
   for (size_t i = 0; i < keys.size(); ++i) {
     bool lapsed = false;
@@ -617,7 +617,7 @@ std::vector<ChunkKey> Volume::pinCurrent() {
   for (uint64_t i = 0; i < states_.size(); ++i) {
     if (states_[i].remoteGen != 0 && !states_[i].remoteZero) {
       out.push_back({i, states_[i].remoteGen});
-      ++pinned_[chunkKey(row_.name, i, states_[i].remoteGen)];
+      pins_.add(i, states_[i].remoteGen);
     }
   }
   return out;
@@ -626,7 +626,7 @@ std::vector<ChunkKey> Volume::pinCurrent() {
 void Volume::pin(const std::vector<ChunkKey>& keys) {
   std::lock_guard lock(mu_);
   for (const ChunkKey& k : keys) {
-    ++pinned_[chunkKey(row_.name, k.index, k.generation)];
+    pins_.add(k.index, k.generation);
     // Above the chunk's newest known object (a snapshot's copy, or an upload whose row
     // a crash kept from being committed): zeros over the chunk need a tombstone.
     if (k.index < states_.size() && !(states_[k.index].remoteGen & kSourceGen) &&
@@ -641,16 +641,13 @@ std::vector<std::string> Volume::unpin(const std::vector<ChunkKey>& keys) {
   std::lock_guard lock(mu_);
   std::vector<std::string> deletable;
   for (const ChunkKey& k : keys) {
-    std::string key = chunkKey(row_.name, k.index, k.generation);
-    auto it = pinned_.find(key);
-    if (it == pinned_.end()) continue;
-    if (--it->second > 0) continue;
-    pinned_.erase(it);
+    if (!pins_.release(k.index, k.generation)) continue;  // not pinned, or pinned by another too
     // Still the volume's newest generation (or being replaced right now: the upload
     // then supersedes it and deleteSuperseded takes it): keep.
     if (k.index < states_.size() && states_[k.index].remoteGen == k.generation) continue;
     // Superseded, and on its way out through persist() and deleteSuperseded (which no
     // longer skips it): not before the metadata stops pointing at it.
+    std::string key = chunkKey(row_.name, k.index, k.generation);
     if (queuedForDeletion(key)) continue;
     deletable.push_back(key);
   }
@@ -662,8 +659,14 @@ bool Volume::collectable(uint64_t index, uint64_t generation) {
   if (index >= states_.size()) return true;  // past the end of the volume: nobody reads it
   const ChunkState& st = states_[index];
   if (st.remoteGen == generation || st.uploading) return false;
-  std::string key = chunkKey(row_.name, index, generation);
-  return pinned_.count(key) == 0 && !queuedForDeletion(key);
+  return !pins_.contains(index, generation) && !queuedForDeletion(chunkKey(row_.name, index, generation));
+}
+
+bool Volume::pinnedKey(const std::string& key) const {
+  std::string prefix = chunksPrefix(row_.name);
+  if (!key.starts_with(prefix)) return false;  // a journal segment: never pinned
+  auto k = parseChunkKey(std::string_view(key).substr(prefix.size()));
+  return k && pins_.contains(k->index, k->generation);
 }
 
 bool Volume::queuedForDeletion(const std::string& key) const {

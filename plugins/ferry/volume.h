@@ -28,6 +28,7 @@
 #include "format.h"
 #include "journal_format.h"
 #include "metadata.h"
+#include "pin_counts.h"
 #include "read_window.h"
 
 namespace ferry {
@@ -295,6 +296,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   }
   // REQUIRES: mu_ held. Whether key waits in the superseded lists to be deleted.
   bool queuedForDeletion(const std::string& key) const;
+  // REQUIRES: mu_ held. Whether key is one of this volume's chunk objects a manifest pins.
+  bool pinnedKey(const std::string& key) const;
   uint64_t nextGeneration() { return (epoch_ << 32) | (++genCounter_); }
   ChunkRow rowOf(uint64_t index, const ChunkState& st) const;
   void markMeta(uint64_t index, ChunkState& st);
@@ -377,7 +380,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<uint64_t> metaPendingList_;        // GUARDED_BY(mu_)
   std::vector<std::string> supersededPending_;   // GUARDED_BY(mu_): deletable after next persist
   std::vector<std::string> supersededReady_;     // GUARDED_BY(mu_): deletable now
-  std::unordered_map<std::string, int> pinned_;  // GUARDED_BY(mu_): chunk key → manifests
+  PinCounts pins_;  // GUARDED_BY(mu_): the manifests pinning each chunk object
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
   std::array<uint64_t, 16> recentMisses_{};      // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses

@@ -55,7 +55,7 @@ Result<Volume::FreezeStats> Volume::beginFreeze(const std::string& cowPath) {
       st.frozen = true;
     } else if (!st.dirty && st.remoteGen != 0 && !st.remoteZero) {
       f->keys.push_back({i, st.remoteGen});
-      ++pinned_[chunkKey(row_.name, i, st.remoteGen)];
+      pins_.add(i, st.remoteGen);
     }
     // Otherwise zeros: never written, trimmed, or dirty and not cached (a zeroed chunk
     // whose tombstone is not stored yet). A chunk being filled or evicted (busy) is
@@ -114,7 +114,7 @@ void Volume::frozenUploaded(uint64_t index, uint32_t seq, uint64_t gen) {
   --freeze_->open;
   if (gen != 0) {
     freeze_->keys.push_back({index, gen});
-    ++pinned_[chunkKey(row_.name, index, gen)];
+    pins_.add(index, gen);
   }
   cv_.notify_all();
 }
@@ -155,7 +155,7 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
       ++f->stats.copied;
       if (!zero) {
         f->keys.push_back({index, c.reservedGen});
-        ++pinned_[chunkKey(row_.name, index, c.reservedGen)];
+        pins_.add(index, c.reservedGen);
         uploadedBytes_ += len;
       }
       cv_.notify_all();
