@@ -1,5 +1,7 @@
 #include "pin_counts.h"
 
+#include <algorithm>
+
 namespace ferry {
 namespace {
 
@@ -75,10 +77,11 @@ void PinCounts::erase(size_t slot) {
 }
 
 void PinCounts::rehash(size_t capacity) {
-  std::vector<Slot> old;
+  // Allocated before the old table is touched: should that fail, every pin is still
+  // there (a lost pin would let its object be deleted). Nothing below can fail.
+  std::vector<Slot> old(capacity == 0 ? 0 : std::max(capacity, kMinCapacity));
   old.swap(slots_);
-  if (capacity == 0) return;
-  slots_.resize(capacity < kMinCapacity ? kMinCapacity : capacity);
+  if (slots_.empty()) return;
   for (const Slot& s : old) {
     if (s.count != 0) slots_[find(s.index, s.generation)] = s;
   }

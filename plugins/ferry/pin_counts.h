@@ -2,8 +2,9 @@
 // How many snapshot manifests (snapshots, recovery points) pin each chunk object,
 // by chunk index and generation. A recovery point pins every stored chunk of a
 // volume, so this holds an entry for each: an open-addressing table (linear probing)
-// of 24-byte slots, 32-64 bytes an object, where a node map of key strings took ~170
-// (bench/memory.sh). Not thread-safe: the volume's mutex guards it.
+// of 24-byte slots, between 1/8 and 3/4 full: 32-64 bytes an object while pins are
+// added, at most 192 after most were dropped, where a node map of key strings took
+// ~170 (bench/memory.sh). Not thread-safe: the volume's mutex guards it.
 
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +25,7 @@ class PinCounts {
   struct Slot {
     uint64_t index = 0;
     uint64_t generation = 0;
-    uint32_t count = 0;  // 0: an empty slot
+    uint64_t count = 0;  // 0: an empty slot (as wide as the padding allows)
   };
   size_t home(uint64_t index, uint64_t generation) const;
   // The slot holding (index, generation), or the empty one where it would go.

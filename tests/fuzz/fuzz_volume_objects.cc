@@ -15,11 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ferry::decodeHeader(in);
   // A manifest that reads must read the same once written again.
   if (auto m = ferry::decodeManifest(in)) {
-    auto again = ferry::decodeManifest(ferry::encodeManifest(m.value()));
-    if (!again || again.value().chunks.size() != m.value().chunks.size() || again.value().id != m.value().id ||
-        again.value().volume != m.value().volume || again.value().sourceStore != m.value().sourceStore) {
-      __builtin_trap();
-    }
+    std::string text = ferry::encodeManifest(m.value());
+    auto again = ferry::decodeManifest(text);
+    if (!again || ferry::encodeManifest(again.value()) != text) __builtin_trap();
   }
   (void)ferry::decodeLease(in);
   (void)ferry::parseChunkKey(in);

@@ -1,6 +1,8 @@
 // Snapshot manifests: the text nlohmann's DOM wrote, read back without one.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 #include "format.h"
@@ -21,14 +23,22 @@ std::string domText(const SnapshotManifest& m) {
 }
 
 TEST(ManifestTest, WritesTheTextTheDomWrote) {
-  SnapshotManifest m{kFormatVersion, "vol", "rp-0000019ad3c8a1f0", 1 << 30, kChunk, 1764090000, {}};
+  SnapshotManifest m{kFormatVersion, "vol", "rp-0000019ad3c8a1f0", uint64_t{2} << 30, kChunk, 1764090000, {}};
   EXPECT_EQ(encodeManifest(m), domText(m));  // no chunks
   for (uint64_t i = 0; i < 16384; i += 3) m.chunks.push_back({i, (uint64_t{7} << 32) | (i + 1)});
   m.chunks.push_back({16384, UINT64_MAX >> 1});
   EXPECT_EQ(encodeManifest(m), domText(m));
   m.sourceStore = "s3://bucket/pre \"fix\"?endpoint=http://127.0.0.1:7480&region=x\\y";
-  m.id = "snap\tshot";
+  m.id = std::string("snap\tshot\x01\x1f\x7f\0", 13) + "\xc3\xa9\xe2\x82\xac";  // controls, NUL, é, €
+  m.createdUnix = -1764090000;
   EXPECT_EQ(encodeManifest(m), domText(m));
+  m.createdUnix = INT64_MIN;
+  EXPECT_EQ(encodeManifest(m), domText(m));
+  auto back = decodeManifest(encodeManifest(m));
+  ASSERT_TRUE(back) << back.status().toString();
+  EXPECT_EQ(back.value().id, m.id);
+  EXPECT_EQ(back.value().createdUnix, INT64_MIN);
+  EXPECT_EQ(back.value().chunks.size(), m.chunks.size());
 }
 
 TEST(ManifestTest, RoundTripsAndSkipsFieldsItDoesNotKnow) {
