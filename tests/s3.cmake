@@ -22,7 +22,7 @@ ferry_test(plugin_s3_test SOURCES integration/plugin_s3_test.cc LIBS ferry_commo
 # The engine's snapshot, clone, recovery and GC-crash tests again, against radosgw
 # instead of file:// stores (tests/lib/test_stores.h picks the store from FERRY_TEST_STORE).
 ferry_test(engine_s3_test SOURCES unit/clone_test.cc unit/recovery_test.cc unit/snapshot_freeze_test.cc
-           unit/gc_crash_test.cc unit/journal_test.cc
+           unit/gc_crash_test.cc unit/journal_test.cc unit/volume_delete_test.cc
            LIBS ferry_engine LABELS integration FIXTURES rgw TIMEOUT 600)
 set_property(TEST engine_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
 

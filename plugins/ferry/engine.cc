@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "ferry/log.h"
 #include "ferry/strings.h"
 #include "format.h"
+#include "journal_format.h"
 
 namespace ferry {
 namespace {
@@ -443,6 +445,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
   } else if (existing.status().code() == Code::kNotFound) {
     // An adoption of the same name cut short before its volume row: nothing to adopt now.
     if (Status s = meta_->deleteMeta(adoptKey(spec.name)); !s) return s;
+    if (Status s = deleteLeftovers(spec.name, &minEpoch); !s) return s.withContext("create volume " + spec.name);
     VolumeHeader h{kFormatVersion, spec.name, spec.size, spec.chunkSize, nowUnix()};
     std::string body = encodeHeader(h);
     Status s = store_->put(headerKey(spec.name), bytesOf(body));
@@ -475,6 +478,32 @@ Status Engine::listForAdoption(const std::string& name, const VolumeHeader& h, s
   *rows = std::move(listed).value();
   if (Status s = addSourceRows(name, *rows, source); !s) return s;
   return meta_->setMeta(adoptKey(name), "1");
+}
+
+Status Engine::deleteLeftovers(const std::string& name, uint64_t* minEpoch) {
+  auto listing = store_->list(volumePrefix(name));
+  if (!listing) return listing.status().withContext("look for what a deleted volume " + name + " left in the store");
+  if (listing.value().empty()) return Status::ok();
+  const std::string chunks = chunksPrefix(name), journal = journalPrefix(name);
+  for (const ObjectInfo& o : listing.value()) {
+    // The new volume's generations go above these: were one of them to outlive its
+    // delete (a PUT still on its way), the new volume's objects are still the newest.
+    std::optional<uint64_t> gen;
+    if (o.key.starts_with(chunks)) {
+      if (auto k = parseChunkKey(std::string_view(o.key).substr(chunks.size()))) gen = k->generation;
+    } else if (o.key.starts_with(journal)) {
+      gen = parseJournalKey(std::string_view(o.key).substr(journal.size()));
+    }
+    if (gen) *minEpoch = std::max(*minEpoch, *gen >> 32);
+  }
+  logInfo("volume " + name + ": deleting the " + std::to_string(listing.value().size()) +
+          " objects a deleted volume of that name left in the store");
+  for (const ObjectInfo& o : listing.value()) {
+    if (Status s = store_->remove(o.key); !s) {
+      return s.withContext("delete what a deleted volume " + name + " left in the store (" + o.key + ")");
+    }
+  }
+  return Status::ok();
 }
 
 Result<std::shared_ptr<Volume>> Engine::createVolume(const CreateSpec& spec) {
@@ -531,10 +560,18 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
             "deleted from the store");
     return Status::ok();
   }
+  // The header first: from then on the volume is not adoptable, and whatever of it a
+  // failure below leaves goes when a volume of that name is created (deleteLeftovers).
+  if (Status s = store_->remove(headerKey(name)); !s) {
+    return s.withContext("delete volume " + name + " (nothing of it but its snapshots left the store: a create " +
+                         "of that name adopts it)");
+  }
+  const std::string left = " (what is left of it in the store goes when a volume of that name is created)";
   auto listing = store_->list(volumePrefix(name));
-  if (!listing) return listing.status().withContext("delete volume " + name + " from the store");
+  if (!listing) return listing.status().withContext("delete volume " + name + left);
   for (const ObjectInfo& o : listing.value()) {
-    if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name);
+    if (o.key == headerKey(name)) continue;
+    if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name + left);
   }
   logInfo("volume " + name + " deleted");
   return Status::ok();

@@ -195,6 +195,11 @@ class Engine : public VolumeHost {
   // Pins what the volume's snapshot manifests in the store reference.
   Status loadSnapshotPins(Volume& v);
   Result<std::shared_ptr<Volume>> createLocked(const CreateSpec& spec);
+  // Before a volume is created under a name the store has no header for: deletes what
+  // a delete of a volume of that name cut short left behind (deleteVolume removes the
+  // header first), or an adopting gateway would read the old chunks as the new
+  // volume's. Raises *minEpoch to the epochs of the old generations.
+  Status deleteLeftovers(const std::string& name, uint64_t* minEpoch);
   // Snapshot manifests of a volume as read from the store: key, body.
   using Manifests = std::vector<std::pair<std::string, std::string>>;
   Result<Manifests> readManifests(ObjectStore& store, const std::string& name);

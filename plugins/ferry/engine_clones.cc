@@ -66,6 +66,8 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
     return Status::busy("the store already holds a volume named " + spec.name + "; choose another name");
   }
   if (existing.status().code() != Code::kNotFound) return existing.status().withContext("create volume " + spec.name);
+  uint64_t minEpoch = 0;
+  if (Status s = deleteLeftovers(spec.name, &minEpoch); !s) return s.withContext("create volume " + spec.name);
 
   // The hold first, then the manifest: a delete of the snapshot that races with us
   // either removed the manifest before we read it (we fail) or finds our hold (and
@@ -124,6 +126,7 @@ Result<std::shared_ptr<Volume>> Engine::createFromSnapshot(const CreateSpec& in)
   // and look hydrated).
   auto row = meta_->addVolume(spec.name, spec.size, spec.chunkSize, h.createdUnix, src, snap, spec.sourceStore, rows);
   if (!row) return undo(row.status());
+  row->epoch = minEpoch;
   auto held = openVolume(row.value(), rows, true);
   if (!held) {
     meta_->removeVolume(row->id);

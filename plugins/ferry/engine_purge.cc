@@ -2,6 +2,7 @@
 // another gateway of the account deletes the volumes left in the lost one's store,
 // once nothing can write them and nothing reads their snapshots.
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -103,26 +104,30 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
       out.refused.emplace_back(name, s);
       continue;
     }
-    // Everything else, then the header, the lease last: a failure leaves a volume a
-    // rerun finds again, and ours until then.
+    // The header first: no gateway adopts what is left of the volume after a failure
+    // (a volume created under its name deletes it, deleteLeftovers). Then everything
+    // else, the lease last: a rerun finds what is left, and it is ours until then.
     std::set<std::string> withdrawn;
     for (const auto& m : manifests) withdrawn.insert(m.first);
     const std::string header = headerKey(name), leaseObject = leaseKey(name);
+    const std::vector<std::string>& keys = volumes.value()[name];
+    bool hasHeader = std::find(keys.begin(), keys.end(), header) != keys.end();
     uint64_t deleted = withdrawn.size();
-    bool hasHeader = false;
-    for (const std::string& key : volumes.value()[name]) {
-      if (key == header) hasHeader = true;
-      if (key == header || key == leaseObject || withdrawn.count(key)) continue;
-      if (s = store.remove(key); !s) break;
-      ++deleted;
+    if (hasHeader) {
+      s = store.remove(header);
+      if (s) ++deleted;
     }
-    if (s && hasHeader) s = store.remove(header);
+    for (const std::string& key : keys) {
+      if (!s) break;
+      if (key == header || key == leaseObject || withdrawn.count(key)) continue;
+      if (s = store.remove(key); s) ++deleted;
+    }
     if (s) s = store.remove(leaseObject);
     if (!s) {
       out.refused.emplace_back(name, s.withContext("delete " + name));
       continue;
     }
-    deleted += (hasHeader ? 1 : 0) + 1;
+    ++deleted;
     out.deleted.emplace_back(name, deleted);
     logInfo("purged volume " + name + " from " + url + " (" + std::to_string(deleted) + " objects)");
   }
