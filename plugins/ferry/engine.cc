@@ -560,12 +560,8 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
             "deleted from the store");
     return Status::ok();
   }
-  // The header first: from then on the volume is not adoptable, and whatever of it a
-  // failure below leaves goes when a volume of that name is created (deleteLeftovers).
-  if (Status s = store_->remove(headerKey(name)); !s) {
-    return s.withContext("delete volume " + name + " (nothing of it but its snapshots left the store: a create " +
-                         "of that name adopts it)");
-  }
+  // Its header went in withdrawForDelete: whatever of it a failure below leaves goes
+  // when a volume of that name is created (deleteLeftovers).
   const std::string left = " (what is left of it in the store goes when a volume of that name is created)";
   auto listing = store_->list(volumePrefix(name));
   if (!listing) return listing.status().withContext("delete volume " + name + left);
@@ -580,19 +576,35 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
 Status Engine::withdrawForDelete(Volume& volume) {
   const std::string& name = volume.name();
   // Its snapshot manifests go first, under the hold protocol (FORMAT.md).
+  const std::string nothing = "delete volume " + name + " (nothing of it was deleted)";
   auto manifests = readManifests(*store_, name);
-  if (!manifests) return manifests.status().withContext("delete volume " + name);
-  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s)
-    return s.withContext("delete volume " + name);
-  // Made from a snapshot and not hydrated yet: that snapshot is free again. Before
-  // anything of the volume goes, so that a failure leaves it whole (and retried).
+  if (!manifests) return manifests.status().withContext(nothing);
+  if (Status s = withdrawManifests(*store_, name, "", manifests.value()); !s) return s.withContext(nothing);
+  // Then the header: from here on no gateway adopts the volume, and whatever of it a
+  // later failure leaves goes when a volume of that name is created (deleteLeftovers).
+  // A failure before the end of this function puts back what went: the volume stays
+  // whole, and served, for the delete to be tried again.
+  auto header = store_->getAll(headerKey(name));
+  Status s = header || header.status().code() == Code::kNotFound ? Status::ok() : header.status();
+  if (s && header) s = store_->remove(headerKey(name));
+  if (!s) {
+    restoreManifests(*store_, manifests.value());
+    return s.withContext(nothing);
+  }
+  // Made from a snapshot and not hydrated yet: that snapshot is free again.
   if (volume.hydrating()) {
     auto source = storeFor(volume.sourceStoreUrl());
-    Status s = source.status();
+    s = source.status();
     if (s) s = source.value()->remove(holdKey(volume.sourceVolume(), volume.sourceSnapshot(), name));
     if (!s) {
+      if (header) {
+        if (Status back = store_->put(headerKey(name), bytesOf(header.value())); !back) {
+          logError("volume " + name + ": put its header back after a failed delete: " + back.toString());
+        }
+      }
       restoreManifests(*store_, manifests.value());
-      return s.withContext("release snapshot " + volume.sourceSnapshot() + " of " + volume.sourceVolume());
+      return s.withContext("release snapshot " + volume.sourceSnapshot() + " of " + volume.sourceVolume())
+          .withContext(nothing);
     }
   }
   return Status::ok();

@@ -211,8 +211,8 @@ class Engine : public VolumeHost {
   Status withdrawManifests(ObjectStore& store, const std::string& name, const std::string& id,
                            const Manifests& manifests);
   void restoreManifests(ObjectStore& store, const Manifests& manifests);
-  // What must go before a deleted volume's objects: its snapshot manifests, and its
-  // hold on the snapshot it is made from.
+  // What must go before a deleted volume's objects: its snapshot manifests, its header
+  // and its hold on the snapshot it is made from; all put back on a failure.
   Status withdrawForDelete(Volume& volume);
 
   // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "format.h"
+#include "store_test.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -23,11 +24,8 @@ using testing::TempDir;
 constexpr uint64_t kChunk = 64 << 10;
 constexpr uint64_t kSize = 16 * kChunk;
 
-class CloneTest : public ::testing::Test {
+class CloneTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
-  }
   std::unique_ptr<Engine> open(const std::string& state, size_t hydrateThreads,
                                std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}},
                                const std::string& store = "store") {
@@ -69,8 +67,6 @@ class CloneTest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_;
-  testing::TestStores stores_{dir_.path()};
   std::vector<uint8_t> a_ = randomBytes(12 * kChunk + 4096, 1);  // chunks 13–15 never written
   std::vector<uint8_t> b_ = randomBytes(kSize, 2);
 };

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "format.h"
+#include "store_test.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -25,11 +26,8 @@ using testing::TempDir;
 constexpr uint64_t kChunk = 64 << 10;
 constexpr uint64_t kSize = 8 * kChunk;
 
-class GcCrashTest : public ::testing::Test {
+class GcCrashTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
-  }
   // Each run k has its own state dir and its own store (a prefix of the bucket on S3).
   std::unique_ptr<Engine> open(const std::filesystem::path& dir, const std::string& store) {
     EngineOptions o = testing::smallEngine(dir / "state", stores_.url(store), control_);
@@ -46,9 +44,6 @@ class GcCrashTest : public ::testing::Test {
     }
     return out;
   }
-  TempDir dir_;
-  testing::TestStores stores_{dir_.path()};
-  std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
 TEST_F(GcCrashTest, ACrashAtAnyStepLosesNothingAndARerunLeaksNothing) {

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "journal_format.h"
+#include "store_test.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -54,11 +55,8 @@ TEST(JournalFormatTest, EntriesRoundTripAndBadSegmentsAreRefused) {
   EXPECT_EQ(journalKey("vol", 255), "volumes/vol/journal/00000000000000ff");
 }
 
-class JournalTest : public ::testing::Test {
+class JournalTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
-  }
   // Whole uploads only when asked (checkpoint, shutdown) or under pressure.
   std::unique_ptr<Engine> open(const std::string& state, uint64_t uploadBuffer, bool journal = true) {
     return testing::startEngine(options(state, uploadBuffer, journal));
@@ -104,10 +102,6 @@ class JournalTest : public ::testing::Test {
     }
   }
   std::vector<std::string> segments() { return stores_.keys("s", journalPrefix("vol")); }
-
-  TempDir dir_;
-  testing::TestStores stores_{dir_.path()};
-  std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
 // The gateway is lost with its changes only in the journal: a fresh gateway on the

@@ -12,6 +12,7 @@
 #include "engine_options.h"
 #include "format.h"
 #include "lease.h"
+#include "store_test.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -24,11 +25,8 @@ using testing::TempDir;
 constexpr uint64_t kChunk = 64 << 10;
 constexpr uint64_t kSize = 16 * kChunk;
 
-class RecoveryTest : public ::testing::Test {
+class RecoveryTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
-  }
   std::unique_ptr<Engine> open(const std::string& state, const std::string& store, int recoverySeconds,
                                std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}, size_t hydrateThreads = 4) {
     // Store "a" behind the fault seam.
@@ -53,10 +51,6 @@ class RecoveryTest : public ::testing::Test {
     }
     return done();
   }
-
-  TempDir dir_;
-  testing::TestStores stores_{dir_.path()};
-  std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
 TEST_F(RecoveryTest, PointsAreTakenOfChangedVolumesAndOnlyTheLatestKept) {

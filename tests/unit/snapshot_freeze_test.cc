@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "format.h"
+#include "store_test.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -31,11 +32,8 @@ constexpr uint64_t kBlock = 4096;
 constexpr uint64_t kBlocks = kChunk * kChunks / kBlock;
 constexpr uint64_t kTorn = ~uint64_t{0};
 
-class SnapshotFreezeTest : public ::testing::Test {
+class SnapshotFreezeTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
-  }
   std::unique_ptr<Engine> open(int uploadDelayMs, int uploadMaxAgeMs) {
     EngineOptions o = testing::smallEngine(dir_ / "state", stores_.url("store"), control_);
     o.creates = {{"vol", kChunk * kChunks, kChunk}};
@@ -58,10 +56,6 @@ class SnapshotFreezeTest : public ::testing::Test {
     return out;
   }
   size_t chunkObjects() { return stores_.keys("store", "volumes/vol/chunks/").size(); }
-
-  TempDir dir_;
-  testing::TestStores stores_{dir_.path()};
-  std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
 TEST_F(SnapshotFreezeTest, AWriteAfterTheFreezeCopiesTheChunkFirst) {

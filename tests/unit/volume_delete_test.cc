@@ -1,8 +1,8 @@
 // A volume delete cut short at every step (the k+1-th store delete and every one after
-// it fail: a store error, or a crash) and then the name created again, on the same
-// gateway or on a restart of it with create=. The new volume is either the old one
-// whole (the delete never got past its snapshots) or a new one that reads as zeros,
-// never a mix; a gateway adopting it from the store reads the same; and once the
+// it fail: a store error, or a crash). Before its header goes, the delete is refused
+// and the volume stays, whole; after, the name created again (on the same gateway or
+// on a restart of it with create=) is a new volume that reads as zeros, never a mix
+// with the old one; a gateway adopting it from the store reads the same; and once the
 // new one exists, nothing of the old one is left in the store. On file:// and, in
 // engine_s3_test, on radosgw (tests/lib/test_stores.h).
 
@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "engine_options.h"
 #include "format.h"
+#include "store_test.h"
 #include "test_stores.h"
 #include "test_util.h"
 
@@ -27,23 +28,22 @@ using testing::TempDir;
 constexpr uint64_t kChunk = 64 << 10;
 constexpr uint64_t kSize = 8 * kChunk;
 
-class VolumeDeleteTest : public ::testing::Test {
+class VolumeDeleteTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    if (std::string why = stores_.unavailable(); !why.empty()) GTEST_SKIP() << why;
-  }
-  std::unique_ptr<Engine> open(const std::filesystem::path& dir, const std::string& store) {
+  std::unique_ptr<Engine> open(const std::filesystem::path& dir, const std::string& store,
+                               std::vector<CreateSpec> creates = {{"vol", kSize, kChunk}}) {
     EngineOptions o = testing::smallEngine(dir / "state", stores_.url(store), control_);
-    o.creates = {{"vol", kSize, kChunk}};
+    o.creates = std::move(creates);
     o.shutdownTimeoutSeconds = 5;
     o.recoveryIntervalSeconds = 0;
     o.collectIntervalSeconds = 0;
     o.hydrateThreads = 0;
     return testing::startEngine(o);
   }
-  std::vector<uint8_t> readAll(Engine& e) {
+  std::vector<uint8_t> readAll(Engine& e, const std::string& name = "vol") {
     std::vector<uint8_t> out(kSize);
-    EXPECT_TRUE(e.find("vol")->read(0, out));
+    auto v = e.find(name);
+    EXPECT_TRUE(v && v->read(0, out)) << name;
     return out;
   }
   // The volume's chunk objects and journal segments, with their content.
@@ -56,9 +56,6 @@ class VolumeDeleteTest : public ::testing::Test {
     }
     return out;
   }
-  TempDir dir_;
-  testing::TestStores stores_{dir_.path()};
-  std::shared_ptr<testing::FaultyStore::Control> control_ = std::make_shared<testing::FaultyStore::Control>();
 };
 
 TEST_F(VolumeDeleteTest, ADeleteCutShortAtAnyStepLeavesTheOldVolumeWholeOrNothingOfIt) {
@@ -79,15 +76,18 @@ TEST_F(VolumeDeleteTest, ADeleteCutShortAtAnyStepLeavesTheOldVolumeWholeOrNothin
     Status deleted = e->deleteVolume("vol", false);
     control_->removeBudget = -1;
     if (!deleted && e->find("vol")) {
-      // Refused before anything but snapshots went: still served, still whole.
+      // Refused before its header went: still served, still whole, and it says so.
+      EXPECT_NE(deleted.message().find("nothing of it was deleted"), std::string::npos) << deleted.toString();
       EXPECT_TRUE(readAll(*e) == old);
+      EXPECT_TRUE(stores_.exists(store, headerKey("vol")));
       continue;
     }
-    const bool whole = stores_.exists(store, headerKey("vol"));  // the delete failed on the header
+    // Past its header: no gateway adopts what is left of it, and the error says where
+    // that goes.
+    EXPECT_FALSE(stores_.exists(store, headerKey("vol")));
     if (!deleted) {
-      // The error says what became of the volume.
-      const char* says = whole ? "a create of that name adopts it" : "goes when a volume of that name is created";
-      EXPECT_NE(deleted.message().find(says), std::string::npos) << deleted.toString();
+      EXPECT_NE(deleted.message().find("goes when a volume of that name is created"), std::string::npos)
+          << deleted.toString();
     }
 
     // The name again: on the same gateway, or (odd k) on a restart of it with create=,
@@ -99,8 +99,8 @@ TEST_F(VolumeDeleteTest, ADeleteCutShortAtAnyStepLeavesTheOldVolumeWholeOrNothin
       auto created = e->createVolume(CreateSpec{"vol", kSize, kChunk});
       ASSERT_TRUE(created) << created.status().toString();
     }
-    std::vector<uint8_t> expect = whole ? old : zeros;
-    EXPECT_TRUE(readAll(*e) == expect) << (whole ? "the old volume is not whole" : "the new volume reads old data");
+    std::vector<uint8_t> expect = zeros;
+    EXPECT_TRUE(readAll(*e) == expect) << "the new volume reads old data";
     ASSERT_TRUE(e->find("vol")->write(0, fresh, false));
     ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
     std::copy(fresh.begin(), fresh.end(), expect.begin());
@@ -110,17 +110,61 @@ TEST_F(VolumeDeleteTest, ADeleteCutShortAtAnyStepLeavesTheOldVolumeWholeOrNothin
     TempDir other;
     auto adopted = open(other.path(), store);
     EXPECT_TRUE(readAll(*adopted) == expect) << "an adopting gateway reads something else";
-    if (!whole) {
-      for (const auto& [key, body] : dataObjects(store)) {
-        auto was = oldObjects.find(key);
-        EXPECT_FALSE(was != oldObjects.end() && was->second == body)
-            << key << " of the deleted volume is still in the store";
-      }
+    for (const auto& [key, body] : dataObjects(store)) {
+      auto was = oldObjects.find(key);
+      EXPECT_FALSE(was != oldObjects.end() && was->second == body)
+          << key << " of the deleted volume is still in the store";
     }
     if (deleted) {
       std::cout << "the delete made " << k << " store deletes; each was cut short in turn\n";
       break;
     }
+    ASSERT_LT(k, 64) << "the delete never finished";
+  }
+}
+
+// The same for a volume made from a snapshot and not hydrated yet (its hold on the
+// snapshot goes after its header): refused, it keeps its hold and its content; past its
+// header, the name made again from the snapshot reads the snapshot, here and on a
+// gateway adopting it, not what the deleted volume had written over it.
+TEST_F(VolumeDeleteTest, AVolumeMadeFromASnapshotAgainReadsTheSnapshotNotTheOldOnesLeftovers) {
+  const auto snap = randomBytes(kSize, 3);
+  const auto over = randomBytes(kChunk, 4);
+  const CreateSpec copy{"copy", 0, 0, "vol", "s", ""};
+  for (int k = 0;; ++k) {
+    SCOPED_TRACE("store deletes cut short after " + std::to_string(k));
+    TempDir dir;
+    const std::string store = "clone" + std::to_string(k);
+    auto e = open(dir.path(), store);
+    ASSERT_TRUE(e->find("vol")->write(0, snap, false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    ASSERT_TRUE(e->snapshot("vol", "s", std::chrono::seconds(30)));
+    ASSERT_TRUE(e->createVolume(copy));
+    ASSERT_TRUE(e->find("copy")->write(kChunk, over, false));  // an object of its own
+    ASSERT_TRUE(e->checkpoint("copy", std::chrono::seconds(30)));
+    auto written = snap;
+    std::copy(over.begin(), over.end(), written.begin() + kChunk);
+
+    control_->removeBudget = k;
+    Status deleted = e->deleteVolume("copy", false);
+    control_->removeBudget = -1;
+    if (!deleted && e->find("copy")) {
+      EXPECT_NE(deleted.message().find("nothing of it was deleted"), std::string::npos) << deleted.toString();
+      EXPECT_TRUE(readAll(*e, "copy") == written);
+      EXPECT_TRUE(stores_.exists(store, headerKey("copy")));
+      EXPECT_TRUE(stores_.exists(store, holdKey("vol", "s", "copy"))) << "the snapshot is no longer held";
+      continue;
+    }
+    EXPECT_FALSE(stores_.exists(store, headerKey("copy")));
+
+    auto again = e->createVolume(copy);
+    ASSERT_TRUE(again) << again.status().toString();
+    EXPECT_TRUE(readAll(*e, "copy") == snap) << "the volume made again does not read the snapshot";
+    e.reset();
+    TempDir other;
+    auto adopted = open(other.path(), store, {{"vol", kSize, kChunk}, {"copy", kSize, kChunk}});
+    EXPECT_TRUE(readAll(*adopted, "copy") == snap) << "an adopting gateway reads the deleted volume's chunk";
+    if (deleted) break;
     ASSERT_LT(k, 64) << "the delete never finished";
   }
 }
