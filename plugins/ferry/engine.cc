@@ -292,7 +292,17 @@ Status Engine::checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& 
                           " chunks changed here were never uploaded) is not put back; delete it on this gateway, "
                           "or start with takeover=true to drop it");
   }
-  if (l->owner == meta_->gatewayId() || l->epoch <= row.epoch) return Status::ok();
+  if (l->owner == meta_->gatewayId() || l->epoch <= row.epoch) {
+    // Leased, but with no header: a delete cut short after its header went (FORMAT.md),
+    // here or by the gateway holding the lease. What is left in the store goes when a
+    // volume of that name is created; serving it would write to objects that will.
+    auto header = store_->getAll(headerKey(row.name));
+    if (header) return Status::ok();
+    if (header.status().code() != Code::kNotFound) return header.status().withContext("volume " + row.name);
+    return Status::fenced("volume " + row.name + " was being deleted (its header is gone from the store; " +
+                          std::to_string(dirty) + " chunks changed here were never uploaded): delete it on this " +
+                          "gateway to finish");
+  }
   return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
                         " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
                         std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
@@ -496,14 +506,28 @@ Status Engine::deleteLeftovers(const std::string& name, uint64_t* minEpoch) {
     }
     if (gen) *minEpoch = std::max(*minEpoch, *gen >> 32);
   }
+  // Under the name's lease, taken as an adoption takes it: a volume still alive with
+  // no header (another gateway in the middle of deleting it, a purge) is refused, not
+  // wiped, and an owner's unreleased lease is waited out. openVolume takes it again.
+  auto early = std::make_shared<LeaseKeeper>(*store_, name, meta_->gatewayId(), options_.leaseTtlSeconds);
+  auto epoch = early->acquire(0, options_.takeover,
+                              "a volume of that name is being deleted there; create it once that is done");
+  if (!epoch) return epoch.status();
+  *minEpoch = std::max(*minEpoch, epoch.value());
+  Opening opening(*this, early);
   logInfo("volume " + name + ": deleting the " + std::to_string(listing.value().size()) +
           " objects a deleted volume of that name left in the store");
+  Status s;
   for (const ObjectInfo& o : listing.value()) {
-    if (Status s = store_->remove(o.key); !s) {
-      return s.withContext("delete what a deleted volume " + name + " left in the store (" + o.key + ")");
+    if (o.key == leaseKey(name)) continue;
+    if (s = store_->remove(o.key); !s) {
+      s = s.withContext("delete what a deleted volume " + name + " left in the store (" + o.key + ")");
+      break;
     }
   }
-  return Status::ok();
+  early->retire();
+  if (!s) early->release();
+  return s;
 }
 
 Result<std::shared_ptr<Volume>> Engine::createVolume(const CreateSpec& spec) {
@@ -551,13 +575,16 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   held.lease->retire();  // no renewal brings lease.json back once it is deleted
   held.volume->fence("was deleted");
   held.volume->releaseBudget();
-  if (Status s = meta_->removeVolume(held.volume->id()); !s) return s;
+  if (Status s = meta_->removeVolume(held.volume->id()); !s) {
+    return s.withContext("delete volume " + name + " (gone from the store's point of view: a start serves it " +
+                         "read-only until it is deleted again)");
+  }
   std::error_code ec;
   std::filesystem::remove(cachePath(name), ec);
   std::filesystem::remove(cowPath(name), ec);
   if (lost) {
-    logInfo("volume " + name + " removed from this gateway; another gateway holds it, so nothing of it was " +
-            "deleted from the store");
+    logInfo("volume " + name + " removed from this gateway; it was fenced (another gateway holds it, or a delete " +
+            "of it was cut short), so nothing of it was deleted from the store");
     return Status::ok();
   }
   // Its header went in withdrawForDelete: whatever of it a failure below leaves goes
@@ -566,7 +593,6 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   auto listing = store_->list(volumePrefix(name));
   if (!listing) return listing.status().withContext("delete volume " + name + left);
   for (const ObjectInfo& o : listing.value()) {
-    if (o.key == headerKey(name)) continue;
     if (Status s = store_->remove(o.key); !s) return s.withContext("delete volume " + name + left);
   }
   logInfo("volume " + name + " deleted");
@@ -587,6 +613,17 @@ Status Engine::withdrawForDelete(Volume& volume) {
   auto header = store_->getAll(headerKey(name));
   Status s = header || header.status().code() == Code::kNotFound ? Status::ok() : header.status();
   if (s && header) s = store_->remove(headerKey(name));
+  if (!s && header) {
+    // A delete that failed may still have happened (a timeout after the server did it).
+    auto still = store_->getAll(headerKey(name));
+    if (!still && still.status().code() == Code::kNotFound) {
+      s = Status::ok();
+    } else if (!still) {
+      volume.fence("its delete could not tell whether its header is still in the store: " + still.status().toString());
+      return s.withContext("delete volume " + name + " (its header may be gone: the volume is read-only now; " +
+                           "delete it again)");
+    }
+  }
   if (!s) {
     restoreManifests(*store_, manifests.value());
     return s.withContext(nothing);
@@ -597,14 +634,17 @@ Status Engine::withdrawForDelete(Volume& volume) {
     s = source.status();
     if (s) s = source.value()->remove(holdKey(volume.sourceVolume(), volume.sourceSnapshot(), name));
     if (!s) {
+      restoreManifests(*store_, manifests.value());
+      s = s.withContext("release snapshot " + volume.sourceSnapshot() + " of " + volume.sourceVolume());
       if (header) {
         if (Status back = store_->put(headerKey(name), bytesOf(header.value())); !back) {
-          logError("volume " + name + ": put its header back after a failed delete: " + back.toString());
+          // Served on with no header, a create of the name elsewhere would wipe it.
+          volume.fence("its delete could not put its header back: " + back.toString());
+          return s.withContext("delete volume " + name + " (its header could not be put back: the volume is " +
+                               "read-only now; delete it again)");
         }
       }
-      restoreManifests(*store_, manifests.value());
-      return s.withContext("release snapshot " + volume.sourceSnapshot() + " of " + volume.sourceVolume())
-          .withContext(nothing);
+      return s.withContext(nothing);
     }
   }
   return Status::ok();

@@ -123,6 +123,51 @@ TEST_F(VolumeDeleteTest, ADeleteCutShortAtAnyStepLeavesTheOldVolumeWholeOrNothin
   }
 }
 
+// A crash after a delete removed the header but before the volume's row went: the
+// next start serves the volume read-only (it would otherwise write to objects that a
+// create of the name deletes), says why, and a delete removes it from the gateway.
+TEST_F(VolumeDeleteTest, AStartThatFindsItsVolumesHeaderGoneServesItReadOnlyUntilDeleted) {
+  TempDir dir;
+  const auto old = randomBytes(kSize, 5);
+  {
+    auto e = open(dir.path(), "s");
+    ASSERT_TRUE(e->find("vol")->write(0, old, false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  }
+  ASSERT_TRUE(stores_.client("s").remove(headerKey("vol")));  // the lease stays: still this gateway's
+  auto e = open(dir.path(), "s");
+  auto v = e->find("vol");
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->fenced());
+  EXPECT_NE(v->stats().lastError.find("was being deleted"), std::string::npos) << v->stats().lastError;
+  EXPECT_TRUE(readAll(*e) == old);
+  EXPECT_FALSE(v->write(0, randomBytes(4096, 6), false)) << "written with its header gone";
+  ASSERT_TRUE(e->deleteVolume("vol", false));
+  auto again = e->createVolume(CreateSpec{"vol", kSize, kChunk});
+  ASSERT_TRUE(again) << again.status().toString();
+  EXPECT_TRUE(readAll(*e) == std::vector<uint8_t>(kSize, 0));
+}
+
+// What a create deletes as leftovers is under the name's lease: a volume another
+// gateway still holds, its header gone (in the middle of a delete there, a purge), is
+// refused, not wiped.
+TEST_F(VolumeDeleteTest, LeftoversUnderAnotherGatewaysLiveLeaseAreNotDeleted) {
+  TempDir a, b;
+  auto holder = open(a.path(), "s");
+  ASSERT_TRUE(holder->find("vol")->write(0, randomBytes(kSize, 7), false));
+  ASSERT_TRUE(holder->checkpoint("vol", std::chrono::seconds(30)));
+  ASSERT_TRUE(stores_.client("s").remove(headerKey("vol")));
+  const auto before = dataObjects("s");
+  ASSERT_FALSE(before.empty());
+
+  auto other = open(b.path(), "s", {});
+  auto created = other->createVolume(CreateSpec{"vol", kSize, kChunk});
+  ASSERT_FALSE(created) << "created over a volume another gateway holds";
+  EXPECT_EQ(created.status().code(), Code::kBusy) << created.status().toString();
+  EXPECT_EQ(dataObjects("s"), before) << "the holder's objects were deleted";
+  EXPECT_FALSE(stores_.exists("s", headerKey("vol")));
+}
+
 // The same for a volume made from a snapshot and not hydrated yet (its hold on the
 // snapshot goes after its header): refused, it keeps its hold and its content; past its
 // header, the name made again from the snapshot reads the snapshot, here and on a
