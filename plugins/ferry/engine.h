@@ -198,7 +198,8 @@ class Engine : public VolumeHost {
   // Before a volume is created under a name the store has no header for: deletes what
   // a delete of a volume of that name cut short left behind (deleteVolume removes the
   // header first), or an adopting gateway would read the old chunks as the new
-  // volume's. Raises *minEpoch to the epochs of the old generations.
+  // volume's. Under the name's lease (kBusy while another gateway holds it); raises
+  // *minEpoch to the epochs of the old generations and of that lease.
   Status deleteLeftovers(const std::string& name, uint64_t* minEpoch);
   // Snapshot manifests of a volume as read from the store: key, body.
   using Manifests = std::vector<std::pair<std::string, std::string>>;
