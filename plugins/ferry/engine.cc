@@ -277,14 +277,22 @@ Status Engine::checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& 
   if (!cur) return cur.status();
   const std::optional<LeaseInfo>& l = cur.value();
   size_t dirty = std::count_if(rows.begin(), rows.end(), [](const ChunkRow& r) { return r.flags & kFlagDirty; });
+  if (l && l->owner != meta_->gatewayId() && l->epoch > row.epoch) {
+    return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
+                          " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
+                          std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
+                          " chunks changed here were never uploaded); delete it on this gateway, or start with "
+                          "takeover=true to discard it and serve the store's content");
+  }
+  auto header = store_->getAll(headerKey(row.name));
+  if (header) return Status::ok();
+  if (header.status().code() != Code::kNotFound) return header.status().withContext("volume " + row.name);
   if (!l) {
-    // No lease: a volume is leased from before its row is written, so its lease went
-    // with it when the volume was deleted from the store by someone else (a purge of
-    // this gateway's store, taken for lost). Serving it as usual would bring back a
-    // volume the customer let go of (a fresh lease, these chunks in an empty prefix).
-    auto header = store_->getAll(headerKey(row.name));
-    if (header) return Status::ok();
-    if (header.status().code() != Code::kNotFound) return header.status().withContext("volume " + row.name);
+    // No lease and no header: a volume is leased from before its row is written, so
+    // its lease went with it when the volume was deleted from the store by someone
+    // else (a purge of this gateway's store, taken for lost). Serving it as usual would
+    // bring back a volume the customer let go of (a fresh lease, these chunks in an
+    // empty prefix).
     return Status::fenced("volume " + row.name +
                           " is no longer in the store (deleted there by another gateway: a "
                           "purge of this gateway's store?); the copy here (" +
@@ -292,22 +300,12 @@ Status Engine::checkNotStale(const VolumeRow& row, const std::vector<ChunkRow>& 
                           " chunks changed here were never uploaded) is not put back; delete it on this gateway, "
                           "or start with takeover=true to drop it");
   }
-  if (l->owner == meta_->gatewayId() || l->epoch <= row.epoch) {
-    // Leased, but with no header: a delete cut short after its header went (FORMAT.md),
-    // here or by the gateway holding the lease. What is left in the store goes when a
-    // volume of that name is created; serving it would write to objects that will.
-    auto header = store_->getAll(headerKey(row.name));
-    if (header) return Status::ok();
-    if (header.status().code() != Code::kNotFound) return header.status().withContext("volume " + row.name);
-    return Status::fenced("volume " + row.name + " was being deleted (its header is gone from the store; " +
-                          std::to_string(dirty) + " chunks changed here were never uploaded): delete it on this " +
-                          "gateway to finish");
-  }
-  return Status::fenced("volume " + row.name + " was taken over by gateway " + l->owner + " on " + l->host +
-                        " (epoch " + std::to_string(l->epoch) + ") after this gateway last held it (epoch " +
-                        std::to_string(row.epoch) + "): the copy here is stale (" + std::to_string(dirty) +
-                        " chunks changed here were never uploaded); delete it on this gateway, or start with "
-                        "takeover=true to discard it and serve the store's content");
+  // Leased, but with no header: a delete cut short after its header went (FORMAT.md),
+  // here or by the gateway holding the lease. What is left in the store goes when a
+  // volume of that name is created; serving it would write to objects that will.
+  return Status::fenced("volume " + row.name + " was being deleted (its header is gone from the store; " +
+                        std::to_string(dirty) + " chunks changed here were never uploaded): delete it on this " +
+                        "gateway to finish");
 }
 
 Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {

@@ -40,6 +40,12 @@ class VolumeDeleteTest : public testing::StoreTest {
     o.hydrateThreads = 0;
     return testing::startEngine(o);
   }
+  // vol holds data, stored, and snapshot s of it (withdrawn before the rest of a delete).
+  void seed(Engine& e, const std::vector<uint8_t>& data) {
+    ASSERT_TRUE(e.find("vol")->write(0, data, false));
+    ASSERT_TRUE(e.checkpoint("vol", std::chrono::seconds(30)));
+    ASSERT_TRUE(e.snapshot("vol", "s", std::chrono::seconds(30)));
+  }
   std::vector<uint8_t> readAll(Engine& e, const std::string& name = "vol") {
     std::vector<uint8_t> out(kSize);
     auto v = e.find(name);
@@ -67,9 +73,7 @@ TEST_F(VolumeDeleteTest, ADeleteCutShortAtAnyStepLeavesTheOldVolumeWholeOrNothin
     TempDir dir;
     const std::string store = "run" + std::to_string(k);
     auto e = open(dir.path(), store);
-    ASSERT_TRUE(e->find("vol")->write(0, old, false));
-    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
-    ASSERT_TRUE(e->snapshot("vol", "s", std::chrono::seconds(30)));  // withdrawn before the rest
+    ASSERT_NO_FATAL_FAILURE(seed(*e, old));
     const auto oldObjects = dataObjects(store);
 
     control_->removeBudget = k;
@@ -181,9 +185,7 @@ TEST_F(VolumeDeleteTest, AVolumeMadeFromASnapshotAgainReadsTheSnapshotNotTheOldO
     TempDir dir;
     const std::string store = "clone" + std::to_string(k);
     auto e = open(dir.path(), store);
-    ASSERT_TRUE(e->find("vol")->write(0, snap, false));
-    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
-    ASSERT_TRUE(e->snapshot("vol", "s", std::chrono::seconds(30)));
+    ASSERT_NO_FATAL_FAILURE(seed(*e, snap));
     ASSERT_TRUE(e->createVolume(copy));
     ASSERT_TRUE(e->find("copy")->write(kChunk, over, false));  // an object of its own
     ASSERT_TRUE(e->checkpoint("copy", std::chrono::seconds(30)));
