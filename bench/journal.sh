@@ -8,14 +8,20 @@
 # Each runs fio randwrite 4k qd32 for RUNTIME seconds over the whole volume, counted
 # until the store holds everything (s3backer: until it has exited after the unmount;
 # Ferry: until a checkpoint returns): IOPS = writes / (write time + drain time).
-#   bench/journal.sh [VOLUME_MB=256] [BUFFER_MB=32] [RUNTIME=20]
+#   bench/journal.sh [VOLUME_MB=256] [BUFFER_MB=32] [RUNTIME=20] [CACHE_MB]
+# CACHE_MB: every cache that size (s3backer blocks, Ferry cache-size) instead of as
+# large as the volume (Ferry: twice): the writes then do not fit the cache either.
 # ONLY=journal runs the journal=true variant alone (its segment sizes, no ratios).
+# OTHER_PLUGIN=path.so also runs the journal variant on that build of the plugin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MB=${1:-256}
 BUFFER_MB=${2:-32}
 RUNTIME=${3:-20}
+S3B_CACHE=${4:-$MB}
+FERRY_CACHE=${4:-$((MB * 2))}
+OTHER_PLUGIN=${OTHER_PLUGIN:+$(realpath "$OTHER_PLUGIN")}
 ONLY=${ONLY:-}
 HAVE_S3B=1
 { command -v s3backer >/dev/null && [ -e /dev/fuse ]; } || HAVE_S3B=0
@@ -34,7 +40,7 @@ fio_write() {  # URI-or-file args... -> total write ios
 S3B_W=0
 if [ "$HAVE_S3B" = 1 ]; then
   s3backer --baseURL="$EP/" --accessId=TESTKEY --accessKey=TESTSECRET --authVersion=aws4 --blockSize=1M \
-    --size="${MB}M" --blockCacheSize="$MB" --blockCacheMaxDirty="$BUFFER_MB" --listBlocks --force s3backer "$W/mnt" \
+    --size="${MB}M" --blockCacheSize="$S3B_CACHE" --blockCacheMaxDirty="$BUFFER_MB" --listBlocks --force s3backer "$W/mnt" \
     >>"$W/s3backer.log" 2>&1
   pid=$(pgrep -f "s3backer --baseURL=$EP/" | head -1 || true)
   t0=$(now)
@@ -50,7 +56,7 @@ fi
 run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   local name=$1 journal=$2
   start_ferry "$W/$name" "s3://ferry/$name?endpoint=$EP&region=us-east-1&create_bucket=1" create="vol:${MB}M" \
-    cache-size=$((MB * 2))M upload-buffer="${BUFFER_MB}M" journal="$journal" recovery-interval=0
+    cache-size="${FERRY_CACHE}M" upload-buffer="${BUFFER_MB}M" journal="$journal" recovery-interval=0
   local t0 tw t1 ios
   t0=$(now)
   ios=$(fio_write --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock")
@@ -63,8 +69,8 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   FERRY_W=$(python3 -c "print(round($ios/($t1-$t0)))")
   echo "ferry $name: $(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($ios, $tw-$t0, $t1-$tw))");" \
     "$(python3 -c 'import json,sys; v=json.loads(sys.argv[1])["volumes"][0]
-print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded in all" % (v["journal_writes"],
-      v["journal_bytes"]>>20, v["journal_bytes"]/max(v["journal_writes"],1)/1000, v["uploaded_bytes"]>>20))' "$stats")"
+print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded in all, %d chunks evicted with their changes in the journal at the end of the writes" % (v["journal_writes"],
+      v["journal_bytes"]>>20, v["journal_bytes"]/max(v["journal_writes"],1)/1000, v["uploaded_bytes"]>>20, v.get("journal_only_chunks", 0)))' "$stats")"
 }
 if [ "$ONLY" = journal ]; then
   run_ferry journal true
@@ -74,11 +80,21 @@ run_ferry whole false
 WHOLE_W=$FERRY_W
 run_ferry journal true
 JOURNAL_W=$FERRY_W
+OTHER_W=
+if [ -n "$OTHER_PLUGIN" ]; then
+  SAVED_PLUGIN=$PLUGIN
+  PLUGIN=$OTHER_PLUGIN
+  run_ferry other true
+  OTHER_W=$FERRY_W
+  PLUGIN=$SAVED_PLUGIN
+fi
 
 printf '%-34s %10s\n' "sustained 4K random write IOPS" "(incl. drain)"
 [ "$HAVE_S3B" = 1 ] && printf '%-34s %10s\n' "s3backer (maxDirty=${BUFFER_MB})" "$S3B_W"
 printf '%-34s %10s\n' "ferry, whole-chunk uploads" "$WHOLE_W"
 printf '%-34s %10s\n' "ferry, journal=true" "$JOURNAL_W"
+[ -n "$OTHER_W" ] && printf '%-34s %10s\n' "ferry, journal=true, other build" "$OTHER_W"
+[ -n "$OTHER_W" ] && printf 'journal / other build: %.2f\n' "$(python3 -c "print($JOURNAL_W/max($OTHER_W,1))")"
 printf 'journal / whole: %.1f\n' "$(python3 -c "print($JOURNAL_W/$WHOLE_W)")"
 [ "$HAVE_S3B" = 1 ] && printf 'journal / s3backer: %.1f\n' "$(python3 -c "print($JOURNAL_W/max($S3B_W,1))")"
 exit 0

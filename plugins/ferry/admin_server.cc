@@ -42,6 +42,7 @@ json volumeJson(const VolumeStats& v) {
            {"read_ahead_hits", v.readAheadHits},
            {"journaled_chunks", v.journaledChunks},
            {"journal_segments", v.journalSegments},
+           {"journal_only_chunks", v.journalOnlyChunks},
            {"journal_writes", v.journalWrites},
            {"journal_bytes", v.journalBytes},
            {"hit_ratio", v.readHits + v.readMisses == 0

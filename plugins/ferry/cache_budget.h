@@ -45,6 +45,15 @@ class CacheBudget {
   void addPinned(uint64_t n) { pinned_ += n; }
   void releasePinned(uint64_t n) { pinned_ -= n; }
 
+  // Writers waiting for room in the cache (nothing evictable now): the journal's cue
+  // to make journaled, evictable chunks, and else the uploader's to hurry. The first
+  // one wakes the waiters.
+  void addRoomWaiter() {
+    if (roomWaiters_.fetch_add(1) == 0) wake();
+  }
+  void removeRoomWaiter() { roomWaiters_.fetch_sub(1); }
+  bool roomWanted() const { return roomWaiters_.load() > 0; }
+
   // Waits until dirty bytes are under the limit, the timeout passes, or wake().
   void waitForDirtyRoom(std::chrono::milliseconds timeout);
   // Waits until something was released (cache or dirty), dirty bytes reached half the
@@ -63,6 +72,7 @@ class CacheBudget {
   std::atomic<uint64_t> dirty_{0};
   std::atomic<uint64_t> journaled_{0};
   std::atomic<uint64_t> pinned_{0};
+  std::atomic<int> roomWaiters_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t releases_ = 0;  // GUARDED_BY(mu_)

@@ -89,11 +89,28 @@ Engine::~Engine() {
 bool Engine::uploadsInHurry() const {
   if (draining_.load() > 0) return true;
   if (!options_.journal) return budget_.dirty() * 2 >= budget_.dirtyLimit();
-  // The journal relieves the upload buffer from half full on; whole uploads hurry only
-  // when it finds nothing it can take (chunks changed throughout), or when dirty
-  // chunks (journaled or not) fill the cache.
-  return (journalIdle_.load() && budget_.dirty() * 4 >= budget_.dirtyLimit() * 3) ||
-         budget_.pinned() * 4 >= budget_.cacheLimit() * 3;
+  // The journal relieves the upload buffer from half full on, and the cache when dirty
+  // chunks crowd it or writers wait for room (a journaled chunk can be evicted); whole
+  // uploads hurry only when it finds nothing it can take (chunks changed throughout)
+  // and, for writers waiting for room, no journaled chunk is left to evict. (Not when
+  // it is busy with other chunks meanwhile: those it cannot take wait for upload-delay.)
+  return journalIdle_.load() &&
+         (budget_.dirty() * 4 >= budget_.dirtyLimit() * 3 || cacheCrowded() ||
+          (budget_.roomWanted() && budget_.journaled() == 0 && budget_.cached() * 8 >= budget_.cacheLimit() * 7));
+}
+
+uint64_t Engine::unevictableBytes() const {
+  uint64_t pinned = budget_.pinned(), journaled = budget_.journaled();
+  return pinned > journaled ? pinned - journaled : 0;
+}
+
+bool Engine::cacheCrowded() const {
+  return unevictableBytes() * 4 >= budget_.cacheLimit() * 3;
+}
+
+bool Engine::journalPressure() const {
+  return (budget_.dirty() * 2 >= budget_.dirtyLimit() || cacheCrowded() || budget_.roomWanted()) &&
+         draining_.load() == 0;
 }
 
 void Engine::journalLoop() {
@@ -102,7 +119,7 @@ void Engine::journalLoop() {
   while (!stopping_) {
     uint64_t wrote = 0;
     uint64_t seen = budget_.releases();  // before looking: a wake from here on ends the wait below
-    bool pressure = budget_.dirty() * 2 >= budget_.dirtyLimit() && draining_.load() == 0;
+    bool pressure = journalPressure();
     if (pressure) {
       for (auto& v : volumes()) {
         if (v->fenced()) continue;
@@ -125,9 +142,11 @@ void Engine::journalLoop() {
     bool idle = pressure && wrote == 0 && journalActive_.load() == 0;
     if (journalIdle_.exchange(idle) != idle && idle) uploader_.poke();
     // Without pressure, until the upload buffer reaches half full (addDirty wakes it)
-    // or a drain ends (seen within a second); under pressure with nothing written,
+    // or a drain ends (seen within a second; within 50 ms while dirty chunks hold half
+    // the cache, which nothing wakes it for); under pressure with nothing written,
     // again soon: uploads are making changes.
-    if (wrote == 0) budget_.waitForRelease(seen, std::chrono::milliseconds(pressure ? 10 : 1000));
+    int waitMs = pressure ? 10 : budget_.pinned() * 2 >= budget_.cacheLimit() ? 50 : 1000;
+    if (wrote == 0) budget_.waitForRelease(seen, std::chrono::milliseconds(waitMs));
   }
 }
 
@@ -405,6 +424,11 @@ Result<Engine::Held> Engine::openLost(const VolumeRow& row, const std::vector<Ch
   // Fenced before its rows load: nothing of it counts in the upload buffer or goes up.
   held.volume->fence(why.message());
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
+  // Its chunks evicted into the journal are read back from the segments.
+  if (Status s = held.volume->openJournal(false); !s) {
+    logError("volume " + row.name + ": " + s.toString() +
+             "; chunks of it that were only in the journal cannot be read");
+  }
   logError(why.message() + "; serving this gateway's copy read-only until the volume is deleted here");
   return held;
 }

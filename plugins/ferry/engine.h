@@ -324,6 +324,14 @@ class Engine : public VolumeHost {
   void journalLoop();
   // Whether dirty chunks go up at once rather than when idle (Uploader's hurry).
   bool uploadsInHurry() const;
+  // Cached dirty chunks the cache cannot evict (not journaled), and whether they fill
+  // three quarters of it.
+  uint64_t unevictableBytes() const;
+  bool cacheCrowded() const;
+  // Whether the journal should take changed pages now: the upload buffer half full, the
+  // cache crowded or writers waiting for room in it (journaled chunks can be evicted);
+  // not while a drain waits.
+  bool journalPressure() const;
   std::map<std::string, uint64_t> recoveryMarks_;  // only maintenanceLoop: changes() at the last point
   std::mutex hydrateMu_;                           // one finishHydration at a time
   std::mutex storesMu_;                            // guards sourceStores_

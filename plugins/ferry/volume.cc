@@ -11,14 +11,19 @@ namespace ferry {
 
 namespace {
 // What a chunk counts as in the cache budget.
-enum Counted { kNotCounted, kCountedDirty, kCountedJournaled };
+// kCountedPinned: journaled, but its cache may hold changes its journal pieces lack
+// (cacheOnly): out of the upload buffer, not evictable (pinned only).
+enum Counted { kNotCounted, kCountedDirty, kCountedJournaled, kCountedPinned };
 }  // namespace
 
 // REQUIRES: mu_ held. A fenced volume counts nowhere but in the cached bytes: its
 // changes will never be uploaded from here, and must not hold other volumes' writers.
+// A journaled chunk counts as journaled (evictable) unless its cache may have changes
+// no journal piece has: then it is only pinned until uploaded whole.
 int Volume::countedAs(const ChunkState& st) const {
   if (st.where != Where::kCached || !st.dirty || fenced_) return kNotCounted;
-  return st.journaled ? kCountedJournaled : kCountedDirty;
+  if (!st.journaled) return kCountedDirty;
+  return st.cacheOnly ? kCountedPinned : kCountedJournaled;
 }
 
 bool allZero(std::span<const uint8_t> bytes) {
@@ -83,14 +88,19 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       st.remoteGen = r.remoteGen;
       st.remoteZero = (r.flags & kFlagRemoteZero) != 0;
       st.dirty = (r.flags & kFlagDirty) != 0;
-      st.journaled = st.dirty && (r.flags & kFlagJournaled) != 0 && (r.flags & kFlagCached) != 0;
+      st.journaled = st.dirty && (r.flags & kFlagJournaled) != 0;
       // Which pages changed is not recorded: a dirty chunk not journaled counts as
       // changed throughout (uploaded whole).
       if (st.dirty && !st.journaled && journal_) markAllPages(r.index);
       if (r.flags & kFlagCached) {
+        // Its cache may hold writes newer than the row (a crash before the commit):
+        // only its whole upload may leave the cache.
+        st.cacheOnly = st.dirty;
         st.where = Where::kCached;
         host_.budget().forceCached(chunkLength(r.index));
         recount(r.index, kNotCounted, st);
+      } else if (st.journaled) {
+        st.where = Where::kJournal;  // openJournal reads the pieces that rebuild it
       } else {
         // Dirty and not cached: zeroed, its tombstone not stored yet.
         st.where = (!st.dirty && r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
@@ -249,34 +259,48 @@ Status Volume::zero(uint64_t offset, uint64_t length, bool fua) {
   return fua ? persist() : Status::ok();
 }
 
-// REQUIRES: the caller set states_[index].busy. Brings the chunk into the cache file:
-// reserves space, then fills it from the store, or makes it zeros, unless the caller
-// is about to overwrite all of it.
+// REQUIRES: the caller set states_[index].busy and reserved the chunk's room in the
+// cache. Brings the chunk into the cache file: fills it from the store (or the
+// journal), or makes it zeros, unless the caller is about to overwrite all of it.
 Status Volume::materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll) {
   uint64_t len = chunkLength(index);
   uint64_t base = index * row_.chunkSize;
-  while (!host_.reserveCache(len)) {
-    if (host_.stopping()) return Status::unavailable("gateway is shutting down");
-    host_.budget().waitForRelease(std::chrono::milliseconds(100));
-  }
   Status s;
   if (!overwriteAll) {
-    if (where == Where::kRemote) {
+    if (where == Where::kRemote || where == Where::kJournal) {
       std::span<uint8_t> chunk = threadChunkBuffer(index);
-      s = fetch(index, gen, chunk);
+      if (where == Where::kRemote) {
+        s = fetch(index, gen, chunk);
+      } else {
+        JournalCopy copy;
+        {
+          std::lock_guard lock(mu_);  // busy: the pieces stay as they are
+          copy = journalCopy(index);
+        }
+        s = rebuild(index, copy, chunk);
+        std::lock_guard lock(mu_);
+        doneReading(copy);
+      }
       if (s) s = cache_.write(base, chunk.data(), len);
     } else {
       // The cache file may hold stale bytes from before a crash: make them zeros.
       s = cache_.punch(base, len);
     }
   }
-  if (!s) host_.budget().releaseCached(len);
   return s;
 }
 
 Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero) {
   uint64_t base = index * row_.chunkSize;
   uint64_t len = chunkLength(index);
+  // Room taken in the cache for the chunk, given back unless the chunk gets it.
+  struct Room {
+    CacheBudget& budget;
+    uint64_t bytes = 0;
+    ~Room() {
+      if (bytes) budget.releaseCached(bytes);
+    }
+  } room{host_.budget()};
   std::unique_lock lock(mu_);
   for (;;) {
     if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
@@ -286,6 +310,26 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
+    if (st.where != Where::kCached && room.bytes == 0) {
+      // Room first, without holding the chunk busy: an upload of it (one in the
+      // journal is dirty) must not wait on a writer that waits for uploads to make room.
+      lock.unlock();
+      if (!host_.reserveCache(len)) {
+        CacheBudget& budget = host_.budget();
+        budget.addRoomWaiter();
+        do {
+          if (host_.stopping()) {
+            budget.removeRoomWaiter();
+            return Status::unavailable("gateway is shutting down");
+          }
+          budget.waitForRelease(std::chrono::milliseconds(100));
+        } while (!host_.reserveCache(len));
+        budget.removeRoomWaiter();
+      }
+      room.bytes = len;
+      lock.lock();
+      continue;  // look again: it may have changed meanwhile
+    }
     // Adds to the upload buffer: a chunk not yet dirty, or with the journal on, pages
     // not yet changed.
     bool addsDirty = countedAs(st) != kCountedDirty || (journal_ && !pagesMarked(index, inChunk, data.size()));
@@ -307,15 +351,25 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       st.busy = false;
       cv_.notify_all();
       if (!s) return s;
+      room.bytes = 0;  // the chunk's now
       if (fenced_) {
         // Deleted (or lost) meanwhile: its budget was given back without this chunk.
         host_.budget().releaseCached(len);
         return Status::fenced("volume " + row_.name + " " + lastError_);
       }
       bool wasDirty = st.dirty;
-      setDirty(index, st, false);  // re-added below, now counted against the cached bytes
-      st.where = Where::kCached;
-      if (wasDirty) {
+      if (where == Where::kJournal) {
+        // Its changes so far are in the journal: pinned again, and the write below
+        // marks only its own pages.
+        int before = countedAs(st);
+        st.where = Where::kCached;
+        recount(index, before, st);
+        markMeta(index, st);
+      } else {
+        setDirty(index, st, false);  // re-added below, now counted against the cached bytes
+        st.where = Where::kCached;
+      }
+      if (wasDirty && where != Where::kJournal) {
         // Zeroed with data still in the store: all of it differs from the store.
         setDirty(index, st, true);
         markAllPages(index);
@@ -333,7 +387,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
         zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
     if (s.code() == Code::kNoSpace && !zero) {
       // The cache disk is full: give back clean chunks and try once more.
-      if (evictSome(64) > 0) s = cache_.write(base + inChunk, data.data(), data.size());
+      if (evictSome(64, true) > 0) s = cache_.write(base + inChunk, data.data(), data.size());
     }
     lock.lock();
     st.ioRefs.fetch_sub(1);
@@ -383,10 +437,15 @@ Status Volume::zeroWholeChunk(uint64_t index) {
       setDirty(index, st, false);  // gives back the dirty budget while still counted as cached
       host_.budget().releaseCached(len);
     }
+    // Its changes in the journal no longer make its content (their segments stay until
+    // a tombstone voids them); until stored whole, only the cache can have it.
+    if (st.where == Where::kJournal) st.journaled = false;
+    journalPieces_.erase(index);
     st.where = Where::kZero;
     ++st.writeSeq;
     ++changes_;
     setDirty(index, st, remoteHasData);
+    st.cacheOnly = st.dirty;  // (not counted anywhere while zero)
     pages_.erase(index);
     if (st.dirty) markAllPages(index);
     markMeta(index, st);
@@ -419,6 +478,8 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   // Zeros need no object when the store holds none or a tombstone — unless a
   // snapshot's copy sits above it.
   bool zeroNeedsNoObject = (oldGen == 0 || oldZero) && !lateCopyAbove(index, oldGen) && !journalHolds(index, st);
+  JournalCopy copy;
+  if (where == Where::kJournal) copy = journalCopy(index);
   st.uploading = true;
   lock.unlock();
 
@@ -426,10 +487,11 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   // stays dirty and goes up again; every write acknowledged before the copy is in it.
   bool isZero = true;
   Status s;
-  if (where == Where::kCached) {
+  if (where == Where::kCached || where == Where::kJournal) {
     buf.resize(row_.chunkSize);
-    s = cache_.read(index * row_.chunkSize, buf.data(), len);
-    isZero = s && allZero(std::span<const uint8_t>(buf.data(), len));
+    std::span<uint8_t> chunk(buf.data(), len);
+    s = where == Where::kCached ? cache_.read(index * row_.chunkSize, buf.data(), len) : rebuild(index, copy, chunk);
+    isZero = s && allZero(chunk);
   }
   uint64_t newGen = oldGen;
   if (s && !(isZero && zeroNeedsNoObject)) {
@@ -442,6 +504,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
 
   lock.lock();
   st.uploading = false;
+  if (where == Where::kJournal) doneReading(copy);
   if (!s) {
     ++uploadErrors_;
     lastError_ = s.toString();
@@ -468,6 +531,8 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   if (st.writeSeq == seq) {
     setDirty(index, st, false);
     pages_.erase(index);
+    st.cacheOnly = false;
+    if (st.where == Where::kJournal) st.where = isZero ? Where::kZero : Where::kRemote;
   } else {
     setDirty(index, st, true);  // changed while we copied: go again
     if (!st.queued) {
@@ -482,10 +547,14 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   return Status::ok();
 }
 
-uint64_t Volume::evictSome(size_t maxChunks) {
+uint64_t Volume::evictSome(size_t maxChunks, bool punchNow) {
   std::vector<uint64_t> picked;
+  uint64_t freed = 0;
   {
     std::lock_guard lock(mu_);
+    // Into the journal only while the store is reachable under the lease: a chunk
+    // evicted there can only be read back from the store.
+    const bool toStore = !fenced_ && bool(leaseCheck());
     size_t n = states_.size();
     for (size_t step = 0; step < 2 * n && picked.size() < maxChunks; ++step) {
       uint64_t i = clockHand_;
@@ -494,23 +563,42 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       // A fenced volume's changes will never be uploaded from here: when the cache
       // needs the room they go too (reads of them then fetch this gateway's last known
       // object, which the new owner may have replaced).
-      if (st.where != Where::kCached || (st.dirty && !fenced_) || st.busy || st.uploading || st.journaling ||
-          st.ioRefs.load() != 0)
+      if (st.where != Where::kCached || st.busy || st.uploading || st.journaling || st.ioRefs.load() != 0) continue;
+      // A dirty chunk goes only when the journal holds all its changes (and no
+      // snapshot still needs to copy it from the cache).
+      bool toJournal = st.dirty && !fenced_;
+      if (toJournal && (!toStore || !st.journaled || st.frozen || st.cacheOnly || journalPieces_.count(i) == 0)) {
         continue;
+      }
       if (st.referenced) {
         st.referenced = false;
         continue;
       }
-      st.busy = true;
-      setDirty(i, st, false);
-      st.where = (st.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
+      st.busy = punchNow;
+      if (toJournal) {
+        int before = countedAs(st);
+        st.where = Where::kJournal;
+        recount(i, before, st);
+      } else {
+        setDirty(i, st, false);
+        st.where = (st.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
+      }
       markMeta(i, st);
       picked.push_back(i);
+      if (!punchNow) {
+        // The rows must say "not cached" durably before the hole is punched; otherwise
+        // a crash in between would leave rows pointing at zeros. The next persist()
+        // punches it; until then a crash finds the rows saying "cached" over the bytes.
+        punchPending_.push_back(i);
+        freed += chunkLength(i);
+      }
     }
   }
   if (picked.empty()) return 0;
-  // The rows must say "not cached" durably before the holes are punched; otherwise a
-  // crash in between would leave rows pointing at zeros.
+  if (!punchNow) {
+    host_.budget().releaseCached(freed);
+    return freed;
+  }
   Status s = persist();
   Status punched;
   if (s) {
@@ -521,7 +609,6 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       if (Status p = cache_.punch(i * row_.chunkSize, chunkLength(i)); !p) punched = p;
     }
   }
-  uint64_t freed = 0;
   std::lock_guard lock(mu_);
   for (uint64_t i : picked) {
     ChunkState& st = states_[i];
@@ -529,7 +616,9 @@ uint64_t Volume::evictSome(size_t maxChunks) {
     if (s) {
       freed += chunkLength(i);
     } else {
+      int before = countedAs(st);
       st.where = Where::kCached;  // the rows may not say otherwise: keep it cached
+      recount(i, before, st);     // (pinned again if it is dirty)
       markMeta(i, st);
     }
   }
@@ -563,7 +652,7 @@ Status Volume::persist() {
     // evicted to make room. Spend the reserve and try again.
     if (s.code() == Code::kNoSpace && host_.releaseSpaceReserve()) s = host_.metadata().writeChunks(row_.id, rows);
   }
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (!s) {
     for (uint64_t i : indexes) markMeta(i, states_[i]);
     supersededPending_.insert(supersededPending_.end(), superseded.begin(), superseded.end());
@@ -571,6 +660,32 @@ Status Volume::persist() {
     return s.withContext("persist volume " + row_.name);
   }
   supersededReady_.insert(supersededReady_.end(), superseded.begin(), superseded.end());
+  // Evicted chunks whose rows now say "not cached": their space on the cache disk goes.
+  // (One cached again meanwhile holds its content there; one changed since this
+  // commit waits for the next.) A failed punch only leaves stale bytes, which are
+  // overwritten or punched before use.
+  std::vector<uint64_t> punch, later;
+  for (uint64_t i : punchPending_) {
+    ChunkState& st = states_[i];
+    if (st.where == Where::kCached) continue;
+    if (st.metaPending || st.busy) {
+      later.push_back(i);
+      continue;
+    }
+    st.busy = true;
+    punch.push_back(i);
+  }
+  punchPending_.swap(later);
+  if (punch.empty()) return Status::ok();
+  lock.unlock();
+  Status punched;
+  for (uint64_t i : punch) {
+    if (Status p = cache_.punch(i * row_.chunkSize, chunkLength(i)); !p) punched = p;
+  }
+  lock.lock();
+  for (uint64_t i : punch) states_[i].busy = false;
+  if (!punched) lastError_ = punched.toString();
+  cv_.notify_all();
   return Status::ok();
 }
 
@@ -582,6 +697,12 @@ void Volume::deleteSuperseded() {
     keys.swap(supersededReady_);
     // A snapshot still needs these: unpin() hands them back when it no longer does.
     std::erase_if(keys, [&](const std::string& k) { return pinnedKey(k); });
+    // A chunk being rebuilt reads these: they wait for the next round.
+    std::erase_if(keys, [&](const std::string& k) {
+      if (reading_.count(k) == 0) return false;
+      supersededReady_.push_back(k);
+      return true;
+    });
   }
   for (size_t i = 0; i < keys.size(); ++i) {
     bool lapsed = false;
@@ -678,6 +799,10 @@ uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs
   std::lock_guard lock(mu_);
   const ChunkState& st = states_[index];
   if (!st.dirty || fenced_) return 0;
+  // All its changes are in the journal already: storing it whole is compaction, left
+  // to its maximum age (not idleness), so that it does not compete with the journal
+  // and the writers for the store.
+  if (st.journaled) idleMs = maxAgeMs;
   uint32_t now = engineClockMs();
   uint32_t idle = now - st.lastWriteMs;
   uint32_t age = now - st.dirtySinceMs;
@@ -738,7 +863,7 @@ uint64_t Volume::fence(const std::string& why) {
   uint64_t kept = 0;
   for (uint64_t i = 0; i < states_.size(); ++i) {
     recount(i, before[i], states_[i]);
-    if (states_[i].dirty && states_[i].where == Where::kCached) ++kept;
+    if (states_[i].dirty && (states_[i].where == Where::kCached || states_[i].where == Where::kJournal)) ++kept;
   }
   cv_.notify_all();
   return kept;
@@ -770,7 +895,10 @@ VolumeStats Volume::stats() {
     v.lastError = lastError_;
     v.dirtyChunks = dirtyChunks_;
     v.journalSegments = segmentLive_.size();
-    for (const ChunkState& st : states_) v.journaledChunks += st.journaled ? 1 : 0;
+    for (const ChunkState& st : states_) {
+      v.journaledChunks += st.journaled ? 1 : 0;
+      v.journalOnlyChunks += st.where == Where::kJournal ? 1 : 0;
+    }
     if (hydrating()) {
       v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;
       if (!row_.sourceStore.empty()) v.source = row_.sourceStore + " " + v.source;

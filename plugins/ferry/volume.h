@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "bandwidth_limiter.h"
@@ -64,7 +65,18 @@ class VolumeHost {
   virtual bool journalEnabled() const = 0;
 };
 
-enum class Where : uint8_t { kZero, kRemote, kCached };
+// kJournal: a journaled chunk evicted from the cache (dirty, not cached): its content
+// is its newest object (zeros for none or a tombstone) with the pieces of its changes
+// in the journal's stored segments applied over it, in order.
+enum class Where : uint8_t { kZero, kRemote, kCached, kJournal };
+
+// Where one change of a chunk lies in a stored journal segment.
+struct JournalPiece {
+  uint64_t segment;     // its generation
+  uint64_t dataOffset;  // of the bytes in the segment's body
+  uint32_t offset;      // in the chunk
+  uint32_t length;
+};
 
 struct ChunkState {
   uint64_t remoteGen = 0;           // newest generation in the store (0 = none)
@@ -84,6 +96,9 @@ struct ChunkState {
   bool frozen = false;       // a snapshot still needs its content at the freeze
   bool journaled = false;    // dirty, every change in the journal: not in the upload buffer
   bool journaling = false;   // its pages are in a journal segment being written
+  // Dirty with changes no journal piece has (cached at a restart, or zeroed): not
+  // evicted into the journal until it is stored whole.
+  bool cacheOnly = false;
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
 };
 
@@ -108,6 +123,7 @@ struct VolumeStats {
   uint64_t readAheadFetches = 0;  // chunks fetched ahead of a sequential reader
   uint64_t readAheadHits = 0;     // reads served from those
   uint64_t journaledChunks = 0;   // dirty chunks whose changes are all in the journal
+  uint64_t journalOnlyChunks = 0;  // of those, evicted: read back from object + segments
   uint64_t journalSegments = 0;   // segments in the store still needed
   uint64_t journalWrites = 0;     // segments written
   uint64_t journalBytes = 0;      // page bytes written to the journal
@@ -148,12 +164,16 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // chunk. Returns a transient status to be retried later.
   Status uploadChunk(uint64_t index, std::vector<uint8_t>& buf);
   // How long the uploader should leave a dirty chunk alone: until it has been idle
-  // for idleMs, but never past maxAgeMs since it became dirty. 0 = upload now.
+  // for idleMs, but never past maxAgeMs since it became dirty (a journaled chunk:
+  // until maxAgeMs). 0 = upload now.
   uint32_t uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs);
   // Puts a dirty chunk whose upload failed back in the queue.
   void requeue(uint64_t index);
-  // Evictor: frees up to maxChunks clean, unused cached chunks; returns bytes freed.
-  uint64_t evictSome(size_t maxChunks);
+  // Evictor: frees up to maxChunks unused cached chunks (clean, or journaled); returns
+  // bytes freed from the cache budget. Their space on the cache disk is punched after
+  // the next persist() commits rows that say so, or at once with punchNow (which
+  // persists first: a full cache disk).
+  uint64_t evictSome(size_t maxChunks, bool punchNow = false);
   // Makes every change durable: fdatasync the cache file, then commit chunk rows.
   Status persist();
   // Removes superseded generations that persist() made safe to delete.
@@ -163,8 +183,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // pages of dirty chunks that only this gateway has (up to maxBytes of pages; chunks
   // changed in more than a quarter of their pages are left to a whole upload); those
   // chunks then leave the upload buffer. Returns the bytes of pages written (0: none
-  // to write). openJournal: at open, reads the volume's segments. A chunk dirty here
-  // keeps the segments with changes newer than its object until it goes up whole. When
+  // to write); they may then be evicted from the cache (Where::kJournal) and are read
+  // back from their object and segments (rebuild). openJournal: at open, reads the
+  // volume's segments. A chunk dirty here keeps the segments with changes newer than
+  // its object until it goes up whole; one in the journal with none of them is an
+  // error (its changes would be lost). When
   // adopting (the store's content is all this gateway has of the volume: a lost
   // gateway replaced, or a takeover into a fresh state dir), a chunk that is not dirty
   // gets those changes applied and stored whole; otherwise this gateway's metadata is
@@ -242,7 +265,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
   // After a lease loss (or before a delete): refuses writes and uploads from now on,
   // and gives back the volume's share of the upload buffer. Returns the chunks changed
-  // here and not stored that stay cached (and readable) until the volume is deleted.
+  // here and not stored whole that stay readable (cached, or in the journal) until the
+  // volume is deleted.
   uint64_t fence(const std::string& why);
   bool fenced() const { return fenced_.load(); }
   // Until when the volume's lease is confirmed (LeaseKeeper::validUntil): uploads,
@@ -328,6 +352,21 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // REQUIRES: mu_ held. The chunk was stored whole above every segment: the segments
   // no other chunk needs are deleted after the next persist.
   void releaseJournalRefs(uint64_t index);
+  // What rebuilding a chunk in the journal (Where::kJournal) takes, copied under mu_,
+  // and the objects it reads.
+  struct JournalCopy {
+    uint64_t gen = 0;
+    bool zero = false;
+    std::vector<JournalPiece> pieces;
+    std::vector<std::string> keys;
+  };
+  // REQUIRES: mu_ held. Also holds back the deletion of the objects it names (an upload
+  // on its way may supersede them meanwhile) until doneReading.
+  JournalCopy journalCopy(uint64_t index);
+  void doneReading(const JournalCopy& copy);
+  // Reads the chunk's object and the pieces of its changes from their segments into buf
+  // (one GET per segment); mu_ not held.
+  Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf);
   // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
   Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
   // Reads the chunk's newest generation into buf (at least the chunk's length).
@@ -335,6 +374,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // This thread's chunk-sized buffer, as long as the chunk.
   std::span<uint8_t> threadChunkBuffer(uint64_t index);
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
+  // REQUIRES: mu_ held (by lock), the chunk in the journal and not busy. Rebuilds it,
+  // serves the read, and keeps it in the cache if there is room.
+  Status readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t> out, std::unique_lock<std::mutex>& lock);
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);
   // REQUIRES: mu_ held. Whether one of the `behind` chunks before this one was read
@@ -380,6 +422,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<uint64_t> metaPendingList_;        // GUARDED_BY(mu_)
   std::vector<std::string> supersededPending_;   // GUARDED_BY(mu_): deletable after next persist
   std::vector<std::string> supersededReady_;     // GUARDED_BY(mu_): deletable now
+  std::vector<uint64_t> punchPending_;           // GUARDED_BY(mu_): evicted, hole not punched yet
   PinCounts pins_;  // GUARDED_BY(mu_): the manifests pinning each chunk object
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
@@ -403,6 +446,14 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // segment → how many chunks still need it.
   std::unordered_map<uint64_t, std::vector<uint64_t>> journalRefs_;
   std::unordered_map<uint64_t, uint32_t> segmentLive_;
+  // GUARDED_BY(mu_): chunk → its changes in stored segments newer than its object, in
+  // order: what rebuilds it once evicted (a segment whose PUT failed is not here).
+  std::unordered_map<uint64_t, std::vector<JournalPiece>> journalPieces_;
+  // GUARDED_BY(mu_): objects being read to rebuild a chunk (JournalCopy::keys), held
+  // back from deleteSuperseded.
+  std::unordered_multiset<std::string> reading_;
+  // Set once openJournal has read the segments: chunks in the journal can be rebuilt.
+  std::atomic<bool> journalOpen_{false};
   std::atomic<uint64_t> journalWrites_{0}, journalBytes_{0};
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};

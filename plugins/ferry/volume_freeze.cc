@@ -50,15 +50,15 @@ Result<Volume::FreezeStats> Volume::beginFreeze(const std::string& cowPath) {
   auto start = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < states_.size(); ++i) {
     ChunkState& st = states_[i];
-    if (st.dirty && st.where == Where::kCached) {
+    if (st.dirty && (st.where == Where::kCached || st.where == Where::kJournal)) {
       f->chunks.emplace(i, Freeze::Chunk{nextGeneration(), st.writeSeq, Freeze::State::kPending});
       st.frozen = true;
     } else if (!st.dirty && st.remoteGen != 0 && !st.remoteZero) {
       f->keys.push_back({i, st.remoteGen});
       pins_.add(i, st.remoteGen);
     }
-    // Otherwise zeros: never written, trimmed, or dirty and not cached (a zeroed chunk
-    // whose tombstone is not stored yet). A chunk being filled or evicted (busy) is
+    // Otherwise zeros: never written, trimmed, or dirty and neither cached nor in the
+    // journal (a zeroed chunk whose tombstone is not stored yet). A chunk being filled or evicted (busy) is
     // clean or zero, so its stored generation is its content.
   }
   f->open = f->chunks.size();
@@ -78,13 +78,17 @@ bool Volume::preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock) 
   if (!f || it == f->chunks.end() || it->second.state != Freeze::State::kPending) return false;
   it->second.state = Freeze::State::kCopying;
   st.busy = true;  // nobody writes (or uploads) it while it is copied
+  bool inJournal = st.where == Where::kJournal;
+  JournalCopy copy;
+  if (inJournal) copy = journalCopy(index);
   lock.unlock();
   uint64_t base = index * row_.chunkSize;
   uint64_t len = chunkLength(index);
   std::span<uint8_t> buf = threadChunkBuffer(index);
-  Status s = cache_.read(base, buf.data(), len);
+  Status s = inJournal ? rebuild(index, copy, buf) : cache_.read(base, buf.data(), len);
   if (s) s = f->cow.write(base, buf.data(), len);
   lock.lock();
+  if (inJournal) doneReading(copy);
   st.busy = false;
   if (s) {
     it->second.state = Freeze::State::kCopied;

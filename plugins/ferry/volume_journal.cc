@@ -1,11 +1,14 @@
 // The journal: when the upload buffer fills, the changed pages of many dirty chunks go
 // to the store in one segment instead of each chunk whole (docs/volume-engine.md
-// "The journal"). A journaled chunk stays dirty and cached until its whole upload,
-// which voids its entries; a gateway adopting the volume applies the entries newer
-// than each chunk's object (openJournal).
+// "The journal"). A journaled chunk stays dirty until its whole upload, which voids
+// its entries; the cache may evict it meanwhile, and it is then rebuilt from its
+// object and its pieces in the segments when read, written or uploaded. A gateway
+// adopting the volume applies the entries newer than each chunk's object
+// (openJournal).
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 #include <map>
 
 #include "ferry/log.h"
@@ -44,6 +47,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
   struct Pick {
     uint64_t index;
     std::vector<uint64_t> bits;  // the pages in this segment
+    size_t firstEntry, entryCount;
   };
   std::vector<Pick> picks;
   std::vector<JournalEntry> entries;
@@ -63,6 +67,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       const uint64_t pages = (len + kJournalPage - 1) / kJournalPage;
       uint64_t n = countBits(bits);
       if (n == 0 || n * 4 > pages) continue;  // cheaper as a whole upload
+      size_t firstEntry = entries.size();
       for (auto [first, end] : runsOf(bits, pages)) {
         uint64_t offset = first * kJournalPage;
         uint64_t length = std::min(end * kJournalPage, len) - offset;
@@ -70,7 +75,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
         bytes += length;
       }
       st.journaling = true;
-      picks.push_back({index, bits});
+      picks.push_back({index, bits, firstEntry, entries.size() - firstEntry});
       // Writes from now on mark their pages again.
       std::fill(bits.begin(), bits.end(), 0);
     }
@@ -85,7 +90,8 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
   std::copy(header.begin(), header.end(), body.begin());
   Status s;
   uint64_t at = header.size();
-  for (const JournalEntry& e : entries) {
+  for (JournalEntry& e : entries) {
+    e.dataOffset = at;
     if (s = cache_.read(e.index * row_.chunkSize + e.offset, body.data() + at, e.length); !s) break;
     at += e.length;
   }
@@ -116,6 +122,10 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       }
       continue;
     }
+    auto& pieces = journalPieces_[p.index];
+    for (size_t e = p.firstEntry; e < p.firstEntry + p.entryCount; ++e) {
+      pieces.push_back({segment, entries[e].dataOffset, entries[e].offset, entries[e].length});
+    }
     auto it = pages_.find(p.index);
     bool pending = it != pages_.end() && countBits(it->second) != 0;
     if (!pending && st.where == Where::kCached && st.dirty) {
@@ -141,6 +151,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
 }
 
 void Volume::releaseJournalRefs(uint64_t index) {
+  journalPieces_.erase(index);
   auto it = journalRefs_.find(index);
   if (it == journalRefs_.end()) return;
   for (uint64_t segment : it->second) {
@@ -150,6 +161,55 @@ void Volume::releaseJournalRefs(uint64_t index) {
     supersededPending_.push_back(journalKey(row_.name, segment));
   }
   journalRefs_.erase(it);
+}
+
+Volume::JournalCopy Volume::journalCopy(uint64_t index) {
+  const ChunkState& st = states_[index];
+  JournalCopy copy{st.remoteGen, st.remoteZero, {}, {}};
+  if (auto it = journalPieces_.find(index); it != journalPieces_.end()) copy.pieces = it->second;
+  if (copy.gen != 0 && !copy.zero && !(copy.gen & kSourceGen)) copy.keys.push_back(objectKey(index, copy.gen));
+  for (size_t i = 0; i < copy.pieces.size(); ++i) {
+    if (i == 0 || copy.pieces[i].segment != copy.pieces[i - 1].segment) {
+      copy.keys.push_back(journalKey(row_.name, copy.pieces[i].segment));
+    }
+  }
+  for (const std::string& k : copy.keys) reading_.insert(k);
+  return copy;
+}
+
+void Volume::doneReading(const JournalCopy& copy) {
+  for (const std::string& k : copy.keys) reading_.erase(reading_.find(k));
+}
+
+Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf) {
+  if (!journalOpen_.load()) return Status::unavailable("volume " + row_.name + ": its journal is not read yet");
+  if (copy.pieces.empty()) {
+    return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) +
+                              " is in the journal, but no segment holds its changes");
+  }
+  if (Status s = fetchBase(index, copy.gen, copy.zero, buf); !s) return s;
+  // A chunk's pieces in one segment lie together in its body: one GET for each run
+  // of pieces from the same segment.
+  std::vector<uint8_t> span;
+  for (size_t i = 0; i < copy.pieces.size();) {
+    size_t j = i + 1;
+    while (j < copy.pieces.size() && copy.pieces[j].segment == copy.pieces[i].segment) ++j;
+    const uint64_t from = copy.pieces[i].dataOffset;
+    const uint64_t to = copy.pieces[j - 1].dataOffset + copy.pieces[j - 1].length;
+    if (to < from) return Status::corruption("volume " + row_.name + ": journal pieces out of order");
+    span.resize(to - from);
+    const std::string key = journalKey(row_.name, copy.pieces[i].segment);
+    host_.bandwidth().download(span.size());
+    auto got = host_.store().get(key, from, span);
+    if (!got) return got.status().withContext("read journal segment " + key);
+    if (got.value() != span.size()) return Status::corruption(key + " is shorter than its header says");
+    downloadedBytes_ += got.value();
+    for (; i < j; ++i) {
+      const JournalPiece& p = copy.pieces[i];
+      std::memcpy(buf.data() + p.offset, span.data() + (p.dataOffset - from), p.length);
+    }
+  }
+  return Status::ok();
 }
 
 Status Volume::fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf) {
@@ -165,7 +225,22 @@ Status Volume::openJournal(bool adopt) {
   const std::string prefix = journalPrefix(row_.name);
   auto listed = store.list(prefix);
   if (!listed) return listed.status().withContext("list the journal of volume " + row_.name);
-  if (listed.value().empty()) return Status::ok();
+  // REQUIRES: mu_ held. Every chunk in the journal has the pieces that rebuild it.
+  auto checkPieces = [this]() -> Status {
+    for (uint64_t i = 0; i < states_.size(); ++i) {
+      if (states_[i].where == Where::kJournal && journalPieces_.count(i) == 0) {
+        return Status::corruption("volume " + row_.name + " chunk " + std::to_string(i) +
+                                  " is in the journal, but no segment in the store holds its changes");
+      }
+    }
+    return Status::ok();
+  };
+  if (listed.value().empty()) {
+    std::lock_guard lock(mu_);
+    if (Status s = checkPieces(); !s) return s;
+    journalOpen_ = true;
+    return Status::ok();
+  }
 
   // Every segment's entries, in generation order; per chunk, the entries that apply
   // (newer than its object).
@@ -210,7 +285,8 @@ Status Volume::openJournal(bool adopt) {
       if (!applies) continue;
       if (st.dirty) {
         // This gateway has the chunk's newest content: the segment stays until the
-        // chunk goes up whole.
+        // chunk goes up whole (and rebuilds it while it is not cached).
+        journalPieces_[e.index].push_back({segment, e.dataOffset, e.offset, e.length});
         auto& refs = journalRefs_[e.index];
         if (std::find(refs.begin(), refs.end(), segment) == refs.end()) {
           refs.push_back(segment);
@@ -265,6 +341,8 @@ Status Volume::openJournal(bool adopt) {
   }
   {
     std::lock_guard lock(mu_);
+    if (Status s = checkPieces(); !s) return s;
+    journalOpen_ = true;
     for (const auto& [segment, key] : segments) {
       auto it = live.find(segment);
       if (it == live.end())

@@ -56,6 +56,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.ioRefs.fetch_sub(1);
       return s;
     }
+    if (st.where == Where::kJournal) return readJournaled(index, inChunk, out, lock);
     // Remote. Fetched ahead of a sequential reader?
     if (auto entry = window_.find(index, st.remoteGen)) {
       if (!entry->ready && entry->started) {
@@ -196,6 +197,45 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     cv_.notify_all();
     return s;
   }
+}
+
+Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t> out,
+                             std::unique_lock<std::mutex>& lock) {
+  ChunkState& st = states_[index];
+  st.busy = true;  // the pieces stay as they are; other readers wait for the cache
+  JournalCopy copy = journalCopy(index);
+  lock.unlock();
+  ++readMisses_;
+  std::span<uint8_t> chunk = threadChunkBuffer(index);
+  Status s = rebuild(index, copy, chunk);
+  bool cached = false;
+  if (s && host_.reserveCache(chunk.size())) {
+    if (cache_.write(index * row_.chunkSize, chunk.data(), chunk.size())) {
+      cached = true;
+    } else {
+      host_.budget().releaseCached(chunk.size());  // served from the store only
+    }
+  }
+  if (s) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
+  lock.lock();
+  doneReading(copy);
+  st.busy = false;
+  if (cached && (fenced_ || st.where != Where::kJournal)) {
+    // Deleted meanwhile (its budget was given back without this), or stored whole by
+    // an upload that was on its way: then the copy is clean, as a fetch would be.
+    bool keep = !fenced_ && !st.dirty;
+    if (!keep) host_.budget().releaseCached(chunk.size());
+    cached = keep;
+  }
+  if (cached) {
+    int before = countedAs(st);
+    st.where = Where::kCached;  // dirty and journaled still: pinned until uploaded
+    recount(index, before, st);
+    st.referenced = true;
+    markMeta(index, st);
+  }
+  cv_.notify_all();
+  return s;
 }
 
 void Volume::scheduleReadAhead(uint64_t from) {

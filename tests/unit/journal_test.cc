@@ -94,14 +94,22 @@ class JournalTest : public testing::StoreTest {
   }
   // A 4 KiB write into every chunk, at a different place in each; recorded in image.
   static void scatter(Volume& v, std::vector<uint8_t>& image, int seed) {
-    for (uint64_t i = 0; i < kChunks; ++i) {
-      uint64_t at = i * kChunk + ((i * 7 + seed) % 16) * 4096;
+    for (uint64_t i = 0; i < v.chunkCount(); ++i) {
+      uint64_t at = i * v.chunkSize() + ((i * 7 + seed) % 16) * 4096;
       auto data = randomBytes(4096, seed * 1000 + static_cast<int>(i));
       ASSERT_TRUE(v.write(at, data, false));
       std::copy(data.begin(), data.end(), image.begin() + static_cast<std::ptrdiff_t>(at));
     }
   }
   std::vector<std::string> segments() { return stores_.keys("s", journalPrefix("vol")); }
+  // A volume of 64 chunks of 1 MiB, four times the (smallest) cache.
+  static constexpr uint64_t kBigChunk = 1 << 20;
+  EngineOptions overCache(const std::string& state) {
+    EngineOptions o = options(state, kRoomy);
+    o.creates = {{"vol", kChunks * kBigChunk, kBigChunk}};
+    o.cacheSize = 16 * kBigChunk;
+    return o;
+  }
 };
 
 // The gateway is lost with its changes only in the journal: a fresh gateway on the
@@ -365,6 +373,77 @@ TEST_F(JournalTest, ZerosDuringAnUploadThenAPageAreNotJournaledOverTheOldContent
   std::vector<uint8_t> before(kSize, 0);
   std::copy(old.begin(), old.end(), before.begin() + 3 * kChunk);
   EXPECT_TRUE(back == image || back == before) << "the page was applied over the old content";
+}
+
+// A volume four times the size of the cache, a page written into every chunk: the
+// journal takes the changes and the cache evicts the journaled chunks (no chunk goes
+// up whole for it). Reads and writes rebuild them from their objects and segments,
+// across a restart and a snapshot, until their whole uploads void the segments.
+TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
+  EngineOptions small = overCache("gw");
+  std::vector<uint8_t> image(kChunks * kBigChunk, 0);
+  {
+    auto e = testing::startEngine(small);
+    auto v = e->find("vol");
+    auto base = randomBytes(image.size() / 2, 20);  // stored for half the chunks
+    ASSERT_TRUE(v->write(0, base, false));
+    std::copy(base.begin(), base.end(), image.begin());
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    const uint64_t uploads = v->stats().uploads;
+    scatter(*v, image, 21);  // waits for room in the cache: the journal makes it
+    auto st = v->stats();
+    EXPECT_EQ(st.uploads, uploads) << "chunks went up whole to make room";
+    EXPECT_EQ(st.dirtyChunks, kChunks);
+    EXPECT_GT(st.journalOnlyChunks, kChunks / 2) << "journaled chunks stayed in the cache";
+    EXPECT_LE(e->stats().cachedBytes, small.cacheSize);
+    EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong";
+    scatter(*v, image, 22);  // writes into evicted chunks
+    EXPECT_TRUE(readAll(*v) == image);
+    journalAll(*v);
+    EXPECT_GT(v->stats().journalOnlyChunks, 0u);
+    control_->down = true;  // a crash, as far as the store can tell
+    e->shutdown();
+  }
+  control_->down = false;
+  auto e = testing::startEngine(small);
+  auto v = e->find("vol");
+  EXPECT_GT(v->stats().journalOnlyChunks, 0u) << "the restart lost track of the evicted chunks";
+  EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong after a restart";
+  scatter(*v, image, 23);
+  ASSERT_TRUE(e->snapshot("vol", "s1", std::chrono::seconds(30)));
+  auto copy = e->createVolume(CreateSpec{"copy", 0, 0, "vol", "s1"});
+  ASSERT_TRUE(copy) << copy.status().toString();
+  EXPECT_TRUE(readAll(*copy.value()) == image) << "the snapshot missed evicted chunks";
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(v->stats().dirtyChunks, 0u);
+  EXPECT_EQ(v->stats().journalOnlyChunks, 0u);
+  e->shutdown();
+  EXPECT_TRUE(segments().empty()) << "segments outlived the whole uploads";
+  e.reset();
+  std::filesystem::remove_all(dir_ / "gw");
+  auto fresh = testing::startEngine(overCache("fresh"));
+  EXPECT_TRUE(readAll(*fresh->find("vol")) == image);
+}
+
+// A chunk whose changes are only in the journal, with its segments gone from the
+// store: the start says so instead of serving the chunk without them.
+TEST_F(JournalTest, AnEvictedChunkWhoseSegmentsAreGoneIsAnError) {
+  EngineOptions small = overCache("gw");
+  {
+    auto e = testing::startEngine(small);
+    auto v = e->find("vol");
+    std::vector<uint8_t> image(kChunks * kBigChunk, 0);
+    scatter(*v, image, 24);
+    ASSERT_GT(v->stats().journalOnlyChunks, 0u);
+    control_->down = true;
+    e->shutdown();
+  }
+  control_->down = false;
+  for (const std::string& key : segments()) ASSERT_TRUE(stores_.client("s").remove(key));
+  auto failed = Engine::open(small);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.status().toString().find("no segment in the store holds its changes"), std::string::npos)
+      << failed.status().toString();
 }
 
 }  // namespace
