@@ -310,6 +310,17 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
+    // Adds to the upload buffer: a chunk not yet dirty, or with the journal on, pages
+    // not yet changed.
+    bool addsDirty = countedAs(st) != kCountedDirty || (journal_ && !pagesMarked(index, inChunk, data.size()));
+    if (addsDirty && host_.budget().dirtyFull()) {
+      // Back-pressure: the upload buffer is full; wait for the uploader to drain.
+      lock.unlock();
+      if (host_.stopping()) return Status::unavailable("gateway is shutting down");
+      host_.budget().waitForDirtyRoom(std::chrono::milliseconds(200));
+      lock.lock();
+      continue;
+    }
     if (st.where != Where::kCached && room.bytes == 0) {
       // Room first, without holding the chunk busy: an upload of it (one in the
       // journal is dirty) must not wait on a writer that waits for uploads to make room.
@@ -329,17 +340,6 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       room.bytes = len;
       lock.lock();
       continue;  // look again: it may have changed meanwhile
-    }
-    // Adds to the upload buffer: a chunk not yet dirty, or with the journal on, pages
-    // not yet changed.
-    bool addsDirty = countedAs(st) != kCountedDirty || (journal_ && !pagesMarked(index, inChunk, data.size()));
-    if (addsDirty && host_.budget().dirtyFull()) {
-      // Back-pressure: the upload buffer is full; wait for the uploader to drain.
-      lock.unlock();
-      if (host_.stopping()) return Status::unavailable("gateway is shutting down");
-      host_.budget().waitForDirtyRoom(std::chrono::milliseconds(200));
-      lock.lock();
-      continue;
     }
     if (st.where != Where::kCached) {
       st.busy = true;
@@ -386,8 +386,15 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     Status s =
         zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
     if (s.code() == Code::kNoSpace && !zero) {
-      // The cache disk is full: give back clean chunks and try once more.
-      if (evictSome(64, true) > 0) s = cache_.write(base + inChunk, data.data(), data.size());
+      // The cache disk is full: punch the holes of chunks evicted before (after the
+      // commit that persist() makes), give back clean chunks, and try once more.
+      bool pending;
+      {
+        std::lock_guard relock(mu_);
+        pending = !punchPending_.empty();
+      }
+      bool punched = pending && bool(persist());
+      if (evictSome(64, true) > 0 || punched) s = cache_.write(base + inChunk, data.data(), data.size());
     }
     lock.lock();
     st.ioRefs.fetch_sub(1);
@@ -613,8 +620,8 @@ uint64_t Volume::evictSome(size_t maxChunks, bool punchNow) {
   for (uint64_t i : picked) {
     ChunkState& st = states_[i];
     st.busy = false;
-    if (s) {
-      freed += chunkLength(i);
+    if (s || fenced_) {
+      freed += chunkLength(i);  // (deleted meanwhile: its other chunks' budget is back already)
     } else {
       int before = countedAs(st);
       st.where = Where::kCached;  // the rows may not say otherwise: keep it cached
@@ -802,7 +809,7 @@ uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs
   // All its changes are in the journal already: storing it whole is compaction, left
   // to its maximum age (not idleness), so that it does not compete with the journal
   // and the writers for the store.
-  if (st.journaled) idleMs = maxAgeMs;
+  if (st.journaled && !st.cacheOnly) idleMs = maxAgeMs;
   uint32_t now = engineClockMs();
   uint32_t idle = now - st.lastWriteMs;
   uint32_t age = now - st.dirtySinceMs;

@@ -285,7 +285,9 @@ Status Volume::openJournal(bool adopt) {
       if (!applies) continue;
       if (st.dirty) {
         // This gateway has the chunk's newest content: the segment stays until the
-        // chunk goes up whole (and rebuilds it while it is not cached).
+        // chunk goes up whole (and rebuilds it while it is not cached). One of a later
+        // epoch is another gateway's (a stale copy read after a takeover): not ours.
+        if ((segment >> 32) > epoch_) continue;
         journalPieces_[e.index].push_back({segment, e.dataOffset, e.offset, e.length});
         auto& refs = journalRefs_[e.index];
         if (std::find(refs.begin(), refs.end(), segment) == refs.end()) {
