@@ -58,8 +58,8 @@ Result<Volume::FreezeStats> Volume::beginFreeze(const std::string& cowPath) {
       pins_.add(i, st.remoteGen);
     }
     // Otherwise zeros: never written, trimmed, or dirty and neither cached nor in the
-    // journal (a zeroed chunk whose tombstone is not stored yet). A chunk being filled or evicted (busy) is
-    // clean or zero, so its stored generation is its content.
+    // journal (a zeroed chunk whose tombstone is not stored yet). A chunk being filled
+    // (busy) is clean or zero, so its stored generation is its content.
   }
   f->open = f->chunks.size();
   f->stats.frozen = f->chunks.size();
