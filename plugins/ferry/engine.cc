@@ -99,13 +99,10 @@ bool Engine::uploadsInHurry() const {
           (budget_.roomWanted() && budget_.journaled() == 0 && budget_.cached() * 8 >= budget_.cacheLimit() * 7));
 }
 
-uint64_t Engine::unevictableBytes() const {
-  uint64_t pinned = budget_.pinned(), journaled = budget_.journaled();
-  return pinned > journaled ? pinned - journaled : 0;
-}
-
 bool Engine::cacheCrowded() const {
-  return unevictableBytes() * 4 >= budget_.cacheLimit() * 3;
+  uint64_t pinned = budget_.pinned(), journaled = budget_.journaled();
+  uint64_t unevictable = pinned > journaled ? pinned - journaled : 0;
+  return unevictable * 4 >= budget_.cacheLimit() * 3;
 }
 
 bool Engine::journalPressure() const {

@@ -324,9 +324,8 @@ class Engine : public VolumeHost {
   void journalLoop();
   // Whether dirty chunks go up at once rather than when idle (Uploader's hurry).
   bool uploadsInHurry() const;
-  // Cached dirty chunks the cache cannot evict (not journaled), and whether they fill
-  // three quarters of it.
-  uint64_t unevictableBytes() const;
+  // Whether cached dirty chunks the cache cannot evict (not journaled) fill three
+  // quarters of it.
   bool cacheCrowded() const;
   // Whether the journal should take changed pages now: the upload buffer half full, the
   // cache crowded or writers waiting for room in it (journaled chunks can be evicted);

@@ -386,15 +386,15 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     Status s =
         zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
     if (s.code() == Code::kNoSpace && !zero) {
-      // The cache disk is full: punch the holes of chunks evicted before (after the
-      // commit that persist() makes), give back clean chunks, and try once more.
+      // The cache disk is full: evict what can go, commit (which punches the holes of
+      // these and earlier evictions), and try once more.
+      evictSome(64);
       bool pending;
       {
         std::lock_guard relock(mu_);
         pending = !punchPending_.empty();
       }
-      bool punched = pending && bool(persist());
-      if (evictSome(64, true) > 0 || punched) s = cache_.write(base + inChunk, data.data(), data.size());
+      if (pending && persist()) s = cache_.write(base + inChunk, data.data(), data.size());
     }
     lock.lock();
     st.ioRefs.fetch_sub(1);
@@ -554,8 +554,8 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   return Status::ok();
 }
 
-uint64_t Volume::evictSome(size_t maxChunks, bool punchNow) {
-  std::vector<uint64_t> picked;
+uint64_t Volume::evictSome(size_t maxChunks) {
+  size_t picked = 0;
   uint64_t freed = 0;
   {
     std::lock_guard lock(mu_);
@@ -563,7 +563,7 @@ uint64_t Volume::evictSome(size_t maxChunks, bool punchNow) {
     // evicted there can only be read back from the store.
     const bool toStore = !fenced_ && bool(leaseCheck());
     size_t n = states_.size();
-    for (size_t step = 0; step < 2 * n && picked.size() < maxChunks; ++step) {
+    for (size_t step = 0; step < 2 * n && picked < maxChunks; ++step) {
       uint64_t i = clockHand_;
       clockHand_ = (clockHand_ + 1) % n;
       ChunkState& st = states_[i];
@@ -581,7 +581,6 @@ uint64_t Volume::evictSome(size_t maxChunks, bool punchNow) {
         st.referenced = false;
         continue;
       }
-      st.busy = punchNow;
       if (toJournal) {
         int before = countedAs(st);
         st.where = Where::kJournal;
@@ -591,47 +590,14 @@ uint64_t Volume::evictSome(size_t maxChunks, bool punchNow) {
         st.where = (st.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
       }
       markMeta(i, st);
-      picked.push_back(i);
-      if (!punchNow) {
-        // The rows must say "not cached" durably before the hole is punched; otherwise
-        // a crash in between would leave rows pointing at zeros. The next persist()
-        // punches it; until then a crash finds the rows saying "cached" over the bytes.
-        punchPending_.push_back(i);
-        freed += chunkLength(i);
-      }
+      // The rows must say "not cached" durably before the hole is punched; otherwise
+      // a crash in between would leave rows pointing at zeros. The next persist()
+      // punches it; until then a crash finds the rows saying "cached" over the bytes.
+      punchPending_.push_back(i);
+      freed += chunkLength(i);
+      ++picked;
     }
   }
-  if (picked.empty()) return 0;
-  if (!punchNow) {
-    host_.budget().releaseCached(freed);
-    return freed;
-  }
-  Status s = persist();
-  Status punched;
-  if (s) {
-    // The rows say "not cached" and the store holds the data, so the chunks are
-    // dropped whatever the punch does (a failed punch only leaves stale bytes that are
-    // overwritten or punched before use); busy, so nobody touches them meanwhile.
-    for (uint64_t i : picked) {
-      if (Status p = cache_.punch(i * row_.chunkSize, chunkLength(i)); !p) punched = p;
-    }
-  }
-  std::lock_guard lock(mu_);
-  for (uint64_t i : picked) {
-    ChunkState& st = states_[i];
-    st.busy = false;
-    if (s || fenced_) {
-      freed += chunkLength(i);  // (deleted meanwhile: its other chunks' budget is back already)
-    } else {
-      int before = countedAs(st);
-      st.where = Where::kCached;  // the rows may not say otherwise: keep it cached
-      recount(i, before, st);     // (pinned again if it is dirty)
-      markMeta(i, st);
-    }
-  }
-  cv_.notify_all();
-  if (!s) lastError_ = s.toString();
-  if (!punched) lastError_ = punched.toString();
   if (freed) host_.budget().releaseCached(freed);
   return freed;
 }

@@ -171,9 +171,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   void requeue(uint64_t index);
   // Evictor: frees up to maxChunks unused cached chunks (clean, or journaled); returns
   // bytes freed from the cache budget. Their space on the cache disk is punched after
-  // the next persist() commits rows that say so, or at once with punchNow (which
-  // persists first: a full cache disk).
-  uint64_t evictSome(size_t maxChunks, bool punchNow = false);
+  // the next persist() commits rows that say so.
+  uint64_t evictSome(size_t maxChunks);
   // Makes every change durable: fdatasync the cache file, then commit chunk rows.
   Status persist();
   // Removes superseded generations that persist() made safe to delete.
