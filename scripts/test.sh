@@ -17,13 +17,12 @@ cmake --build build -j"$JOBS"
 
 status=0
 echo "== tests"
-# Two at a time: most tests wait on processes and the store, not on the CPU. The
-# sanitizer suite below stays one at a time (it is CPU-bound and timing-sensitive).
+# Two at a time: most tests wait on processes and the store, not on the CPU.
 (cd build && ctest --output-on-failure --label-exclude slow -j2 --timeout 900) || status=1
 
 if [ "${FERRY_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (ASan+UBSan)"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON >/dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON -DFERRY_BENCH=OFF >/dev/null
   cmake --build build-asan -j"$JOBS"
   echo "== sanitizer tests (unit + integration)"
   # nbdkit itself is not instrumented: preload the runtime so the plugin can load.
@@ -32,7 +31,7 @@ if [ "${FERRY_SKIP_SANITIZE:-0}" != 1 ]; then
   export FERRY_NBDKIT_PRELOAD="$ASAN_LIB:$UBSAN_LIB"
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  (cd build-asan && ctest --output-on-failure -L 'unit|integration' --label-exclude slow -j1 --timeout 900) || status=1
+  (cd build-asan && ctest --output-on-failure -L 'unit|integration' --label-exclude slow -j2 --timeout 900) || status=1
 fi
 
 cd "$ROOT"

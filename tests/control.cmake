@@ -19,11 +19,12 @@ ferry_test(requests_test SOURCES integration/requests_test.cc LIBS ferry_control
 ferry_test(farm_test SOURCES integration/farm_test.cc LIBS ferry_control LABELS integration FIXTURES pg)
 ferry_test(console_test SOURCES integration/console_test.cc LIBS ferry_control LABELS integration TIMEOUT 600)
 target_compile_definitions(console_test PRIVATE FERRY_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+ferry_test_objects(agent_recovery_tests SOURCES integration/agent_recovery_test.cc LIBS ferry_agent ferry_control)
 ferry_test(agent_test SOURCES integration/agent_test.cc integration/agent_limits_test.cc
-           integration/agent_recovery_test.cc LIBS ferry_agent ferry_control
+           $<TARGET_OBJECTS:agent_recovery_tests> LIBS ferry_agent ferry_control
            LABELS integration TIMEOUT 600)
 # The disaster-recovery path end to end again, the gateways' stores in radosgw.
-ferry_test(agent_s3_test SOURCES integration/agent_recovery_test.cc LIBS ferry_agent ferry_control
+ferry_test(agent_s3_test SOURCES $<TARGET_OBJECTS:agent_recovery_tests> LIBS ferry_agent ferry_control
            LABELS integration FIXTURES rgw TIMEOUT 600)
 set_property(TEST agent_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
 ferry_test(agent_iscsi_test SOURCES integration/agent_iscsi_test.cc LIBS ferry_agent ferry_control

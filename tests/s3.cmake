@@ -21,11 +21,10 @@ ferry_test(plugin_s3_test SOURCES integration/plugin_s3_test.cc LIBS ferry_commo
 
 # The engine's snapshot, clone, recovery and GC-crash tests again, against radosgw
 # instead of file:// stores (tests/lib/test_stores.h picks the store from FERRY_TEST_STORE).
-ferry_test(engine_s3_test SOURCES unit/clone_test.cc unit/recovery_test.cc unit/snapshot_freeze_test.cc
-           unit/gc_crash_test.cc unit/journal_test.cc unit/volume_delete_test.cc
+ferry_test(engine_s3_test SOURCES $<TARGET_OBJECTS:engine_store_tests>
            LIBS ferry_engine LABELS integration FIXTURES rgw TIMEOUT 600)
 set_property(TEST engine_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
 
-ferry_test(snapshot_fio_s3_test SOURCES integration/snapshot_fio_test.cc LIBS ferry_common
+ferry_test(snapshot_fio_s3_test SOURCES $<TARGET_OBJECTS:snapshot_fio_tests> LIBS ferry_common
            LABELS integration FIXTURES rgw)
 set_property(TEST snapshot_fio_s3_test APPEND PROPERTY ENVIRONMENT "FERRY_TEST_STORE=s3")
