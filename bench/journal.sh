@@ -69,8 +69,9 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   FERRY_W=$(python3 -c "print(round($ios/($t1-$t0)))")
   echo "ferry $name: $(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($ios, $tw-$t0, $t1-$tw))");" \
     "$(python3 -c 'import json,sys; v=json.loads(sys.argv[1])["volumes"][0]
-print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded in all, %d chunks evicted with their changes in the journal at the end of the writes" % (v["journal_writes"],
-      v["journal_bytes"]>>20, v["journal_bytes"]/max(v["journal_writes"],1)/1000, v["uploaded_bytes"]>>20, v.get("journal_only_chunks", 0)))' "$stats")"
+print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded and %d MiB downloaded in all; at the end of the writes %d chunks evicted with their changes in the journal, %d patched" % (v["journal_writes"],
+      v["journal_bytes"]>>20, v["journal_bytes"]/max(v["journal_writes"],1)/1000, v["uploaded_bytes"]>>20, v["downloaded_bytes"]>>20,
+      v.get("journal_only_chunks", 0), v.get("patched_chunks", 0)))' "$stats")"
 }
 if [ "$ONLY" = journal ]; then
   run_ferry journal true

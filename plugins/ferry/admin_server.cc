@@ -43,6 +43,7 @@ json volumeJson(const VolumeStats& v) {
            {"journaled_chunks", v.journaledChunks},
            {"journal_segments", v.journalSegments},
            {"journal_only_chunks", v.journalOnlyChunks},
+           {"patched_chunks", v.patchedChunks},
            {"journal_writes", v.journalWrites},
            {"journal_bytes", v.journalBytes},
            {"hit_ratio", v.readHits + v.readMisses == 0

@@ -391,7 +391,7 @@ Status Engine::loadRows(Volume& v, const VolumeRow& row, const std::vector<Chunk
 Result<CacheFile> Engine::openCache(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {
   size_t cachedRows = 0, dirtyRows = 0;
   for (const ChunkRow& r : rows) {
-    if (r.flags & kFlagCached) ++cachedRows;
+    if (r.flags & (kFlagCached | kFlagPatched)) ++cachedRows;  // patched: pages only there
     if (r.flags & kFlagDirty) ++dirtyRows;
   }
   std::string path = cachePath(row.name);

@@ -25,6 +25,30 @@ CREATE TABLE chunks(
   PRIMARY KEY(volume_id, idx)) WITHOUT ROWID;
 )sql";
 
+// A page bitmap as stored: each 64-bit word as 16 hex digits.
+std::string encodePages(const std::vector<uint64_t>& bits) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(bits.size() * 16);
+  for (uint64_t w : bits) {
+    for (int shift = 60; shift >= 0; shift -= 4) s.push_back(kHex[(w >> shift) & 15]);
+  }
+  return s;
+}
+
+Result<std::vector<uint64_t>> decodePages(const std::string& s) {
+  if (s.size() % 16 != 0)
+    return Status::corruption("chunk metadata: a page bitmap of " + std::to_string(s.size()) + " digits");
+  std::vector<uint64_t> bits(s.size() / 16, 0);
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return Status::corruption("chunk metadata: a page bitmap that is not hex");
+    bits[i / 16] = bits[i / 16] << 4 | static_cast<uint64_t>(v);
+  }
+  return bits;
+}
+
 std::string randomId() {
   std::random_device rd;
   static const char kHex[] = "0123456789abcdef";
@@ -90,6 +114,15 @@ Status Metadata::migrate() {
     if (!s) {
       db_.exec("ROLLBACK");
       return s.withContext("migrate ferry.db to schema 2");
+    }
+  }
+  if (version < 3) {
+    // 3: chunks patched in the cache file (a few pages of a chunk not cached whole).
+    Status s =
+        db_.exec("BEGIN; ALTER TABLE chunks ADD COLUMN pages TEXT NOT NULL DEFAULT ''; PRAGMA user_version=3; COMMIT");
+    if (!s) {
+      db_.exec("ROLLBACK");
+      return s.withContext("migrate ferry.db to schema 3");
     }
   }
   auto id = db_.prepare("SELECT value FROM meta WHERE key='gateway_id'");
@@ -203,7 +236,7 @@ Result<std::vector<std::pair<std::string, std::string>>> Metadata::metaWithPrefi
 
 Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("SELECT idx, remote_gen, flags FROM chunks WHERE volume_id=$1 ORDER BY idx");
+  auto st = db_.prepare("SELECT idx, remote_gen, flags, pages FROM chunks WHERE volume_id=$1 ORDER BY idx");
   if (!st) return st.status();
   st->bind(1, volumeId);
   std::vector<ChunkRow> out;
@@ -211,8 +244,14 @@ Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
     auto r = st->step();
     if (!r) return r.status();
     if (!r.value()) break;
-    out.push_back({static_cast<uint64_t>(st->int64(0)), static_cast<uint64_t>(st->int64(1)),
-                   static_cast<uint32_t>(st->int64(2))});
+    ChunkRow row{static_cast<uint64_t>(st->int64(0)),
+                 static_cast<uint64_t>(st->int64(1)),
+                 static_cast<uint32_t>(st->int64(2)),
+                 {}};
+    auto pages = decodePages(st->text(3));
+    if (!pages) return pages.status().withContext("chunk " + std::to_string(row.index));
+    row.pages = std::move(pages).value();
+    out.push_back(std::move(row));
   }
   return out;
 }
@@ -235,8 +274,9 @@ Status Metadata::writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows
 Status Metadata::upsertChunks(int64_t volumeId, const std::vector<ChunkRow>& rows) {
   if (rows.empty()) return Status::ok();
   auto up = db_.prepare(
-      "INSERT INTO chunks(volume_id, idx, remote_gen, flags) VALUES($1, $2, $3, $4) "
-      "ON CONFLICT(volume_id, idx) DO UPDATE SET remote_gen=excluded.remote_gen, flags=excluded.flags");
+      "INSERT INTO chunks(volume_id, idx, remote_gen, flags, pages) VALUES($1, $2, $3, $4, $5) "
+      "ON CONFLICT(volume_id, idx) DO UPDATE SET remote_gen=excluded.remote_gen, flags=excluded.flags, "
+      "pages=excluded.pages");
   if (!up) return up.status();
   auto del = db_.prepare("DELETE FROM chunks WHERE volume_id=$1 AND idx=$2");
   if (!del) return del.status();
@@ -245,8 +285,12 @@ Status Metadata::upsertChunks(int64_t volumeId, const std::vector<ChunkRow>& row
     if (r.remoteGen == 0 && r.flags == 0) {
       s = del->bind(1, volumeId).bind(2, static_cast<int64_t>(r.index)).run();
     } else {
-      s = up->bind(1, volumeId).bind(2, static_cast<int64_t>(r.index)).bind(3, static_cast<int64_t>(r.remoteGen))
-              .bind(4, static_cast<int64_t>(r.flags)).run();
+      s = up->bind(1, volumeId)
+              .bind(2, static_cast<int64_t>(r.index))
+              .bind(3, static_cast<int64_t>(r.remoteGen))
+              .bind(4, static_cast<int64_t>(r.flags))
+              .bind(5, encodePages(r.pages))
+              .run();
     }
     if (!s) return s.withContext("write chunk metadata");
   }

@@ -16,7 +16,7 @@
 
 namespace ferry {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct VolumeRow {
   int64_t id = 0;
@@ -36,12 +36,16 @@ enum ChunkFlags : uint32_t {
   kFlagDirty = 2,       // content is newer than the store's newest generation
   kFlagRemoteZero = 4,  // the newest generation in the store is a zero tombstone
   kFlagJournaled = 8,   // dirty, and every change since that generation is in the journal
+  // dirty and not cached whole: that generation, the changes in the journal, then the
+  // pages in ChunkRow::pages from the cache file (Where::kPatched)
+  kFlagPatched = 16,
 };
 
 struct ChunkRow {
   uint64_t index = 0;
   uint64_t remoteGen = 0;  // newest generation in the store, 0 = none
   uint32_t flags = 0;
+  std::vector<uint64_t> pages;  // kFlagPatched: a bitmap of the pages in the cache file
 };
 
 class Metadata {

@@ -13,14 +13,47 @@ namespace {
 // What a chunk counts as in the cache budget.
 // kCountedPinned: journaled, but its cache may hold changes its journal pieces lack
 // (cacheOnly): out of the upload buffer, not evictable (pinned only).
-enum Counted { kNotCounted, kCountedDirty, kCountedJournaled, kCountedPinned };
+// kCountedPatched: its changed pages in the upload buffer; the cache its pages take is
+// counted by settlePatch, not here.
+enum Counted { kNotCounted, kCountedDirty, kCountedJournaled, kCountedPinned, kCountedPatched };
+
+// Whether a chunk counted so pins its whole length / is charged in the upload buffer.
+bool pinsWhole(int counted) {
+  return counted == kCountedDirty || counted == kCountedJournaled || counted == kCountedPinned;
+}
+bool chargesDirty(int counted) {
+  return counted == kCountedDirty || counted == kCountedPatched;
+}
 }  // namespace
+
+std::vector<std::pair<uint64_t, uint64_t>> pageRuns(const std::vector<uint64_t>& bits, uint64_t pages, bool set) {
+  auto is = [&](uint64_t p) { return (p / 64 < bits.size() && (bits[p / 64] >> (p % 64) & 1)) == set; };
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  uint64_t p = 0;
+  while (p < pages) {
+    if (!is(p)) {
+      ++p;
+      continue;
+    }
+    uint64_t start = p;
+    while (p < pages && is(p)) ++p;
+    runs.emplace_back(start, p);
+  }
+  return runs;
+}
+
+uint64_t countBits(const std::vector<uint64_t>& bits) {
+  uint64_t n = 0;
+  for (uint64_t w : bits) n += static_cast<uint64_t>(std::popcount(w));
+  return n;
+}
 
 // REQUIRES: mu_ held. A fenced volume counts nowhere but in the cached bytes: its
 // changes will never be uploaded from here, and must not hold other volumes' writers.
 // A journaled chunk counts as journaled (evictable) unless its cache may have changes
 // no journal piece has: then it is only pinned until uploaded whole.
 int Volume::countedAs(const ChunkState& st) const {
+  if (st.where == Where::kPatched && st.dirty && !fenced_) return kCountedPatched;
   if (st.where != Where::kCached || !st.dirty || fenced_) return kNotCounted;
   if (!st.journaled) return kCountedDirty;
   return st.cacheOnly ? kCountedPinned : kCountedJournaled;
@@ -88,11 +121,24 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       st.remoteGen = r.remoteGen;
       st.remoteZero = (r.flags & kFlagRemoteZero) != 0;
       st.dirty = (r.flags & kFlagDirty) != 0;
-      st.journaled = st.dirty && (r.flags & kFlagJournaled) != 0;
-      // Which pages changed is not recorded: a dirty chunk not journaled counts as
-      // changed throughout (uploaded whole).
-      if (st.dirty && !st.journaled && journal_) markAllPages(r.index);
-      if (r.flags & kFlagCached) {
+      const bool patched = st.dirty && (r.flags & kFlagPatched) != 0;
+      st.journaled = st.dirty && !patched && (r.flags & kFlagJournaled) != 0;
+      if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
+      // Which pages of a cached chunk changed is not recorded: a dirty chunk not
+      // journaled counts as changed throughout (uploaded whole).
+      if (st.dirty && !st.journaled && !patched && journal_) markAllPages(r.index);
+      if (patched) {
+        // Its newest pages are in the cache file, as the row's page map says.
+        const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
+        if (r.pages.size() != (pages + 63) / 64) {
+          return Status::corruption("volume " + row_.name + ": chunk " + std::to_string(r.index) +
+                                    " has a page map of the wrong size");
+        }
+        st.where = Where::kPatched;
+        if (countBits(r.pages) != 0) pages_[r.index] = r.pages;
+        recount(r.index, kNotCounted, st);
+        settlePatch(r.index, st);
+      } else if (r.flags & kFlagCached) {
         // Its cache may hold writes newer than the row (a crash before the commit):
         // only its whole upload may leave the cache.
         st.cacheOnly = st.dirty;
@@ -135,7 +181,11 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.dirty) flags |= kFlagDirty;
   if (st.remoteZero) flags |= kFlagRemoteZero;
   if (st.journaled) flags |= kFlagJournaled;
-  return ChunkRow{index, st.remoteGen, flags};
+  if (st.where != Where::kPatched) return ChunkRow{index, st.remoteGen, flags, {}};
+  // Patched: kFlagJournaled says it has pieces in the journal (a start checks they are
+  // there).
+  if (journalPieces_.count(index) != 0) flags |= kFlagJournaled;
+  return ChunkRow{index, st.remoteGen, flags | kFlagPatched, patchPages(index)};
 }
 
 void Volume::markMeta(uint64_t index, ChunkState& st) {
@@ -150,32 +200,31 @@ void Volume::recount(uint64_t index, int before, ChunkState& st) {
   if (before == after) return;
   uint64_t len = chunkLength(index);
   CacheBudget& budget = host_.budget();
-  if (before == kNotCounted) budget.addPinned(len);
-  if (before == kCountedDirty) {
+  if (!pinsWhole(before) && pinsWhole(after)) budget.addPinned(len);
+  if (chargesDirty(before)) {
     budget.releaseDirty(st.charged);
     st.charged = 0;
   }
   if (before == kCountedJournaled) budget.releaseJournaled(len);
-  if (after == kCountedDirty) {
+  if (chargesDirty(after)) {
     st.charged = static_cast<uint32_t>(dirtyCharge(index));
     budget.addDirty(st.charged);
   }
   if (after == kCountedJournaled) budget.addJournaled(len);
-  if (after == kNotCounted) budget.releasePinned(len);
+  if (pinsWhole(before) && !pinsWhole(after)) budget.releasePinned(len);
 }
 
 uint64_t Volume::dirtyCharge(uint64_t index) const {
   uint64_t len = chunkLength(index);
-  if (!journal_) return len;
+  // (A patched chunk left by a run with the journal on counts its pages all the same.)
+  if (!journal_ && states_[index].where != Where::kPatched) return len;
   uint64_t pages = 0;
-  if (auto it = pages_.find(index); it != pages_.end()) {
-    for (uint64_t w : it->second) pages += static_cast<uint64_t>(std::popcount(w));
-  }
+  if (auto it = pages_.find(index); it != pages_.end()) pages = countBits(it->second);
   return std::min(len, std::max<uint64_t>(pages, 1) * kJournalPage);
 }
 
 void Volume::recharge(uint64_t index, ChunkState& st) {
-  if (countedAs(st) != kCountedDirty || st.journaling) return;
+  if (!chargesDirty(countedAs(st)) || st.journaling) return;
   uint64_t now = dirtyCharge(index);
   if (now > st.charged) host_.budget().addDirty(now - st.charged);
   if (now < st.charged) host_.budget().releaseDirty(st.charged - now);
@@ -231,6 +280,98 @@ void Volume::markAllPages(uint64_t index) {
   markPages(index, 0, chunkLength(index));
 }
 
+std::vector<uint64_t> Volume::patchPages(uint64_t index) const {
+  const uint64_t pages = (chunkLength(index) + kJournalPage - 1) / kJournalPage;
+  std::vector<uint64_t> bits((pages + 63) / 64, 0);
+  for (const auto* map : {&pages_, &journalingPages_}) {
+    auto it = map->find(index);
+    if (it == map->end()) continue;
+    for (size_t w = 0; w < bits.size() && w < it->second.size(); ++w) bits[w] |= it->second[w];
+  }
+  return bits;
+}
+
+std::vector<uint64_t> Volume::keepPages(uint64_t index) const {
+  std::vector<uint64_t> bits = patchPages(index);
+  auto [from, to] = writing_.equal_range(index);
+  for (auto it = from; it != to; ++it) {
+    for (uint64_t p = it->second.first; p < it->second.second; ++p) bits[p / 64] |= uint64_t{1} << (p % 64);
+  }
+  return bits;
+}
+
+bool Volume::patchCovers(uint64_t index, uint64_t inChunk, uint64_t length) const {
+  if (length == 0) return true;
+  const std::vector<uint64_t> bits = patchPages(index);
+  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
+    if (!(bits[p / 64] >> (p % 64) & 1)) return false;
+  }
+  return true;
+}
+
+bool Volume::patchable(uint64_t index, uint64_t inChunk, uint64_t length, const ChunkState& st,
+                       uint64_t reserved) const {
+  if (!journal_ || !journalOpen_.load() || fenced_ || length == 0) return false;
+  const uint64_t len = chunkLength(index);
+  // Whole pages (the last may end the chunk), and not the whole chunk: that is cached
+  // without reading anything anyway.
+  if (inChunk % kJournalPage != 0 || (length % kJournalPage != 0 && inChunk + length != len)) return false;
+  if (inChunk == 0 && length == len) return false;
+  const CacheBudget& budget = host_.budget();
+  switch (st.where) {
+    case Where::kPatched:
+    case Where::kJournal:
+    case Where::kRemote:
+      return true;  // cached whole, it would be read from the store first
+    case Where::kZero:
+      // Zeroed over stored data: its object is not its content. Never written: cached
+      // whole while the cache has room for it (reads of it then stay local), patched
+      // once that would evict.
+      return !st.dirty && budget.cached() - std::min(reserved, budget.cached()) + len > budget.cacheLimit();
+    case Where::kCached:
+      return false;
+  }
+  return false;
+}
+
+void Volume::settlePatch(uint64_t index, ChunkState& st) {
+  uint64_t want = 0;
+  if (st.where == Where::kPatched) {
+    want = std::min(chunkLength(index), countBits(keepPages(index)) * kJournalPage);
+  }
+  CacheBudget& budget = host_.budget();
+  if (want > st.patchBytes) {
+    budget.forceCached(want - st.patchBytes);  // the writer reserved it beforehand
+    if (!fenced_) budget.addPinned(want - st.patchBytes);
+  } else if (want < st.patchBytes) {
+    budget.releaseCached(st.patchBytes - want);
+    if (!fenced_) budget.releasePinned(st.patchBytes - want);
+  }
+  st.patchBytes = static_cast<uint32_t>(want);
+  // Every change in stored segments: evicted into the journal, as a journaled chunk
+  // leaving the cache would be (not while anyone reads or writes its pages).
+  if (st.where == Where::kPatched && want == 0 && st.dirty && !st.busy && !st.journaling && !st.uploading &&
+      st.ioRefs.load() == 0 && writing_.count(index) == 0 && journalPieces_.count(index) != 0) {
+    int before = countedAs(st);
+    st.where = Where::kJournal;
+    st.journaled = true;
+    recount(index, before, st);
+    markMeta(index, st);
+    punchPending_.push_back(index);
+  }
+}
+
+Status Volume::writeAround(uint64_t index, std::span<const uint8_t> buf, const std::vector<uint64_t>& skip) {
+  const uint64_t len = chunkLength(index);
+  const uint64_t base = index * row_.chunkSize;
+  for (auto [first, end] : pageRuns(skip, (len + kJournalPage - 1) / kJournalPage, false)) {
+    const uint64_t from = first * kJournalPage;
+    const uint64_t to = std::min(end * kJournalPage, len);
+    if (Status s = cache_.write(base + from, buf.data() + from, to - from); !s) return s;
+  }
+  return Status::ok();
+}
+
 Status Volume::write(uint64_t offset, std::span<const uint8_t> data, bool fua) {
   while (!data.empty()) {
     uint64_t index = offset / row_.chunkSize;
@@ -267,21 +408,24 @@ Status Volume::materialize(uint64_t index, Where where, uint64_t gen, bool overw
   uint64_t base = index * row_.chunkSize;
   Status s;
   if (!overwriteAll) {
-    if (where == Where::kRemote || where == Where::kJournal) {
+    if (where == Where::kRemote) {
       std::span<uint8_t> chunk = threadChunkBuffer(index);
-      if (where == Where::kRemote) {
-        s = fetch(index, gen, chunk);
-      } else {
-        JournalCopy copy;
-        {
-          std::lock_guard lock(mu_);  // busy: the pieces stay as they are
-          copy = journalCopy(index);
-        }
-        s = rebuild(index, copy, chunk);
+      s = fetch(index, gen, chunk);
+      if (s) s = cache_.write(base, chunk.data(), len);
+    } else if (where == Where::kJournal || where == Where::kPatched) {
+      std::span<uint8_t> chunk = threadChunkBuffer(index);
+      JournalCopy copy;
+      {
+        std::lock_guard lock(mu_);  // busy: the pieces stay as they are
+        copy = journalCopy(index);
+      }
+      s = rebuild(index, copy, chunk);
+      {
         std::lock_guard lock(mu_);
         doneReading(copy);
       }
-      if (s) s = cache_.write(base, chunk.data(), len);
+      // Around a patch's pages, and those writers are still writing there.
+      if (s) s = writeAround(index, chunk, copy.keep);
     } else {
       // The cache file may hold stale bytes from before a crash: make them zeros.
       s = cache_.punch(base, len);
@@ -312,7 +456,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
     // Adds to the upload buffer: a chunk not yet dirty, or with the journal on, pages
     // not yet changed.
-    bool addsDirty = countedAs(st) != kCountedDirty || (journal_ && !pagesMarked(index, inChunk, data.size()));
+    bool addsDirty = !chargesDirty(countedAs(st)) || (journal_ && !pagesMarked(index, inChunk, data.size()));
     if (addsDirty && host_.budget().dirtyFull()) {
       // Back-pressure: the upload buffer is full; wait for the uploader to drain.
       lock.unlock();
@@ -321,11 +465,19 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       lock.lock();
       continue;
     }
-    if (st.where != Where::kCached && room.bytes == 0) {
+    // Whole pages of a chunk not cached: written to the cache file as they are (the
+    // chunk patched), without reading the rest of it from the store.
+    const bool patch = patchable(index, inChunk, data.size(), st, room.bytes);
+    const std::pair<uint64_t, uint64_t> pages{inChunk / kJournalPage,
+                                              (inChunk + data.size() + kJournalPage - 1) / kJournalPage};
+    uint64_t need = patch ? (data.size() + kJournalPage - 1) / kJournalPage * kJournalPage : len;
+    if (patch && st.where == Where::kPatched && patchCovers(index, inChunk, data.size())) need = 0;  // its pages
+    if (st.where != Where::kCached && room.bytes < need) {
       // Room first, without holding the chunk busy: an upload of it (one in the
       // journal is dirty) must not wait on a writer that waits for uploads to make room.
       lock.unlock();
-      if (!host_.reserveCache(len)) {
+      const uint64_t more = need - room.bytes;
+      if (!host_.reserveCache(more)) {
         CacheBudget& budget = host_.budget();
         budget.addRoomWaiter();
         do {
@@ -334,14 +486,30 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
             return Status::unavailable("gateway is shutting down");
           }
           budget.waitForRelease(std::chrono::milliseconds(100));
-        } while (!host_.reserveCache(len));
+        } while (!host_.reserveCache(more));
         budget.removeRoomWaiter();
       }
-      room.bytes = len;
+      room.bytes = need;
       lock.lock();
       continue;  // look again: it may have changed meanwhile
     }
-    if (st.where != Where::kCached) {
+    if (patch) {
+      if (st.where != Where::kPatched) {
+        int before = countedAs(st);
+        st.where = Where::kPatched;
+        st.journaled = false;
+        recount(index, before, st);
+      }
+      // Marked once the bytes are there; until then a fill of the whole chunk (a read,
+      // a write of part of a page) keeps off them, and they count in its cache.
+      writing_.emplace(index, pages);
+      const uint64_t had = st.patchBytes;
+      settlePatch(index, st);
+      // Its cache is the patch's now: out of the room reserved above.
+      const uint64_t taken = std::min<uint64_t>(st.patchBytes - std::min<uint64_t>(had, st.patchBytes), room.bytes);
+      host_.budget().releaseCached(taken);
+      room.bytes -= taken;
+    } else if (st.where != Where::kCached) {
       st.busy = true;
       Where where = st.where;
       uint64_t gen = st.remoteGen;
@@ -358,18 +526,19 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
         return Status::fenced("volume " + row_.name + " " + lastError_);
       }
       bool wasDirty = st.dirty;
-      if (where == Where::kJournal) {
-        // Its changes so far are in the journal: pinned again, and the write below
-        // marks only its own pages.
+      if (where == Where::kJournal || where == Where::kPatched) {
+        // Its changes so far are in the journal (and a patch's pages in the page map):
+        // pinned whole again, and the write below marks only its own pages.
         int before = countedAs(st);
         st.where = Where::kCached;
+        settlePatch(index, st);  // the patch's cache is part of the whole chunk's now
         recount(index, before, st);
         markMeta(index, st);
       } else {
         setDirty(index, st, false);  // re-added below, now counted against the cached bytes
         st.where = Where::kCached;
       }
-      if (wasDirty && where != Where::kJournal) {
+      if (wasDirty && where != Where::kJournal && where != Where::kPatched) {
         // Zeroed with data still in the store: all of it differs from the store.
         setDirty(index, st, true);
         markAllPages(index);
@@ -398,9 +567,20 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     }
     lock.lock();
     st.ioRefs.fetch_sub(1);
+    if (patch) {
+      auto [from, to] = writing_.equal_range(index);
+      auto mine = std::find_if(from, to, [&](const auto& w) { return w.second == pages; });
+      writing_.erase(mine);  // (one of the same range, if two write it: either will do)
+      // Zeros over the whole chunk (kZero) in between, which leave nothing stored:
+      // zeros with these pages over them. (An upload does not finish meanwhile.)
+      if (s && st.where == Where::kZero && !st.dirty && !fenced_) st.where = Where::kPatched;
+    }
     setDirty(index, st, true);       // an upload may have finished in between
     setJournaled(index, st, false);  // a segment may have been written in between
-    markPages(index, inChunk, data.size());
+    // A patch that failed is not marked: those pages of the cache file are not the
+    // chunk's (a cached chunk's are, whatever the write left there).
+    if (s || !patch) markPages(index, inChunk, data.size());
+    if (patch) settlePatch(index, st);  // its cache: its pages now
     ++st.writeSeq;
     ++changes_;
     st.lastWriteMs = engineClockMs();
@@ -446,15 +626,20 @@ Status Volume::zeroWholeChunk(uint64_t index) {
     }
     // Its changes in the journal no longer make its content (their segments stay until
     // a tombstone voids them); until stored whole, only the cache can have it.
-    if (st.where == Where::kJournal) st.journaled = false;
+    if (st.where == Where::kJournal || st.where == Where::kPatched) st.journaled = false;
+    // A patch's pages in the cache file go after the next commit.
+    if (st.where == Where::kPatched) punchPending_.push_back(index);
     journalPieces_.erase(index);
+    const int before = countedAs(st);  // a patch's changed pages leave the upload buffer
     st.where = Where::kZero;
+    recount(index, before, st);
     ++st.writeSeq;
     ++changes_;
     setDirty(index, st, remoteHasData);
     st.cacheOnly = st.dirty;  // (not counted anywhere while zero)
     pages_.erase(index);
     if (st.dirty) markAllPages(index);
+    settlePatch(index, st);  // no longer patched: its cache goes
     markMeta(index, st);
     // A snapshot frozen during the punch: the zeroing was in flight, so zeros will do.
     frozenUploaded(index, st.writeSeq, 0);
@@ -485,8 +670,9 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   // Zeros need no object when the store holds none or a tombstone — unless a
   // snapshot's copy sits above it.
   bool zeroNeedsNoObject = (oldGen == 0 || oldZero) && !lateCopyAbove(index, oldGen) && !journalHolds(index, st);
+  const bool rebuilt = where == Where::kJournal || where == Where::kPatched;
   JournalCopy copy;
-  if (where == Where::kJournal) copy = journalCopy(index);
+  if (rebuilt) copy = journalCopy(index);
   st.uploading = true;
   lock.unlock();
 
@@ -494,7 +680,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
   // stays dirty and goes up again; every write acknowledged before the copy is in it.
   bool isZero = true;
   Status s;
-  if (where == Where::kCached || where == Where::kJournal) {
+  if (where == Where::kCached || rebuilt) {
     buf.resize(row_.chunkSize);
     std::span<uint8_t> chunk(buf.data(), len);
     s = where == Where::kCached ? cache_.read(index * row_.chunkSize, buf.data(), len) : rebuild(index, copy, chunk);
@@ -511,7 +697,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
 
   lock.lock();
   st.uploading = false;
-  if (where == Where::kJournal) doneReading(copy);
+  if (rebuilt) doneReading(copy);
   if (!s) {
     ++uploadErrors_;
     lastError_ = s.toString();
@@ -535,14 +721,22 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
     uploadedBytes_ += isZero ? 0 : len;
   }
   frozenUploaded(index, seq, isZero ? 0 : newGen);
-  if (st.writeSeq == seq) {
+  // A write in flight to a patched chunk has its bytes only in the cache file: it stays
+  // patched (its new object under them) and goes again.
+  if (st.writeSeq == seq && writing_.count(index) == 0) {
     setDirty(index, st, false);
     pages_.erase(index);
     st.cacheOnly = false;
-    if (st.where == Where::kJournal) st.where = isZero ? Where::kZero : Where::kRemote;
+    if (st.where == Where::kJournal || st.where == Where::kPatched) {
+      // Stored whole: a patch's pages in the cache file go after the next commit.
+      if (st.where == Where::kPatched) punchPending_.push_back(index);
+      st.where = isZero ? Where::kZero : Where::kRemote;
+      settlePatch(index, st);
+    }
   } else {
     setDirty(index, st, true);  // changed while we copied: go again
-    if (!st.queued) {
+    // (A patch write still in flight queues it once its bytes land.)
+    if (!st.queued && writing_.count(index) == 0) {
       st.queued = true;
       lock.unlock();
       host_.enqueueUpload(shared_from_this(), index);
@@ -567,6 +761,7 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       uint64_t i = clockHand_;
       clockHand_ = (clockHand_ + 1) % n;
       ChunkState& st = states_[i];
+      if (st.where == Where::kPatched) settlePatch(i, st);  // back to kJournal once it can
       // A fenced volume's changes will never be uploaded from here: when the cache
       // needs the room they go too (reads of them then fetch this gateway's last known
       // object, which the new owner may have replaced).
@@ -637,26 +832,33 @@ Status Volume::persist() {
   // (One cached again meanwhile holds its content there; one changed since this
   // commit waits for the next.) A failed punch only leaves stale bytes, which are
   // overwritten or punched before use.
-  std::vector<uint64_t> punch, later;
+  // Patched since: around its pages.
+  std::vector<std::pair<uint64_t, std::vector<uint64_t>>> punch;
+  std::vector<uint64_t> later;
   for (uint64_t i : punchPending_) {
     ChunkState& st = states_[i];
-    if (st.where == Where::kCached) continue;
-    if (st.metaPending || st.busy) {
+    if (st.where == Where::kCached) continue;  // cached again: its content is there
+    // Not while anyone may still read the bytes there.
+    if (st.metaPending || st.busy || st.uploading || st.journaling || st.ioRefs.load() != 0) {
       later.push_back(i);
       continue;
     }
     st.busy = true;
-    punch.push_back(i);
+    punch.emplace_back(i, st.where == Where::kPatched ? keepPages(i) : std::vector<uint64_t>());
   }
   punchPending_.swap(later);
   if (punch.empty()) return Status::ok();
   lock.unlock();
   Status punched;
-  for (uint64_t i : punch) {
-    if (Status p = cache_.punch(i * row_.chunkSize, chunkLength(i)); !p) punched = p;
+  for (const auto& [i, keep] : punch) {
+    const uint64_t len = chunkLength(i);
+    for (auto [first, end] : pageRuns(keep, (len + kJournalPage - 1) / kJournalPage, false)) {
+      const uint64_t from = first * kJournalPage;
+      if (Status p = cache_.punch(i * row_.chunkSize + from, std::min(end * kJournalPage, len) - from); !p) punched = p;
+    }
   }
   lock.lock();
-  for (uint64_t i : punch) states_[i].busy = false;
+  for (const auto& entry : punch) states_[entry.first].busy = false;
   if (!punched) lastError_ = punched.toString();
   cv_.notify_all();
   return Status::ok();
@@ -775,7 +977,9 @@ uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs
   // All its changes are in the journal already: storing it whole is compaction, left
   // to its maximum age (not idleness), so that it does not compete with the journal
   // and the writers for the store.
-  if (st.journaled && !st.cacheOnly) idleMs = maxAgeMs;
+  // The same for a patched chunk: the journal takes its pages, and a whole upload would
+  // read the chunk from the store first.
+  if ((st.journaled && !st.cacheOnly) || st.where == Where::kPatched) idleMs = maxAgeMs;
   uint32_t now = engineClockMs();
   uint32_t idle = now - st.lastWriteMs;
   uint32_t age = now - st.dirtySinceMs;
@@ -830,13 +1034,16 @@ uint64_t Volume::fence(const std::string& why) {
   lastError_ = why;
   std::vector<int> before(states_.size());
   for (uint64_t i = 0; i < states_.size(); ++i) before[i] = countedAs(states_[i]);
-  fenced_ = true;
+  const bool wasFenced = fenced_.exchange(true);
   // Out of the upload buffer and the pinned count; still cached and dirty, so that
   // reads go on returning what was written here (until evicted: evictSome).
   uint64_t kept = 0;
   for (uint64_t i = 0; i < states_.size(); ++i) {
-    recount(i, before[i], states_[i]);
-    if (states_[i].dirty && (states_[i].where == Where::kCached || states_[i].where == Where::kJournal)) ++kept;
+    ChunkState& st = states_[i];
+    recount(i, before[i], st);
+    // (settlePatch pins a patch only while not fenced)
+    if (st.where == Where::kPatched && !wasFenced) host_.budget().releasePinned(st.patchBytes);
+    if (st.dirty && st.where != Where::kZero && st.where != Where::kRemote) ++kept;
   }
   cv_.notify_all();
   return kept;
@@ -861,6 +1068,11 @@ VolumeStats Volume::stats() {
         ++v.cachedChunks;
         v.cachedBytes += chunkLength(i);
         if (st.dirty) v.dirtyBytes += chunkLength(i);
+      }
+      if (st.where == Where::kPatched) {
+        ++v.patchedChunks;
+        v.cachedBytes += st.patchBytes;
+        v.dirtyBytes += st.patchBytes;
       }
       if (st.queued) ++v.queued;
       if (st.remoteGen != 0 && !st.remoteZero) ++v.remoteChunks;
@@ -899,10 +1111,11 @@ void Volume::releaseBudget() {
   std::lock_guard lock(mu_);
   for (uint64_t i = 0; i < states_.size(); ++i) {
     ChunkState& st = states_[i];
-    if (st.where != Where::kCached) continue;
+    if (st.where != Where::kCached && st.where != Where::kPatched) continue;
     int before = countedAs(st);
-    host_.budget().releaseCached(chunkLength(i));
+    if (st.where == Where::kCached) host_.budget().releaseCached(chunkLength(i));
     st.where = Where::kZero;
+    settlePatch(i, st);
     recount(i, before, st);
     if (st.dirty) --dirtyChunks_;
     st.dirty = false;

@@ -68,7 +68,11 @@ class VolumeHost {
 // kJournal: a journaled chunk evicted from the cache (dirty, not cached): its content
 // is its newest object (zeros for none or a tombstone) with the pieces of its changes
 // in the journal's stored segments applied over it, in order.
-enum class Where : uint8_t { kZero, kRemote, kCached, kJournal };
+// kPatched: dirty, not cached whole: as kJournal (with or without pieces), then the
+// pages of its newest writes, which only the cache file holds (its page map). A write
+// of whole pages to a chunk not cached lands there without reading the chunk; the
+// journal takes those pages, and the chunk is then kJournal again.
+enum class Where : uint8_t { kZero, kRemote, kCached, kJournal, kPatched };
 
 // Where one change of a chunk lies in a stored journal segment.
 struct JournalPiece {
@@ -84,6 +88,7 @@ struct ChunkState {
   uint32_t lastWriteMs = 0;         // engine clock (ms) of the last write
   uint32_t dirtySinceMs = 0;        // engine clock (ms) when it last became dirty
   uint32_t charged = 0;             // bytes it counts in the upload buffer (recount)
+  uint32_t patchBytes = 0;          // kPatched: the cache its pages take (settlePatch)
   std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
   Where where = Where::kZero;
   bool dirty = false;
@@ -124,6 +129,7 @@ struct VolumeStats {
   uint64_t readAheadHits = 0;     // reads served from those
   uint64_t journaledChunks = 0;   // dirty chunks whose changes are all in the journal
   uint64_t journalOnlyChunks = 0;  // of those, evicted: read back from object + segments
+  uint64_t patchedChunks = 0;      // not cached whole: their newest pages in the cache
   uint64_t journalSegments = 0;   // segments in the store still needed
   uint64_t journalWrites = 0;     // segments written
   uint64_t journalBytes = 0;      // page bytes written to the journal
@@ -137,6 +143,11 @@ struct VolumeStats {
 
 // Whether every byte is zero (an all-zero chunk is stored as a tombstone or not at all).
 bool allZero(std::span<const uint8_t> bytes);
+
+// Runs of pages set (or, with set false, not set) in a page map, as [first, end).
+std::vector<std::pair<uint64_t, uint64_t>> pageRuns(const std::vector<uint64_t>& bits, uint64_t pages, bool set);
+// How many bits are set (pages in a page map).
+uint64_t countBits(const std::vector<uint64_t>& bits);
 
 // Milliseconds on a steady clock, wrapping every ~49 days; compare by subtraction.
 uint32_t engineClockMs();
@@ -343,6 +354,27 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // on only): a range, or all of them.
   void markPages(uint64_t index, uint64_t inChunk, uint64_t length);
   void markAllPages(uint64_t index);
+  // REQUIRES: mu_ held. A patched chunk's pages: its page map and those of a segment
+  // on its way (still read from the cache file until stored).
+  std::vector<uint64_t> patchPages(uint64_t index) const;
+  // REQUIRES: mu_ held. The pages of a patched chunk a fill of the whole chunk must not
+  // overwrite: patchPages and those being written now (writing_).
+  std::vector<uint64_t> keepPages(uint64_t index) const;
+  // REQUIRES: mu_ held. Whether a patched chunk's pages cover the range.
+  bool patchCovers(uint64_t index, uint64_t inChunk, uint64_t length) const;
+  // REQUIRES: mu_ held. Whether a write of this range may patch the chunk: whole pages
+  // of a chunk not cached (and not zeroed), with the journal on and open; one never
+  // written only once the cache has no room left for it (besides `reserved`, the
+  // writer's own).
+  bool patchable(uint64_t index, uint64_t inChunk, uint64_t length, const ChunkState& st, uint64_t reserved) const;
+  // REQUIRES: mu_ held. The cache a chunk's patch takes follows its pages (counted
+  // cached, and pinned unless fenced): none once it is no longer patched. A patched
+  // chunk whose pages are all in stored segments becomes kJournal again (its slot in
+  // the cache file is punched after the next commit).
+  void settlePatch(uint64_t index, ChunkState& st);
+  // Writes the chunk from buf to the cache file, but the pages in `skip` (which hold
+  // newer writes there).
+  Status writeAround(uint64_t index, std::span<const uint8_t> buf, const std::vector<uint64_t>& skip);
   // REQUIRES: mu_ held. Whether a journal segment may hold changes of the chunk newer
   // than its newest object: then zeros need a tombstone to void them.
   bool journalHolds(uint64_t index, const ChunkState& st) const {
@@ -356,6 +388,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   struct JournalCopy {
     uint64_t gen = 0;
     bool zero = false;
+    bool patched = false;         // kPatched: may have no pieces
+    std::vector<uint64_t> pages;  // kPatched: its pages in the cache file, read last
+    std::vector<uint64_t> keep;   // those and the pages writers are writing there now
     std::vector<JournalPiece> pieces;
     std::vector<std::string> keys;
   };
@@ -364,7 +399,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   JournalCopy journalCopy(uint64_t index);
   void doneReading(const JournalCopy& copy);
   // Reads the chunk's object and the pieces of its changes from their segments into buf
-  // (one GET per segment); mu_ not held.
+  // (one GET per segment), then a patched chunk's pages from the cache file; mu_ not held.
   Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf);
   // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
   Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
@@ -441,6 +476,13 @@ class Volume : public std::enable_shared_from_this<Volume> {
   const bool journal_;
   // GUARDED_BY(mu_): chunk → bitmap of its pages changed since the store had them.
   std::unordered_map<uint64_t, std::vector<uint64_t>> pages_;
+  // GUARDED_BY(mu_): chunk → the pages of it in a journal segment on its way.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> journalingPages_;
+  // GUARDED_BY(mu_): chunk → [first, end) pages a writer is writing to it, patched: in
+  // no page map (or row) until they land, and never overwritten by a fill meanwhile.
+  std::unordered_multimap<uint64_t, std::pair<uint64_t, uint64_t>> writing_;
+  // Patched chunks whose rows said they had journal pieces (checked by openJournal).
+  std::vector<uint64_t> patchedWithPieces_;
   // GUARDED_BY(mu_): chunk → the segments holding its changes (newer than its object);
   // segment → how many chunks still need it.
   std::unordered_map<uint64_t, std::vector<uint64_t>> journalRefs_;

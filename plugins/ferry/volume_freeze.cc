@@ -50,7 +50,7 @@ Result<Volume::FreezeStats> Volume::beginFreeze(const std::string& cowPath) {
   auto start = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < states_.size(); ++i) {
     ChunkState& st = states_[i];
-    if (st.dirty && (st.where == Where::kCached || st.where == Where::kJournal)) {
+    if (st.dirty && (st.where == Where::kCached || st.where == Where::kJournal || st.where == Where::kPatched)) {
       f->chunks.emplace(i, Freeze::Chunk{nextGeneration(), st.writeSeq, Freeze::State::kPending});
       st.frozen = true;
     } else if (!st.dirty && st.remoteGen != 0 && !st.remoteZero) {
@@ -78,7 +78,7 @@ bool Volume::preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock) 
   if (!f || it == f->chunks.end() || it->second.state != Freeze::State::kPending) return false;
   it->second.state = Freeze::State::kCopying;
   st.busy = true;  // nobody writes (or uploads) it while it is copied
-  bool inJournal = st.where == Where::kJournal;
+  bool inJournal = st.where == Where::kJournal || st.where == Where::kPatched;
   JournalCopy copy;
   if (inJournal) copy = journalCopy(index);
   lock.unlock();

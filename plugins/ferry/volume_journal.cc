@@ -19,28 +19,6 @@ namespace {
 
 constexpr size_t kMaxEntries = 1 << 16;
 
-// Runs of set bits as [first page, end page).
-std::vector<std::pair<uint64_t, uint64_t>> runsOf(const std::vector<uint64_t>& bits, uint64_t pages) {
-  std::vector<std::pair<uint64_t, uint64_t>> runs;
-  uint64_t p = 0;
-  while (p < pages) {
-    if (!(bits[p / 64] >> (p % 64) & 1)) {
-      ++p;
-      continue;
-    }
-    uint64_t start = p;
-    while (p < pages && (bits[p / 64] >> (p % 64) & 1)) ++p;
-    runs.emplace_back(start, p);
-  }
-  return runs;
-}
-
-uint64_t countBits(const std::vector<uint64_t>& bits) {
-  uint64_t n = 0;
-  for (uint64_t w : bits) n += static_cast<uint64_t>(std::popcount(w));
-  return n;
-}
-
 }  // namespace
 
 Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
@@ -60,15 +38,18 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       if (bytes >= maxBytes || entries.size() >= kMaxEntries) break;
       ChunkState& st = states_[index];
       // Only changes in the upload buffer, and not while the chunk moves.
-      if (st.where != Where::kCached || !st.dirty || st.journaled || st.busy || st.uploading || st.journaling) {
+      const bool patched = st.where == Where::kPatched;
+      if ((st.where != Where::kCached && !patched) || !st.dirty || st.journaled || st.busy || st.uploading ||
+          st.journaling) {
         continue;
       }
       const uint64_t len = chunkLength(index);
       const uint64_t pages = (len + kJournalPage - 1) / kJournalPage;
       uint64_t n = countBits(bits);
-      if (n == 0 || n * 4 > pages) continue;  // cheaper as a whole upload
+      // Cheaper as a whole upload, unless that would read the chunk from the store.
+      if (n == 0 || (n * 4 > pages && !patched)) continue;
       size_t firstEntry = entries.size();
-      for (auto [first, end] : runsOf(bits, pages)) {
+      for (auto [first, end] : pageRuns(bits, pages, true)) {
         uint64_t offset = first * kJournalPage;
         uint64_t length = std::min(end * kJournalPage, len) - offset;
         entries.push_back({index, static_cast<uint32_t>(offset), static_cast<uint32_t>(length), 0});
@@ -76,6 +57,8 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       }
       st.journaling = true;
       picks.push_back({index, bits, firstEntry, entries.size() - firstEntry});
+      // A patch's pages stay in the cache file (and its row) until the segment is stored.
+      if (patched) journalingPages_[index] = bits;
       // Writes from now on mark their pages again.
       std::fill(bits.begin(), bits.end(), 0);
     }
@@ -106,6 +89,9 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
   for (Pick& p : picks) {
     ChunkState& st = states_[p.index];
     st.journaling = false;
+    journalingPages_.erase(p.index);
+    // A patched chunk's row lists fewer pages now (before its slot is punched around them).
+    if (st.where == Where::kPatched) markMeta(p.index, st);
     // Stored whole since the pick: these entries are void already.
     bool superseded = !(st.remoteGen & kSourceGen) && st.remoteGen > segment;
     if (superseded) continue;
@@ -133,8 +119,12 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       if (it != pages_.end()) pages_.erase(it);  // the next write marks its pages afresh
     }
   }
-  // Their charge in the upload buffer: what is still not in a stored segment.
-  for (Pick& p : picks) recharge(p.index, states_[p.index]);
+  // Their charge in the upload buffer: what is still not in a stored segment; a patch's
+  // cache: its pages not stored yet (none: kJournal again).
+  for (Pick& p : picks) {
+    recharge(p.index, states_[p.index]);
+    settlePatch(p.index, states_[p.index]);
+  }
   if (live > 0)
     segmentLive_[segment] = live;
   else
@@ -165,7 +155,11 @@ void Volume::releaseJournalRefs(uint64_t index) {
 
 Volume::JournalCopy Volume::journalCopy(uint64_t index) {
   const ChunkState& st = states_[index];
-  JournalCopy copy{st.remoteGen, st.remoteZero, {}, {}};
+  JournalCopy copy{st.remoteGen, st.remoteZero, st.where == Where::kPatched, {}, {}, {}, {}};
+  if (copy.patched) {
+    copy.pages = patchPages(index);
+    copy.keep = keepPages(index);
+  }
   if (auto it = journalPieces_.find(index); it != journalPieces_.end()) copy.pieces = it->second;
   if (copy.gen != 0 && !copy.zero && !(copy.gen & kSourceGen)) copy.keys.push_back(objectKey(index, copy.gen));
   for (size_t i = 0; i < copy.pieces.size(); ++i) {
@@ -183,7 +177,7 @@ void Volume::doneReading(const JournalCopy& copy) {
 
 Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf) {
   if (!journalOpen_.load()) return Status::unavailable("volume " + row_.name + ": its journal is not read yet");
-  if (copy.pieces.empty()) {
+  if (copy.pieces.empty() && !copy.patched) {
     return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) +
                               " is in the journal, but no segment holds its changes");
   }
@@ -209,6 +203,13 @@ Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_
       std::memcpy(buf.data() + p.offset, span.data() + (p.dataOffset - from), p.length);
     }
   }
+  // A patch's pages, newer than every piece, from the cache file.
+  const uint64_t len = chunkLength(index);
+  for (auto [first, end] : pageRuns(copy.pages, (len + kJournalPage - 1) / kJournalPage, true)) {
+    const uint64_t from = first * kJournalPage;
+    const uint64_t to = std::min(end * kJournalPage, len);
+    if (Status s = cache_.read(index * row_.chunkSize + from, buf.data() + from, to - from); !s) return s;
+  }
   return Status::ok();
 }
 
@@ -227,17 +228,29 @@ Status Volume::openJournal(bool adopt) {
   if (!listed) return listed.status().withContext("list the journal of volume " + row_.name);
   // REQUIRES: mu_ held. Every chunk in the journal has the pieces that rebuild it.
   auto checkPieces = [this]() -> Status {
+    auto missing = [this](uint64_t i) {
+      return Status::corruption("volume " + row_.name + " chunk " + std::to_string(i) +
+                                " is in the journal, but no segment in the store holds its changes");
+    };
     for (uint64_t i = 0; i < states_.size(); ++i) {
-      if (states_[i].where == Where::kJournal && journalPieces_.count(i) == 0) {
-        return Status::corruption("volume " + row_.name + " chunk " + std::to_string(i) +
-                                  " is in the journal, but no segment in the store holds its changes");
-      }
+      if (states_[i].where == Where::kJournal && journalPieces_.count(i) == 0) return missing(i);
+    }
+    for (uint64_t i : patchedWithPieces_) {
+      if (states_[i].where == Where::kPatched && journalPieces_.count(i) == 0) return missing(i);
     }
     return Status::ok();
+  };
+  // REQUIRES: mu_ held. Patched chunks with no page left (a row committed while one was
+  // read) are in the journal only, now that their pieces are known.
+  auto settleLoaded = [this] {
+    for (uint64_t i = 0; i < states_.size(); ++i) {
+      if (states_[i].where == Where::kPatched) settlePatch(i, states_[i]);
+    }
   };
   if (listed.value().empty()) {
     std::lock_guard lock(mu_);
     if (Status s = checkPieces(); !s) return s;
+    settleLoaded();
     journalOpen_ = true;
     return Status::ok();
   }
@@ -344,6 +357,7 @@ Status Volume::openJournal(bool adopt) {
   {
     std::lock_guard lock(mu_);
     if (Status s = checkPieces(); !s) return s;
+    settleLoaded();
     journalOpen_ = true;
     for (const auto& [segment, key] : segments) {
       auto it = live.find(segment);

@@ -47,7 +47,8 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       std::memset(out.data(), 0, out.size());
       return Status::ok();
     }
-    if (st.where == Where::kCached) {
+    // Cached, or patched with the pages read all in the cache file.
+    if (st.where == Where::kCached || (st.where == Where::kPatched && patchCovers(index, inChunk, out.size()))) {
       st.ioRefs.fetch_add(1);
       st.referenced = true;
       lock.unlock();
@@ -56,7 +57,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.ioRefs.fetch_sub(1);
       return s;
     }
-    if (st.where == Where::kJournal) return readJournaled(index, inChunk, out, lock);
+    if (st.where == Where::kJournal || st.where == Where::kPatched) return readJournaled(index, inChunk, out, lock);
     // Remote. Fetched ahead of a sequential reader?
     if (auto entry = window_.find(index, st.remoteGen)) {
       if (!entry->ready && entry->started) {
@@ -203,6 +204,7 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
                              std::unique_lock<std::mutex>& lock) {
   ChunkState& st = states_[index];
   st.busy = true;  // the pieces stay as they are; other readers wait for the cache
+  const Where was = st.where;
   JournalCopy copy = journalCopy(index);
   lock.unlock();
   ++readMisses_;
@@ -210,7 +212,8 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   Status s = rebuild(index, copy, chunk);
   bool cached = false;
   if (s && host_.reserveCache(chunk.size())) {
-    if (cache_.write(index * row_.chunkSize, chunk.data(), chunk.size())) {
+    // Around a patch's pages, and those writers are still writing there.
+    if (writeAround(index, chunk, copy.keep)) {
       cached = true;
     } else {
       host_.budget().releaseCached(chunk.size());  // served from the store only
@@ -220,7 +223,7 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   lock.lock();
   doneReading(copy);
   st.busy = false;
-  if (cached && (fenced_ || st.where != Where::kJournal)) {
+  if (cached && (fenced_ || st.where != was)) {
     // Deleted meanwhile (its budget was given back without this), or stored whole by
     // an upload that was on its way: then the copy is clean, as a fetch would be.
     bool keep = !fenced_ && !st.dirty;
@@ -229,7 +232,8 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   }
   if (cached) {
     int before = countedAs(st);
-    st.where = Where::kCached;  // dirty and journaled still: pinned until uploaded
+    st.where = Where::kCached;  // dirty (and journaled, unless patched): pinned until uploaded
+    settlePatch(index, st);     // a patch's cache is part of the whole chunk's now
     recount(index, before, st);
     st.referenced = true;
     markMeta(index, st);

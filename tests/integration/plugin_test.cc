@@ -422,6 +422,47 @@ TEST_F(PluginTest, AJournaledChunkRewrittenBeforeAKillIsNotEvictedToItsOlderPiec
   EXPECT_TRUE(std::equal(buf.begin(), buf.end(), model.begin())) << "chunk 0 lost the write its cache held";
 }
 
+// Pages written to stored chunks the cache cannot hold go to the cache file alone
+// (patched chunks: nothing is read from the store), their page maps in the chunk rows:
+// a FLUSH, then kill -9, and the restarted gateway reads every flushed page back over
+// the stored chunks.
+TEST_F(PluginTest, PatchedPagesFlushedBeforeAKillAreReadBack) {
+  constexpr uint64_t kSize = 64 << 20, kChunk = 1 << 20, kPage = 4096;
+  const std::vector<std::string> opts = {"create=vol:64M:1M",    "journal=true",        "cache-size=16M",
+                                         "upload-buffer=16M",    "upload-delay=600000", "upload-max-age=600000",
+                                         "commit-interval=60000"};
+  std::vector<uint8_t> model = randomBytes(kSize, 40);
+  {
+    auto n = start("gw", opts);
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+    ASSERT_TRUE(c.pwrite(model.data(), kSize, 0)) << c.error();
+    ASSERT_TRUE(c.flush()) << c.error();
+    std::string out = adminRequest((dir_ / "gw") + "/admin.sock", R"({"op":"checkpoint","name":"vol","timeout":60})");
+    ASSERT_NE(out.find("\"ok\":true"), std::string::npos) << out;
+    // Two pages into each chunk (one of them two pages long), then a FLUSH.
+    for (uint64_t i = 0; i < kSize / kChunk; ++i) {
+      for (uint64_t at : {i * kChunk + ((i * 5) % 200) * kPage, i * kChunk + (210 + i % 40) * kPage}) {
+        const uint64_t len = i % 4 == 0 ? 2 * kPage : kPage;
+        auto data = randomBytes(len, static_cast<int>(100 + i));
+        ASSERT_TRUE(c.pwrite(data.data(), len, at)) << c.error();
+        std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(at));
+      }
+    }
+    ASSERT_TRUE(c.flush()) << c.error();
+    auto st = nlohmann::json::parse(adminRequest((dir_ / "gw") + "/admin.sock", R"({"op":"stats","name":"vol"})"));
+    EXPECT_GT(st["volumes"][0].value("patched_chunks", 0), 32) << st.dump();
+    n->kill9();
+  }
+  auto n = start("gw", opts);
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  std::vector<uint8_t> back(kSize);
+  for (uint64_t off = 0; off < kSize; off += 4 << 20)
+    ASSERT_TRUE(c.pread(back.data() + off, 4 << 20, off)) << c.error();
+  EXPECT_TRUE(back == model) << "a flushed page of a patched chunk was lost in the kill";
+}
+
 // A gateway killed at any point of adopting a volume from the store (waiting out the
 // old owner, after the listing, while recording the rows, after applying the journal)
 // finishes at its next start on the same state dir; what it serves, and what it

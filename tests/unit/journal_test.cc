@@ -110,6 +110,28 @@ class JournalTest : public testing::StoreTest {
     o.cacheSize = 16 * kBigChunk;
     return o;
   }
+  // The end of the over-cache tests (state "gw"): a snapshot, and a volume made from it;
+  // a checkpoint (every chunk stored whole, no segment left); a fresh gateway on the
+  // store. Each reads the image.
+  void snapshotStoreAndAdopt(std::unique_ptr<Engine> e, const std::vector<uint8_t>& image) {
+    auto v = e->find("vol");
+    ASSERT_TRUE(e->snapshot("vol", "s1", std::chrono::seconds(30)));
+    auto copy = e->createVolume(CreateSpec{"copy", 0, 0, "vol", "s1"});
+    ASSERT_TRUE(copy) << copy.status().toString();
+    EXPECT_TRUE(readAll(*copy.value()) == image) << "the snapshot missed chunks not cached";
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(60)));
+    auto st = v->stats();
+    EXPECT_EQ(st.dirtyChunks, 0u);
+    EXPECT_EQ(st.journalOnlyChunks, 0u);
+    EXPECT_EQ(st.patchedChunks, 0u);
+    EXPECT_LE(e->stats().cachedBytes, overCache("gw").cacheSize);
+    e->shutdown();
+    EXPECT_TRUE(segments().empty()) << "segments outlived the whole uploads";
+    e.reset();
+    std::filesystem::remove_all(dir_ / "gw");
+    auto fresh = testing::startEngine(overCache("fresh"));
+    EXPECT_TRUE(readAll(*fresh->find("vol")) == image);
+  }
 };
 
 // The gateway is lost with its changes only in the journal: a fresh gateway on the
@@ -396,7 +418,9 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
     // the latest writes (a known race, volume-engine.md), and hurry meanwhile.
     EXPECT_LE(st.uploads - uploads, kChunks / 16) << "chunks went up whole to make room";
     EXPECT_GE(st.dirtyChunks, kChunks - kChunks / 16);
-    EXPECT_GT(st.journalOnlyChunks, kChunks / 2) << "journaled chunks stayed in the cache";
+    // Out of the cache: evicted into the journal, or patched (written a page, which
+    // the journal takes next) once the cache is full.
+    EXPECT_GT(st.journalOnlyChunks + st.patchedChunks, kChunks / 2) << "journaled chunks stayed in the cache";
     EXPECT_LE(e->stats().cachedBytes, small.cacheSize);
     EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong";
     scatter(*v, image, 22);  // writes into evicted chunks
@@ -412,19 +436,64 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
   EXPECT_GT(v->stats().journalOnlyChunks, 0u) << "the restart lost track of the evicted chunks";
   EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong after a restart";
   scatter(*v, image, 23);
-  ASSERT_TRUE(e->snapshot("vol", "s1", std::chrono::seconds(30)));
-  auto copy = e->createVolume(CreateSpec{"copy", 0, 0, "vol", "s1"});
-  ASSERT_TRUE(copy) << copy.status().toString();
-  EXPECT_TRUE(readAll(*copy.value()) == image) << "the snapshot missed evicted chunks";
-  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
-  EXPECT_EQ(v->stats().dirtyChunks, 0u);
-  EXPECT_EQ(v->stats().journalOnlyChunks, 0u);
-  e->shutdown();
-  EXPECT_TRUE(segments().empty()) << "segments outlived the whole uploads";
-  e.reset();
-  std::filesystem::remove_all(dir_ / "gw");
-  auto fresh = testing::startEngine(overCache("fresh"));
-  EXPECT_TRUE(readAll(*fresh->find("vol")) == image);
+  snapshotStoreAndAdopt(std::move(e), image);
+}
+
+// Once the cache is full, writes of whole pages to chunks it does not hold land in the
+// cache file as they are (patched), without reading those chunks from the store; reads,
+// a write of part of a page, zeros, a restart, the journal, a snapshot and whole
+// uploads all see the chunk as its object, its journal pieces, then those pages.
+TEST_F(JournalTest, WritesOfWholePagesPatchChunksWithoutReadingThem) {
+  EngineOptions small = overCache("gw");
+  std::vector<uint8_t> image = randomBytes(kChunks * kBigChunk, 30);
+  auto put = [&](Volume& v, uint64_t at, std::vector<uint8_t> data) {
+    ASSERT_TRUE(v.write(at, data, false));
+    std::copy(data.begin(), data.end(), image.begin() + static_cast<std::ptrdiff_t>(at));
+  };
+  {
+    auto e = testing::startEngine(small);
+    auto v = e->find("vol");
+    ASSERT_TRUE(v->write(0, image, false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));  // stored
+    // A page into each chunk: those the cache holds are written there, the rest patched.
+    const uint64_t downloaded = v->stats().downloadedBytes;
+    scatter(*v, image, 31);
+    scatter(*v, image, 32);                                      // another page of each, or the same
+    put(*v, 40 * kBigChunk + 8192, randomBytes(12288, 33));      // three pages
+    put(*v, kChunks * kBigChunk - 4096, randomBytes(4096, 34));  // the volume's last page
+    auto st = v->stats();
+    EXPECT_EQ(st.downloadedBytes, downloaded) << "a write of whole pages read its chunk from the store";
+    EXPECT_GT(st.patchedChunks, kChunks / 2);
+    EXPECT_LE(e->stats().cachedBytes, small.cacheSize);
+    EXPECT_TRUE(readAll(*v) == image) << "a patched chunk read back wrong";
+    // Part of a page (the chunk is rebuilt first), zeros over pages, a whole chunk zeroed.
+    put(*v, 50 * kBigChunk + 3 * 4096 + 7, randomBytes(100, 35));
+    ASSERT_TRUE(v->zero(51 * kBigChunk + 4096, 8192, false));
+    std::fill_n(image.begin() + 51 * kBigChunk + 4096, 8192, uint8_t{0});
+    ASSERT_TRUE(v->zero(52 * kBigChunk, kBigChunk, false));
+    std::fill_n(image.begin() + 52 * kBigChunk, kBigChunk, uint8_t{0});
+    EXPECT_TRUE(readAll(*v) == image);
+    // Everything into segments, then a page into each chunk again: patched over their
+    // pieces (nothing presses the journal to take them) when the gateway crashes.
+    journalAll(*v);
+    scatter(*v, image, 36);
+    EXPECT_GT(v->stats().patchedChunks, kChunks / 2);
+    ASSERT_TRUE(v->flush());
+    control_->down = true;  // a crash, as far as the store can tell
+    e->shutdown();
+  }
+  control_->down = false;
+  auto e = testing::startEngine(small);
+  auto v = e->find("vol");
+  // (Their pages are in the cache file only, as their rows say; the restart also starts
+  // storing them whole.)
+  EXPECT_TRUE(readAll(*v) == image) << "a patched chunk read back wrong after a restart";
+  scatter(*v, image, 38);
+  journalAll(*v);  // their pages into segments: in the journal only
+  EXPECT_GT(v->stats().journalOnlyChunks, 0u);
+  EXPECT_TRUE(readAll(*v) == image);
+  scatter(*v, image, 37);  // patched again, over their pieces
+  snapshotStoreAndAdopt(std::move(e), image);
 }
 
 // A chunk whose changes are only in the journal, with its segments gone from the
@@ -436,7 +505,10 @@ TEST_F(JournalTest, AnEvictedChunkWhoseSegmentsAreGoneIsAnError) {
     auto v = e->find("vol");
     std::vector<uint8_t> image(kChunks * kBigChunk, 0);
     scatter(*v, image, 24);
+    journalAll(*v);
     ASSERT_GT(v->stats().journalOnlyChunks, 0u);
+    scatter(*v, image, 25);  // patched over their pieces: those need them too
+    ASSERT_EQ(v->stats().journalOnlyChunks, 0u);
     control_->down = true;
     e->shutdown();
   }
