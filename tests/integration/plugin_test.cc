@@ -352,6 +352,10 @@ TEST_F(PluginTest, JournaledWritesSurviveAKillAndATakeover) {
     EXPECT_TRUE(readAll(c) == model);
     auto st = nlohmann::json::parse(adminRequest((dir_ / "old") + "/admin.sock", R"({"op":"stats","name":"vol"})"));
     EXPECT_GT(st["volumes"][0].value("journaled_chunks", 0), 0) << st.dump();
+    // The restart stores its dirty chunks whole at once (they have been dirty since
+    // before it): done with that first, or it would also store the pages below whole.
+    std::string out = adminRequest((dir_ / "old") + "/admin.sock", R"({"op":"checkpoint","name":"vol","timeout":60})");
+    ASSERT_NE(out.find("\"ok\":true"), std::string::npos) << out;
     scatter(c, 4, 900);  // more pages on top, in newer segments
     ASSERT_TRUE(waitJournaled("old")) << adminRequest((dir_ / "old") + "/admin.sock", R"({"op":"stats"})") << n->log();
     n->kill9();
@@ -451,7 +455,10 @@ TEST_F(PluginTest, PatchedPagesFlushedBeforeAKillAreReadBack) {
     }
     ASSERT_TRUE(c.flush()) << c.error();
     auto st = nlohmann::json::parse(adminRequest((dir_ / "gw") + "/admin.sock", R"({"op":"stats","name":"vol"})"));
-    EXPECT_GT(st["volumes"][0].value("patched_chunks", 0), 32) << st.dump();
+    // Patched, or in the journal only if it took their pages meanwhile (the chunks the
+    // cache holds, written there, crowd it).
+    EXPECT_GT(st["volumes"][0].value("patched_chunks", 0) + st["volumes"][0].value("journal_only_chunks", 0), 32)
+        << st.dump();
     n->kill9();
   }
   auto n = start("gw", opts);
