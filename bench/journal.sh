@@ -11,7 +11,8 @@
 #   bench/journal.sh [VOLUME_MB=256] [BUFFER_MB=32] [RUNTIME=20] [CACHE_MB]
 # CACHE_MB: every cache that size (s3backer blocks, Ferry cache-size) instead of as
 # large as the volume (Ferry: twice): the writes then do not fit the cache either.
-# ONLY=journal runs the journal=true variant alone (its segment sizes, no ratios).
+# ONLY=journal runs the journal=true variant alone (with OTHER_PLUGIN, and that build's).
+# Each Ferry variant deletes its volume when done (the throwaway store holds 4 GiB).
 # OTHER_PLUGIN=path.so also runs the journal variant on that build of the plugin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,11 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   stats=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
   admin "$W/$name/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' | grep -q '"ok":true'
   t1=$(now)
+  local drained
+  drained=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
+  # Its objects go: the throwaway store holds 4 GiB, and the next variant's segments
+  # need the room.
+  admin "$W/$name/admin.sock" '{"op":"delete","name":"vol","force":true}' | grep -q '"ok":true'
   stop_ferry
   FERRY_W=$(python3 -c "print(round($ios/($t1-$t0)))")
   echo "ferry $name: $(python3 -c "print('%d writes in %.1f s + drain %.1f s' % ($ios, $tw-$t0, $t1-$tw))");" \
@@ -72,9 +78,18 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
 print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded and %d MiB downloaded in all; at the end of the writes %d chunks evicted with their changes in the journal, %d patched" % (v["journal_writes"],
       v["journal_bytes"]>>20, v["journal_bytes"]/max(v["journal_writes"],1)/1000, v["uploaded_bytes"]>>20, v["downloaded_bytes"]>>20,
       v.get("journal_only_chunks", 0), v.get("patched_chunks", 0)))' "$stats")"
+  echo "  the drain: $(python3 -c 'import json,sys; a=json.loads(sys.argv[1])["volumes"][0]; b=json.loads(sys.argv[2])["volumes"][0]
+print("%d MiB downloaded, %d range GETs of segments, %d MiB uploaded" % ((b["downloaded_bytes"]-a["downloaded_bytes"])>>20,
+      b.get("journal_reads", 0)-a.get("journal_reads", 0), (b["uploaded_bytes"]-a["uploaded_bytes"])>>20))' "$stats" "$drained")"
 }
 if [ "$ONLY" = journal ]; then
   run_ferry journal true
+  if [ -n "$OTHER_PLUGIN" ]; then
+    JOURNAL_W=$FERRY_W
+    PLUGIN=$OTHER_PLUGIN
+    run_ferry other true
+    printf 'journal %s, other build %s IOPS: %.2f\n' "$JOURNAL_W" "$FERRY_W" "$(python3 -c "print($JOURNAL_W/max($FERRY_W,1))")"
+  fi
   exit 0
 fi
 run_ferry whole false

@@ -37,6 +37,7 @@ json volumeJson(const VolumeStats& v) {
            {"read_hits", v.readHits},
            {"read_misses", v.readMisses},
            {"range_reads", v.rangeReads},
+           {"journal_reads", v.journalReads},
            {"zero_reads", v.zeroReads},
            {"read_ahead_fetches", v.readAheadFetches},
            {"read_ahead_hits", v.readAheadHits},

@@ -1096,6 +1096,7 @@ VolumeStats Volume::stats() {
   v.readHits = readHits_;
   v.readMisses = readMisses_;
   v.rangeReads = rangeReads_;
+  v.journalReads = journalReads_;
   v.zeroReads = zeroReads_;
   v.readAheadFetches = readAheadFetches_;
   v.readAheadHits = readAheadHits_;

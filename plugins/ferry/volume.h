@@ -31,6 +31,7 @@
 #include "metadata.h"
 #include "pin_counts.h"
 #include "read_window.h"
+#include "rebuild_plan.h"
 
 namespace ferry {
 
@@ -75,13 +76,6 @@ class VolumeHost {
 enum class Where : uint8_t { kZero, kRemote, kCached, kJournal, kPatched };
 
 // Where one change of a chunk lies in a stored journal segment.
-struct JournalPiece {
-  uint64_t segment;     // its generation
-  uint64_t dataOffset;  // of the bytes in the segment's body
-  uint32_t offset;      // in the chunk
-  uint32_t length;
-};
-
 struct ChunkState {
   uint64_t remoteGen = 0;           // newest generation in the store (0 = none)
   uint32_t writeSeq = 0;            // bumped by every change of content
@@ -124,6 +118,7 @@ struct VolumeStats {
   uint64_t readHits = 0;
   uint64_t readMisses = 0;
   uint64_t rangeReads = 0;
+  uint64_t journalReads = 0;
   uint64_t zeroReads = 0;
   uint64_t readAheadFetches = 0;  // chunks fetched ahead of a sequential reader
   uint64_t readAheadHits = 0;     // reads served from those
@@ -398,8 +393,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // on its way may supersede them meanwhile) until doneReading.
   JournalCopy journalCopy(uint64_t index);
   void doneReading(const JournalCopy& copy);
-  // Reads the chunk's object and the pieces of its changes from their segments into buf
-  // (one GET per segment), then a patched chunk's pages from the cache file; mu_ not held.
+  // Reads into buf what planRebuild says: the chunk's object if a page needs it, the
+  // pieces no newer one overwrites (one range GET per segment, a few at once), then a
+  // patched chunk's pages from the cache file; mu_ not held.
   Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf);
   // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
   Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
@@ -499,6 +495,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
+  std::atomic<uint64_t> journalReads_{0};  // range GETs of segments by rebuilds
   std::atomic<uint64_t> readAheadFetches_{0}, readAheadHits_{0};
   std::atomic<uint64_t> hydrationLeft_{0};  // chunks still read from the source
   std::atomic<uint64_t> hydratedBytes_{0};

@@ -12,12 +12,16 @@
 #include <map>
 
 #include "ferry/log.h"
+#include "parallel.h"
+#include "rebuild_plan.h"
 #include "volume.h"
 
 namespace ferry {
 namespace {
 
 constexpr size_t kMaxEntries = 1 << 16;
+// Range GETs of segments one rebuild has in flight at once.
+constexpr size_t kRebuildReadsAtOnce = 4;
 
 }  // namespace
 
@@ -181,34 +185,34 @@ Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_
     return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) +
                               " is in the journal, but no segment holds its changes");
   }
-  if (Status s = fetchBase(index, copy.gen, copy.zero, buf); !s) return s;
-  // A chunk's pieces in one segment lie together in its body: one GET for each run
-  // of pieces from the same segment.
-  std::vector<uint8_t> span;
-  for (size_t i = 0; i < copy.pieces.size();) {
-    size_t j = i + 1;
-    while (j < copy.pieces.size() && copy.pieces[j].segment == copy.pieces[i].segment) ++j;
-    const uint64_t from = copy.pieces[i].dataOffset;
-    const uint64_t to = copy.pieces[j - 1].dataOffset + copy.pieces[j - 1].length;
-    if (to < from) return Status::corruption("volume " + row_.name + ": journal pieces out of order");
-    span.resize(to - from);
-    const std::string key = journalKey(row_.name, copy.pieces[i].segment);
+  const uint64_t len = chunkLength(index);
+  const RebuildPlan plan = planRebuild(copy.pieces, copy.pages, len, kJournalPage);
+  if (plan.needsObject) {
+    if (Status s = fetchBase(index, copy.gen, copy.zero, buf); !s) return s;
+  }
+  // A few range GETs at once: a chunk rebuilt after random writes has its pages in
+  // tens to hundreds of segments, and each GET is mostly the store's round trip.
+  Status s = runParallel(plan.reads.size(), kRebuildReadsAtOnce, [&](size_t r) -> Status {
+    const RebuildPlan::Read& read = plan.reads[r];
+    std::vector<uint8_t> span(read.to - read.from);
+    const std::string key = journalKey(row_.name, read.segment);
     host_.bandwidth().download(span.size());
-    auto got = host_.store().get(key, from, span);
+    auto got = host_.store().get(key, read.from, span);
     if (!got) return got.status().withContext("read journal segment " + key);
     if (got.value() != span.size()) return Status::corruption(key + " is shorter than its header says");
     downloadedBytes_ += got.value();
-    for (; i < j; ++i) {
-      const JournalPiece& p = copy.pieces[i];
-      std::memcpy(buf.data() + p.offset, span.data() + (p.dataOffset - from), p.length);
+    ++journalReads_;
+    for (const RebuildPlan::Copy& c : read.copies) {
+      std::memcpy(buf.data() + c.offset, span.data() + (c.dataOffset - read.from), c.length);
     }
-  }
+    return Status::ok();
+  });
+  if (!s) return s;
   // A patch's pages, newer than every piece, from the cache file.
-  const uint64_t len = chunkLength(index);
   for (auto [first, end] : pageRuns(copy.pages, (len + kJournalPage - 1) / kJournalPage, true)) {
     const uint64_t from = first * kJournalPage;
     const uint64_t to = std::min(end * kJournalPage, len);
-    if (Status s = cache_.read(index * row_.chunkSize + from, buf.data() + from, to - from); !s) return s;
+    if (s = cache_.read(index * row_.chunkSize + from, buf.data() + from, to - from); !s) return s;
   }
   return Status::ok();
 }
@@ -292,6 +296,12 @@ Status Volume::openJournal(bool adopt) {
       if (e.index >= states_.size() || e.offset + uint64_t{e.length} > chunkLength(e.index)) {
         return Status::corruption(key + ": an entry for chunk " + std::to_string(e.index) + " past the end of volume " +
                                   row_.name);
+      }
+      // On pages, as FORMAT.md says (a rebuild takes each page from one piece).
+      if (e.offset % kJournalPage != 0 ||
+          (e.length % kJournalPage != 0 && e.offset + uint64_t{e.length} != chunkLength(e.index))) {
+        return Status::corruption(key + ": an entry for chunk " + std::to_string(e.index) + " at " +
+                                  std::to_string(e.offset) + "+" + std::to_string(e.length) + " is not on 4 KiB pages");
       }
       ChunkState& st = states_[e.index];
       bool applies = (st.remoteGen & kSourceGen) || st.remoteGen < segment;

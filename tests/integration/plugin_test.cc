@@ -537,9 +537,12 @@ TEST_F(PluginTest, AKillAtAnyPointOfAnAdoptionLosesNothing) {
   // killed after its listing.
   std::string second = killAt("adopting it from the store");
   EXPECT_NE(second.find("taken over; waiting"), std::string::npos) << "a restart in the wait did not wait\n" << second;
+  // The next is killed once it has applied the journal (before its rows say so, or the
+  // segments are deleted).
+  killAt("applied the journal");
   // Then each start killed later than the one before (10 ms more, a quarter more past
-  // 200 ms), until one is ready to serve: the kills land all through the rest of the
-  // adoption (before the volume is opened, after the journal is applied: the log says).
+  // 200 ms), until one is ready to serve: the kills land all through the rest (the
+  // lease wait, the listing, opening the volume: the log says which).
   int killed = 0, killedLate = 0;
   bool served = false;
   for (int delayMs = 0; delayMs < 10000 && !served; delayMs = delayMs < 200 ? delayMs + 10 : delayMs * 5 / 4) {
@@ -561,7 +564,8 @@ TEST_F(PluginTest, AKillAtAnyPointOfAnAdoptionLosesNothing) {
   }
   ASSERT_TRUE(served) << "no start got through";
   EXPECT_GE(killed, 3) << "the kills did not land inside the adoption";
-  EXPECT_GE(killedLate, 1) << "no kill after the volume was listed or opened";
+  // (How many land after the listing depends on the machine's speed: no check.)
+  std::cerr << killed << " starts killed, " << killedLate << " of them after the listing\n";
 
   auto n = start("new", opts);
   {

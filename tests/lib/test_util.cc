@@ -195,6 +195,10 @@ bool Nbdkit::start(int timeoutMs) {
   return false;
 }
 
+bool Nbdkit::listening() const {
+  return unixSocketListening(socket_);
+}
+
 int Nbdkit::stop(int timeoutMs) {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);

@@ -63,6 +63,8 @@ class Nbdkit {
   int stop(int timeoutMs = 120000);
   void kill9();
   bool running();
+  // Whether it listens on its socket now (serving).
+  bool listening() const;
   std::string log() const;
   // How the process ended when start() found it gone: exit code, or 128 + signal.
   int exitStatus() const { return exitStatus_; }

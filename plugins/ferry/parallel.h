@@ -1,0 +1,17 @@
+#pragma once
+// Runs a handful of independent blocking tasks (store requests) side by side on
+// short-lived threads: for work whose latency is the store's round trips, not CPU.
+
+#include <cstddef>
+#include <functional>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+// Runs task(0) … task(n - 1) on up to width threads, the caller's included. Once a
+// task fails, those not started yet are skipped. Returns the failure of the lowest
+// index among those run, or ok.
+Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& task);
+
+}  // namespace ferry

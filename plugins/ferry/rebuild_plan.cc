@@ -1,0 +1,57 @@
+#include "rebuild_plan.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace ferry {
+
+RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vector<uint64_t>& patchPages,
+                        uint64_t length, uint64_t pageSize) {
+  constexpr size_t kNone = std::numeric_limits<size_t>::max();
+  constexpr size_t kPatch = kNone - 1;
+  const uint64_t pages = (length + pageSize - 1) / pageSize;
+  // Which piece each page comes from: the newest that holds it.
+  std::vector<size_t> owner(pages, kNone);
+  for (uint64_t page = 0; page < pages && page / 64 < patchPages.size(); ++page) {
+    if ((patchPages[page / 64] >> (page % 64)) & 1) owner[page] = kPatch;
+  }
+  auto pageSpan = [&](const JournalPiece& p) {
+    return std::pair<uint64_t, uint64_t>{p.offset / pageSize,
+                                         std::min(pages, (uint64_t{p.offset} + p.length + pageSize - 1) / pageSize)};
+  };
+  for (size_t i = pieces.size(); i-- > 0;) {
+    auto [first, end] = pageSpan(pieces[i]);
+    for (uint64_t page = first; page < end; ++page) {
+      if (owner[page] == kNone) owner[page] = i;
+    }
+  }
+  RebuildPlan plan;
+  plan.needsObject = std::find(owner.begin(), owner.end(), kNone) != owner.end();
+  for (size_t i = 0; i < pieces.size();) {
+    RebuildPlan::Read read{pieces[i].segment, std::numeric_limits<uint64_t>::max(), 0, {}};
+    for (; i < pieces.size() && pieces[i].segment == read.segment; ++i) {
+      const JournalPiece& p = pieces[i];
+      auto [first, end] = pageSpan(p);
+      for (uint64_t page = first; page < end;) {
+        if (owner[page] != i) {
+          ++page;
+          continue;
+        }
+        uint64_t runEnd = page + 1;
+        while (runEnd < end && owner[runEnd] == i) ++runEnd;
+        const uint64_t at = page * pageSize;
+        const uint64_t stop = std::min({runEnd * pageSize, uint64_t{p.offset} + p.length, length});
+        RebuildPlan::Copy copy{p.dataOffset + (at - p.offset), static_cast<uint32_t>(at),
+                               static_cast<uint32_t>(stop - at)};
+        read.from = std::min(read.from, copy.dataOffset);
+        read.to = std::max(read.to, copy.dataOffset + copy.length);
+        read.copies.push_back(copy);
+        page = runEnd;
+      }
+    }
+    if (!read.copies.empty()) plan.reads.push_back(std::move(read));
+  }
+  return plan;
+}
+
+}  // namespace ferry

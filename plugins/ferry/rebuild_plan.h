@@ -1,0 +1,43 @@
+#pragma once
+// What rebuilding a chunk from the journal reads (docs/volume-engine.md "The journal"):
+// each page comes from the newest piece that holds it, or from a patch's pages in the
+// cache file, or else from the chunk's object. Pieces newer ones overwrite whole are
+// not read at all; after random writes that is most of a chunk's older pieces, and the
+// object too once every page has been written.
+
+#include <cstdint>
+#include <vector>
+
+namespace ferry {
+
+struct JournalPiece {
+  uint64_t segment;     // its generation
+  uint64_t dataOffset;  // of the bytes in the segment's body
+  uint32_t offset;      // in the chunk
+  uint32_t length;
+};
+
+struct RebuildPlan {
+  // Bytes of a segment's body that go to the chunk at offset.
+  struct Copy {
+    uint64_t dataOffset;
+    uint32_t offset, length;
+  };
+  // One range GET of a segment, [from, to) of its body, and where its pages go. The
+  // copies of different reads never overlap, so the reads may run in any order.
+  struct Read {
+    uint64_t segment;
+    uint64_t from, to;
+    std::vector<Copy> copies;
+  };
+  std::vector<Read> reads;
+  bool needsObject = true;  // some page is in no piece and no patched page
+};
+
+// pieces: in segment order, each starting on a page and ending on one or at the
+// chunk's end (FORMAT.md; openJournal checks); patchPages: the patch's page map (empty
+// for none), newer than every piece; length: the chunk's.
+RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vector<uint64_t>& patchPages,
+                        uint64_t length, uint64_t pageSize);
+
+}  // namespace ferry

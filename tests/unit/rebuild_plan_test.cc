@@ -1,0 +1,155 @@
+// planRebuild against applying every piece in order (the rebuild it replaces), and
+// runParallel, which a rebuild's reads go through.
+#include "rebuild_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <random>
+#include <set>
+
+#include "parallel.h"
+
+namespace ferry {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+// Applies the plan: the object where needed (filler elsewhere, which must not show),
+// the reads' copies from the segments' bodies, then the patch's pages.
+std::vector<uint8_t> applyPlan(const RebuildPlan& plan, const std::vector<uint8_t>& object,
+                               const std::map<uint64_t, std::vector<uint8_t>>& bodies,
+                               const std::vector<uint64_t>& patch, const std::vector<uint8_t>& patchBytes) {
+  std::vector<uint8_t> chunk = plan.needsObject ? object : std::vector<uint8_t>(object.size(), 0xAA);
+  for (const RebuildPlan::Read& r : plan.reads) {
+    const std::vector<uint8_t>& body = bodies.at(r.segment);
+    EXPECT_LE(r.to, body.size());
+    for (const RebuildPlan::Copy& c : r.copies) {
+      EXPECT_GE(c.dataOffset, r.from);
+      EXPECT_LE(c.dataOffset + c.length, r.to);
+      std::copy_n(body.begin() + static_cast<std::ptrdiff_t>(c.dataOffset), c.length, chunk.begin() + c.offset);
+    }
+  }
+  for (uint64_t page = 0; page * kPage < chunk.size(); ++page) {
+    if (page / 64 < patch.size() && ((patch[page / 64] >> (page % 64)) & 1)) {
+      uint64_t end = std::min(chunk.size(), (page + 1) * kPage);
+      std::copy(patchBytes.begin() + static_cast<std::ptrdiff_t>(page * kPage),
+                patchBytes.begin() + static_cast<std::ptrdiff_t>(end),
+                chunk.begin() + static_cast<std::ptrdiff_t>(page * kPage));
+    }
+  }
+  return chunk;
+}
+
+TEST(RebuildPlanTest, GivesWhatApplyingEveryPieceInOrderGives) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 300; ++round) {
+    // 64 pages, or a last chunk ending inside a page.
+    const uint64_t length = (round % 3 == 0) ? 64 * kPage - 1000 : 64 * kPage;
+    const uint64_t pages = (length + kPage - 1) / kPage;
+    std::vector<uint8_t> object(length);
+    for (auto& b : object) b = static_cast<uint8_t>(rng());
+    std::vector<uint8_t> expected = object;
+    std::vector<JournalPiece> pieces;
+    std::map<uint64_t, std::vector<uint8_t>> bodies;
+    const int segments = static_cast<int>(rng() % 12);
+    for (int s = 0; s < segments; ++s) {
+      const uint64_t segment = 100 + s * 3;
+      std::vector<uint8_t>& body = bodies[segment];
+      body.resize(8 + rng() % 64);  // another chunk's entries come first
+      // Runs of pages in ascending order, as a segment lays out one chunk.
+      for (uint64_t page = rng() % 8; page < pages; page += 1 + rng() % 20) {
+        const uint64_t runPages = 1 + rng() % 6;
+        const uint64_t offset = page * kPage;
+        const uint64_t piece = std::min(runPages * kPage, length - offset);
+        pieces.push_back({segment, body.size(), static_cast<uint32_t>(offset), static_cast<uint32_t>(piece)});
+        for (uint64_t k = 0; k < piece; ++k) {
+          body.push_back(static_cast<uint8_t>(rng()));
+          expected[offset + k] = body.back();
+        }
+        page += runPages;
+      }
+      body.resize(body.size() + rng() % 64);
+    }
+    std::vector<uint64_t> patch;
+    std::vector<uint8_t> patchBytes(length);
+    for (auto& b : patchBytes) b = static_cast<uint8_t>(rng());
+    if (round % 2 == 0) {
+      patch.assign((pages + 63) / 64, 0);
+      for (uint64_t page = 0; page < pages; ++page) {
+        if (rng() % 4 == 0) {
+          patch[page / 64] |= uint64_t{1} << (page % 64);
+          for (uint64_t k = page * kPage; k < std::min(length, (page + 1) * kPage); ++k) expected[k] = patchBytes[k];
+        }
+      }
+    }
+    RebuildPlan plan = planRebuild(pieces, patch, length, kPage);
+    ASSERT_EQ(applyPlan(plan, object, bodies, patch, patchBytes), expected) << "round " << round;
+    // No two reads write the same byte (they run in any order), and one read a segment.
+    std::vector<int> written(length, 0);
+    std::set<uint64_t> segmentsRead;
+    for (const RebuildPlan::Read& r : plan.reads) {
+      EXPECT_TRUE(segmentsRead.insert(r.segment).second);
+      for (const RebuildPlan::Copy& c : r.copies) {
+        for (uint64_t k = c.offset; k < c.offset + c.length; ++k) ASSERT_EQ(++written[k], 1) << "round " << round;
+      }
+    }
+  }
+}
+
+TEST(RebuildPlanTest, ReadsNeitherOverwrittenPiecesNorAnObjectEveryPageHides) {
+  const uint64_t length = 16 * kPage;
+  // Page 0 in three segments, then the whole chunk in a fourth but page 3, patched.
+  std::vector<JournalPiece> pieces = {{10, 8, 0, kPage}, {11, 8, 0, kPage}, {12, 8, 0, kPage}};
+  RebuildPlan plan = planRebuild(pieces, {}, length, kPage);
+  EXPECT_TRUE(plan.needsObject);
+  ASSERT_EQ(plan.reads.size(), 1u);
+  EXPECT_EQ(plan.reads[0].segment, 12u);
+  EXPECT_EQ(plan.reads[0].to - plan.reads[0].from, kPage);
+
+  pieces.push_back({13, 8, kPage, static_cast<uint32_t>(15 * kPage)});
+  plan = planRebuild(pieces, {}, length, kPage);
+  EXPECT_FALSE(plan.needsObject);
+  ASSERT_EQ(plan.reads.size(), 2u);
+
+  // The patch's page 0 hides every piece of it; page 3 read around.
+  std::vector<uint64_t> patch = {1 | (1 << 3)};
+  plan = planRebuild(pieces, patch, length, kPage);
+  EXPECT_FALSE(plan.needsObject);
+  ASSERT_EQ(plan.reads.size(), 1u);
+  EXPECT_EQ(plan.reads[0].segment, 13u);
+  ASSERT_EQ(plan.reads[0].copies.size(), 2u);
+  EXPECT_EQ(plan.reads[0].copies[0].offset, kPage);
+  EXPECT_EQ(plan.reads[0].copies[0].length, 2 * kPage);
+  EXPECT_EQ(plan.reads[0].copies[1].offset, 4 * kPage);
+  EXPECT_EQ(plan.reads[0].copies[1].dataOffset, 8 + 3 * kPage);
+
+  // Nothing at all: the object alone.
+  plan = planRebuild({}, {}, length, kPage);
+  EXPECT_TRUE(plan.needsObject);
+  EXPECT_TRUE(plan.reads.empty());
+}
+
+TEST(ParallelTest, RunsEveryTaskOnceAndReturnsTheFirstFailure) {
+  std::vector<std::atomic<int>> runs(200);
+  EXPECT_TRUE(runParallel(runs.size(), 4, [&](size_t i) {
+    ++runs[i];
+    return Status::ok();
+  }));
+  for (auto& r : runs) EXPECT_EQ(r.load(), 1);
+  EXPECT_TRUE(runParallel(0, 4, [](size_t) { return Status::ioError("never run"); }));
+
+  // Every task from 50 on fails: 50's is the one returned, and not all the rest run.
+  std::atomic<int> ran{0};
+  Status s = runParallel(1000, 4, [&](size_t i) {
+    ++ran;
+    return i >= 50 ? Status::ioError("task " + std::to_string(i)) : Status::ok();
+  });
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.toString().find("task 50"), std::string::npos) << s.toString();
+  EXPECT_LT(ran.load(), 1000);
+}
+
+}  // namespace
+}  // namespace ferry
