@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <exception>
 #include <mutex>
-#include <system_error>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -17,7 +19,14 @@ Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& 
   Status failure;
   auto work = [&] {
     for (size_t i; !failed.load() && (i = next.fetch_add(1)) < n;) {
-      Status s = task(i);
+      Status s;
+      try {
+        s = task(i);
+      } catch (const std::bad_alloc&) {
+        s = Status::ioError("out of memory", ENOMEM);
+      } catch (const std::exception& e) {
+        s = Status::ioError(e.what());
+      }
       if (s) continue;
       failed = true;
       std::lock_guard lock(mu);
@@ -32,8 +41,8 @@ Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& 
   for (size_t t = 0; t < extra; ++t) {
     try {
       threads.emplace_back(work);
-    } catch (const std::system_error&) {
-      break;  // no thread to be had: fewer do the work
+    } catch (const std::exception&) {
+      break;  // no thread to be had (system_error, bad_alloc): fewer do the work
     }
   }
   work();

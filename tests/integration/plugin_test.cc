@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <random>
@@ -521,25 +522,32 @@ TEST_F(PluginTest, AKillAtAnyPointOfAnAdoptionLosesNothing) {
 
   const std::vector<std::string> opts = {"create=vol:32M:1M", "takeover=true"};
   // Starts the gateway and kills it once its log says line; returns what it logged.
-  auto killAt = [&](const std::string& line) {
+  // Starts the gateway and kills it once its log says one of lines; returns what it
+  // logged.
+  auto killAt = [&](std::vector<std::string> lines) {
     Nbdkit n(dir_ / "new.sock", args("new", opts));
     size_t logged = n.log().size();
     n.start(0);  // returns at once, the gateway starting
-    for (int i = 0; i < 6000 && n.running() && n.log().find(line, logged) == std::string::npos; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto said = [&] {
+      std::string log = n.log();
+      return std::any_of(lines.begin(), lines.end(),
+                         [&](const std::string& l) { return log.find(l, logged) != std::string::npos; });
+    };
+    for (int i = 0; i < 30000 && n.running() && !said(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     EXPECT_TRUE(n.running()) << n.log();
     n.kill9();
+    EXPECT_TRUE(said()) << "never logged " << lines[0] << "\n" << n.log().substr(logged);
     return n.log().substr(logged);
   };
   // The first start waits out the old owner's lease: killed in that wait.
-  killAt("taken over; waiting");
+  killAt({"taken over; waiting"});
   // The next waits it out again (the old owner might still be uploading), and is
   // killed after its listing.
-  std::string second = killAt("adopting it from the store");
+  std::string second = killAt({"adopting it from the store"});
   EXPECT_NE(second.find("taken over; waiting"), std::string::npos) << "a restart in the wait did not wait\n" << second;
-  // The next is killed once it has applied the journal (before its rows say so, or the
-  // segments are deleted).
-  killAt("applied the journal");
+  // The next is killed as soon as it has applied the journal (or, when the one before
+  // got that far, as soon as it has opened the volume).
+  killAt({"applied the journal", "bytes, epoch"});
   // Then each start killed later than the one before (10 ms more, a quarter more past
   // 200 ms), until one is ready to serve: the kills land all through the rest (the
   // lease wait, the listing, opening the volume: the log says which).

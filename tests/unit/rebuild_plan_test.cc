@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <map>
+#include <new>
 #include <random>
 #include <set>
 
@@ -149,6 +150,14 @@ TEST(ParallelTest, RunsEveryTaskOnceAndReturnsTheFirstFailure) {
   ASSERT_FALSE(s);
   EXPECT_NE(s.toString().find("task 50"), std::string::npos) << s.toString();
   EXPECT_LT(ran.load(), 1000);
+
+  // A task that throws fails like one that returns an error, on any thread.
+  s = runParallel(8, 4, [](size_t i) -> Status {
+    if (i == 5) throw std::bad_alloc();
+    return Status::ok();
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.toErrno(), ENOMEM) << s.toString();
 }
 
 }  // namespace
