@@ -26,7 +26,13 @@ RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vect
     }
   }
   RebuildPlan plan;
-  plan.needsObject = std::find(owner.begin(), owner.end(), kNone) != owner.end();
+  auto firstNone = std::find(owner.begin(), owner.end(), kNone);
+  plan.needsObject = firstNone != owner.end();
+  if (plan.needsObject) {
+    auto lastNone = std::find(owner.rbegin(), owner.rend(), kNone);
+    plan.objectFrom = static_cast<uint64_t>(firstNone - owner.begin()) * pageSize;
+    plan.objectTo = std::min(length, static_cast<uint64_t>(owner.rend() - lastNone) * pageSize);
+  }
   for (size_t i = 0; i < pieces.size();) {
     RebuildPlan::Read read{pieces[i].segment, std::numeric_limits<uint64_t>::max(), 0, {}};
     for (; i < pieces.size() && pieces[i].segment == read.segment; ++i) {

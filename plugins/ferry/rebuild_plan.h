@@ -32,6 +32,8 @@ struct RebuildPlan {
   };
   std::vector<Read> reads;
   bool needsObject = true;  // some page is in no piece and no patched page
+  // The bytes of the object those pages span (within the chunk's length).
+  uint64_t objectFrom = 0, objectTo = 0;
 };
 
 // pieces: in segment order, each starting on a page and ending on one or at the

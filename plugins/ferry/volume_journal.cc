@@ -188,7 +188,12 @@ Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_
   const uint64_t len = chunkLength(index);
   const RebuildPlan plan = planRebuild(copy.pieces, copy.pages, len, kJournalPage);
   if (plan.needsObject) {
-    if (Status s = fetchBase(index, copy.gen, copy.zero, buf); !s) return s;
+    // Only the span of the pages no piece holds when that is under half the chunk
+    // (after random writes, a few pages).
+    const bool part = copy.gen != 0 && !copy.zero && (plan.objectTo - plan.objectFrom) * 2 < len;
+    Status s = part ? fetchRange(index, copy.gen, plan.objectFrom, plan.objectTo, buf)
+                    : fetchBase(index, copy.gen, copy.zero, buf);
+    if (!s) return s;
   }
   // A few range GETs at once: a chunk rebuilt after random writes has its pages in
   // tens to hundreds of segments, and each GET is mostly the store's round trip.
@@ -214,6 +219,17 @@ Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_
     const uint64_t to = std::min(end * kJournalPage, len);
     if (s = cache_.read(index * row_.chunkSize + from, buf.data() + from, to - from); !s) return s;
   }
+  return Status::ok();
+}
+
+Status Volume::fetchRange(uint64_t index, uint64_t gen, uint64_t from, uint64_t to, std::span<uint8_t> buf) {
+  std::span<uint8_t> out = buf.subspan(from, to - from);
+  host_.bandwidth().download(out.size());
+  auto got = storeOf(gen).get(objectKey(index, gen), from, out);
+  if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
+  downloadedBytes_ += got.value();
+  // An empty or short object reads as zeros past its end (as a cold range read does).
+  std::memset(out.data() + got.value(), 0, out.size() - got.value());
   return Status::ok();
 }
 

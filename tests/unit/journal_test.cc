@@ -525,15 +525,18 @@ TEST_F(JournalTest, ARebuildReadsOnlyWhatNothingNewerOverwrites) {
   };
   ASSERT_TRUE(v->write(0, image, false));
   ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));  // stored, most not cached
-  // Every page of the first chunks, in two writes each (patched, or written in the cache).
+  // Every page of the first chunks, in two writes each (patched, or written in the
+  // cache); and every page but the first of the next.
   constexpr uint64_t kWhole = 4;
   for (uint64_t i = 0; i < kWhole; ++i) {
     put(i * kBigChunk, randomBytes(kBigChunk / 2, 41 + static_cast<int>(i)));
     put(i * kBigChunk + kBigChunk / 2, randomBytes(kBigChunk / 2, 51 + static_cast<int>(i)));
   }
+  put(kWhole * kBigChunk + 4096, randomBytes(kBigChunk / 2 - 4096, 45));
+  put(kWhole * kBigChunk + kBigChunk / 2, randomBytes(kBigChunk / 2, 55));
   journalAll(*v);
   uint64_t rebuilt = 0;
-  for (uint64_t i = 0; i < kWhole; ++i) {
+  for (uint64_t i = 0; i <= kWhole; ++i) {
     auto before = v->stats();
     std::vector<uint8_t> chunk(kBigChunk);
     ASSERT_TRUE(v->read(i * kBigChunk, chunk));
@@ -541,7 +544,7 @@ TEST_F(JournalTest, ARebuildReadsOnlyWhatNothingNewerOverwrites) {
     auto after = v->stats();
     if (after.journalReads > before.journalReads) ++rebuilt;
     EXPECT_LE(after.downloadedBytes - before.downloadedBytes, kBigChunk)
-        << "chunk " << i << ": its object was read too";
+        << "chunk " << i << ": its object was read whole";
   }
   ASSERT_GT(rebuilt, 0u) << "no chunk was rebuilt from the journal";
   // The same page of every chunk three times over, each time into a segment.

@@ -22,7 +22,15 @@ constexpr uint64_t kPage = 4096;
 std::vector<uint8_t> applyPlan(const RebuildPlan& plan, const std::vector<uint8_t>& object,
                                const std::map<uint64_t, std::vector<uint8_t>>& bodies,
                                const std::vector<uint64_t>& patch, const std::vector<uint8_t>& patchBytes) {
-  std::vector<uint8_t> chunk = plan.needsObject ? object : std::vector<uint8_t>(object.size(), 0xAA);
+  // The object's bytes in [objectFrom, objectTo) only.
+  std::vector<uint8_t> chunk(object.size(), 0xAA);
+  if (plan.needsObject) {
+    EXPECT_LT(plan.objectFrom, plan.objectTo);
+    EXPECT_LE(plan.objectTo, object.size());
+    std::copy(object.begin() + static_cast<std::ptrdiff_t>(plan.objectFrom),
+              object.begin() + static_cast<std::ptrdiff_t>(plan.objectTo),
+              chunk.begin() + static_cast<std::ptrdiff_t>(plan.objectFrom));
+  }
   for (const RebuildPlan::Read& r : plan.reads) {
     const std::vector<uint8_t>& body = bodies.at(r.segment);
     EXPECT_LE(r.to, body.size());
@@ -108,6 +116,8 @@ TEST(RebuildPlanTest, ReadsNeitherOverwrittenPiecesNorAnObjectEveryPageHides) {
   ASSERT_EQ(plan.reads.size(), 1u);
   EXPECT_EQ(plan.reads[0].segment, 12u);
   EXPECT_EQ(plan.reads[0].to - plan.reads[0].from, kPage);
+  EXPECT_EQ(plan.objectFrom, kPage);  // pages 1-15 only
+  EXPECT_EQ(plan.objectTo, length);
 
   pieces.push_back({13, 8, kPage, static_cast<uint32_t>(15 * kPage)});
   plan = planRebuild(pieces, {}, length, kPage);
