@@ -26,6 +26,8 @@ Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& 
         s = Status::ioError("out of memory", ENOMEM);
       } catch (const std::exception& e) {
         s = Status::ioError(e.what());
+      } catch (...) {
+        s = Status::ioError("unknown exception");
       }
       if (s) continue;
       failed = true;

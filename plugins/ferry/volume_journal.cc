@@ -228,8 +228,14 @@ Status Volume::fetchRange(uint64_t index, uint64_t gen, uint64_t from, uint64_t 
   auto got = storeOf(gen).get(objectKey(index, gen), from, out);
   if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
   downloadedBytes_ += got.value();
-  // An empty or short object reads as zeros past its end (as a cold range read does).
-  std::memset(out.data() + got.value(), 0, out.size() - got.value());
+  // An empty object reads as zeros (as fetch takes it); one that ends inside the span
+  // is not a chunk this gateway wrote.
+  if (got.value() != 0 && got.value() != out.size()) {
+    return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) + " generation " +
+                              std::to_string(gen) + " ends inside bytes " + std::to_string(from) + "-" +
+                              std::to_string(to));
+  }
+  if (got.value() == 0) std::memset(out.data(), 0, out.size());
   return Status::ok();
 }
 

@@ -521,7 +521,6 @@ TEST_F(PluginTest, AKillAtAnyPointOfAnAdoptionLosesNothing) {
   ASSERT_FALSE(listFiles(dir_ / "store/volumes/vol/journal").empty());
 
   const std::vector<std::string> opts = {"create=vol:32M:1M", "takeover=true"};
-  // Starts the gateway and kills it once its log says line; returns what it logged.
   // Starts the gateway and kills it once its log says one of lines; returns what it
   // logged.
   auto killAt = [&](std::vector<std::string> lines) {
