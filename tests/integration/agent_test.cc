@@ -156,7 +156,9 @@ TEST_F(AgentTest, AnAgentKilledWhileApplyingARequestCompletesItOnceAfterRestart)
   ASSERT_TRUE(agent.start()) << agent.log();
   json done = waitFinished(id, 90);
   EXPECT_EQ(done["state"], "done") << done << agent.log();
-  EXPECT_EQ(done["attempts"], 2) << "delivered again after the crash";
+  // Delivered again after the crash (a third time when the new channel broke before the
+  // answer: seen once under the sanitizer build; api.md), applied once.
+  EXPECT_GE(done["attempts"].get<int>(), 2) << "not delivered again after the crash";
   EXPECT_EQ(api("GET", "/v1/gateways/" + gw + "/volumes/disk1").body["volume"]["state"], "available");
   // The data flushed before the crash survived it.
   NbdClient nbd;
@@ -191,7 +193,7 @@ TEST_F(AgentTest, AnAgentStoppedWhileARequestHangsStopsPromptlyAndAppliesItOnceA
   ASSERT_TRUE(agent.start()) << agent.log();
   json done = waitFinished(id, 90);
   EXPECT_EQ(done["state"], "done") << done << agent.log();
-  EXPECT_EQ(done["attempts"], 2) << "delivered again after the restart";
+  EXPECT_GE(done["attempts"].get<int>(), 2) << "not delivered again after the restart";
   NbdClient nbd;
   EXPECT_TRUE(nbd.connectTcp("127.0.0.1", agent.nbdPort(), "disk1")) << nbd.error();
 }
