@@ -397,12 +397,12 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // pieces no newer one overwrites (one range GET per segment, a few at once), then a
   // patched chunk's pages from the cache file; mu_ not held.
   Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf);
-  // Reads bytes [from, to) of the chunk's generation gen into the same place of buf.
-  Status fetchRange(uint64_t index, uint64_t gen, uint64_t from, uint64_t to, std::span<uint8_t> buf);
   // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
   Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
   // Reads the chunk's newest generation into buf (at least the chunk's length).
   Status fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf);
+  // Reads bytes [from, to) of the chunk's generation gen into the same place of buf.
+  Status fetchRange(uint64_t index, uint64_t gen, uint64_t from, uint64_t to, std::span<uint8_t> buf);
   // This thread's chunk-sized buffer, as long as the chunk.
   std::span<uint8_t> threadChunkBuffer(uint64_t index);
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);

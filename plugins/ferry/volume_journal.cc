@@ -222,23 +222,6 @@ Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_
   return Status::ok();
 }
 
-Status Volume::fetchRange(uint64_t index, uint64_t gen, uint64_t from, uint64_t to, std::span<uint8_t> buf) {
-  std::span<uint8_t> out = buf.subspan(from, to - from);
-  host_.bandwidth().download(out.size());
-  auto got = storeOf(gen).get(objectKey(index, gen), from, out);
-  if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
-  downloadedBytes_ += got.value();
-  // An empty object reads as zeros (as fetch takes it); one that ends inside the span
-  // is not a chunk this gateway wrote.
-  if (got.value() != 0 && got.value() != out.size()) {
-    return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) + " generation " +
-                              std::to_string(gen) + " ends inside bytes " + std::to_string(from) + "-" +
-                              std::to_string(to));
-  }
-  if (got.value() == 0) std::memset(out.data(), 0, out.size());
-  return Status::ok();
-}
-
 Status Volume::fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf) {
   if (gen == 0 || zero) {
     std::fill(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(chunkLength(index)), uint8_t{0});

@@ -293,16 +293,22 @@ std::span<uint8_t> Volume::threadChunkBuffer(uint64_t index) {
 }
 
 Status Volume::fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf) {
-  uint64_t len = chunkLength(index);
-  host_.bandwidth().download(len);
-  auto got = storeOf(gen).get(objectKey(index, gen), 0, buf.first(len));
+  return fetchRange(index, gen, 0, chunkLength(index), buf);
+}
+
+Status Volume::fetchRange(uint64_t index, uint64_t gen, uint64_t from, uint64_t to, std::span<uint8_t> buf) {
+  std::span<uint8_t> out = buf.subspan(from, to - from);
+  host_.bandwidth().download(out.size());
+  auto got = storeOf(gen).get(objectKey(index, gen), from, out);
   if (!got) return got.status().withContext("volume " + row_.name + " chunk " + std::to_string(index));
-  if (got.value() != len && got.value() != 0) {
+  // An object is the whole chunk, or empty (zeros); one that ends inside the range is
+  // not a chunk this gateway wrote.
+  if (got.value() != out.size() && got.value() != 0) {
     return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) + " generation " +
-                              std::to_string(gen) + " holds " + std::to_string(got.value()) + " bytes, expected " +
-                              std::to_string(len));
+                              std::to_string(gen) + " holds " + std::to_string(got.value()) + " of the " +
+                              std::to_string(out.size()) + " bytes at " + std::to_string(from));
   }
-  if (got.value() == 0) std::memset(buf.data(), 0, len);
+  if (got.value() == 0) std::memset(out.data(), 0, out.size());
   downloadedBytes_ += got.value();
   return Status::ok();
 }
