@@ -11,6 +11,18 @@
 
 namespace ferry {
 
+Status catchAll(const std::function<Status()>& op) {
+  try {
+    return op();
+  } catch (const std::bad_alloc&) {
+    return Status::ioError("out of memory", ENOMEM);
+  } catch (const std::exception& e) {
+    return Status::ioError(e.what());
+  } catch (...) {
+    return Status::ioError("unknown exception");
+  }
+}
+
 Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& task) {
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
@@ -19,16 +31,7 @@ Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& 
   Status failure;
   auto work = [&] {
     for (size_t i; !failed.load() && (i = next.fetch_add(1)) < n;) {
-      Status s;
-      try {
-        s = task(i);
-      } catch (const std::bad_alloc&) {
-        s = Status::ioError("out of memory", ENOMEM);
-      } catch (const std::exception& e) {
-        s = Status::ioError(e.what());
-      } catch (...) {
-        s = Status::ioError("unknown exception");
-      }
+      Status s = catchAll([&] { return task(i); });
       if (s) continue;
       failed = true;
       std::lock_guard lock(mu);

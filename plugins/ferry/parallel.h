@@ -1,6 +1,8 @@
 #pragma once
 // Runs a handful of independent blocking tasks (store requests) side by side on
 // short-lived threads: for work whose latency is the store's round trips, not CPU.
+// Exceptions become failures (catchAll), so that a caller holding claims (a chunk
+// marked uploading) always gets to release them.
 
 #include <cstddef>
 #include <functional>
@@ -13,6 +15,10 @@ namespace ferry {
 // task fails, those not started yet are skipped. Returns the failure of the lowest
 // index among those run, or ok. A task that throws fails with an I/O error (ENOMEM for
 // std::bad_alloc). Per-thread state (a StoreDeadline) is not carried to the others.
+// op(), or the failure an exception from it stands for: an I/O error (ENOMEM for
+// std::bad_alloc).
+Status catchAll(const std::function<Status()>& op);
+
 Status runParallel(size_t n, size_t width, const std::function<Status(size_t)>& task);
 
 }  // namespace ferry

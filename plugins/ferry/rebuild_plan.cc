@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
 
 namespace ferry {
 
@@ -58,6 +59,36 @@ RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vect
     if (!read.copies.empty()) plan.reads.push_back(std::move(read));
   }
   return plan;
+}
+
+std::vector<SegmentRange> mergeReads(const std::vector<RebuildPlan>& plans, uint64_t maxGap, uint64_t maxLength) {
+  std::vector<SegmentRange::Part> all;
+  for (size_t p = 0; p < plans.size(); ++p) {
+    for (size_t r = 0; r < plans[p].reads.size(); ++r) all.push_back({p, r});
+  }
+  auto read = [&](const SegmentRange::Part& part) -> const RebuildPlan::Read& {
+    return plans[part.plan].reads[part.read];
+  };
+  std::sort(all.begin(), all.end(), [&](const SegmentRange::Part& a, const SegmentRange::Part& b) {
+    const RebuildPlan::Read& x = read(a);
+    const RebuildPlan::Read& y = read(b);
+    return std::tie(x.segment, x.from) < std::tie(y.segment, y.from);
+  });
+  std::vector<SegmentRange> ranges;
+  for (const SegmentRange::Part& part : all) {
+    const RebuildPlan::Read& r = read(part);
+    if (!ranges.empty()) {
+      SegmentRange& last = ranges.back();
+      const uint64_t to = std::max(last.to, r.to);
+      if (last.segment == r.segment && r.from <= last.to + maxGap && to - last.from <= maxLength) {
+        last.to = to;
+        last.parts.push_back(part);
+        continue;
+      }
+    }
+    ranges.push_back({r.segment, r.from, r.to, {part}});
+  }
+  return ranges;
 }
 
 }  // namespace ferry

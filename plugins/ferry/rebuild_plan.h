@@ -5,6 +5,7 @@
 // not read at all; after random writes that is most of a chunk's older pieces, and the
 // object too once every page has been written.
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -41,5 +42,22 @@ struct RebuildPlan {
 // for none), newer than every piece; length: the chunk's.
 RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vector<uint64_t>& patchPages,
                         uint64_t length, uint64_t pageSize);
+
+// One range GET that serves the reads of several plans (chunks rebuilt together):
+// plans[p].reads[r] for each of its parts, all of one segment, inside [from, to).
+struct SegmentRange {
+  struct Part {
+    size_t plan, read;
+  };
+  uint64_t segment;
+  uint64_t from, to;
+  std::vector<Part> parts;
+};
+
+// Joins the plans' reads of each segment that lie at most maxGap bytes apart into
+// one range of at most maxLength (a longer read stays whole). A segment lays out its
+// chunks in index order (FORMAT.md), so neighbouring chunks rebuilt together read
+// neighbouring bytes of it: one GET instead of one per chunk.
+std::vector<SegmentRange> mergeReads(const std::vector<RebuildPlan>& plans, uint64_t maxGap, uint64_t maxLength);
 
 }  // namespace ferry

@@ -652,102 +652,6 @@ Status Volume::zeroWholeChunk(uint64_t index) {
   }
 }
 
-Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf) {
-  uint64_t len = chunkLength(index);
-  std::unique_lock lock(mu_);
-  ChunkState& st = states_[index];
-  st.queued = false;
-  cv_.wait(lock, [&] { return !st.busy; });
-  if (!st.dirty) return Status::ok();
-  // Another worker has it in flight; when that one finds the chunk changed since its
-  // copy it queues the chunk again. Two at once could finish out of order.
-  if (st.uploading) return Status::ok();
-  if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
-  uint32_t seq = st.writeSeq;
-  Where where = st.where;
-  uint64_t oldGen = st.remoteGen;
-  bool oldZero = st.remoteZero;
-  // Zeros need no object when the store holds none or a tombstone — unless a
-  // snapshot's copy sits above it.
-  bool zeroNeedsNoObject = (oldGen == 0 || oldZero) && !lateCopyAbove(index, oldGen) && !journalHolds(index, st);
-  const bool rebuilt = where == Where::kJournal || where == Where::kPatched;
-  JournalCopy copy;
-  if (rebuilt) copy = journalCopy(index);
-  st.uploading = true;
-  lock.unlock();
-
-  // No lock while copying: a write racing with the copy bumps writeSeq, so the chunk
-  // stays dirty and goes up again; every write acknowledged before the copy is in it.
-  bool isZero = true;
-  Status s;
-  if (where == Where::kCached || rebuilt) {
-    buf.resize(row_.chunkSize);
-    std::span<uint8_t> chunk(buf.data(), len);
-    s = where == Where::kCached ? cache_.read(index * row_.chunkSize, buf.data(), len) : rebuild(index, copy, chunk);
-    isZero = s && allZero(chunk);
-  }
-  uint64_t newGen = oldGen;
-  if (s && !(isZero && zeroNeedsNoObject)) {
-    newGen = nextGeneration();
-    std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(buf.data(), len);
-    host_.bandwidth().upload(body.size());
-    // After any wait for bandwidth.
-    s = underLease([&] { return host_.store().put(chunkKey(row_.name, index, newGen), body); });
-  }
-
-  lock.lock();
-  st.uploading = false;
-  if (rebuilt) doneReading(copy);
-  if (!s) {
-    ++uploadErrors_;
-    lastError_ = s.toString();
-    // A PUT given up on (a timeout, the lease deadline) may still be stored by the
-    // server: an object above remoteGen, as a snapshot's late copy is. Zeros then need
-    // a tombstone over it, or an adopting gateway would read that object.
-    if (newGen != oldGen) lateCopies_[index] = std::max(lateCopies_[index], newGen);
-    return s.withContext("upload " + row_.name + " chunk " + std::to_string(index));
-  }
-  if (newGen != oldGen) {
-    if (oldGen & kSourceGen) {
-      --hydrationLeft_;  // the source's object: not ours to delete
-    } else if (oldGen != 0) {
-      supersededPending_.push_back(chunkKey(row_.name, index, oldGen));
-    }
-    st.remoteGen = newGen;
-    st.remoteZero = isZero;
-    releaseJournalRefs(index);
-    if (!lateCopyAbove(index, newGen)) lateCopies_.erase(index);
-    ++uploads_;
-    uploadedBytes_ += isZero ? 0 : len;
-  }
-  frozenUploaded(index, seq, isZero ? 0 : newGen);
-  // A write in flight to a patched chunk has its bytes only in the cache file: it stays
-  // patched (its new object under them) and goes again.
-  if (st.writeSeq == seq && writing_.count(index) == 0) {
-    setDirty(index, st, false);
-    pages_.erase(index);
-    st.cacheOnly = false;
-    if (st.where == Where::kJournal || st.where == Where::kPatched) {
-      // Stored whole: a patch's pages in the cache file go after the next commit.
-      if (st.where == Where::kPatched) punchPending_.push_back(index);
-      st.where = isZero ? Where::kZero : Where::kRemote;
-      settlePatch(index, st);
-    }
-  } else {
-    setDirty(index, st, true);  // changed while we copied: go again
-    // (A patch write still in flight queues it once its bytes land.)
-    if (!st.queued && writing_.count(index) == 0) {
-      st.queued = true;
-      lock.unlock();
-      host_.enqueueUpload(shared_from_this(), index);
-      lock.lock();
-    }
-  }
-  markMeta(index, st);
-  cv_.notify_all();
-  return Status::ok();
-}
-
 uint64_t Volume::evictSome(size_t maxChunks) {
   size_t picked = 0;
   uint64_t freed = 0;
@@ -968,32 +872,6 @@ bool Volume::pinnedKey(const std::string& key) const {
 bool Volume::queuedForDeletion(const std::string& key) const {
   auto in = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), key) != v.end(); };
   return in(supersededPending_) || in(supersededReady_);
-}
-
-uint32_t Volume::uploadWaitMs(uint64_t index, uint32_t idleMs, uint32_t maxAgeMs) {
-  std::lock_guard lock(mu_);
-  const ChunkState& st = states_[index];
-  if (!st.dirty || fenced_) return 0;
-  // All its changes are in the journal already: storing it whole is compaction, left
-  // to its maximum age (not idleness), so that it does not compete with the journal
-  // and the writers for the store.
-  // The same for a patched chunk: the journal takes its pages, and a whole upload would
-  // read the chunk from the store first.
-  if ((st.journaled && !st.cacheOnly) || st.where == Where::kPatched) idleMs = maxAgeMs;
-  uint32_t now = engineClockMs();
-  uint32_t idle = now - st.lastWriteMs;
-  uint32_t age = now - st.dirtySinceMs;
-  if (idle >= idleMs || age >= maxAgeMs) return 0;
-  return std::min(idleMs - idle, maxAgeMs - age);
-}
-
-void Volume::requeue(uint64_t index) {
-  std::unique_lock lock(mu_);
-  ChunkState& st = states_[index];
-  if (!st.dirty || st.queued || fenced_) return;
-  st.queued = true;
-  lock.unlock();
-  host_.enqueueUpload(shared_from_this(), index);
 }
 
 Status Volume::leaseCheck() const {

@@ -101,6 +101,13 @@ struct ChunkState {
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
 };
 
+// When the uploader calls uploadChunk: in a hurry (a checkpoint, shutdown or a full
+// buffer waits), or else with the waits of uploadWaitMs.
+struct UploadTurn {
+  bool hurry = true;
+  uint32_t idleMs = 0, maxAgeMs = 0;
+};
+
 struct VolumeStats {
   std::string name;
   uint64_t size = 0;
@@ -166,9 +173,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status zero(uint64_t offset, uint64_t length, bool fua);
   Status flush() { return persist(); }
 
-  // Uploader: stores the chunk's current content as a new generation. buf must hold a
-  // chunk. Returns a transient status to be retried later.
-  Status uploadChunk(uint64_t index, std::vector<uint8_t>& buf);
+  // Uploader: stores the chunk's current content as a new generation; buf is the
+  // worker's, resized to a chunk. A chunk in the journal takes along the due ones of
+  // its group of neighbours waiting in the queue (kUploadBatchBytes), rebuilt together.
+  // Returns a transient status to be retried later.
+  Status uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const UploadTurn& turn = UploadTurn{});
   // How long the uploader should leave a dirty chunk alone: until it has been idle
   // for idleMs, but never past maxAgeMs since it became dirty (a journaled chunk:
   // until maxAgeMs). 0 = upload now.
@@ -397,8 +406,38 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // pieces no newer one overwrites (one range GET per segment, a few at once), then a
   // patched chunk's pages from the cache file; mu_ not held.
   Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf);
+  struct RebuildTarget {
+    uint64_t index;
+    const JournalCopy* copy;
+    std::span<uint8_t> buf;
+  };
+  // Several chunks at once (an upload of neighbours): one range GET serves the pieces
+  // of several where they lie close in a segment (mergeReads).
+  Status rebuild(std::span<const RebuildTarget> targets);
   // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
   Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
+  // A chunk an upload stores, as it was when claimed under mu_; it is marked uploading
+  // until finishUpload.
+  struct UploadClaim {
+    uint64_t index = 0;
+    uint32_t seq = 0;
+    Where where = Where::kZero;
+    uint64_t oldGen = 0;
+    bool oldZero = false;
+    bool zeroNeedsNoObject = false;  // zeros: no object to store
+    bool rebuilt = false;            // from the journal (copy)
+    JournalCopy copy;
+  };
+  // REQUIRES: mu_ held; the chunk dirty, not busy, not uploading.
+  UploadClaim claimUpload(uint64_t index);
+  // REQUIRES: mu_ held. Claims the chunks of index's group that an upload of it takes
+  // along: dirty, in the journal, waiting in the queue, idle and due as turn says.
+  void claimNeighbours(uint64_t index, const UploadTurn& turn, std::vector<UploadClaim>& claims);
+  // REQUIRES: lock holds mu_. Records how the claimed upload went (s; the generation
+  // stored and whether it was zeros); returns s with its context.
+  Status finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, std::unique_lock<std::mutex>& lock);
+  // REQUIRES: mu_ held. uploadWaitMs of a chunk.
+  uint32_t uploadWait(const ChunkState& st, uint32_t idleMs, uint32_t maxAgeMs) const;
   // Reads the chunk's newest generation into buf (at least the chunk's length).
   Status fetch(uint64_t index, uint64_t gen, std::span<uint8_t> buf);
   // Reads bytes [from, to) of the chunk's generation gen into the same place of buf.

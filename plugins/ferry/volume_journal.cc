@@ -22,6 +22,10 @@ namespace {
 constexpr size_t kMaxEntries = 1 << 16;
 // Range GETs of segments one rebuild has in flight at once.
 constexpr size_t kRebuildReadsAtOnce = 4;
+// Reads of a segment by chunks rebuilt together at most this far apart are one GET
+// (the bytes between cost the store less than another request), of at most kMaxRange.
+constexpr uint64_t kRebuildMergeGap = 128 << 10;
+constexpr uint64_t kRebuildMaxRange = 1 << 20;
 
 }  // namespace
 
@@ -180,44 +184,63 @@ void Volume::doneReading(const JournalCopy& copy) {
 }
 
 Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf) {
+  const RebuildTarget target{index, &copy, buf};
+  return rebuild(std::span(&target, 1));
+}
+
+Status Volume::rebuild(std::span<const RebuildTarget> targets) {
   if (!journalOpen_.load()) return Status::unavailable("volume " + row_.name + ": its journal is not read yet");
-  if (copy.pieces.empty() && !copy.patched) {
-    return Status::corruption("volume " + row_.name + " chunk " + std::to_string(index) +
-                              " is in the journal, but no segment holds its changes");
+  std::vector<RebuildPlan> plans;
+  for (const RebuildTarget& t : targets) {
+    if (t.copy->pieces.empty() && !t.copy->patched) {
+      return Status::corruption("volume " + row_.name + " chunk " + std::to_string(t.index) +
+                                " is in the journal, but no segment holds its changes");
+    }
+    plans.push_back(planRebuild(t.copy->pieces, t.copy->pages, chunkLength(t.index), kJournalPage));
   }
-  const uint64_t len = chunkLength(index);
-  const RebuildPlan plan = planRebuild(copy.pieces, copy.pages, len, kJournalPage);
-  if (plan.needsObject) {
-    // Only the span of the pages no piece holds when that is under half the chunk
-    // (after random writes, a few pages).
-    const bool part = copy.gen != 0 && !copy.zero && (plan.objectTo - plan.objectFrom) * 2 < len;
-    Status s = part ? fetchRange(index, copy.gen, plan.objectFrom, plan.objectTo, buf)
-                    : fetchBase(index, copy.gen, copy.zero, buf);
-    if (!s) return s;
-  }
-  // A few range GETs at once: a chunk rebuilt after random writes has its pages in
-  // tens to hundreds of segments, and each GET is mostly the store's round trip.
-  Status s = runParallel(plan.reads.size(), kRebuildReadsAtOnce, [&](size_t r) -> Status {
-    const RebuildPlan::Read& read = plan.reads[r];
-    std::vector<uint8_t> span(read.to - read.from);
-    const std::string key = journalKey(row_.name, read.segment);
+  // First the objects, under the pieces: only the span of the pages no piece holds
+  // when that is under half the chunk (after random writes, a few pages).
+  Status s = runParallel(targets.size(), kRebuildReadsAtOnce, [&](size_t i) -> Status {
+    const RebuildTarget& t = targets[i];
+    const RebuildPlan& plan = plans[i];
+    if (!plan.needsObject) return Status::ok();
+    const JournalCopy& copy = *t.copy;
+    const bool part = copy.gen != 0 && !copy.zero && (plan.objectTo - plan.objectFrom) * 2 < chunkLength(t.index);
+    return part ? fetchRange(t.index, copy.gen, plan.objectFrom, plan.objectTo, t.buf)
+                : fetchBase(t.index, copy.gen, copy.zero, t.buf);
+  });
+  if (!s) return s;
+  // Then the pieces, a few range GETs at once: a chunk rebuilt after random writes has
+  // its pages in tens to hundreds of segments, and each GET is mostly the store's round
+  // trip. Chunks rebuilt together share a GET where their pieces lie close.
+  const std::vector<SegmentRange> ranges = mergeReads(plans, kRebuildMergeGap, kRebuildMaxRange);
+  s = runParallel(ranges.size(), kRebuildReadsAtOnce, [&](size_t r) -> Status {
+    const SegmentRange& range = ranges[r];
+    std::vector<uint8_t> span(range.to - range.from);
+    const std::string key = journalKey(row_.name, range.segment);
     host_.bandwidth().download(span.size());
-    auto got = host_.store().get(key, read.from, span);
+    auto got = host_.store().get(key, range.from, span);
     if (!got) return got.status().withContext("read journal segment " + key);
     if (got.value() != span.size()) return Status::corruption(key + " is shorter than its header says");
     downloadedBytes_ += got.value();
     ++journalReads_;
-    for (const RebuildPlan::Copy& c : read.copies) {
-      std::memcpy(buf.data() + c.offset, span.data() + (c.dataOffset - read.from), c.length);
+    for (const SegmentRange::Part& part : range.parts) {
+      uint8_t* to = targets[part.plan].buf.data();
+      for (const RebuildPlan::Copy& c : plans[part.plan].reads[part.read].copies) {
+        std::memcpy(to + c.offset, span.data() + (c.dataOffset - range.from), c.length);
+      }
     }
     return Status::ok();
   });
   if (!s) return s;
   // A patch's pages, newer than every piece, from the cache file.
-  for (auto [first, end] : pageRuns(copy.pages, (len + kJournalPage - 1) / kJournalPage, true)) {
-    const uint64_t from = first * kJournalPage;
-    const uint64_t to = std::min(end * kJournalPage, len);
-    if (s = cache_.read(index * row_.chunkSize + from, buf.data() + from, to - from); !s) return s;
+  for (const RebuildTarget& t : targets) {
+    const uint64_t len = chunkLength(t.index);
+    for (auto [first, end] : pageRuns(t.copy->pages, (len + kJournalPage - 1) / kJournalPage, true)) {
+      const uint64_t from = first * kJournalPage;
+      const uint64_t to = std::min(end * kJournalPage, len);
+      if (s = cache_.read(t.index * row_.chunkSize + from, t.buf.data() + from, to - from); !s) return s;
+    }
   }
   return Status::ok();
 }

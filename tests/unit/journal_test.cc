@@ -565,6 +565,39 @@ TEST_F(JournalTest, ARebuildReadsOnlyWhatNothingNewerOverwrites) {
   snapshotStoreAndAdopt(std::move(e), image);
 }
 
+// Storing chunks whole from the journal takes neighbours together: a segment holding
+// pieces of several is read once for all of them, not once per chunk. A failed PUT in
+// the middle of such an upload loses none of them.
+TEST_F(JournalTest, NeighboursStoredFromTheJournalShareTheirSegmentReads) {
+  std::vector<uint8_t> image = randomBytes(kChunks * kBigChunk, 60);
+  auto e = testing::startEngine(overCache("gw"));
+  auto v = e->find("vol");
+  ASSERT_TRUE(v->write(0, image, false));
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));  // stored, most not cached
+  // Three pages of every chunk, each round into its own segments.
+  for (int round = 0; round < 3; ++round) {
+    scatter(*v, image, 61 + round);
+    journalAll(*v);
+  }
+  auto st = v->stats();
+  ASSERT_GT(st.journalOnlyChunks, kChunks / 2);
+  // The first try fails at chunk PUTs (which land: a timeout after the store took it).
+  control_->chunkPutsLandButFail = true;
+  EXPECT_FALSE(e->checkpoint("vol", std::chrono::seconds(2)));
+  control_->chunkPutsLandButFail = false;
+  auto failed = v->stats();
+  EXPECT_GT(failed.uploadErrors, st.uploadErrors);
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(60)));
+  auto done = v->stats();
+  EXPECT_EQ(done.dirtyChunks, 0u);
+  // Each chunk's pages are in three segments: rebuilt one by one, that is three GETs a
+  // chunk. Together, a few per group of neighbours (a group is 8 chunks of 1 MiB).
+  const uint64_t chunks = st.journalOnlyChunks + st.patchedChunks;
+  EXPECT_LE(done.journalReads - failed.journalReads, chunks) << "neighbours read their segments one by one";
+  EXPECT_TRUE(readAll(*v) == image);
+  snapshotStoreAndAdopt(std::move(e), image);
+}
+
 // A chunk whose changes are only in the journal, with its segments gone from the
 // store: the start says so instead of serving the chunk without them.
 TEST_F(JournalTest, AnEvictedChunkWhoseSegmentsAreGoneIsAnError) {

@@ -1,5 +1,5 @@
-// planRebuild against applying every piece in order (the rebuild it replaces), and
-// runParallel, which a rebuild's reads go through.
+// planRebuild against applying every piece in order (the rebuild it replaces),
+// mergeReads, and runParallel, which a rebuild's reads go through.
 #include "rebuild_plan.h"
 
 #include <gtest/gtest.h>
@@ -140,6 +140,69 @@ TEST(RebuildPlanTest, ReadsNeitherOverwrittenPiecesNorAnObjectEveryPageHides) {
   plan = planRebuild({}, {}, length, kPage);
   EXPECT_TRUE(plan.needsObject);
   EXPECT_TRUE(plan.reads.empty());
+}
+
+// Chunks rebuilt together: their reads of a segment become one range where they lie
+// close, and every read is inside exactly one range of its own segment.
+TEST(RebuildPlanTest, MergesNearbyReadsOfASegmentAcrossChunks) {
+  auto planOf = [](std::vector<RebuildPlan::Read> reads) {
+    RebuildPlan p;
+    p.reads = std::move(reads);
+    return p;
+  };
+  // Chunk 0 and 1 read segment 5 at 0-8K and 12K-16K (4K apart), chunk 2 at 1M on (far);
+  // segment 6 once, by chunk 1.
+  std::vector<RebuildPlan> plans = {
+      planOf({{5, 0, 8192, {}}}),
+      planOf({{5, 12288, 16384, {}}, {6, 100, 4196, {}}}),
+      planOf({{5, 1 << 20, (1 << 20) + 4096, {}}}),
+  };
+  auto ranges = mergeReads(plans, 64 << 10, 1 << 20);
+  ASSERT_EQ(ranges.size(), 3u);
+  EXPECT_EQ(ranges[0].segment, 5u);
+  EXPECT_EQ(ranges[0].from, 0u);
+  EXPECT_EQ(ranges[0].to, 16384u);
+  ASSERT_EQ(ranges[0].parts.size(), 2u);
+  EXPECT_EQ(ranges[0].parts[1].plan, 1u);
+  EXPECT_EQ(ranges[1].from, uint64_t{1} << 20);
+  EXPECT_EQ(ranges[2].segment, 6u);
+  EXPECT_EQ(ranges[2].parts[0].plan, 1u);
+  EXPECT_EQ(ranges[2].parts[0].read, 1u);
+  // No gap allowed: reads that touch still join, those 4K apart do not.
+  EXPECT_EQ(mergeReads(plans, 0, 1 << 20).size(), 4u);
+  EXPECT_EQ(mergeReads({planOf({{5, 0, 4096, {}}}), planOf({{5, 4096, 8192, {}}})}, 0, 1 << 20).size(), 1u);
+  // A range no longer than maxLength, unless one read is.
+  EXPECT_EQ(mergeReads(plans, 64 << 10, 12288).size(), 4u);
+  EXPECT_EQ(mergeReads({planOf({{5, 0, 1 << 21, {}}})}, 64 << 10, 1 << 20).size(), 1u);
+
+  // Random plans: every read lies in one range of its segment, within the bounds.
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 100; ++round) {
+    std::vector<RebuildPlan> many(1 + rng() % 8);
+    for (RebuildPlan& p : many) {
+      for (uint64_t segment = 0; segment < 6; ++segment) {
+        if (rng() % 2) continue;
+        const uint64_t from = rng() % (4 << 20);
+        p.reads.push_back({segment, from, from + 4096 * (1 + rng() % 8), {}});
+      }
+    }
+    const uint64_t gap = rng() % (256 << 10);
+    std::map<std::pair<size_t, size_t>, int> seen;
+    for (const SegmentRange& range : mergeReads(many, gap, 1 << 20)) {
+      for (const SegmentRange::Part& part : range.parts) {
+        const RebuildPlan::Read& r = many[part.plan].reads[part.read];
+        EXPECT_EQ(r.segment, range.segment);
+        EXPECT_GE(r.from, range.from);
+        EXPECT_LE(r.to, range.to);
+        ++seen[{part.plan, part.read}];
+      }
+      EXPECT_LE(range.to - range.from, uint64_t{1} << 20);
+    }
+    size_t reads = 0;
+    for (const RebuildPlan& p : many) reads += p.reads.size();
+    ASSERT_EQ(seen.size(), reads) << "round " << round;
+    for (auto& [key, count] : seen) EXPECT_EQ(count, 1);
+  }
 }
 
 TEST(ParallelTest, RunsEveryTaskOnceAndReturnsTheFirstFailure) {
