@@ -64,8 +64,11 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   tw=$(now)
   local stats
   stats=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
+  echo 5 >"/proc/$NPID/clear_refs" 2>/dev/null || true  # the peak RSS from here: the drain's
   admin "$W/$name/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' | grep -q '"ok":true'
   t1=$(now)
+  local peak
+  peak=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$NPID/status")
   local drained
   drained=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
   # Its objects go: the throwaway store holds 4 GiB, and the next variant's segments
@@ -80,7 +83,7 @@ print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded
       v.get("journal_only_chunks", 0), v.get("patched_chunks", 0)))' "$stats")"
   echo "  the drain: $(python3 -c 'import json,sys; a=json.loads(sys.argv[1])["volumes"][0]; b=json.loads(sys.argv[2])["volumes"][0]
 print("%d MiB downloaded, %d range GETs of segments, %d MiB uploaded" % ((b["downloaded_bytes"]-a["downloaded_bytes"])>>20,
-      b.get("journal_reads", 0)-a.get("journal_reads", 0), (b["uploaded_bytes"]-a["uploaded_bytes"])>>20))' "$stats" "$drained")"
+      b.get("journal_reads", 0)-a.get("journal_reads", 0), (b["uploaded_bytes"]-a["uploaded_bytes"])>>20))' "$stats" "$drained"), peak RSS ${peak} MiB"
 }
 if [ "$ONLY" = journal ]; then
   run_ferry journal true

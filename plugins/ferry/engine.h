@@ -158,12 +158,14 @@ class Engine : public VolumeHost {
   void enqueueUpload(std::shared_ptr<Volume> volume, uint64_t index) override;
   bool reserveCache(uint64_t bytes) override;
   bool stopping() const override { return stopping_.load(); }
+  bool draining() const override { return draining_.load() > 0; }
   bool releaseSpaceReserve() override;
   bool cacheStreams() const override { return options_.cacheStreams; }
   uint64_t readAheadBytes() const override { return options_.readAheadBytes; }
   bool submitReadAhead(std::function<void()> task) override { return readAhead_.submit(std::move(task)); }
   BandwidthLimiter& bandwidth() override { return bandwidth_; }
   bool journalEnabled() const override { return options_.journal; }
+  ByteGate& batchMemory() override { return batchMemory_; }
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
@@ -269,6 +271,8 @@ class Engine : public VolumeHost {
   std::unique_ptr<ObjectStore> store_;
   CacheBudget budget_;
   BandwidthLimiter bandwidth_;
+  // Two groups of 1 MiB chunks (volume_upload.cc) at once.
+  ByteGate batchMemory_{64 << 20};
   Uploader uploader_;
   TaskPool readAhead_;
   std::atomic<bool> stopping_{false};

@@ -44,13 +44,12 @@ void Uploader::run() {
   int failures = 0;
   for (;;) {
     Item item;
-    bool hurry = false;
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
       auto now = std::chrono::steady_clock::now();
-      hurry = hurry_();
+      bool hurry = hurry_();
       auto readyAt = queue_.top().readyAt;
       if (readyAt > now && !hurry) {
         // Not due yet: look again when it is, or soon if pressure builds.
@@ -74,7 +73,7 @@ void Uploader::run() {
     }
     ++active_;
     Status s = item.volume->uploadChunk(
-        item.index, buf, {hurry, static_cast<uint32_t>(delay_.count()), static_cast<uint32_t>(maxAge_.count())});
+        item.index, buf, {static_cast<uint32_t>(delay_.count()), static_cast<uint32_t>(maxAge_.count())});
     --active_;
     if (s) {
       failures = 0;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bandwidth_limiter.h"
+#include "byte_gate.h"
 #include "cache_budget.h"
 #include "cache_file.h"
 #include "ferry/object_store.h"
@@ -49,6 +50,8 @@ class VolumeHost {
   // nothing can be evicted now (everything dirty or in use).
   virtual bool reserveCache(uint64_t bytes) = 0;
   virtual bool stopping() const = 0;
+  // Whether a checkpoint or a shutdown is waiting for every dirty chunk to be stored.
+  virtual bool draining() const = 0;
   // Frees the space the engine keeps in reserve on the cache disk, so that metadata
   // can still be committed (and chunks evicted) when the disk is full. False if there
   // was none left to free.
@@ -64,6 +67,8 @@ class VolumeHost {
   // Whether the changed pages of dirty chunks may go to the store's journal when the
   // upload buffer fills (volume_journal.cc).
   virtual bool journalEnabled() const = 0;
+  // What uploads of neighbours rebuilt together may hold in chunk buffers at once.
+  virtual ByteGate& batchMemory() = 0;
 };
 
 // kJournal: a journaled chunk evicted from the cache (dirty, not cached): its content
@@ -101,10 +106,10 @@ struct ChunkState {
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
 };
 
-// When the uploader calls uploadChunk: in a hurry (a checkpoint, shutdown or a full
-// buffer waits), or else with the waits of uploadWaitMs.
+// The uploader's waits (uploadWaitMs) for uploadChunk: a neighbour is taken along when
+// they are over for it too, or a checkpoint or shutdown drains (not when pressure
+// hurries uploads: storing chunks evicted into the journal frees no cache).
 struct UploadTurn {
-  bool hurry = true;
   uint32_t idleMs = 0, maxAgeMs = 0;
 };
 
@@ -430,9 +435,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   };
   // REQUIRES: mu_ held; the chunk dirty, not busy, not uploading.
   UploadClaim claimUpload(uint64_t index);
-  // REQUIRES: mu_ held. Claims the chunks of index's group that an upload of it takes
-  // along: dirty, in the journal, waiting in the queue, idle and due as turn says.
-  void claimNeighbours(uint64_t index, const UploadTurn& turn, std::vector<UploadClaim>& claims);
+  // REQUIRES: mu_ held. The chunks of index's group that an upload of it (from the
+  // journal) takes along: dirty, in the journal, waiting in the queue, not busy, due by
+  // turn's waits or draining (UploadTurn); none for a chunk in soloUploads_.
+  std::vector<uint64_t> dueNeighbours(uint64_t index, const UploadTurn& turn) const;
   // REQUIRES: lock holds mu_. Records how the claimed upload went (s; the generation
   // stored and whether it was zeros); returns s with its context.
   Status finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, std::unique_lock<std::mutex>& lock);
@@ -537,6 +543,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::atomic<uint64_t> uploadedBytes_{0}, downloadedBytes_{0}, uploads_{0}, uploadErrors_{0};
   std::atomic<uint64_t> readHits_{0}, readMisses_{0}, rangeReads_{0}, zeroReads_{0};
   std::atomic<uint64_t> journalReads_{0};  // range GETs of segments by rebuilds
+  // GUARDED_BY(mu_): chunks whose upload together with neighbours failed as one of them
+  // could not be rebuilt (an object or segment gone, corrupt): they go alone until
+  // stored.
+  std::unordered_set<uint64_t> soloUploads_;
   std::atomic<uint64_t> readAheadFetches_{0}, readAheadHits_{0};
   std::atomic<uint64_t> hydrationLeft_{0};  // chunks still read from the source
   std::atomic<uint64_t> hydratedBytes_{0};

@@ -71,6 +71,17 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       std::fill(bits.begin(), bits.end(), 0);
     }
     if (picks.empty()) return uint64_t{0};
+    // The chunks in index order in the segment (FORMAT.md): neighbours stored whole
+    // together then read their pieces of it with one range GET (mergeReads).
+    std::sort(picks.begin(), picks.end(), [](const Pick& a, const Pick& b) { return a.index < b.index; });
+    std::vector<JournalEntry> ordered;
+    ordered.reserve(entries.size());
+    for (Pick& p : picks) {
+      const auto from = entries.begin() + static_cast<std::ptrdiff_t>(p.firstEntry);
+      p.firstEntry = ordered.size();
+      ordered.insert(ordered.end(), from, from + static_cast<std::ptrdiff_t>(p.entryCount));
+    }
+    entries = std::move(ordered);
     // Above every object of these chunks so far; an upload that copies one of them
     // from now on takes a generation above it and voids these entries.
     segment = nextGeneration();

@@ -4,6 +4,7 @@
 // pieces of all of them is read once (mergeReads), not once per chunk.
 
 #include <algorithm>
+#include <optional>
 
 #include "parallel.h"
 #include "volume.h"
@@ -12,9 +13,20 @@ namespace ferry {
 namespace {
 
 // The chunks an upload of one from the journal may take along, by their bytes: a group
-// is the aligned run of this many chunks (at least one, at most kMaxBatch).
-constexpr uint64_t kUploadBatchBytes = 8 << 20;
+// is the aligned run of this many chunks (at least one, at most kMaxBatch). Their
+// buffers come from the engine's batchMemory (two such groups at once), waited for.
+// After random writes every segment holds pieces of most chunks: in bench/journal.sh
+// (PERFORMANCE.md) groups of 32 read about 20 ranges a chunk, 8 about 45, one chunk
+// at a time about 87.
+constexpr uint64_t kUploadBatchBytes = 32 << 20;
 constexpr uint64_t kMaxBatch = 64;
+
+// PUTs of one such upload in flight at once.
+constexpr size_t kPutsAtOnce = 4;
+
+uint64_t groupOf(uint64_t chunkSize) {
+  return std::clamp<uint64_t>(kUploadBatchBytes / chunkSize, 1, kMaxBatch);
+}
 
 }  // namespace
 
@@ -35,8 +47,14 @@ Volume::UploadClaim Volume::claimUpload(uint64_t index) {
   return c;
 }
 
-void Volume::claimNeighbours(uint64_t index, const UploadTurn& turn, std::vector<UploadClaim>& claims) {
-  const uint64_t group = std::clamp<uint64_t>(kUploadBatchBytes / row_.chunkSize, 1, kMaxBatch);
+std::vector<uint64_t> Volume::dueNeighbours(uint64_t index, const UploadTurn& turn) const {
+  std::vector<uint64_t> due;
+  const uint64_t group = groupOf(row_.chunkSize);
+  const ChunkState& self = states_[index];
+  if (group == 1 || (self.where != Where::kJournal && self.where != Where::kPatched) || soloUploads_.count(index)) {
+    return due;
+  }
+  const bool draining = host_.draining();
   const uint64_t first = index / group * group;
   const uint64_t end = std::min<uint64_t>(first + group, states_.size());
   for (uint64_t i = first; i < end; ++i) {
@@ -44,31 +62,58 @@ void Volume::claimNeighbours(uint64_t index, const UploadTurn& turn, std::vector
     // Its queue entry stays: it finds the chunk stored, or goes again if it changed.
     if (i == index || !st.dirty || !st.queued || st.busy || st.uploading || writing_.count(i) != 0) continue;
     if (st.where != Where::kJournal && st.where != Where::kPatched) continue;
-    if (!turn.hurry && uploadWait(st, turn.idleMs, turn.maxAgeMs) > 0) continue;
-    claims.push_back(claimUpload(i));
+    if (soloUploads_.count(i) || (!draining && uploadWait(st, turn.idleMs, turn.maxAgeMs) > 0)) continue;
+    due.push_back(i);
   }
+  return due;
 }
 
 Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const UploadTurn& turn) {
+  // What may throw comes before the claims (an exception out of here ends the process:
+  // the uploader does not catch); the big allocations after them are in catchAll.
+  buf.resize(row_.chunkSize);
   std::unique_lock lock(mu_);
   ChunkState& st = states_[index];
   st.queued = false;
-  cv_.wait(lock, [&] { return !st.busy; });
-  if (!st.dirty) return Status::ok();
-  // Another worker has it in flight; when that one finds the chunk changed since its
-  // copy it queues the chunk again. Two at once could finish out of order.
-  if (st.uploading) return Status::ok();
-  if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
+  // Whether there is nothing (more) to do.
+  auto done = [&]() -> std::optional<Status> {
+    cv_.wait(lock, [&] { return !st.busy; });
+    // Another worker has it in flight; when that one finds the chunk changed since its
+    // copy it queues the chunk again. Two at once could finish out of order.
+    if (!st.dirty || st.uploading) return Status::ok();
+    if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
+    return std::nullopt;
+  };
+  if (auto s = done()) return *s;
+  // From the journal: its due neighbours come along, in buffers from the engine's
+  // batchMemory (waited for without mu_).
+  std::vector<uint64_t> near = host_.stopping() ? std::vector<uint64_t>() : dueNeighbours(index, turn);
+  ByteGate::Hold room;
+  if (!near.empty()) {
+    lock.unlock();
+    room = host_.batchMemory().take(near.size() * row_.chunkSize);
+    lock.lock();
+    if (auto s = done()) return *s;
+    near = host_.stopping() ? std::vector<uint64_t>() : dueNeighbours(index, turn);
+    near.resize(std::min<size_t>(near.size(), room.bytes() / row_.chunkSize));
+    room.shrinkTo(near.size() * row_.chunkSize);
+  }
   std::vector<UploadClaim> claims;
+  claims.reserve(1 + near.size());
+  struct Stored {
+    Status status;
+    uint64_t gen = 0;
+    bool zero = false;
+    bool tried = false;
+  };
+  std::vector<Stored> stored(1 + near.size());
   claims.push_back(claimUpload(index));
-  if (claims[0].rebuilt) claimNeighbours(index, turn, claims);
+  for (uint64_t i : near) claims.push_back(claimUpload(i));
   lock.unlock();
 
   // No lock while copying: a write racing with the copy bumps writeSeq, so the chunk
   // stays dirty and goes up again; every write acknowledged before the copy is in it.
-  // The neighbours' buffers are this upload's alone, given back when it ends. (Nothing
-  // here may throw past the claims: they would stay uploading for good.)
-  buf.resize(row_.chunkSize);
+  // The neighbours' buffers are this upload's alone, given back when it ends.
   std::vector<uint8_t> more;
   auto chunkOf = [&](size_t i) {
     uint8_t* at = i == 0 ? buf.data() : more.data() + (i - 1) * row_.chunkSize;
@@ -85,31 +130,40 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
     return claims[0].rebuilt ? rebuild(index, claims[0].copy, chunkOf(0)) : Status::ok();
   });
 
-  Status result;
-  Status putError;  // once a PUT fails, the rest of the batch is not tried
-  for (size_t i = 0; i < claims.size(); ++i) {
+  // The PUTs, a few at once; once one fails, those not started are not tried.
+  Status firstError = runParallel(claims.size(), kPutsAtOnce, [&](size_t i) -> Status {
     const UploadClaim& c = claims[i];
-    Status s = read;
-    if (!putError) s = putError;
-    const bool hasContent = c.where == Where::kCached || c.rebuilt;
-    const bool isZero = !hasContent || (s && allZero(chunkOf(i)));
-    uint64_t newGen = c.oldGen;
-    if (s && !(isZero && c.zeroNeedsNoObject)) {
-      newGen = nextGeneration();
-      std::span<const uint8_t> body = isZero ? std::span<const uint8_t>() : chunkOf(i);
+    Stored& out = stored[i];
+    out.tried = true;
+    out.gen = c.oldGen;
+    out.status = catchAll([&] {
+      const bool hasContent = c.where == Where::kCached || c.rebuilt;
+      out.zero = !hasContent || (read && allZero(chunkOf(i)));
+      if (!read || (out.zero && c.zeroNeedsNoObject)) return read;
+      out.gen = nextGeneration();
+      std::span<const uint8_t> body = out.zero ? std::span<const uint8_t>() : chunkOf(i);
       host_.bandwidth().upload(body.size());
       // After any wait for bandwidth.
-      s = catchAll(
-          [&] { return underLease([&] { return host_.store().put(chunkKey(row_.name, c.index, newGen), body); }); });
-      if (!s) putError = s;
-    }
+      return underLease([&] { return host_.store().put(chunkKey(row_.name, c.index, out.gen), body); });
+    });
+    return out.status;
+  });
+  // One chunk that cannot be rebuilt (an object or segment gone, corrupt) must not hold
+  // up its neighbours: after such a failure each goes alone until it is stored. (Other
+  // failures, a store down or refusing, fail them alone as well.)
+  const bool solo = claims.size() > 1 && !read && (read.code() == Code::kNotFound || read.code() == Code::kCorruption);
+  Status result;
+  for (size_t i = 0; i < claims.size(); ++i) {
+    Stored& out = stored[i];
+    if (!out.tried) out = {firstError, claims[i].oldGen, false, true};
     lock.lock();
-    s = finishUpload(c, s, newGen, isZero, lock);
+    if (solo) soloUploads_.insert(claims[i].index);
+    Status s = finishUpload(claims[i], out.status, out.gen, out.zero, lock);
     lock.unlock();
     if (i == 0) {
       result = s;
     } else if (!s) {
-      requeue(c.index);  // unless its queue entry is still there
+      requeue(claims[i].index);  // unless its queue entry is still there
     }
   }
   return result;
@@ -139,6 +193,7 @@ Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, boo
     }
     st.remoteGen = newGen;
     st.remoteZero = isZero;
+    soloUploads_.erase(index);
     releaseJournalRefs(index);
     if (!lateCopyAbove(index, newGen)) lateCopies_.erase(index);
     ++uploads_;

@@ -1,5 +1,5 @@
 // planRebuild against applying every piece in order (the rebuild it replaces),
-// mergeReads, and runParallel, which a rebuild's reads go through.
+// mergeReads, and runParallel and ByteGate, which rebuilds and uploads go through.
 #include "rebuild_plan.h"
 
 #include <gtest/gtest.h>
@@ -9,7 +9,9 @@
 #include <new>
 #include <random>
 #include <set>
+#include <thread>
 
+#include "byte_gate.h"
 #include "parallel.h"
 
 namespace ferry {
@@ -203,6 +205,39 @@ TEST(RebuildPlanTest, MergesNearbyReadsOfASegmentAcrossChunks) {
     ASSERT_EQ(seen.size(), reads) << "round " << round;
     for (auto& [key, count] : seen) EXPECT_EQ(count, 1);
   }
+}
+
+// The memory uploads of neighbours share: a take waits until enough is given back.
+TEST(ByteGateTest, TakeWaitsForWhatOthersHold) {
+  ByteGate gate(64);
+  ByteGate::Hold first = gate.take(48);
+  EXPECT_EQ(first.bytes(), 48u);
+  std::atomic<bool> got{false};
+  std::thread second([&] {
+    ByteGate::Hold h = gate.take(32);
+    got = true;
+    EXPECT_EQ(h.bytes(), 32u);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(got.load()) << "took more than the gate holds";
+  first = ByteGate::Hold();  // given back
+  second.join();
+  EXPECT_TRUE(got.load());
+  EXPECT_EQ(gate.used(), 0u);
+  // A hold shrunk gives back the rest at once.
+  ByteGate::Hold most = gate.take(60);
+  most.shrinkTo(16);
+  EXPECT_EQ(most.bytes(), 16u);
+  EXPECT_EQ(gate.used(), 16u);
+  most = ByteGate::Hold();
+  // More than the whole is cut to the whole; a moved hold gives back once.
+  ByteGate::Hold all = gate.take(100);
+  EXPECT_EQ(all.bytes(), 64u);
+  ByteGate::Hold moved = std::move(all);
+  all = ByteGate::Hold();
+  EXPECT_EQ(gate.used(), 64u);
+  moved = ByteGate::Hold();
+  EXPECT_EQ(gate.used(), 0u);
 }
 
 TEST(ParallelTest, RunsEveryTaskOnceAndReturnsTheFirstFailure) {
