@@ -12,7 +12,7 @@
 # CACHE_MB: every cache that size (s3backer blocks, Ferry cache-size) instead of as
 # large as the volume (Ferry: twice): the writes then do not fit the cache either.
 # ONLY=journal runs the journal=true variant alone (with OTHER_PLUGIN, and that build's).
-# Each Ferry variant deletes its volume when done (the throwaway store holds 4 GiB).
+# Each Ferry variant deletes its volume when done (the throwaway store holds 8 GiB).
 # OTHER_PLUGIN=path.so also runs the journal variant on that build of the plugin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +71,7 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   peak=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$NPID/status")
   local drained
   drained=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
-  # Its objects go: the throwaway store holds 4 GiB, and the next variant's segments
+  # Its objects go: the throwaway store holds 8 GiB, and the next variant's segments
   # need the room.
   admin "$W/$name/admin.sock" '{"op":"delete","name":"vol","force":true}' | grep -q '"ok":true'
   stop_ferry

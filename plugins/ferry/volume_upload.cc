@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "page_buffer.h"
 #include "parallel.h"
 #include "volume.h"
 
@@ -114,14 +115,14 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
   // No lock while copying: a write racing with the copy bumps writeSeq, so the chunk
   // stays dirty and goes up again; every write acknowledged before the copy is in it.
   // The neighbours' buffers are this upload's alone, given back when it ends.
-  std::vector<uint8_t> more;
+  PageBuffer more;
   auto chunkOf = [&](size_t i) {
     uint8_t* at = i == 0 ? buf.data() : more.data() + (i - 1) * row_.chunkSize;
     return std::span<uint8_t>(at, chunkLength(claims[i].index));
   };
   Status read = catchAll([&] {
     if (claims.size() > 1) {
-      more.resize((claims.size() - 1) * row_.chunkSize);
+      more = PageBuffer((claims.size() - 1) * row_.chunkSize);
       std::vector<RebuildTarget> targets;
       for (size_t i = 0; i < claims.size(); ++i) targets.push_back({claims[i].index, &claims[i].copy, chunkOf(i)});
       return rebuild(targets);

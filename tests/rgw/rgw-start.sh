@@ -7,6 +7,8 @@
 #   Wipes DIR, picks free loopback ports, starts the daemons with their state, logs and
 #   pid files under DIR, creates the user TESTKEY / TESTSECRET (region us-east-1),
 #   writes the endpoint URL to DIR/endpoint and prints it. Stop with rgw-stop.sh DIR.
+#   RGW_MEMSTORE_BYTES: what the OSD holds, in RAM (default 4 GiB; the benches ask
+#   for more).
 #
 # Runs as a CTest FIXTURES_SETUP test, so the daemons are detached (own session, stdio
 # on files): CTest waits for every holder of a test's stdout, not just for this script.
@@ -105,7 +107,7 @@ mon data = $DIR/mon.a
 [osd.0]
 osd data = $DIR/osd.0
 osd objectstore = memstore
-memstore device bytes = 4294967296
+memstore device bytes = ${RGW_MEMSTORE_BYTES:-4294967296}
 
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
