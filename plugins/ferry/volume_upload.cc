@@ -1,7 +1,7 @@
 // Write-back: a dirty chunk stored whole as a new generation (docs/volume-engine.md
-// "Uploads"). A chunk whose changes are in the journal is rebuilt first; its due
-// neighbours in the queue go with it, rebuilt together, so that a segment holding
-// pieces of all of them is read once (mergeReads), not once per chunk.
+// "Write path", "The journal"). A chunk whose changes are in the journal is rebuilt
+// first; its due neighbours in the queue go with it, rebuilt together, so that a
+// segment holding pieces of all of them is read once (mergeReads), not once per chunk.
 
 #include <algorithm>
 #include <optional>
