@@ -437,7 +437,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   UploadClaim claimUpload(uint64_t index);
   // REQUIRES: mu_ held. The chunks of index's group that an upload of it (from the
   // journal) takes along: dirty, in the journal, waiting in the queue, not busy, due by
-  // turn's waits or draining (UploadTurn); none for a chunk in soloUploads_.
+  // turn's waits or draining (UploadTurn); none for a chunk in soloUploads_, nor while
+  // the engine stops.
   std::vector<uint64_t> dueNeighbours(uint64_t index, const UploadTurn& turn) const;
   // REQUIRES: lock holds mu_. Records how the claimed upload went (s; the generation
   // stored and whether it was zeros); returns s with its context.

@@ -211,10 +211,13 @@ Status Volume::rebuild(std::span<const RebuildTarget> targets) {
   }
   // First the objects, under the pieces: only the span of the pages no piece holds
   // when that is under half the chunk (after random writes, a few pages).
-  Status s = runParallel(targets.size(), kRebuildReadsAtOnce, [&](size_t i) -> Status {
-    const RebuildTarget& t = targets[i];
-    const RebuildPlan& plan = plans[i];
-    if (!plan.needsObject) return Status::ok();
+  std::vector<size_t> needObject;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    if (plans[i].needsObject) needObject.push_back(i);
+  }
+  Status s = runParallel(needObject.size(), kRebuildReadsAtOnce, [&](size_t n) -> Status {
+    const RebuildTarget& t = targets[needObject[n]];
+    const RebuildPlan& plan = plans[needObject[n]];
     const JournalCopy& copy = *t.copy;
     const bool part = copy.gen != 0 && !copy.zero && (plan.objectTo - plan.objectFrom) * 2 < chunkLength(t.index);
     return part ? fetchRange(t.index, copy.gen, plan.objectFrom, plan.objectTo, t.buf)

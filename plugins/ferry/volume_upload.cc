@@ -52,7 +52,8 @@ std::vector<uint64_t> Volume::dueNeighbours(uint64_t index, const UploadTurn& tu
   std::vector<uint64_t> due;
   const uint64_t group = groupOf(row_.chunkSize);
   const ChunkState& self = states_[index];
-  if (group == 1 || (self.where != Where::kJournal && self.where != Where::kPatched) || soloUploads_.count(index)) {
+  if (group == 1 || (self.where != Where::kJournal && self.where != Where::kPatched) || soloUploads_.count(index) ||
+      host_.stopping()) {
     return due;
   }
   const bool draining = host_.draining();
@@ -88,14 +89,14 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
   if (auto s = done()) return *s;
   // From the journal: its due neighbours come along, in buffers from the engine's
   // batchMemory (waited for without mu_).
-  std::vector<uint64_t> near = host_.stopping() ? std::vector<uint64_t>() : dueNeighbours(index, turn);
+  std::vector<uint64_t> near = dueNeighbours(index, turn);
   ByteGate::Hold room;
   if (!near.empty()) {
     lock.unlock();
     room = host_.batchMemory().take(near.size() * row_.chunkSize);
     lock.lock();
     if (auto s = done()) return *s;
-    near = host_.stopping() ? std::vector<uint64_t>() : dueNeighbours(index, turn);
+    near = dueNeighbours(index, turn);
     near.resize(std::min<size_t>(near.size(), room.bytes() / row_.chunkSize));
     room.shrinkTo(near.size() * row_.chunkSize);
   }
