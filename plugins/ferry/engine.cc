@@ -609,6 +609,10 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   // Its header went in withdrawForDelete: whatever of it a failure below leaves goes
   // when a volume of that name is created (deleteLeftovers).
   const std::string left = " (what is left of it in the store goes when a volume of that name is created)";
+  if (!held.volume->waitStoreWrites(std::chrono::seconds(5))) {
+    logError("volume " + name + ": a PUT of it was still on its way past its lease's deadline; if it lands " +
+             "after the listing below, it stays in the store until a volume of that name is created");
+  }
   auto listing = store_->list(volumePrefix(name));
   if (!listing) return listing.status().withContext("delete volume " + name + left);
   for (const ObjectInfo& o : listing.value()) {

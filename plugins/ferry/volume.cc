@@ -594,7 +594,6 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
 }
 
 Status Volume::zeroWholeChunk(uint64_t index) {
-  uint64_t base = index * row_.chunkSize;
   uint64_t len = chunkLength(index);
   std::unique_lock lock(mu_);
   for (;;) {
@@ -611,18 +610,13 @@ Status Volume::zeroWholeChunk(uint64_t index) {
                          journalHolds(index, st) || st.uploading;
     if (st.where == Where::kZero && st.dirty == remoteHasData) return Status::ok();  // already zero
     if (st.where == Where::kCached) {
-      // Still dirty while the hole is punched: if the punch fails, nothing is lost.
-      st.busy = true;
-      lock.unlock();
-      Status s = cache_.punch(base, len);
-      lock.lock();
-      st.busy = false;
-      cv_.notify_all();
-      if (!s) return s;
-      // Deleted meanwhile (releaseBudget gave the chunk's cache budget back already).
-      if (st.where != Where::kCached) return Status::fenced("volume " + row_.name + " " + lastError_);
+      // Its bytes in the cache file go once the row saying "zero" is committed (as an
+      // evicted chunk's do): a crash before that finds the row saying "cached" over
+      // the bytes it means, not over zeros that an eviction would then swap for the
+      // stored content.
       setDirty(index, st, false);  // gives back the dirty budget while still counted as cached
       host_.budget().releaseCached(len);
+      punchPending_.push_back(index);
     }
     // Its changes in the journal no longer make its content (their segments stay until
     // a tombstone voids them); until stored whole, only the cache can have it.
@@ -641,8 +635,6 @@ Status Volume::zeroWholeChunk(uint64_t index) {
     if (st.dirty) markAllPages(index);
     settlePatch(index, st);  // no longer patched: its cache goes
     markMeta(index, st);
-    // A snapshot frozen during the punch: the zeroing was in flight, so zeros will do.
-    frozenUploaded(index, st.writeSeq, 0);
     if (st.dirty && !st.queued) {
       st.queued = true;
       lock.unlock();
@@ -925,6 +917,20 @@ uint64_t Volume::fence(const std::string& why) {
   }
   cv_.notify_all();
   return kept;
+}
+
+bool Volume::waitStoreWrites(std::chrono::milliseconds margin) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point limit = Clock::time_point(Clock::duration(leaseValidUntil_.load())) +
+                                  std::chrono::milliseconds(leaseGraceMs_.load()) + margin;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    const bool out =
+        std::any_of(states_.begin(), states_.end(), [](const ChunkState& st) { return st.uploading || st.journaling; });
+    if (!out) return true;
+    if (Clock::now() >= limit) return false;
+    cv_.wait_for(lock, std::chrono::milliseconds(20));  // (not every end of one notifies)
+  }
 }
 
 void Volume::noteError(const std::string& error) {

@@ -287,6 +287,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // here and not stored whole that stay readable (cached, or in the journal) until the
   // volume is deleted.
   uint64_t fence(const std::string& why);
+  // After fence(), for a delete: waits until no PUT of this volume (an upload, a
+  // journal segment, a hydrated chunk) is still on its way to the store, so that none
+  // lands after the delete lists the volume's objects. Each runs under the lease's
+  // deadline (underLease); false if one is still out `margin` past it.
+  bool waitStoreWrites(std::chrono::milliseconds margin);
   bool fenced() const { return fenced_.load(); }
   // Until when the volume's lease is confirmed (LeaseKeeper::validUntil): uploads,
   // journal segments and deletes in the store wait for a renewal past it. A request

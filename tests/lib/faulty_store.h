@@ -29,6 +29,9 @@ class FaultyStore : public ObjectStore {
     // PUTs of chunk objects fail as unavailable; leases, journal segments, headers
     // and manifests still go through.
     std::atomic<bool> chunkPutsFail{false};
+    // PUTs of chunk objects take this long before they land (counted in chunkPuts
+    // as they start): an upload on its way.
+    std::atomic<int> chunkPutLatencyMs{0};
     // Every request on a lease (volumes/<name>/lease.json) fails as unavailable.
     std::atomic<bool> leaseDown{false};
     std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
@@ -47,7 +50,10 @@ class FaultyStore : public ObjectStore {
       return Status::unavailable("injected: PUT of " + key + " failed");
     }
     ++c_->puts;
-    if (key.find("/chunks/") != std::string::npos) ++c_->chunkPuts;
+    if (key.find("/chunks/") != std::string::npos) {
+      ++c_->chunkPuts;
+      if (int ms = c_->chunkPutLatencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    }
     Status s = inner_->put(key, data);
     bool chunk = key.find("/chunks/") != std::string::npos;
     if (s && (c_->putsLandButFail || (chunk && c_->chunkPutsLandButFail))) {

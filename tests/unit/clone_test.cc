@@ -104,7 +104,8 @@ TEST_F(CloneTest, ReadableAtOnceThenHydratedAndTheSnapshotReleased) {
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
   EXPECT_FALSE(exists(sourceKey("copy")));
   // The snapshot and the source volume can go now; the clone keeps its content.
-  ASSERT_TRUE(e->deleteSnapshot("vol", "s1"));
+  Status deleted = e->deleteSnapshot("vol", "s1");
+  ASSERT_TRUE(deleted) << deleted.toString();
   ASSERT_TRUE(e->deleteVolume("vol", false));
   EXPECT_EQ(readAll(*c), expect);
   ASSERT_TRUE(e->snapshot("copy", "later", std::chrono::seconds(30)));
@@ -131,7 +132,8 @@ TEST_F(CloneTest, ASnapshotOfAVolumeStillBeingHydratedCopiesTheRestFirst) {
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
   // The manifest names only the clone's own objects: the source may go.
   for (const ChunkKey& k : m.value().chunks) EXPECT_EQ(k.generation & Volume::kSourceGen, 0u) << k.index;
-  ASSERT_TRUE(e->deleteSnapshot("vol", "s1"));
+  Status deleted = e->deleteSnapshot("vol", "s1");
+  ASSERT_TRUE(deleted) << deleted.toString();
   ASSERT_TRUE(e->deleteVolume("vol", false));
   // The snapshot holds the clone's content at the request: the write after it is not in it.
   ASSERT_TRUE(c.value()->write(0, randomBytes(kSize, 6), false));
@@ -178,7 +180,8 @@ TEST_F(CloneTest, AVolumeFromASnapshotInAnotherGatewaysStore) {
   ASSERT_TRUE(waitHydrated(*c.value()));
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
   EXPECT_EQ(count("store2", "volumes/copy/chunks/"), 13u);
-  ASSERT_TRUE(first->deleteSnapshot("vol", "s1"));
+  Status deleted = first->deleteSnapshot("vol", "s1");
+  ASSERT_TRUE(deleted) << deleted.toString();
   EXPECT_EQ(readAll(*c.value()), expect);
 }
 
@@ -209,7 +212,8 @@ TEST_F(CloneTest, DeletingAVolumeBeingHydratedReleasesTheSnapshot) {
   ASSERT_TRUE(e->deleteVolume("copy", false));
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
   EXPECT_EQ(count("store", "volumes/copy/"), 0u);
-  ASSERT_TRUE(e->deleteSnapshot("vol", "s1"));
+  Status deleted = e->deleteSnapshot("vol", "s1");
+  ASSERT_TRUE(deleted) << deleted.toString();
 }
 
 TEST_F(CloneTest, BadRequestsAreRefusedAndLeaveNothing) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include "engine.h"
 #include "engine_options.h"
@@ -150,6 +151,22 @@ TEST_F(VolumeDeleteTest, AStartThatFindsItsVolumesHeaderGoneServesItReadOnlyUnti
   auto again = e->createVolume(CreateSpec{"vol", kSize, kChunk});
   ASSERT_TRUE(again) << again.status().toString();
   EXPECT_TRUE(readAll(*e) == std::vector<uint8_t>(kSize, 0));
+}
+
+// A delete waits out the uploads of the volume still on their way before it lists its
+// objects: one landing after the listing would outlive the volume in the store.
+TEST_F(VolumeDeleteTest, UploadsOnTheirWayAreWaitedOutBeforeTheListing) {
+  TempDir dir;
+  auto e = open(dir.path(), "s");
+  ASSERT_TRUE(e->find("vol")->write(0, randomBytes(4 * kChunk, 8), false));
+  control_->chunkPutLatencyMs = 1500;
+  for (int i = 0; i < 200 && control_->chunkPuts.load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GT(control_->chunkPuts.load(), 0u) << "no upload started";
+  ASSERT_TRUE(e->deleteVolume("vol", false));
+  control_->chunkPutLatencyMs = 0;
+  e.reset();
+  EXPECT_TRUE(dataObjects("s").empty()) << dataObjects("s").begin()->first << " outlived its volume";
 }
 
 // What a create deletes as leftovers is under the name's lease: a volume another
