@@ -9,17 +9,46 @@ BASE="$ROOT/build/bench/s3_baseline"
 W=$(mktemp -d "$ROOT/build/bench-XXXXXX")
 RGW="$W/rgw"
 NPID=
+# STORE_LINK=RATE (tc's units: 1gbit, 500mbit): radosgw runs in a network namespace of
+# its own, reached over a veth pair whose two ends send at most RATE each way (tbf),
+# as a gateway reaches a store over a link. Unset: radosgw on loopback, as the tests.
+LINK_NS=
 bench_cleanup() {
   if [ -n "${BENCH_MOUNT:-}" ] && mountpoint -q "$BENCH_MOUNT"; then umount "$BENCH_MOUNT" || true; fi
   [ -n "${NPID:-}" ] && kill "$NPID" 2>/dev/null || true
   wait 2>/dev/null || true
   bash "$ROOT/tests/rgw/rgw-stop.sh" "$RGW" >/dev/null 2>&1 || true
+  if [ -n "$LINK_NS" ]; then
+    ip link del "$LINK_NS-h" 2>/dev/null || true
+    ip netns del "$LINK_NS" 2>/dev/null || true
+  fi
   rm -rf "$W"
 }
 trap bench_cleanup EXIT
+RGW_RUN=()
+if [ -n "${STORE_LINK:-}" ]; then
+  LINK_NS="fbl$$"
+  # A /30 of 10.201.0.0/16 picked from the pid, so two benches do not collide.
+  net=$((($$ % 16000) * 4))
+  host_addr="10.201.$((net / 256)).$((net % 256 + 1))"
+  store_addr="10.201.$((net / 256)).$((net % 256 + 2))"
+  ip netns add "$LINK_NS"
+  ip link add "$LINK_NS-h" type veth peer name "$LINK_NS-s"
+  ip link set "$LINK_NS-s" netns "$LINK_NS"
+  ip addr add "$host_addr/30" dev "$LINK_NS-h"
+  ip link set "$LINK_NS-h" up
+  ip netns exec "$LINK_NS" ip addr add "$store_addr/30" dev "$LINK_NS-s"
+  ip netns exec "$LINK_NS" ip link set "$LINK_NS-s" up
+  ip netns exec "$LINK_NS" ip link set lo up
+  # burst 256 KB: ~2 ms at 1 Gbit/s, several 64 KiB GSO segments (veth passes them whole).
+  tc qdisc add dev "$LINK_NS-h" root tbf rate "$STORE_LINK" burst 256kb latency 20ms
+  ip netns exec "$LINK_NS" tc qdisc add dev "$LINK_NS-s" root tbf rate "$STORE_LINK" burst 256kb latency 20ms
+  RGW_RUN=(ip netns exec "$LINK_NS" env RGW_ADDR="$store_addr")
+  echo "store behind a $STORE_LINK link (veth $LINK_NS-h, tbf each way): radosgw at $store_addr" >&2
+fi
 # 8 GiB of RAM for the store: bench/journal.sh 512 32 20 64 writes over 3 GiB of
 # journal segments before its drain deletes them, and filled 4 GiB (OSD_FULL) once.
-EP=$(RGW_MEMSTORE_BYTES=${RGW_MEMSTORE_BYTES:-8589934592} bash "$ROOT/tests/rgw/rgw-start.sh" "$RGW" | tail -1)
+EP=$("${RGW_RUN[@]}" env RGW_MEMSTORE_BYTES="${RGW_MEMSTORE_BYTES:-8589934592}" bash "$ROOT/tests/rgw/rgw-start.sh" "$RGW" | tail -1)
 export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
 
 now() { date +%s.%N; }

@@ -45,7 +45,10 @@ struct ChunkRow {
   uint64_t index = 0;
   uint64_t remoteGen = 0;  // newest generation in the store, 0 = none
   uint32_t flags = 0;
-  std::vector<uint64_t> pages;  // kFlagPatched: a bitmap of the pages in the cache file
+  // kFlagPatched: a bitmap of the pages in the cache file; kFlagDirty | kFlagCached
+  // without kFlagJournaled: of the pages changed since the store had them (empty from
+  // a gateway that did not keep them: all of them)
+  std::vector<uint64_t> pages;
 };
 
 class Metadata {

@@ -124,9 +124,18 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       const bool patched = st.dirty && (r.flags & kFlagPatched) != 0;
       st.journaled = st.dirty && !patched && (r.flags & kFlagJournaled) != 0;
       if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
-      // Which pages of a cached chunk changed is not recorded: a dirty chunk not
-      // journaled counts as changed throughout (uploaded whole).
-      if (st.dirty && !st.journaled && !patched && journal_) markAllPages(r.index);
+      // A cached chunk changed and not journaled: the pages its row says changed, or
+      // all of them (a row written before page maps were kept). Its cache may also
+      // hold later writes (a crash before their commit), which its whole upload
+      // stores: it stays in the cache until then (cacheOnly, below).
+      if (st.dirty && !st.journaled && !patched && journal_) {
+        const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
+        if ((r.flags & kFlagCached) && r.pages.size() == (pages + 63) / 64 && countBits(r.pages) != 0) {
+          pages_[r.index] = r.pages;
+        } else {
+          markAllPages(r.index);
+        }
+      }
       if (patched) {
         // Its newest pages are in the cache file, as the row's page map says.
         const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
@@ -181,6 +190,11 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.dirty) flags |= kFlagDirty;
   if (st.remoteZero) flags |= kFlagRemoteZero;
   if (st.journaled) flags |= kFlagJournaled;
+  // Cached, changed and not journaled: which pages changed, for a start after a crash
+  // to count only those in the upload buffer (and let the journal take them).
+  if (st.where == Where::kCached && st.dirty && !st.journaled && journal_) {
+    return ChunkRow{index, st.remoteGen, flags, patchPages(index)};
+  }
   if (st.where != Where::kPatched) return ChunkRow{index, st.remoteGen, flags, {}};
   // Patched: kFlagJournaled says it has pieces in the journal (a start checks they are
   // there).
@@ -599,7 +613,9 @@ Status Volume::zeroWholeChunk(uint64_t index) {
   for (;;) {
     if (fenced_) return Status::fenced("volume " + row_.name + " " + lastError_);
     ChunkState& st = states_[index];
-    if (st.busy) {
+    // Nor while a segment holding some of its pages is on its way: stored after the
+    // zeros, it would give the chunk pieces of what they replaced.
+    if (st.busy || st.journaling) {
       cv_.wait(lock);
       continue;
     }

@@ -65,8 +65,9 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
       }
       st.journaling = true;
       picks.push_back({index, bits, firstEntry, entries.size() - firstEntry});
-      // A patch's pages stay in the cache file (and its row) until the segment is stored.
-      if (patched) journalingPages_[index] = bits;
+      // Until the segment is stored, its pages are still changes of the chunk: in its
+      // row (a start after a crash counts them; a patch keeps them in the cache file).
+      journalingPages_[index] = bits;
       // Writes from now on mark their pages again.
       std::fill(bits.begin(), bits.end(), 0);
     }
@@ -148,6 +149,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
     segmentLive_[segment] = live;
   else
     supersededPending_.push_back(journalKey(row_.name, segment));
+  cv_.notify_all();  // zeros waiting for these chunks (zeroWholeChunk)
   if (!s) {
     ++uploadErrors_;
     lastError_ = s.toString();

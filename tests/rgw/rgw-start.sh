@@ -9,6 +9,9 @@
 #   writes the endpoint URL to DIR/endpoint and prints it. Stop with rgw-stop.sh DIR.
 #   RGW_MEMSTORE_BYTES: what the OSD holds, in RAM (default 4 GiB; the benches ask
 #   for more).
+#   RGW_ADDR: the address radosgw listens on (default 127.0.0.1). bench/lib.sh runs
+#   this script inside a network namespace of its own and gives the address of the
+#   namespace's end of a veth pair, for a store behind a link of a set speed.
 #
 # Runs as a CTest FIXTURES_SETUP test, so the daemons are detached (own session, stdio
 # on files): CTest waits for every holder of a test's stdout, not just for this script.
@@ -17,6 +20,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIR=$(realpath -m "${1:?usage: rgw-start.sh DIR}")
 READY_TIMEOUT_S=${RGW_READY_TIMEOUT_S:-90}
+RGW_ADDR=${RGW_ADDR:-127.0.0.1}
 
 # Exit 77 is "skipped" to CTest: a machine without Ceph cannot run the S3 tests, which
 # is not a failure of the code under test.
@@ -110,9 +114,9 @@ osd objectstore = memstore
 memstore device bytes = ${RGW_MEMSTORE_BYTES:-4294967296}
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw frontends = beast endpoint=$RGW_ADDR:$RGW_PORT
 rgw data = $DIR/rgw
-rgw dns name = 127.0.0.1
+rgw dns name = $RGW_ADDR
 CONF
 CEPH=(-c "$CONF")
 
@@ -144,7 +148,7 @@ detach "osd.$OSD_ID" ceph-osd "${CEPH[@]}" -i "$OSD_ID"
 stage=client.rgw.a
 detach client.rgw.a radosgw "${CEPH[@]}" -n client.rgw.a
 
-ENDPOINT=http://127.0.0.1:$RGW_PORT
+ENDPOINT=http://$RGW_ADDR:$RGW_PORT
 # radosgw answers only after it has created its pools, which needs a working OSD, so
 # an answer here means the whole stack is up.
 deadline=$((SECONDS + READY_TIMEOUT_S))

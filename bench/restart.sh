@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Writes right after a crash: a gateway takes 4 KiB random writes (qd32) over a volume
+# larger than its upload buffer for RUNTIME seconds, FLUSHes, is killed with kill -9,
+# and is started again on the same state dir; the same writes then run for RUNTIME
+# seconds more. Prints the IOPS before and after the kill, and what the restarted
+# gateway counted in its upload buffer as it came up. With OTHER_PLUGIN=path/to/
+# nbdkit-ferry-plugin.so, the same again with that build, in the same run.
+#   bench/restart.sh [VOLUME_MB=2048] [BUFFER_MB=32] [RUNTIME=15]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MB=${1:-2048}
+BUFFER=${2:-32}
+RUNTIME=${3:-15}
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+URI="nbd+unix:///vol?socket=$W/n.sock"
+
+writes() {
+  fio --name=w --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=32 --size="${MB}M" \
+    --runtime="$RUNTIME" --time_based --norandommap --end_fsync=1 --output-format=json 2>/dev/null | fio_val write iops
+}
+stat_of() { admin "$1/admin.sock" '{"op":"stats"}' | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
+
+run() {
+  local label=$1 plugin=$2 st="$W/$1"
+  local store="s3://bench/$label?endpoint=$EP&region=us-east-1&create_bucket=1"
+  local args=(create="vol:${MB}M" cache-size=$((MB * 2))M upload-buffer="${BUFFER}M")
+  PLUGIN=$plugin start_ferry "$st" "$store" "${args[@]}"
+  local before after dirty
+  before=$(writes)
+  kill -9 "$NPID"
+  wait "$NPID" 2>/dev/null || true
+  NPID=
+  PLUGIN=$plugin start_ferry "$st" "$store" "${args[@]}"
+  dirty=$(stat_of "$st" dirty_bytes)
+  after=$(writes)
+  admin "$st/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' >/dev/null
+  stop_ferry
+  printf '%-8s %12s %12s %7.2f %14s\n' "$label" "$before" "$after" "$(python3 -c "print($after/$before)")" \
+    "$((dirty >> 20)) MiB"
+}
+
+printf '%-8s %12s %12s %7s %14s\n' build "IOPS before" "IOPS after" after/b "buffer at start"
+run this "$PLUGIN"
+if [ -n "${OTHER_PLUGIN:-}" ]; then run other "$OTHER_PLUGIN"; fi
