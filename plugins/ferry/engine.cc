@@ -610,8 +610,9 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   // when a volume of that name is created (deleteLeftovers).
   const std::string left = " (what is left of it in the store goes when a volume of that name is created)";
   if (!held.volume->waitStoreWrites(std::chrono::seconds(5))) {
-    logError("volume " + name + ": a PUT of it was still on its way past its lease's deadline; if it lands " +
-             "after the listing below, it stays in the store until a volume of that name is created");
+    logError("volume " + name + ": an upload or journal segment of it (or the read before its PUT) was still " +
+             "on its way past its lease's deadline; a PUT of it that lands after the listing below stays in the " +
+             "store until a volume of that name is created");
   }
   auto listing = store_->list(volumePrefix(name));
   if (!listing) return listing.status().withContext("delete volume " + name + left);

@@ -124,12 +124,12 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       const bool patched = st.dirty && (r.flags & kFlagPatched) != 0;
       st.journaled = st.dirty && !patched && (r.flags & kFlagJournaled) != 0;
       if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
+      const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
       // A cached chunk changed and not journaled: the pages its row says changed, or
       // all of them (a row written before page maps were kept). Its cache may also
       // hold later writes (a crash before their commit), which its whole upload
       // stores: it stays in the cache until then (cacheOnly, below).
       if (st.dirty && !st.journaled && !patched && journal_) {
-        const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
         if ((r.flags & kFlagCached) && r.pages.size() == (pages + 63) / 64 && countBits(r.pages) != 0) {
           pages_[r.index] = r.pages;
         } else {
@@ -138,7 +138,6 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       }
       if (patched) {
         // Its newest pages are in the cache file, as the row's page map says.
-        const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
         if (r.pages.size() != (pages + 63) / 64) {
           return Status::corruption("volume " + row_.name + ": chunk " + std::to_string(r.index) +
                                     " has a page map of the wrong size");
