@@ -415,8 +415,9 @@ Status Volume::zero(uint64_t offset, uint64_t length, bool fua) {
 
 // REQUIRES: the caller set states_[index].busy and reserved the chunk's room in the
 // cache. Brings the chunk into the cache file: fills it from the store (or the
-// journal), or makes it zeros, unless the caller is about to overwrite all of it.
-Status Volume::materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll) {
+// journal, from `copy`), or makes it zeros, unless the caller is about to overwrite
+// all of it.
+Status Volume::materialize(uint64_t index, Where where, uint64_t gen, const JournalCopy& copy, bool overwriteAll) {
   uint64_t len = chunkLength(index);
   uint64_t base = index * row_.chunkSize;
   Status s;
@@ -427,16 +428,7 @@ Status Volume::materialize(uint64_t index, Where where, uint64_t gen, bool overw
       if (s) s = cache_.write(base, chunk.data(), len);
     } else if (where == Where::kJournal || where == Where::kPatched) {
       std::span<uint8_t> chunk = threadChunkBuffer(index);
-      JournalCopy copy;
-      {
-        std::lock_guard lock(mu_);  // busy: the pieces stay as they are
-        copy = journalCopy(index);
-      }
       s = rebuild(index, copy, chunk);
-      {
-        std::lock_guard lock(mu_);
-        doneReading(copy);
-      }
       // Around a patch's pages, and those writers are still writing there.
       if (s) s = writeAround(index, chunk, copy.keep);
     } else {
@@ -524,11 +516,19 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       room.bytes -= taken;
     } else if (st.where != Where::kCached) {
       st.busy = true;
-      Where where = st.where;
-      uint64_t gen = st.remoteGen;
+      const Where where = st.where;
+      const uint64_t gen = st.remoteGen;
+      const bool overwriteAll = !zero && inChunk == 0 && data.size() == len;
+      // What rebuilds it, taken with `where`: busy keeps writers and readers off, but
+      // an upload of it on its way may finish meanwhile and drop its pieces (it is
+      // then clean, and this copy still rebuilds what the upload stored).
+      JournalCopy copy;
+      const bool rebuilds = !overwriteAll && (where == Where::kJournal || where == Where::kPatched);
+      if (rebuilds) copy = journalCopy(index);
       lock.unlock();
-      Status s = materialize(index, where, gen, !zero && inChunk == 0 && data.size() == len);
+      Status s = materialize(index, where, gen, copy, overwriteAll);
       lock.lock();
+      if (rebuilds) doneReading(copy);
       st.busy = false;
       cv_.notify_all();
       if (!s) return s;

@@ -485,7 +485,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
     return it != lateCopies_.end() && it->second > gen;
   }
   // REQUIRES: st.busy set by the caller; mu_ not held.
-  Status materialize(uint64_t index, Where where, uint64_t gen, bool overwriteAll);
+  Status materialize(uint64_t index, Where where, uint64_t gen, const JournalCopy& copy, bool overwriteAll);
 
   VolumeHost& host_;
   const VolumeRow row_;

@@ -102,14 +102,14 @@ TEST_F(PluginTest, RandomWritesOverTheWholeVolumeReadBackIdentical) {
     size_t len = std::min<uint64_t>(kSize - off, 512 * (1 + rng() % 512));
     int kind = static_cast<int>(rng() % 10);
     if (kind == 0) {
-      ASSERT_TRUE(c.zero(len, off)) << c.error();
+      ASSERT_TRUE(c.zero(len, off)) << c.error() << "\n" << n->log();
       std::fill_n(model.begin() + static_cast<long>(off), len, 0);
     } else if (kind == 1) {
-      ASSERT_TRUE(c.trim(len, off)) << c.error();
+      ASSERT_TRUE(c.trim(len, off)) << c.error() << "\n" << n->log();
       std::fill_n(model.begin() + static_cast<long>(off), len, 0);
     } else {
       auto d = randomBytes(len, static_cast<uint32_t>(i));
-      ASSERT_TRUE(c.pwrite(d.data(), len, off, kind == 2)) << c.error();
+      ASSERT_TRUE(c.pwrite(d.data(), len, off, kind == 2)) << c.error() << "\n" << n->log();
       std::copy(d.begin(), d.end(), model.begin() + static_cast<long>(off));
     }
   }
