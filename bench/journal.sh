@@ -14,6 +14,9 @@
 # ONLY=journal runs the journal=true variant alone (with OTHER_PLUGIN, and that build's).
 # Each Ferry variant deletes its volume when done (the throwaway store holds 8 GiB).
 # OTHER_PLUGIN=path.so also runs the journal variant on that build of the plugin.
+# READS=SECONDS: after the writes, 4 KiB random reads at qd32 for that long (most
+# chunks then are evicted with their changes in the journal, with CACHE_MB), before the
+# drain; prints their IOPS and what they downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -24,6 +27,7 @@ S3B_CACHE=${4:-$MB}
 FERRY_CACHE=${4:-$((MB * 2))}
 OTHER_PLUGIN=${OTHER_PLUGIN:+$(realpath "$OTHER_PLUGIN")}
 ONLY=${ONLY:-}
+READS=${READS:-}
 HAVE_S3B=1
 { command -v s3backer >/dev/null && [ -e /dev/fuse ]; } || HAVE_S3B=0
 [ "$ONLY" = journal ] && HAVE_S3B=0
@@ -62,8 +66,21 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
   t0=$(now)
   ios=$(fio_write --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock")
   tw=$(now)
-  local stats
+  local stats drain_base
   stats=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
+  drain_base=$stats
+  if [ -n "$READS" ]; then
+    local reads
+    reads=$(fio --name=r --ioengine=nbd --uri="nbd+unix:///vol?socket=$W/n.sock" --rw=randread --bs=4k --iodepth=32 \
+      --size="${MB}M" --runtime="$READS" --time_based --norandommap --output-format=json 2>/dev/null | fio_val read iops)
+    local read_stats
+    read_stats=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
+    echo "ferry $name reads: $reads IOPS; $(python3 -c 'import json,sys; a=json.loads(sys.argv[1])["volumes"][0]; b=json.loads(sys.argv[2])["volumes"][0]
+print("%d MiB downloaded, %d range GETs of segments, %d cache hits, %d misses; %d chunks evicted into the journal and %d patched at the end" % ((b["downloaded_bytes"]-a["downloaded_bytes"])>>20,
+      b.get("journal_reads", 0)-a.get("journal_reads", 0), b["read_hits"]-a["read_hits"], b["read_misses"]-a["read_misses"],
+      b.get("journal_only_chunks", 0), b.get("patched_chunks", 0)))' "$stats" "$read_stats")"
+    drain_base=$read_stats
+  fi
   echo 5 >"/proc/$NPID/clear_refs" 2>/dev/null || true  # the peak RSS from here: the drain's
   admin "$W/$name/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' | grep -q '"ok":true'
   t1=$(now)
@@ -83,7 +100,7 @@ print("%d journal segments, %d MiB of pages (%.0f KB a segment), %d MiB uploaded
       v.get("journal_only_chunks", 0), v.get("patched_chunks", 0)))' "$stats")"
   echo "  the drain: $(python3 -c 'import json,sys; a=json.loads(sys.argv[1])["volumes"][0]; b=json.loads(sys.argv[2])["volumes"][0]
 print("%d MiB downloaded, %d range GETs of segments, %d MiB uploaded" % ((b["downloaded_bytes"]-a["downloaded_bytes"])>>20,
-      b.get("journal_reads", 0)-a.get("journal_reads", 0), (b["uploaded_bytes"]-a["uploaded_bytes"])>>20))' "$stats" "$drained"), peak RSS ${peak} MiB"
+      b.get("journal_reads", 0)-a.get("journal_reads", 0), (b["uploaded_bytes"]-a["uploaded_bytes"])>>20))' "$drain_base" "$drained"), peak RSS ${peak} MiB"
 }
 if [ "$ONLY" = journal ]; then
   run_ferry journal true

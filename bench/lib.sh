@@ -75,7 +75,8 @@ start_ferry() {
   rm -f "$W/n.sock"
   nbdkit -f -t "${NBDKIT_THREADS:-16}" -U "$W/n.sock" "$PLUGIN" state="$st" store="$store" "$@" 2>>"$W/nbdkit.log" &
   NPID=$!
-  for _ in $(seq 1 200); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
+  # START_WAIT: seconds it may take (a start that applies a journal takes longer).
+  for _ in $(seq 1 $((${START_WAIT:-20} * 10))); do [ -S "$W/n.sock" ] && return 0; sleep 0.1; done
   echo "nbdkit did not start:" >&2
   tail -20 "$W/nbdkit.log" >&2
   exit 1

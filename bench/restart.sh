@@ -2,9 +2,13 @@
 # Writes right after a crash: a gateway takes 4 KiB random writes (qd32) over a volume
 # larger than its upload buffer for RUNTIME seconds, FLUSHes, is killed with kill -9,
 # and is started again on the same state dir; the same writes then run for RUNTIME
-# seconds more. Prints the IOPS before and after the kill, and what the restarted
-# gateway counted in its upload buffer as it came up. With OTHER_PLUGIN=path/to/
+# seconds more. Prints the IOPS before and after the kill, what the restarted gateway
+# counted in its upload buffer as it came up, the journal segments it found, and how
+# long it took to come up (until its socket is there). With OTHER_PLUGIN=path/to/
 # nbdkit-ferry-plugin.so, the same again with that build, in the same run.
+# ADOPT=1: the second gateway starts on a fresh state dir instead (takeover=true), as a
+# replacement for a lost one: it applies the journal the first left to the chunks it
+# adopts before it serves, so "start s" is how long that took.
 #   bench/restart.sh [VOLUME_MB=2048] [BUFFER_MB=32] [RUNTIME=15]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,15 +36,24 @@ run() {
   kill -9 "$NPID"
   wait "$NPID" 2>/dev/null || true
   NPID=
+  local t0 t1 segments
+  if [ -n "${ADOPT:-}" ]; then
+    st="$W/$label-adopt"
+    args+=(takeover=true)
+    export START_WAIT=900
+  fi
+  t0=$(now)
   PLUGIN=$plugin start_ferry "$st" "$store" "${args[@]}"
+  t1=$(now)
   dirty=$(stat_of "$st" dirty_bytes)
+  segments=$(admin "$st/admin.sock" '{"op":"stats"}' | python3 -c "import json,sys; print(json.load(sys.stdin)['volumes'][0]['journal_segments'])")
   after=$(writes)
   admin "$st/admin.sock" '{"op":"checkpoint","name":"vol","timeout":900}' >/dev/null
   stop_ferry
-  printf '%-8s %12s %12s %7.2f %14s\n' "$label" "$before" "$after" "$(python3 -c "print($after/$before)")" \
-    "$((dirty >> 20)) MiB"
+  printf '%-8s %12s %12s %7.2f %14s %9s %9.1f\n' "$label" "$before" "$after" "$(python3 -c "print($after/$before)")" \
+    "$((dirty >> 20)) MiB" "$segments" "$(python3 -c "print($t1-$t0)")"
 }
 
-printf '%-8s %12s %12s %7s %14s\n' build "IOPS before" "IOPS after" after/b "buffer at start"
+printf '%-8s %12s %12s %7s %14s %9s %9s\n' build "IOPS before" "IOPS after" after/b "buffer at start" segments "start s"
 run this "$PLUGIN"
 if [ -n "${OTHER_PLUGIN:-}" ]; then run other "$OTHER_PLUGIN"; fi

@@ -1,5 +1,6 @@
 #include "journal_format.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -94,6 +95,27 @@ Result<std::vector<JournalEntry>> decodeJournal(std::span<const uint8_t> header,
     return Status::corruption("journal segment has " + std::to_string(bodySize - data) + " bytes after its entries");
   }
   return out;
+}
+
+Result<std::vector<JournalEntry>> readJournalHeader(ObjectStore& store, const std::string& key, uint64_t size,
+                                                    uint64_t chunkSize, uint64_t firstRead) {
+  std::vector<uint8_t> header(std::min(size, std::max<uint64_t>(firstRead, kJournalHeadBytes)));
+  auto got = store.get(key, 0, header);
+  if (!got) return got.status().withContext("read journal segment " + key);
+  header.resize(got.value());
+  auto headerBytes = journalHeaderBytes(header, size);
+  if (!headerBytes) return headerBytes.status().withContext(key);
+  if (headerBytes.value() > header.size()) {
+    const size_t had = header.size();
+    header.resize(headerBytes.value());
+    got = store.get(key, had, std::span(header).subspan(had));
+    if (!got) return got.status().withContext("read journal segment " + key);
+    header.resize(had + got.value());
+  }
+  auto entries =
+      decodeJournal(std::span(header).first(std::min<uint64_t>(header.size(), headerBytes.value())), size, chunkSize);
+  if (!entries) return entries.status().withContext(key);
+  return entries;
 }
 
 }  // namespace ferry

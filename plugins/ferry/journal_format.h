@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ferry/object_store.h"
 #include "ferry/status.h"
 
 namespace ferry {
@@ -47,5 +48,11 @@ inline constexpr size_t kJournalHeadBytes = 8;
 // (before anyone allocates what it claims).
 Result<uint64_t> journalHeaderBytes(std::span<const uint8_t> head, uint64_t bodySize);
 Result<std::vector<JournalEntry>> decodeJournal(std::span<const uint8_t> header, uint64_t bodySize, uint64_t chunkSize);
+
+// The entries of the segment at key, of size bytes: one GET of its first firstRead
+// bytes (the default holds a header of ~4,000 entries), a second for a larger header.
+inline constexpr uint64_t kJournalFirstRead = 64 << 10;
+Result<std::vector<JournalEntry>> readJournalHeader(ObjectStore& store, const std::string& key, uint64_t size,
+                                                    uint64_t chunkSize, uint64_t firstRead = kJournalFirstRead);
 
 }  // namespace ferry

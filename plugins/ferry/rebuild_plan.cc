@@ -7,14 +7,18 @@
 namespace ferry {
 
 RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vector<uint64_t>& patchPages,
-                        uint64_t length, uint64_t pageSize) {
+                        uint64_t length, uint64_t pageSize, uint64_t firstPage, uint64_t endPage) {
   constexpr size_t kNone = std::numeric_limits<size_t>::max();
   constexpr size_t kPatch = kNone - 1;
+  constexpr size_t kUnwanted = kNone - 2;
   const uint64_t pages = (length + pageSize - 1) / pageSize;
   // Which piece each page comes from: the newest that holds it.
   std::vector<size_t> owner(pages, kNone);
   for (uint64_t page = 0; page < pages && page / 64 < patchPages.size(); ++page) {
     if ((patchPages[page / 64] >> (page % 64)) & 1) owner[page] = kPatch;
+  }
+  for (uint64_t page = 0; page < pages; ++page) {
+    if (page < firstPage || page >= endPage) owner[page] = kUnwanted;
   }
   auto pageSpan = [&](const JournalPiece& p) {
     return std::pair<uint64_t, uint64_t>{p.offset / pageSize,

@@ -39,9 +39,10 @@ struct RebuildPlan {
 
 // pieces: in segment order, each starting on a page and ending on one or at the
 // chunk's end (FORMAT.md; openJournal checks); patchPages: the patch's page map (empty
-// for none), newer than every piece; length: the chunk's.
+// for none), newer than every piece; length: the chunk's. Only the pages in
+// [firstPage, endPage) are wanted (a small read): nothing is read for the others.
 RebuildPlan planRebuild(const std::vector<JournalPiece>& pieces, const std::vector<uint64_t>& patchPages,
-                        uint64_t length, uint64_t pageSize);
+                        uint64_t length, uint64_t pageSize, uint64_t firstPage = 0, uint64_t endPage = UINT64_MAX);
 
 // One range GET that serves the reads of several plans (chunks rebuilt together):
 // plans[p].reads[r] for each of its parts, all of one segment, inside [from, to).

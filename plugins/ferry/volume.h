@@ -419,13 +419,16 @@ class Volume : public std::enable_shared_from_this<Volume> {
   struct RebuildTarget {
     uint64_t index;
     const JournalCopy* copy;
-    std::span<uint8_t> buf;
+    std::span<uint8_t> buf;  // the whole chunk's room
+    // Only these bytes of the chunk are wanted (a small read), rounded out to pages:
+    // nothing outside those pages is read, and buf holds garbage there.
+    uint64_t from = 0, to = UINT64_MAX;
   };
   // Several chunks at once (an upload of neighbours): one range GET serves the pieces
   // of several where they lie close in a segment (mergeReads).
   Status rebuild(std::span<const RebuildTarget> targets);
-  // Reads generation gen of the chunk (zeros for none or a tombstone) into buf.
-  Status fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf);
+  // The same, also before the journal is open (openJournal applying it).
+  Status assemble(std::span<const RebuildTarget> targets);
   // A chunk an upload stores, as it was when claimed under mu_; it is marked uploading
   // until finishUpload.
   struct UploadClaim {

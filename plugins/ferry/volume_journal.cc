@@ -12,6 +12,7 @@
 #include <map>
 
 #include "ferry/log.h"
+#include "page_buffer.h"
 #include "parallel.h"
 #include "rebuild_plan.h"
 #include "volume.h"
@@ -26,6 +27,21 @@ constexpr size_t kRebuildReadsAtOnce = 4;
 // (the bytes between cost the store less than another request), of at most kMaxRange.
 constexpr uint64_t kRebuildMergeGap = 128 << 10;
 constexpr uint64_t kRebuildMaxRange = 1 << 20;
+
+// Opening the journal: segment headers read at once, and segments whose headers are
+// held at once.
+constexpr size_t kOpenReadsAtOnce = 16;
+constexpr size_t kOpenBatch = 256;
+// Adopting a volume: the chunks the journal is applied to together (by their bytes, at
+// most kAdoptMaxBatch), and their PUTs at once.
+constexpr uint64_t kAdoptBatchBytes = 32 << 20;
+constexpr uint64_t kAdoptMaxBatch = 64;
+constexpr size_t kAdoptPutsAtOnce = 4;
+
+// The pages that hold bytes [from, to) of a chunk (a rebuild's wanted bytes).
+std::pair<uint64_t, uint64_t> wantedPages(uint64_t from, uint64_t to) {
+  return {from / kJournalPage, to == UINT64_MAX ? UINT64_MAX : (to + kJournalPage - 1) / kJournalPage};
+}
 
 }  // namespace
 
@@ -203,16 +219,20 @@ Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_
 
 Status Volume::rebuild(std::span<const RebuildTarget> targets) {
   if (!journalOpen_.load()) return Status::unavailable("volume " + row_.name + ": its journal is not read yet");
+  return assemble(targets);
+}
+
+Status Volume::assemble(std::span<const RebuildTarget> targets) {
   std::vector<RebuildPlan> plans;
   for (const RebuildTarget& t : targets) {
     if (t.copy->pieces.empty() && !t.copy->patched) {
       return Status::corruption("volume " + row_.name + " chunk " + std::to_string(t.index) +
                                 " is in the journal, but no segment holds its changes");
     }
-    plans.push_back(planRebuild(t.copy->pieces, t.copy->pages, chunkLength(t.index), kJournalPage));
+    auto [firstPage, endPage] = wantedPages(t.from, t.to);
+    plans.push_back(planRebuild(t.copy->pieces, t.copy->pages, chunkLength(t.index), kJournalPage, firstPage, endPage));
   }
-  // First the objects, under the pieces: only the span of the pages no piece holds
-  // when that is under half the chunk (after random writes, a few pages).
+  // First the objects, under the pieces: the span of the pages no piece holds.
   std::vector<size_t> needObject;
   for (size_t i = 0; i < plans.size(); ++i) {
     if (plans[i].needsObject) needObject.push_back(i);
@@ -221,9 +241,16 @@ Status Volume::rebuild(std::span<const RebuildTarget> targets) {
     const RebuildTarget& t = targets[needObject[n]];
     const RebuildPlan& plan = plans[needObject[n]];
     const JournalCopy& copy = *t.copy;
-    const bool part = copy.gen != 0 && !copy.zero && (plan.objectTo - plan.objectFrom) * 2 < chunkLength(t.index);
+    if (copy.gen == 0 || copy.zero) {
+      std::fill(t.buf.begin() + static_cast<std::ptrdiff_t>(plan.objectFrom),
+                t.buf.begin() + static_cast<std::ptrdiff_t>(plan.objectTo), uint8_t{0});
+      return Status::ok();
+    }
+    // A few wanted pages (a small read) take their span alone, as does a whole chunk's
+    // rebuild when that span is under half of it.
+    const bool part = t.to != UINT64_MAX || (plan.objectTo - plan.objectFrom) * 2 < chunkLength(t.index);
     return part ? fetchRange(t.index, copy.gen, plan.objectFrom, plan.objectTo, t.buf)
-                : fetchBase(t.index, copy.gen, copy.zero, t.buf);
+                : fetch(t.index, copy.gen, t.buf);
   });
   if (!s) return s;
   // Then the pieces, a few range GETs at once: a chunk rebuilt after random writes has
@@ -252,21 +279,17 @@ Status Volume::rebuild(std::span<const RebuildTarget> targets) {
   // A patch's pages, newer than every piece, from the cache file.
   for (const RebuildTarget& t : targets) {
     const uint64_t len = chunkLength(t.index);
+    auto [firstPage, endPage] = wantedPages(t.from, t.to);
     for (auto [first, end] : pageRuns(t.copy->pages, (len + kJournalPage - 1) / kJournalPage, true)) {
+      first = std::max(first, firstPage);
+      end = std::min(end, endPage);
+      if (first >= end) continue;
       const uint64_t from = first * kJournalPage;
       const uint64_t to = std::min(end * kJournalPage, len);
       if (s = cache_.read(t.index * row_.chunkSize + from, t.buf.data() + from, to - from); !s) return s;
     }
   }
   return Status::ok();
-}
-
-Status Volume::fetchBase(uint64_t index, uint64_t gen, bool zero, std::span<uint8_t> buf) {
-  if (gen == 0 || zero) {
-    std::fill(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(chunkLength(index)), uint8_t{0});
-    return Status::ok();
-  }
-  return fetch(index, gen, buf);
 }
 
 Status Volume::openJournal(bool adopt) {
@@ -322,21 +345,10 @@ Status Volume::openJournal(bool adopt) {
     segments[*gen] = o.key;
     sizes[*gen] = o.size;
   }
-  for (const auto& [segment, key] : segments) {
-    std::vector<uint8_t> head(kJournalHeadBytes);
-    auto got = store.get(key, 0, head);
-    if (!got) return got.status().withContext("read journal segment " + key);
-    head.resize(got.value());
-    auto headerBytes = journalHeaderBytes(head, sizes[segment]);
-    if (!headerBytes) return headerBytes.status().withContext(key);
-    std::vector<uint8_t> header(headerBytes.value());
-    got = store.get(key, 0, header);
-    if (!got) return got.status().withContext("read journal segment " + key);
-    header.resize(got.value());
-    auto entries = decodeJournal(header, sizes[segment], row_.chunkSize);
-    if (!entries) return entries.status().withContext(key);
+  // REQUIRES: mu_ not held. Takes in one segment's entries.
+  auto takeIn = [&](uint64_t segment, const std::string& key, const std::vector<JournalEntry>& entries) -> Status {
     std::lock_guard lock(mu_);
-    for (const JournalEntry& e : entries.value()) {
+    for (const JournalEntry& e : entries) {
       if (e.index >= states_.size() || e.offset + uint64_t{e.length} > chunkLength(e.index)) {
         return Status::corruption(key + ": an entry for chunk " + std::to_string(e.index) + " past the end of volume " +
                                   row_.name);
@@ -365,48 +377,93 @@ Status Volume::openJournal(bool adopt) {
         replay[e.index].push_back({segment, e});
       }
     }
+    return Status::ok();
+  };
+  // The headers, a batch at a time with a few GETs at once (thousands of segments after
+  // random writes), then each batch's entries in generation order.
+  const std::vector<std::pair<uint64_t, std::string>> order(segments.begin(), segments.end());
+  for (size_t first = 0; first < order.size(); first += kOpenBatch) {
+    const size_t count = std::min(kOpenBatch, order.size() - first);
+    std::vector<std::vector<JournalEntry>> headers(count);
+    Status read = runParallel(count, kOpenReadsAtOnce, [&](size_t n) -> Status {
+      const auto& [segment, key] = order[first + n];
+      auto entries = readJournalHeader(store, key, sizes.at(segment), row_.chunkSize);
+      if (!entries) return entries.status();
+      headers[n] = std::move(entries.value());
+      return Status::ok();
+    });
+    if (!read) return read;
+    for (size_t n = 0; n < count; ++n) {
+      if (Status s = takeIn(order[first + n].first, order[first + n].second, headers[n]); !s) return s;
+    }
   }
 
-  // The adopted chunks: the object, then the entries in order, stored whole.
-  std::vector<uint8_t> buf(row_.chunkSize);
-  for (const auto& [index, applies] : replay) {
-    uint64_t gen;
-    bool zero, cached;
+  // The adopted chunks: the object, then the entries that apply, stored whole. A group
+  // of them at a time, rebuilt together as an upload's neighbours are (a segment's
+  // entries of all of them read with one range GET where they lie close), then stored
+  // a few PUTs at once.
+  std::vector<std::map<uint64_t, std::vector<Apply>>::const_iterator> todo;
+  for (auto it = replay.cbegin(); it != replay.cend(); ++it) todo.push_back(it);
+  const size_t group = std::clamp<uint64_t>(kAdoptBatchBytes / row_.chunkSize, 1, kAdoptMaxBatch);
+  PageBuffer room;
+  if (Status s = catchAll([&] {
+        room = PageBuffer(std::min(group, todo.size()) * row_.chunkSize);
+        return Status::ok();
+      });
+      !s) {
+    return s.withContext("apply the journal of " + row_.name);
+  }
+  for (size_t first = 0; first < todo.size(); first += group) {
+    const size_t count = std::min(group, todo.size() - first);
+    std::vector<JournalCopy> copies(count);
+    std::vector<RebuildTarget> targets;
+    std::vector<char> cached(count, 0);
     {
       std::lock_guard lock(mu_);
-      gen = states_[index].remoteGen;
-      zero = states_[index].remoteZero;
-      cached = states_[index].where == Where::kCached;
+      for (size_t n = 0; n < count; ++n) {
+        const auto& [index, applies] = *todo[first + n];
+        copies[n].gen = states_[index].remoteGen;
+        copies[n].zero = states_[index].remoteZero;
+        cached[n] = states_[index].where == Where::kCached;
+        for (const Apply& a : applies) {
+          copies[n].pieces.push_back({a.segment, a.entry.dataOffset, a.entry.offset, a.entry.length});
+        }
+        targets.push_back({index, &copies[n], std::span(room.data() + n * row_.chunkSize, chunkLength(index))});
+      }
     }
-    const uint64_t len = chunkLength(index);
-    std::span<uint8_t> chunk(buf.data(), len);
-    if (Status s = fetchBase(index, gen, zero, chunk); !s) return s.withContext("apply the journal");
-    for (const Apply& a : applies) {
-      auto got = store.get(segments[a.segment], a.entry.dataOffset, chunk.subspan(a.entry.offset, a.entry.length));
-      if (!got) return got.status().withContext("read journal segment " + segments[a.segment]);
-      if (got.value() != a.entry.length)
-        return Status::corruption(segments[a.segment] + " is shorter than its header says");
-    }
-    bool isZero = allZero(chunk);
-    uint64_t newGen = nextGeneration();
-    std::span<const uint8_t> object = isZero ? std::span<const uint8_t>() : std::span<const uint8_t>(chunk);
-    if (Status s = store.put(chunkKey(row_.name, index, newGen), object); !s) {
-      return s.withContext("store chunk " + std::to_string(index) + " of " + row_.name + " from its journal");
-    }
-    if (cached) {
-      if (Status s = cache_.write(index * row_.chunkSize, chunk.data(), len); !s) return s;
-    }
+    if (Status s = assemble(targets); !s) return s.withContext("apply the journal of " + row_.name);
+    std::vector<uint64_t> newGens(count, 0);
+    std::vector<char> zeros(count, 0);
+    Status stored = runParallel(count, kAdoptPutsAtOnce, [&](size_t n) -> Status {
+      const RebuildTarget& t = targets[n];
+      zeros[n] = allZero(t.buf);
+      const uint64_t gen = nextGeneration();
+      std::span<const uint8_t> object = zeros[n] ? std::span<const uint8_t>() : std::span<const uint8_t>(t.buf);
+      if (Status s = store.put(chunkKey(row_.name, t.index, gen), object); !s) {
+        return s.withContext("store chunk " + std::to_string(t.index) + " of " + row_.name + " from its journal");
+      }
+      if (cached[n]) {
+        if (Status s = cache_.write(t.index * row_.chunkSize, t.buf.data(), t.buf.size()); !s) return s;
+      }
+      newGens[n] = gen;
+      return Status::ok();
+    });
     std::lock_guard lock(mu_);
-    ChunkState& st = states_[index];
-    if (st.remoteGen & kSourceGen) {
-      --hydrationLeft_;
-    } else if (st.remoteGen != 0) {
-      supersededPending_.push_back(chunkKey(row_.name, index, st.remoteGen));
+    for (size_t n = 0; n < count; ++n) {
+      if (newGens[n] == 0) continue;  // not stored (a PUT failed): the next start applies it again
+      const uint64_t index = targets[n].index;
+      ChunkState& st = states_[index];
+      if (st.remoteGen & kSourceGen) {
+        --hydrationLeft_;
+      } else if (st.remoteGen != 0) {
+        supersededPending_.push_back(chunkKey(row_.name, index, st.remoteGen));
+      }
+      st.remoteGen = newGens[n];
+      st.remoteZero = zeros[n];
+      if (st.where != Where::kCached) st.where = zeros[n] ? Where::kZero : Where::kRemote;
+      markMeta(index, st);
     }
-    st.remoteGen = newGen;
-    st.remoteZero = isZero;
-    if (st.where != Where::kCached) st.where = isZero ? Where::kZero : Where::kRemote;
-    markMeta(index, st);
+    if (!stored) return stored;
   }
   {
     std::lock_guard lock(mu_);

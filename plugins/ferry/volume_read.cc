@@ -203,6 +203,29 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
 Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t> out,
                              std::unique_lock<std::mutex>& lock) {
   ChunkState& st = states_[index];
+  // As for a chunk only in the store: its first few small reads take only their pages
+  // (from the object, the newest pieces holding them, a patch's pages) and cache
+  // nothing. A rebuild of the whole chunk reads tens of ranges after random writes.
+  if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < kRangeReadsBeforeFetch &&
+      !isStream(index, 1)) {
+    ++st.rangeReads;
+    st.ioRefs.fetch_add(1);  // a patch's pages stay in the cache file meanwhile
+    JournalCopy copy = journalCopy(index);
+    lock.unlock();
+    ++readMisses_;
+    ++rangeReads_;
+    std::span<uint8_t> chunk = threadChunkBuffer(index);
+    const RebuildTarget target{index, &copy, chunk, inChunk, inChunk + out.size()};
+    Status s = rebuild(std::span(&target, 1));
+    if (s) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
+    lock.lock();
+    doneReading(copy);
+    st.ioRefs.fetch_sub(1);
+    // A patch whose pages all went to a segment meanwhile: in the journal only now.
+    if (st.where == Where::kPatched) settlePatch(index, st);
+    noteStoreRead(index);  // the next chunk's reads then see a sequential reader
+    return s;
+  }
   st.busy = true;  // the pieces stay as they are; other readers wait for the cache
   const Where was = st.where;
   JournalCopy copy = journalCopy(index);
@@ -222,6 +245,7 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   if (s) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
   lock.lock();
   doneReading(copy);
+  noteStoreRead(index);
   st.busy = false;
   if (cached && (fenced_ || st.where != was)) {
     // Deleted meanwhile (its budget was given back without this), or stored whole by

@@ -10,6 +10,8 @@
 
 #include "engine.h"
 #include "engine_options.h"
+#include "faulty_store.h"
+#include "ferry/file_store.h"
 #include "journal_format.h"
 #include "store_test.h"
 #include "test_stores.h"
@@ -53,6 +55,39 @@ TEST(JournalFormatTest, EntriesRoundTripAndBadSegmentsAreRefused) {
   EXPECT_FALSE(parseJournalKey("0000000000000000"));
   EXPECT_FALSE(parseJournalKey("xyz"));
   EXPECT_EQ(journalKey("vol", 255), "volumes/vol/journal/00000000000000ff");
+}
+
+// A segment's header from the store: in one GET when the first read holds it, in two
+// when it does not; a segment that is not one is refused.
+TEST(JournalFormatTest, HeadersAreReadFromTheStoreInOneGetOrTwo) {
+  TempDir dir;
+  auto files = makeFileStore(dir.path() + "/store", true);
+  ASSERT_TRUE(files) << files.status().toString();
+  auto control = std::make_shared<testing::FaultyStore::Control>();
+  testing::FaultyStore store(std::move(files).value(), control);
+  std::vector<JournalEntry> entries;
+  for (uint32_t i = 0; i < 40; ++i) entries.push_back({i, 4096, 4096, 0});
+  std::string header = encodeJournalHeader(entries);
+  std::vector<uint8_t> body(header.begin(), header.end());
+  body.resize(body.size() + 40 * 4096, 0xcd);
+  ASSERT_TRUE(store.put("seg", body));
+  for (uint64_t firstRead : {uint64_t{0}, uint64_t{8}, uint64_t{100}, header.size(), kJournalFirstRead}) {
+    const uint64_t gets = control->gets;
+    auto got = readJournalHeader(store, "seg", body.size(), kChunk, firstRead);
+    ASSERT_TRUE(got) << "first read " << firstRead << ": " << got.status().toString();
+    EXPECT_EQ(control->gets - gets, firstRead >= header.size() ? 1u : 2u) << "first read " << firstRead;
+    ASSERT_EQ(got->size(), 40u);
+    EXPECT_EQ((*got)[39].index, 39u);
+    EXPECT_EQ((*got)[39].dataOffset, header.size() + 39 * 4096);
+  }
+  // Its size as listed disagrees with the header: refused, naming the segment.
+  auto bad = readJournalHeader(store, "seg", body.size() + 1, kChunk);
+  EXPECT_EQ(bad.status().code(), Code::kCorruption);
+  EXPECT_NE(bad.status().toString().find("seg"), std::string::npos) << bad.status().toString();
+  std::vector<uint8_t> junk(64, 'x');
+  ASSERT_TRUE(store.put("junk", junk));
+  EXPECT_EQ(readJournalHeader(store, "junk", junk.size(), kChunk).status().code(), Code::kCorruption);
+  EXPECT_EQ(readJournalHeader(store, "gone", 100, kChunk).status().code(), Code::kNotFound);
 }
 
 class JournalTest : public testing::StoreTest {
@@ -105,6 +140,14 @@ class JournalTest : public testing::StoreTest {
     }
   }
   std::vector<std::string> segments() { return stores_.keys("s", journalPrefix("vol")); }
+  // Random bytes over the first half of the volume, stored whole (a checkpoint); recorded
+  // in image.
+  static void storeHalf(Engine& e, std::vector<uint8_t>& image, int seed) {
+    auto base = randomBytes(image.size() / 2, seed);
+    ASSERT_TRUE(e.find("vol")->write(0, base, false));
+    std::copy(base.begin(), base.end(), image.begin());
+    ASSERT_TRUE(e.checkpoint("vol", std::chrono::seconds(30)));
+  }
   // A volume of 64 chunks of 1 MiB, four times the (smallest) cache.
   static constexpr uint64_t kBigChunk = 1 << 20;
   EngineOptions overCache(const std::string& state) {
@@ -163,7 +206,11 @@ TEST_F(JournalTest, ALostGatewaysJournalIsAppliedByTheNextOne) {
   control_->down = false;
   std::filesystem::remove_all(dir_ / "a");
 
+  const uint64_t gets = control_->gets;
   auto b = open("b", kRoomy);
+  // The chunks rebuilt together: a GET of each of the 32 objects, and one range GET of
+  // a segment serves the entries of many chunks (not one GET per entry).
+  EXPECT_LT(control_->gets - gets, kChunks) << "GETs to open the volume";
   auto v = b->find("vol");
   EXPECT_TRUE(readAll(*v) == image) << "the journal was not applied";
   EXPECT_TRUE(segments().empty()) << "applied segments stay in the store";
@@ -454,10 +501,7 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
   {
     auto e = testing::startEngine(small);
     auto v = e->find("vol");
-    auto base = randomBytes(image.size() / 2, 20);  // stored for half the chunks
-    ASSERT_TRUE(v->write(0, base, false));
-    std::copy(base.begin(), base.end(), image.begin());
-    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    storeHalf(*e, image, 20);
     const uint64_t uploads = v->stats().uploads;
     scatter(*v, image, 21);  // waits for room in the cache: the journal makes it
     auto st = v->stats();
@@ -484,6 +528,45 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
   EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong after a restart";
   scatter(*v, image, 23);
   snapshotStoreAndAdopt(std::move(e), image);
+}
+
+// A small read of a chunk evicted into the journal, or patched, takes only its pages:
+// a range GET of the object or of the newest segment holding each, a patch's pages
+// from the cache file; the chunk stays out of the cache. (Rebuilt whole, each such
+// read downloaded the chunk's object and a range of every segment with live pages of
+// it, and cached it.)
+TEST_F(JournalTest, SmallReadsOfAnEvictedChunkReadOnlyTheirPages) {
+  EngineOptions small = overCache("gw");
+  std::vector<uint8_t> image(kChunks * kBigChunk, 0);
+  auto e = testing::startEngine(small);
+  auto v = e->find("vol");
+  storeHalf(*e, image, 40);
+  scatter(*v, image, 41);
+  scatter(*v, image, 42);  // patches chunks evicted after the first
+  auto before = v->stats();
+  const uint64_t outside = before.journalOnlyChunks + before.patchedChunks;
+  ASSERT_GT(outside, kChunks / 2) << "the journaled chunks stayed in the cache";
+  // In each chunk: the page from the last scatter (patched, or in a segment); a page
+  // not written since the base (the object, or zeros); and 4 KiB across the first and
+  // the page after it. In an order no reader would call sequential.
+  for (uint64_t k = 0; k < kChunks; ++k) {
+    const uint64_t i = k * 37 % kChunks;
+    const uint64_t page = (i * 7 + 42) % 16;
+    for (uint64_t at : {page * 4096, uint64_t{200 * 4096}, page * 4096 + 2048}) {
+      at += i * kBigChunk;
+      std::vector<uint8_t> got(4096);
+      ASSERT_TRUE(v->read(at, got));
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), image.begin() + static_cast<std::ptrdiff_t>(at)))
+          << "chunk " << i << " at " << at % kBigChunk;
+    }
+  }
+  auto after = v->stats();
+  // At most their pages: 4 + 4 + 8 KiB a chunk, and three segment ranges.
+  EXPECT_LE(after.downloadedBytes - before.downloadedBytes, kChunks * 16 * 1024)
+      << "reads fetched more than their pages";
+  EXPECT_LE(after.journalReads - before.journalReads, kChunks * 3);
+  EXPECT_GE(after.journalOnlyChunks + after.patchedChunks, outside) << "small reads cached chunks whole";
+  EXPECT_TRUE(readAll(*v) == image);
 }
 
 // Once the cache is full, writes of whole pages to chunks it does not hold land in the

@@ -106,6 +106,27 @@ TEST(RebuildPlanTest, GivesWhatApplyingEveryPieceInOrderGives) {
         for (uint64_t k = c.offset; k < c.offset + c.length; ++k) ASSERT_EQ(++written[k], 1) << "round " << round;
       }
     }
+    // A few pages wanted (a small read): those come out right, and nothing outside
+    // them is read.
+    const uint64_t first = rng() % pages;
+    const uint64_t end = std::min(pages, first + 1 + rng() % 4);
+    const uint64_t from = first * kPage, to = std::min(length, end * kPage);
+    RebuildPlan part = planRebuild(pieces, patch, length, kPage, first, end);
+    std::vector<uint8_t> got = applyPlan(part, object, bodies, patch, patchBytes);
+    ASSERT_TRUE(std::equal(got.begin() + static_cast<std::ptrdiff_t>(from),
+                           got.begin() + static_cast<std::ptrdiff_t>(to),
+                           expected.begin() + static_cast<std::ptrdiff_t>(from)))
+        << "round " << round << ", pages " << first << "-" << end;
+    if (part.needsObject) {
+      EXPECT_GE(part.objectFrom, from);
+      EXPECT_LE(part.objectTo, to);
+    }
+    for (const RebuildPlan::Read& r : part.reads) {
+      for (const RebuildPlan::Copy& c : r.copies) {
+        EXPECT_GE(c.offset, from) << "round " << round;
+        EXPECT_LE(c.offset + c.length, to) << "round " << round;
+      }
+    }
   }
 }
 
