@@ -450,7 +450,7 @@ Status Volume::openJournal(bool adopt) {
     });
     std::lock_guard lock(mu_);
     for (size_t n = 0; n < count; ++n) {
-      if (newGens[n] == 0) continue;  // not stored (a PUT failed): the next start applies it again
+      if (newGens[n] == 0) continue;  // not stored (a failure, or not tried after one): the next start applies it again
       const uint64_t index = targets[n].index;
       ChunkState& st = states_[index];
       if (st.remoteGen & kSourceGen) {
