@@ -76,8 +76,10 @@ run_ferry() {  # NAME JOURNAL -> sets FERRY_W
     local read_stats
     read_stats=$(admin "$W/$name/admin.sock" '{"op":"stats"}')
     echo "ferry $name reads: $reads IOPS; $(python3 -c 'import json,sys; a=json.loads(sys.argv[1])["volumes"][0]; b=json.loads(sys.argv[2])["volumes"][0]
-print("%d MiB downloaded, %d range GETs of segments, %d cache hits, %d misses; %d chunks evicted into the journal and %d patched at the end" % ((b["downloaded_bytes"]-a["downloaded_bytes"])>>20,
-      b.get("journal_reads", 0)-a.get("journal_reads", 0), b["read_hits"]-a["read_hits"], b["read_misses"]-a["read_misses"],
+ga=json.loads(sys.argv[1]); gb=json.loads(sys.argv[2])
+print("%d MiB downloaded, %d range GETs of segments, %d cache hits, %d misses, %d chunks stored whole; %d upload requests held back for the reads (%.1f s in all); %d chunks evicted into the journal and %d patched at the end" % ((b["downloaded_bytes"]-a["downloaded_bytes"])>>20,
+      b.get("journal_reads", 0)-a.get("journal_reads", 0), b["read_hits"]-a["read_hits"], b["read_misses"]-a["read_misses"], b["uploads"]-a["uploads"],
+      gb.get("uploads_held_back", 0)-ga.get("uploads_held_back", 0), gb.get("uploads_held_back_seconds", 0)-ga.get("uploads_held_back_seconds", 0),
       b.get("journal_only_chunks", 0), b.get("patched_chunks", 0)))' "$stats" "$read_stats")"
     drain_base=$read_stats
   fi

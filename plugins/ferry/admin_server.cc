@@ -170,6 +170,8 @@ json dispatch(Engine& engine, const json& req) {
                 {"journaled_bytes", st.journaledBytes},
                 {"upload_queue", st.uploadQueue},
                 {"uploads_active", st.uploadsActive},
+                {"uploads_held_back", st.uploadsHeldBack},
+                {"uploads_held_back_seconds", static_cast<double>(st.uploadsHeldBackMs) / 1e3},
                 {"upload_limit", st.bandwidth.upload},
                 {"download_limit", st.bandwidth.download},
                 {"upload_throttled_seconds", static_cast<double>(st.uploadWaitedMicros) / 1e6},

@@ -99,6 +99,11 @@ bool Engine::uploadsInHurry() const {
           (budget_.roomWanted() && budget_.journaled() == 0 && budget_.cached() * 8 >= budget_.cacheLimit() * 7));
 }
 
+bool Engine::uploadsUrgent() const {
+  return stopping_.load() || uploadsInHurry() || budget_.roomWanted() ||
+         budget_.dirty() * 4 >= budget_.dirtyLimit() * 3;
+}
+
 bool Engine::cacheCrowded() const {
   uint64_t pinned = budget_.pinned(), journaled = budget_.journaled();
   uint64_t unevictable = pinned > journaled ? pinned - journaled : 0;
@@ -979,6 +984,8 @@ EngineStats Engine::stats() {
   s.journaledBytes = budget_.journaled();
   s.uploadQueue = uploader_.depth();
   s.uploadsActive = uploader_.active();
+  s.uploadsHeldBack = storePriority_.heldBack();
+  s.uploadsHeldBackMs = storePriority_.heldBackMs();
   s.bandwidth = bandwidth_.get();
   s.uploadWaitedMicros = bandwidth_.uploadWaitedMicros();
   s.downloadWaitedMicros = bandwidth_.downloadWaitedMicros();

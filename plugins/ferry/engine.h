@@ -75,6 +75,7 @@ struct EngineStats {
   size_t uploadQueue = 0, uploadsActive = 0;
   BandwidthLimits bandwidth;
   uint64_t uploadWaitedMicros = 0, downloadWaitedMicros = 0;  // spent waiting under the limits
+  uint64_t uploadsHeldBack = 0, uploadsHeldBackMs = 0;        // upload requests behind clients' reads
   std::vector<VolumeStats> volumes;
 };
 
@@ -166,6 +167,7 @@ class Engine : public VolumeHost {
   BandwidthLimiter& bandwidth() override { return bandwidth_; }
   bool journalEnabled() const override { return options_.journal; }
   ByteGate& batchMemory() override { return batchMemory_; }
+  StorePriority& storePriority() override { return storePriority_; }
 
  private:
   Engine(EngineOptions options, std::unique_ptr<Metadata> meta, std::unique_ptr<ObjectStore> store);
@@ -273,6 +275,9 @@ class Engine : public VolumeHost {
   BandwidthLimiter bandwidth_;
   // Two groups of 1 MiB chunks (volume_upload.cc) at once.
   ByteGate batchMemory_{64 << 20};
+  // Two upload requests at once while clients read from the store (and 50 ms after),
+  // unless uploadsUrgent().
+  StorePriority storePriority_{[this] { return uploadsUrgent(); }, 2, std::chrono::milliseconds(50)};
   Uploader uploader_;
   TaskPool readAhead_;
   std::atomic<bool> stopping_{false};
@@ -328,6 +333,9 @@ class Engine : public VolumeHost {
   void journalLoop();
   // Whether dirty chunks go up at once rather than when idle (Uploader's hurry).
   bool uploadsInHurry() const;
+  // Whether someone waits for the uploads (writers for room, a checkpoint, shutdown, a
+  // buffer three-quarters full): then clients' reads do not hold them back.
+  bool uploadsUrgent() const;
   // Whether cached dirty chunks the cache cannot evict (not journaled) fill three
   // quarters of it.
   bool cacheCrowded() const;

@@ -422,6 +422,9 @@ Status Volume::materialize(uint64_t index, Where where, uint64_t gen, const Jour
   uint64_t base = index * row_.chunkSize;
   Status s;
   if (!overwriteAll) {
+    // A writer waits on this read: it goes before uploads at the store.
+    const bool fromStore = where == Where::kRemote || where == Where::kJournal || where == Where::kPatched;
+    StorePriority::Client turn = fromStore ? host_.storePriority().client() : StorePriority::Client();
     if (where == Where::kRemote) {
       std::span<uint8_t> chunk = threadChunkBuffer(index);
       s = fetch(index, gen, chunk);

@@ -33,6 +33,7 @@
 #include "pin_counts.h"
 #include "read_window.h"
 #include "rebuild_plan.h"
+#include "store_priority.h"
 
 namespace ferry {
 
@@ -69,6 +70,8 @@ class VolumeHost {
   virtual bool journalEnabled() const = 0;
   // What uploads of neighbours rebuilt together may hold in chunk buffers at once.
   virtual ByteGate& batchMemory() = 0;
+  // Clients' reads first at the store, uploads nobody waits for after them.
+  virtual StorePriority& storePriority() = 0;
 };
 
 // kJournal: a journaled chunk evicted from the cache (dirty, not cached): its content
@@ -415,7 +418,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // Reads into buf what planRebuild says: the chunk's object if a page needs it, the
   // pieces no newer one overwrites (one range GET per segment, a few at once), then a
   // patched chunk's pages from the cache file; mu_ not held.
-  Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf);
+  // upload: for a whole upload, whose store requests let clients' reads go first.
+  Status rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf, bool upload = false);
   struct RebuildTarget {
     uint64_t index;
     const JournalCopy* copy;
@@ -426,9 +430,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   };
   // Several chunks at once (an upload of neighbours): one range GET serves the pieces
   // of several where they lie close in a segment (mergeReads).
-  Status rebuild(std::span<const RebuildTarget> targets);
+  Status rebuild(std::span<const RebuildTarget> targets, bool upload = false);
   // The same, also before the journal is open (openJournal applying it).
-  Status assemble(std::span<const RebuildTarget> targets);
+  Status assemble(std::span<const RebuildTarget> targets, bool upload = false);
   // A chunk an upload stores, as it was when claimed under mu_; it is marked uploading
   // until finishUpload.
   struct UploadClaim {
@@ -463,6 +467,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // REQUIRES: mu_ held (by lock), the chunk in the journal and not busy. Rebuilds it,
   // serves the read, and keeps it in the cache if there is room.
   Status readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t> out, std::unique_lock<std::mutex>& lock);
+  // REQUIRES: mu_ held. At most how many GETs a whole rebuild of the chunk takes: its
+  // object and one per segment holding pieces of it (capped at 255).
+  uint32_t wholeRebuildGets(uint64_t index) const;
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);
   // REQUIRES: mu_ held. Whether one of the `behind` chunks before this one was read

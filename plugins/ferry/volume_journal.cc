@@ -212,17 +212,19 @@ void Volume::doneReading(const JournalCopy& copy) {
   for (const std::string& k : copy.keys) reading_.erase(reading_.find(k));
 }
 
-Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf) {
+Status Volume::rebuild(uint64_t index, const JournalCopy& copy, std::span<uint8_t> buf, bool upload) {
   const RebuildTarget target{index, &copy, buf};
-  return rebuild(std::span(&target, 1));
+  return rebuild(std::span(&target, 1), upload);
 }
 
-Status Volume::rebuild(std::span<const RebuildTarget> targets) {
+Status Volume::rebuild(std::span<const RebuildTarget> targets, bool upload) {
   if (!journalOpen_.load()) return Status::unavailable("volume " + row_.name + ": its journal is not read yet");
-  return assemble(targets);
+  return assemble(targets, upload);
 }
 
-Status Volume::assemble(std::span<const RebuildTarget> targets) {
+Status Volume::assemble(std::span<const RebuildTarget> targets, bool upload) {
+  // An upload's GETs wait their turn behind clients' reads (store_priority.h).
+  auto turn = [&] { return upload ? host_.storePriority().upload() : StorePriority::Upload(); };
   std::vector<RebuildPlan> plans;
   for (const RebuildTarget& t : targets) {
     if (t.copy->pieces.empty() && !t.copy->patched) {
@@ -249,6 +251,7 @@ Status Volume::assemble(std::span<const RebuildTarget> targets) {
     // A few wanted pages (a small read) take their span alone, as does a whole chunk's
     // rebuild when that span is under half of it.
     const bool part = t.to != UINT64_MAX || (plan.objectTo - plan.objectFrom) * 2 < chunkLength(t.index);
+    StorePriority::Upload held = turn();
     return part ? fetchRange(t.index, copy.gen, plan.objectFrom, plan.objectTo, t.buf)
                 : fetch(t.index, copy.gen, t.buf);
   });
@@ -261,6 +264,7 @@ Status Volume::assemble(std::span<const RebuildTarget> targets) {
     const SegmentRange& range = ranges[r];
     std::vector<uint8_t> span(range.to - range.from);
     const std::string key = journalKey(row_.name, range.segment);
+    StorePriority::Upload held = turn();
     host_.bandwidth().download(span.size());
     auto got = host_.store().get(key, range.from, span);
     if (!got) return got.status().withContext("read journal segment " + key);

@@ -116,6 +116,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       ++st.rangeReads;
       uint64_t gen = st.remoteGen;
       lock.unlock();
+      StorePriority::Client turn = host_.storePriority().client();
       ++readMisses_;
       ++rangeReads_;
       host_.bandwidth().download(out.size());
@@ -155,6 +156,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       scheduleReadAhead(index + 1);
     }
     lock.unlock();
+    StorePriority::Client turn = host_.storePriority().client();
     ++readMisses_;
     std::span<uint8_t> chunk;
     if (whole) {
@@ -166,6 +168,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       chunk = threadChunkBuffer(index);
     }
     Status s = fetch(index, gen, chunk);
+    turn.end();
     bool cached = false;
     if (s && keep && host_.reserveCache(chunk.size())) {
       s = cache_.write(base, chunk.data(), chunk.size());
@@ -203,20 +206,27 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
 Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t> out,
                              std::unique_lock<std::mutex>& lock) {
   ChunkState& st = states_[index];
-  // As for a chunk only in the store: its first few small reads take only their pages
-  // (from the object, the newest pieces holding them, a patch's pages) and cache
-  // nothing. A rebuild of the whole chunk reads tens of ranges after random writes.
-  if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < kRangeReadsBeforeFetch &&
+  // As for a chunk only in the store, small reads take only their pages (from the
+  // object, the newest pieces holding them, a patch's pages) and cache nothing. But a
+  // rebuild of the whole chunk takes a GET per segment holding pieces of it: tens after
+  // random writes, where a small read takes one. So the chunk is read in pages for as
+  // many reads as its whole rebuild would take GETs (at least three, as a chunk in the
+  // store), then rebuilt and cached: at most twice the GETs of the better choice made
+  // knowing the reads to come. A sequential reader has it rebuilt at once.
+  const uint32_t pageReads = std::max<uint32_t>(kRangeReadsBeforeFetch, wholeRebuildGets(index));
+  if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < pageReads &&
       !isStream(index, 1)) {
     ++st.rangeReads;
     st.ioRefs.fetch_add(1);  // a patch's pages stay in the cache file meanwhile
     JournalCopy copy = journalCopy(index);
     lock.unlock();
+    StorePriority::Client turn = host_.storePriority().client();
     ++readMisses_;
     ++rangeReads_;
     std::span<uint8_t> chunk = threadChunkBuffer(index);
     const RebuildTarget target{index, &copy, chunk, inChunk, inChunk + out.size()};
     Status s = rebuild(std::span(&target, 1));
+    turn.end();
     if (s) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
     lock.lock();
     doneReading(copy);
@@ -230,9 +240,11 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   const Where was = st.where;
   JournalCopy copy = journalCopy(index);
   lock.unlock();
+  StorePriority::Client turn = host_.storePriority().client();
   ++readMisses_;
   std::span<uint8_t> chunk = threadChunkBuffer(index);
   Status s = rebuild(index, copy, chunk);
+  turn.end();
   bool cached = false;
   if (s && host_.reserveCache(chunk.size())) {
     // Around a patch's pages, and those writers are still writing there.
@@ -264,6 +276,18 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   }
   cv_.notify_all();
   return s;
+}
+
+uint32_t Volume::wholeRebuildGets(uint64_t index) const {
+  uint32_t gets = 1;  // its object (or the span of it no piece holds)
+  auto it = journalPieces_.find(index);
+  if (it == journalPieces_.end()) return gets;
+  // A chunk's pieces are in segment order: one GET per run of the same segment.
+  const std::vector<JournalPiece>& pieces = it->second;
+  for (size_t i = 0; i < pieces.size() && gets < UINT8_MAX; ++i) {
+    if (i == 0 || pieces[i].segment != pieces[i - 1].segment) ++gets;
+  }
+  return gets;
 }
 
 void Volume::scheduleReadAhead(uint64_t from) {

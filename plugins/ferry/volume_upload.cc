@@ -126,10 +126,10 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
       more = PageBuffer((claims.size() - 1) * row_.chunkSize);
       std::vector<RebuildTarget> targets;
       for (size_t i = 0; i < claims.size(); ++i) targets.push_back({claims[i].index, &claims[i].copy, chunkOf(i)});
-      return rebuild(targets);
+      return rebuild(targets, true);
     }
     if (claims[0].where == Where::kCached) return cache_.read(index * row_.chunkSize, buf.data(), chunkOf(0).size());
-    return claims[0].rebuilt ? rebuild(index, claims[0].copy, chunkOf(0)) : Status::ok();
+    return claims[0].rebuilt ? rebuild(index, claims[0].copy, chunkOf(0), true) : Status::ok();
   });
 
   // The PUTs, a few at once; once one fails, those not started are not tried.
@@ -144,6 +144,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
       if (!read || (out.zero && c.zeroNeedsNoObject)) return read;
       out.gen = nextGeneration();
       std::span<const uint8_t> body = out.zero ? std::span<const uint8_t>() : chunkOf(i);
+      StorePriority::Upload held = host_.storePriority().upload();  // behind clients' reads
       host_.bandwidth().upload(body.size());
       // After any wait for bandwidth.
       return underLease([&] { return host_.store().put(chunkKey(row_.name, c.index, out.gen), body); });

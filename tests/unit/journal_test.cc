@@ -148,6 +148,12 @@ class JournalTest : public testing::StoreTest {
     std::copy(base.begin(), base.end(), image.begin());
     ASSERT_TRUE(e.checkpoint("vol", std::chrono::seconds(30)));
   }
+  // A gateway ("gw") on the over-cache volume below, its first half stored whole.
+  std::unique_ptr<Engine> startHalfStored(std::vector<uint8_t>& image, int seed) {
+    auto e = testing::startEngine(overCache("gw"));
+    storeHalf(*e, image, seed);
+    return e;
+  }
   // A volume of 64 chunks of 1 MiB, four times the (smallest) cache.
   static constexpr uint64_t kBigChunk = 1 << 20;
   EngineOptions overCache(const std::string& state) {
@@ -499,9 +505,8 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
   EngineOptions small = overCache("gw");
   std::vector<uint8_t> image(kChunks * kBigChunk, 0);
   {
-    auto e = testing::startEngine(small);
+    auto e = startHalfStored(image, 20);
     auto v = e->find("vol");
-    storeHalf(*e, image, 20);
     const uint64_t uploads = v->stats().uploads;
     scatter(*v, image, 21);  // waits for room in the cache: the journal makes it
     auto st = v->stats();
@@ -536,11 +541,9 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
 // read downloaded the chunk's object and a range of every segment with live pages of
 // it, and cached it.)
 TEST_F(JournalTest, SmallReadsOfAnEvictedChunkReadOnlyTheirPages) {
-  EngineOptions small = overCache("gw");
   std::vector<uint8_t> image(kChunks * kBigChunk, 0);
-  auto e = testing::startEngine(small);
+  auto e = startHalfStored(image, 40);
   auto v = e->find("vol");
-  storeHalf(*e, image, 40);
   scatter(*v, image, 41);
   scatter(*v, image, 42);  // patches chunks evicted after the first
   auto before = v->stats();
@@ -566,6 +569,48 @@ TEST_F(JournalTest, SmallReadsOfAnEvictedChunkReadOnlyTheirPages) {
       << "reads fetched more than their pages";
   EXPECT_LE(after.journalReads - before.journalReads, kChunks * 3);
   EXPECT_GE(after.journalOnlyChunks + after.patchedChunks, outside) << "small reads cached chunks whole";
+  EXPECT_TRUE(readAll(*v) == image);
+}
+
+// A chunk whose changes lie in many segments costs a GET per segment to rebuild whole,
+// where a small read costs one: it is read in pages for as many reads as that, then
+// rebuilt whole.
+TEST_F(JournalTest, AChunkInManySegmentsIsReadInPagesUntilItsRebuildPays) {
+  std::vector<uint8_t> image(kChunks * kBigChunk, 0);
+  auto e = startHalfStored(image, 60);
+  auto v = e->find("vol");
+  for (int round = 0; round < 8; ++round) {  // a page of each chunk in each of 8+ segments
+    scatter(*v, image, 61 + round);
+    journalAll(*v);
+  }
+  const uint64_t segmentCount = segments().size();
+  ASSERT_GE(segmentCount, 8u);
+  auto before = v->stats();
+  const uint64_t outside = before.journalOnlyChunks + before.patchedChunks;
+  ASSERT_GT(outside, kChunks / 2) << "the journaled chunks stayed in the cache";
+  // Rounds of a 4 KiB read in each chunk, in an order no reader would call sequential.
+  auto readRound = [&](int round) {
+    for (uint64_t k = 0; k < kChunks; ++k) {
+      const uint64_t i = k * 37 % kChunks;
+      const uint64_t at = i * kBigChunk + ((i + static_cast<uint64_t>(round) * 5) % 256) * 4096;
+      std::vector<uint8_t> got(4096);
+      ASSERT_TRUE(v->read(at, got));
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), image.begin() + static_cast<std::ptrdiff_t>(at)))
+          << "round " << round << " chunk " << i;
+    }
+  };
+  // Past the three reads a chunk only in the store gets in pages: still one GET each.
+  for (int round = 0; round < 6; ++round) readRound(round);
+  auto after = v->stats();
+  EXPECT_GE(after.journalOnlyChunks + after.patchedChunks, outside) << "a chunk was rebuilt whole early";
+  // Pages, but for chunks uploaded whole when the cache crowded (their fourth read
+  // fetches them whole, as any chunk only in the store).
+  EXPECT_LE(after.downloadedBytes - before.downloadedBytes, 6 * kChunks * 4096 + (kChunks - outside) * kBigChunk);
+  // Once the reads have cost what a whole rebuild does, the next one rebuilds it.
+  for (int round = 6; round < static_cast<int>(segmentCount) + 2; ++round) readRound(round);
+  const uint64_t downloaded = v->stats().downloadedBytes;
+  readRound(static_cast<int>(segmentCount) + 2);
+  EXPECT_GE(v->stats().downloadedBytes - downloaded, outside / 4 * kBigChunk / 2) << "no chunk was rebuilt whole";
   EXPECT_TRUE(readAll(*v) == image);
 }
 
