@@ -124,7 +124,7 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       const bool patched = st.dirty && (r.flags & kFlagPatched) != 0;
       st.journaled = st.dirty && !patched && (r.flags & kFlagJournaled) != 0;
       if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
-      const uint64_t pages = (chunkLength(r.index) + kJournalPage - 1) / kJournalPage;
+      const uint64_t pages = pageCount(r.index);
       // A cached chunk changed and not journaled: the pages its row says changed, or
       // all of them (a row written before page maps were kept). Its cache may also
       // hold later writes (a crash before their commit), which its whole upload
@@ -280,7 +280,7 @@ void Volume::setJournaled(uint64_t index, ChunkState& st, bool journaled) {
 
 void Volume::markPages(uint64_t index, uint64_t inChunk, uint64_t length) {
   if (!journal_ || length == 0) return;
-  uint64_t pages = (chunkLength(index) + kJournalPage - 1) / kJournalPage;
+  uint64_t pages = pageCount(index);
   auto& bits = pages_[index];
   if (bits.empty()) bits.assign((pages + 63) / 64, 0);
   for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
@@ -294,7 +294,7 @@ void Volume::markAllPages(uint64_t index) {
 }
 
 std::vector<uint64_t> Volume::patchPages(uint64_t index) const {
-  const uint64_t pages = (chunkLength(index) + kJournalPage - 1) / kJournalPage;
+  const uint64_t pages = pageCount(index);
   std::vector<uint64_t> bits((pages + 63) / 64, 0);
   for (const auto* map : {&pages_, &journalingPages_}) {
     auto it = map->find(index);
@@ -377,7 +377,7 @@ void Volume::settlePatch(uint64_t index, ChunkState& st) {
 Status Volume::writeAround(uint64_t index, std::span<const uint8_t> buf, const std::vector<uint64_t>& skip) {
   const uint64_t len = chunkLength(index);
   const uint64_t base = index * row_.chunkSize;
-  for (auto [first, end] : pageRuns(skip, (len + kJournalPage - 1) / kJournalPage, false)) {
+  for (auto [first, end] : pageRuns(skip, pageCount(index), false)) {
     const uint64_t from = first * kJournalPage;
     const uint64_t to = std::min(end * kJournalPage, len);
     if (Status s = cache_.write(base + from, buf.data() + from, to - from); !s) return s;
@@ -766,7 +766,7 @@ Status Volume::persist() {
   Status punched;
   for (const auto& [i, keep] : punch) {
     const uint64_t len = chunkLength(i);
-    for (auto [first, end] : pageRuns(keep, (len + kJournalPage - 1) / kJournalPage, false)) {
+    for (auto [first, end] : pageRuns(keep, pageCount(i), false)) {
       const uint64_t from = first * kJournalPage;
       if (Status p = cache_.punch(i * row_.chunkSize + from, std::min(end * kJournalPage, len) - from); !p) punched = p;
     }

@@ -68,7 +68,7 @@ Result<uint64_t> Volume::journalSome(uint64_t maxBytes) {
         continue;
       }
       const uint64_t len = chunkLength(index);
-      const uint64_t pages = (len + kJournalPage - 1) / kJournalPage;
+      const uint64_t pages = pageCount(index);
       uint64_t n = countBits(bits);
       // Cheaper as a whole upload, unless that would read the chunk from the store.
       if (n == 0 || (n * 4 > pages && !patched)) continue;
@@ -284,7 +284,7 @@ Status Volume::assemble(std::span<const RebuildTarget> targets, bool upload) {
   for (const RebuildTarget& t : targets) {
     const uint64_t len = chunkLength(t.index);
     auto [firstPage, endPage] = wantedPages(t.from, t.to);
-    for (auto [first, end] : pageRuns(t.copy->pages, (len + kJournalPage - 1) / kJournalPage, true)) {
+    for (auto [first, end] : pageRuns(t.copy->pages, pageCount(t.index), true)) {
       first = std::max(first, firstPage);
       end = std::min(end, endPage);
       if (first >= end) continue;
