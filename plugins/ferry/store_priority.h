@@ -55,8 +55,11 @@ class StorePriority {
 
   Client client();
   // Waits while clients read from the store (or did within quiet) and widthUnderLoad
-  // upload requests are out, unless urgent() says otherwise (asked again every 10 ms).
-  Upload upload();
+  // upload requests are out, unless urgent() or the caller's own reason to go (its
+  // volume fenced: the request fails at once) says otherwise, asked again every 10 ms.
+  Upload upload(const std::function<bool()>& go = {});
+  // Upload requests waiting now.
+  size_t waiting() const;
 
   // Upload requests that waited, and for how long in all.
   uint64_t heldBack() const;
@@ -73,6 +76,7 @@ class StorePriority {
   size_t clients_ = 0;                 // GUARDED_BY(mu_)
   Clock::time_point lastClientEnd_{};  // GUARDED_BY(mu_)
   size_t uploads_ = 0;                 // GUARDED_BY(mu_) upload requests out
+  size_t waiting_ = 0;                 // GUARDED_BY(mu_)
   uint64_t heldBack_ = 0;              // GUARDED_BY(mu_)
   Clock::duration heldBackFor_{};      // GUARDED_BY(mu_)
 };

@@ -428,10 +428,12 @@ Status Volume::materialize(uint64_t index, Where where, uint64_t gen, const Jour
     if (where == Where::kRemote) {
       std::span<uint8_t> chunk = threadChunkBuffer(index);
       s = fetch(index, gen, chunk);
+      turn.end();
       if (s) s = cache_.write(base, chunk.data(), len);
     } else if (where == Where::kJournal || where == Where::kPatched) {
       std::span<uint8_t> chunk = threadChunkBuffer(index);
       s = rebuild(index, copy, chunk);
+      turn.end();
       // Around a patch's pages, and those writers are still writing there.
       if (s) s = writeAround(index, chunk, copy.keep);
     } else {
@@ -693,6 +695,7 @@ uint64_t Volume::evictSome(size_t maxChunks) {
       if (toJournal) {
         int before = countedAs(st);
         st.where = Where::kJournal;
+        st.rangeReads = 0;  // its reads pay for a whole rebuild afresh (readJournaled)
         recount(i, before, st);
       } else {
         setDirty(i, st, false);

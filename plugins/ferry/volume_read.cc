@@ -212,7 +212,8 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   // random writes, where a small read takes one. So the chunk is read in pages for as
   // many reads as its whole rebuild would take GETs (at least three, as a chunk in the
   // store), then rebuilt and cached: at most twice the GETs of the better choice made
-  // knowing the reads to come. A sequential reader has it rebuilt at once.
+  // knowing the reads to come. A sequential reader has it rebuilt at once. The count
+  // starts again when it leaves the cache (evictSome) or is served uncached (below).
   const uint32_t pageReads = std::max<uint32_t>(kRangeReadsBeforeFetch, wholeRebuildGets(index));
   if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < pageReads &&
       !isStream(index, 1)) {
@@ -266,6 +267,7 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
     if (!keep) host_.budget().releaseCached(chunk.size());
     cached = keep;
   }
+  if (!cached) st.rangeReads = 0;  // served from the store only: its reads pay afresh
   if (cached) {
     int before = countedAs(st);
     st.where = Where::kCached;  // dirty (and journaled, unless patched): pinned until uploaded

@@ -16,15 +16,23 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// An upload() on another thread: whether it got its turn yet, and the turn.
+// An upload() on another thread: whether it waits, and the turn.
 struct PendingUpload {
-  explicit PendingUpload(StorePriority& p)
-      : turn(std::async(std::launch::async, [&p] { return std::make_unique<StorePriority::Upload>(p.upload()); })) {}
-  // Still waiting after a while (it would have its turn in microseconds), or has it
-  // within a long while (under a loaded test run too).
-  bool waiting() { return turn.wait_for(milliseconds(200)) == std::future_status::timeout; }
+  explicit PendingUpload(StorePriority& priority)
+      : p(priority), turn(std::async(std::launch::async, [&priority] {
+          return std::make_unique<StorePriority::Upload>(priority.upload());
+        })) {}
+  // Whether it is seen waiting in upload() (rather than having its turn) once its
+  // thread got that far, under a loaded test run too.
+  bool waiting() {
+    for (int i = 0; i < 3000 && p.waiting() == 0; ++i) {
+      if (turn.wait_for(milliseconds(10)) == std::future_status::ready) return false;
+    }
+    return p.waiting() == 1 && turn.wait_for(milliseconds(0)) == std::future_status::timeout;
+  }
   bool goes() { return turn.wait_for(std::chrono::seconds(30)) == std::future_status::ready; }
   std::unique_ptr<StorePriority::Upload> get() { return turn.get(); }
+  StorePriority& p;
   std::future<std::unique_ptr<StorePriority::Upload>> turn;
 };
 
