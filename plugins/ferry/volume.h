@@ -308,6 +308,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // Whether this gateway may change the volume in the store now: kFenced once fenced,
   // kUnavailable while the lease is not confirmed (lease.h).
   Status leaseCheck() const;
+  // An upload request's turn at the store, behind clients' reads; at once when the
+  // volume is fenced (the request fails then, and a delete waits for it).
+  StorePriority::Upload uploadTurn() {
+    return host_.storePriority().upload([this] { return fenced_.load(); });
+  }
   // leaseCheck, then op, whose store requests must be done by the confirmation plus
   // its grace (StoreDeadline): an S3 request retried, or answered late, past that
   // fails rather than change the store after a new owner may have read it.

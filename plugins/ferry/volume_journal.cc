@@ -223,11 +223,8 @@ Status Volume::rebuild(std::span<const RebuildTarget> targets, bool upload) {
 }
 
 Status Volume::assemble(std::span<const RebuildTarget> targets, bool upload) {
-  // An upload's GETs wait their turn behind clients' reads (store_priority.h), unless
-  // the volume is fenced (deleted: a delete waits for its uploads).
-  auto turn = [&] {
-    return upload ? host_.storePriority().upload([this] { return fenced_.load(); }) : StorePriority::Upload();
-  };
+  // An upload's GETs wait their turn behind clients' reads (store_priority.h).
+  auto turn = [&] { return upload ? uploadTurn() : StorePriority::Upload(); };
   std::vector<RebuildPlan> plans;
   for (const RebuildTarget& t : targets) {
     if (t.copy->pieces.empty() && !t.copy->patched) {

@@ -214,9 +214,9 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   // store), then rebuilt and cached: at most twice the GETs of the better choice made
   // knowing the reads to come. A sequential reader has it rebuilt at once. The count
   // starts again when it leaves the cache (evictSome) or is served uncached (below).
-  const uint32_t pageReads = std::max<uint32_t>(kRangeReadsBeforeFetch, wholeRebuildGets(index));
-  if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && st.rangeReads < pageReads &&
-      !isStream(index, 1)) {
+  // (Its pieces are counted only once the first three reads are spent.)
+  if (out.size() <= kRangeReadMax && out.size() < chunkLength(index) && !isStream(index, 1) &&
+      (st.rangeReads < kRangeReadsBeforeFetch || st.rangeReads < wholeRebuildGets(index))) {
     ++st.rangeReads;
     st.ioRefs.fetch_add(1);  // a patch's pages stay in the cache file meanwhile
     JournalCopy copy = journalCopy(index);
@@ -267,7 +267,6 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
     if (!keep) host_.budget().releaseCached(chunk.size());
     cached = keep;
   }
-  if (!cached) st.rangeReads = 0;  // served from the store only: its reads pay afresh
   if (cached) {
     int before = countedAs(st);
     st.where = Where::kCached;  // dirty (and journaled, unless patched): pinned until uploaded
@@ -275,6 +274,8 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
     recount(index, before, st);
     st.referenced = true;
     markMeta(index, st);
+  } else {
+    st.rangeReads = 0;  // served from the store only: its reads pay afresh
   }
   cv_.notify_all();
   return s;
