@@ -692,10 +692,10 @@ uint64_t Volume::evictSome(size_t maxChunks) {
         st.referenced = false;
         continue;
       }
+      st.rangeReads = 0;  // its small reads are counted afresh (readPiece, readJournaled)
       if (toJournal) {
         int before = countedAs(st);
         st.where = Where::kJournal;
-        st.rangeReads = 0;  // its reads pay for a whole rebuild afresh (readJournaled)
         recount(i, before, st);
       } else {
         setDirty(i, st, false);

@@ -32,6 +32,9 @@ Volume::HydrateStep Volume::hydrateOne(Status* error) {
   const uint64_t newGen = nextGeneration();
   lock.unlock();
 
+  // Its turn at the store behind clients' reads, as an upload nobody waits for (a
+  // snapshot waiting for the rest of the copies makes them urgent: Engine::snapshot).
+  StorePriority::Upload turn = uploadTurn();
   const uint64_t len = chunkLength(index);
   // A copy inside the store when it can (S3 CopyObject, a hard link): the bytes then
   // never cross the gateway's link and the bandwidth limits do not apply.

@@ -213,6 +213,7 @@ Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, boo
       // Stored whole: a patch's pages in the cache file go after the next commit.
       if (st.where == Where::kPatched) punchPending_.push_back(index);
       st.where = isZero ? Where::kZero : Where::kRemote;
+      st.rangeReads = 0;  // read in pages from the journal until now: a new object's count
       settlePatch(index, st);
     }
   } else {

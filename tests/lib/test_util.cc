@@ -103,6 +103,15 @@ std::vector<uint8_t> randomBytes(size_t n, uint32_t seed) {
   return v;
 }
 
+bool waitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 std::vector<std::string> listFiles(const std::string& dir, const std::string& needle) {
   std::vector<std::string> out;
   std::error_code ec;

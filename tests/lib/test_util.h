@@ -5,7 +5,9 @@
 #include <libnbd.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +44,8 @@ std::string rgwEndpoint();
 // A bucket of the running test's own: its name and our pid, within S3's naming rules.
 std::string testBucketName();
 std::vector<uint8_t> randomBytes(size_t n, uint32_t seed);
+// Polls cond every 10 ms until it holds (true) or timeout passes (false).
+bool waitUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout = std::chrono::seconds(20));
 // Files under dir (recursively) whose path contains needle.
 std::vector<std::string> listFiles(const std::string& dir, const std::string& needle = "");
 

@@ -205,6 +205,39 @@ TEST_F(CloneTest, AnInterruptedCreateResumes) {
   EXPECT_FALSE(exists(holdKey("vol", "s1", "copy")));
 }
 
+// Hydration is a copy nobody waits for: while clients read from the store and the
+// uploads' few turns are taken, its copies wait (reads of the volume go on); once the
+// clients are done it finishes. A snapshot of the volume copies the rest at once.
+TEST_F(CloneTest, HydrationWaitsBehindClientsReadsUnlessASnapshotNeedsIt) {
+  auto e = open("gw", 4);
+  seed(*e);
+  StorePriority& priority = e->storePriority();
+  std::shared_ptr<Volume> c;
+  {
+    StorePriority::Client reading = priority.client();
+    StorePriority::Upload first = priority.upload();  // widthUnderLoad is 2
+    StorePriority::Upload second = priority.upload();
+    auto made = e->createVolume(cloneSpec());
+    ASSERT_TRUE(made) << made.status().toString();
+    c = made.value();
+    ASSERT_TRUE(testing::waitUntil([&] { return priority.waiting() > 0; })) << "no hydration copy waited";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(c->stats().hydrationLeft, 13u) << "hydration copied past the clients' reads";
+    EXPECT_EQ(readAll(*c), snapshotContent());
+    // A snapshot waits for the copies: they go now.
+    auto snap = e->snapshot("copy", "mid", std::chrono::seconds(30));
+    ASSERT_TRUE(snap) << snap.status().toString();
+    EXPECT_EQ(c->stats().hydrationLeft, 0u);
+  }
+  EXPECT_GT(priority.heldBack(), 0u);
+  EXPECT_EQ(readAll(*c), snapshotContent());
+  // And with the clients gone, a volume made now is hydrated in the background.
+  auto later = e->createVolume(cloneSpec("later"));
+  ASSERT_TRUE(later) << later.status().toString();
+  ASSERT_TRUE(waitHydrated(*later.value()));
+  EXPECT_EQ(readAll(*later.value()), snapshotContent());
+}
+
 TEST_F(CloneTest, DeletingAVolumeBeingHydratedReleasesTheSnapshot) {
   auto e = open("gw", 0);
   seed(*e);

@@ -618,6 +618,42 @@ TEST_F(JournalTest, AChunkInManySegmentsIsReadInPagesUntilItsRebuildPays) {
   EXPECT_TRUE(readAll(*v) == image);
 }
 
+// A chunk read in pages from the journal, then stored whole: its next small reads are
+// range GETs of its new object again, as for any chunk only in the store, not a whole
+// fetch because of the page reads before.
+TEST_F(JournalTest, AChunkStoredWholeAfterPageReadsIsReadInRangesAgain) {
+  std::vector<uint8_t> image(kChunks * kBigChunk, 0);
+  auto e = startHalfStored(image, 80);
+  auto v = e->find("vol");
+  scatter(*v, image, 81);
+  scatter(*v, image, 82);
+  const uint64_t outside = v->stats().journalOnlyChunks + v->stats().patchedChunks;
+  ASSERT_GT(outside, kChunks / 2) << "the journaled chunks stayed in the cache";
+  // Three 4 KiB reads of each even chunk, at pages no writer touched: a chunk in two
+  // segments at most is read in pages for three. Only even chunks, so that no read
+  // follows one of the chunk before (a sequential reader, whose chunks are fetched
+  // whole), whatever the order.
+  auto readRound = [&](uint64_t page) {
+    for (uint64_t k = 0; k < kChunks / 2; ++k) {
+      const uint64_t at = 2 * (k * 13 % (kChunks / 2)) * kBigChunk + page * 4096;
+      std::vector<uint8_t> got(4096);
+      ASSERT_TRUE(v->read(at, got));
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), image.begin() + static_cast<std::ptrdiff_t>(at))) << at;
+    }
+  };
+  for (uint64_t page : {100, 150, 200}) readRound(page);
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(60)));
+  auto stored = v->stats();
+  ASSERT_EQ(stored.journalOnlyChunks + stored.patchedChunks, 0u);
+  readRound(250);
+  auto after = v->stats();
+  const uint64_t misses = after.readMisses - stored.readMisses;
+  const uint64_t whole = misses - (after.rangeReads - stored.rangeReads);
+  EXPECT_GE(misses, outside / 4) << "the chunks stored whole stayed in the cache";
+  EXPECT_LE(whole, misses / 8) << "chunks read in pages before were fetched whole on their first small read";
+  EXPECT_TRUE(readAll(*v) == image);
+}
+
 // Once the cache is full, writes of whole pages to chunks it does not hold land in the
 // cache file as they are (patched), without reading those chunks from the store; reads,
 // a write of part of a page, zeros, a restart, the journal, a snapshot and whole

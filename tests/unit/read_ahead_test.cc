@@ -141,13 +141,6 @@ class ReadAheadTest : public ::testing::Test {
       ASSERT_TRUE(std::equal(buf.begin(), buf.end(), data_.begin() + static_cast<ptrdiff_t>(off))) << "at " << off;
     }
   }
-  bool waitFor(const std::function<bool()>& cond) {
-    for (int i = 0; i < 500; ++i) {
-      if (cond()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }
 
   TempDir dir_;
   std::shared_ptr<FaultyStore::Control> control_ = std::make_shared<FaultyStore::Control>();
@@ -198,7 +191,7 @@ TEST_F(ReadAheadTest, WritesAreNeverHiddenByChunksFetchedAhead) {
   auto e = open(options("d", 8 * kChunk));
   auto v = e->find("vol");
   readInPieces(*v, 0, 2 * kChunk, kChunk / 4);  // a stream: chunks 2..9 are fetched ahead
-  ASSERT_TRUE(waitFor([&] { return v->stats().readAheadFetches >= 8; }));
+  ASSERT_TRUE(testing::waitUntil([&] { return v->stats().readAheadFetches >= 8; }));
 
   auto fresh = randomBytes(kChunk, 22);
   ASSERT_TRUE(v->write(3 * kChunk, fresh, false));

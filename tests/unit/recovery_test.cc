@@ -44,23 +44,16 @@ class RecoveryTest : public testing::StoreTest {
     EXPECT_TRUE(v.read(0, out));
     return out;
   }
-  static bool waitFor(const std::function<bool()>& done) {
-    for (int i = 0; i < 400; ++i) {
-      if (done()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return done();
-  }
 };
 
 TEST_F(RecoveryTest, PointsAreTakenOfChangedVolumesAndOnlyTheLatestKept) {
   auto e = open("gw", "a", 1);
   auto v = e->find("vol");
   ASSERT_TRUE(v->write(0, randomBytes(3 * kChunk, 1), false));
-  ASSERT_TRUE(waitFor([&] { return !e->listRecoveryPoints("vol").value().empty(); })) << "no recovery point";
+  ASSERT_TRUE(testing::waitUntil([&] { return !e->listRecoveryPoints("vol").value().empty(); })) << "no recovery point";
   std::string first = e->listRecoveryPoints("vol").value().back();
   ASSERT_TRUE(v->write(kChunk, randomBytes(kChunk, 2), false));
-  ASSERT_TRUE(waitFor([&] {
+  ASSERT_TRUE(testing::waitUntil([&] {
     auto p = e->listRecoveryPoints("vol").value();
     return p.size() == 1 && p.back() != first;
   })) << "no newer point, or the older one stayed";
@@ -99,7 +92,7 @@ TEST_F(RecoveryTest, ALostGatewaysVolumeIsRecoveredFromItsLastPoint) {
   EXPECT_EQ(made.value()->sourceCreatedUnix(), pointTime);
   EXPECT_EQ(made.value()->sourceSnapshot().rfind(Engine::kRecoveryPrefix, 0), 0u);
   EXPECT_TRUE(readAll(*made.value()) == p1) << "the recovered volume is not the recovery point";
-  ASSERT_TRUE(waitFor([&] { return !made.value()->hydrating(); }));
+  ASSERT_TRUE(testing::waitUntil([&] { return !made.value()->hydrating(); }));
   EXPECT_TRUE(readAll(*made.value()) == p1);
 
   // A volume with no recovery point: said so.
@@ -200,7 +193,7 @@ TEST_F(RecoveryTest, ALostGatewaysStoreIsPurgedOnceNothingReadsIt) {
   b = open("b-state", "b", 0, {});
   copy = b->find("copy");
   ASSERT_TRUE(copy);
-  ASSERT_TRUE(waitFor([&] { return !copy.value()->hydrating(); }));
+  ASSERT_TRUE(testing::waitUntil([&] { return !copy.value()->hydrating(); }));
   auto done = b->purgeStore(storeUrl("a"));
   ASSERT_TRUE(done) << done.status().toString();
   EXPECT_TRUE(done->refused.empty()) << done->refused[0].second.toString();

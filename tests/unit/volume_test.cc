@@ -183,6 +183,39 @@ TEST_F(EngineTest, ColdSmallReadsAreRangeReadsUntilTheChunkIsFetched) {
   EXPECT_EQ(v->stats().downloadedBytes, 3 * 4096u + kChunk);
 }
 
+// A chunk fetched whole after its small reads, then evicted: its next small reads are
+// range reads again, not a whole fetch for the reads it had before it was cached.
+TEST_F(EngineTest, AChunkEvictedIsReadInRangesAgain) {
+  auto o = options("s", 64 << 20);
+  o.cacheSize = 16 << 20;
+  auto e = open(o);
+  auto v = e->find("vol");
+  auto data = randomBytes(kChunk, 17);
+  ASSERT_TRUE(v->write(0, data, false));
+  // 32 MiB written elsewhere and stored: the cache (16 MiB) lets chunk 0 go.
+  auto pushOut = [&](uint32_t seed) {
+    for (uint64_t at = 16 << 20; at < (48u << 20); at += 1 << 20)
+      ASSERT_TRUE(v->write(at, randomBytes(1 << 20, seed + static_cast<uint32_t>(at >> 20)), false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  };
+  pushOut(100);
+  std::vector<uint8_t> small(4096);
+  auto before = v->stats();
+  for (uint64_t page : {3, 9, 5, 7}) {
+    ASSERT_TRUE(v->read(page * 4096, small));
+    EXPECT_TRUE(std::equal(small.begin(), small.end(), data.begin() + static_cast<long>(page * 4096)));
+  }
+  auto fetched = v->stats();
+  ASSERT_EQ(fetched.readMisses - before.readMisses, 4u) << "chunk 0 stayed in the cache";
+  ASSERT_EQ(fetched.rangeReads - before.rangeReads, 3u) << "the fourth small read fetches it whole";
+  pushOut(200);
+  ASSERT_TRUE(v->read(11 * 4096, small));
+  EXPECT_TRUE(std::equal(small.begin(), small.end(), data.begin() + 11 * 4096));
+  auto after = v->stats();
+  ASSERT_EQ(after.readMisses - fetched.readMisses, 1u) << "chunk 0 stayed in the cache";
+  EXPECT_EQ(after.rangeReads - fetched.rangeReads, 1u) << "an evicted chunk was fetched whole on its first small read";
+}
+
 TEST_F(EngineTest, AColdSequentialScanDoesNotFillTheCacheUnlessAsked) {
   auto data = randomBytes(8 * kChunk, 14);
   seedStore(0, data);
