@@ -555,15 +555,17 @@ Status Engine::deleteLeftovers(const std::string& name, uint64_t* minEpoch) {
 }
 
 Result<std::shared_ptr<Volume>> Engine::createVolume(const CreateSpec& spec) {
-  std::lock_guard create(createMu_);
+  std::unique_lock create(createMu_);
+  // A delete of that name still removing its objects: the new volume comes after them.
+  deleted_.wait(create, [&] { return deleting_.count(spec.name) == 0; });
   if (find(spec.name)) return Status::busy("volume " + spec.name + " already exists");
   return createLocked(spec);
 }
 
 Status Engine::deleteVolume(const std::string& name, bool force) {
-  std::lock_guard create(createMu_);
+  std::unique_lock create(createMu_);
   // No snapshot or recovery point of it is taken or deleted meanwhile.
-  std::lock_guard snapshots(snapshotMu_);
+  std::unique_lock snapshots(snapshotMu_);
   std::shared_ptr<Volume> volume;
   std::shared_ptr<LeaseKeeper> lease;
   {
@@ -611,10 +613,24 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
             "of it was cut short), so nothing of it was deleted from the store");
     return Status::ok();
   }
+  // The rest removes its objects from the store, which takes a request per object (and
+  // the wait for its uploads on their way): other volumes' creates, deletes and
+  // snapshots go on meanwhile, and a create of this name waits for the end of it.
+  deleting_.insert(name);
+  snapshots.unlock();
+  create.unlock();
+  Status s = removeObjects(name, *held.volume);
+  create.lock();
+  deleting_.erase(name);
+  deleted_.notify_all();
+  return s;
+}
+
+Status Engine::removeObjects(const std::string& name, Volume& volume) {
   // Its header went in withdrawForDelete: whatever of it a failure below leaves goes
   // when a volume of that name is created (deleteLeftovers).
   const std::string left = " (what is left of it in the store goes when a volume of that name is created)";
-  if (!held.volume->waitStoreWrites(std::chrono::seconds(5))) {
+  if (!volume.waitStoreWrites(std::chrono::seconds(5))) {
     logError("volume " + name + ": an upload or journal segment of it (or the read before its PUT) was still " +
              "on its way past its lease's deadline; a PUT of it that lands after the listing below stays in the " +
              "store until a volume of that name is created");

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -219,6 +220,9 @@ class Engine : public VolumeHost {
   // What must go before a deleted volume's objects: its snapshot manifests, its header
   // and its hold on the snapshot it is made from; all put back on a failure.
   Status withdrawForDelete(Volume& volume);
+  // The end of a delete, with no engine lock held: waits out the volume's store
+  // writes on their way, then removes every object under its prefix.
+  Status removeObjects(const std::string& name, Volume& volume);
 
   // engine_clones.cc: a volume made from a snapshot; the hydration threads; releasing
   // the snapshot once a volume is hydrated; whether a volume's snapshots are in use.
@@ -309,7 +313,11 @@ class Engine : public VolumeHost {
     std::shared_ptr<LeaseKeeper> lease_;
   };
   size_t evictCursor_ = 0;  // GUARDED_BY(mu_)
-  std::mutex createMu_;     // one create/delete at a time
+  std::mutex createMu_;     // one create/delete at a time (but for a delete's object removal)
+  // Volumes whose delete still removes their objects from the store; a create of
+  // the name waits for the end of that (GUARDED_BY(createMu_)).
+  std::set<std::string> deleting_;
+  std::condition_variable deleted_;
   std::mutex snapshotMu_;   // one snapshot change (or collection) at a time
   static constexpr size_t kSnapshotUploaders = 4;
   std::mutex collectMu_;  // guards collectProgress_

@@ -208,6 +208,8 @@ void Engine::hydrateLoop() {
 }
 
 Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline) {
+  // The hydration threads' copies waiting behind clients' reads go now, as do ours.
+  Volume::HydrationHurry hurry(v);
   const uint64_t left = v.hydrationLeft();
   std::mutex mu;
   Status failed;  // the first failure stops every worker; GUARDED_BY(mu)

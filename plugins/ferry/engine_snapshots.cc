@@ -39,7 +39,6 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   // collections go on meanwhile). The snapshot's point in time is the freeze below,
   // after the copy; copying does not change what a chunk reads.
   if (v->hydrationLeft() > 0) {
-    Drain drain(*this);  // copies the hydration threads have waiting behind clients go now
     if (Status s = hydrateRest(*v, deadline); !s) return s.withContext("snapshot " + id);
   }
   std::lock_guard guard(snapshotMu_);

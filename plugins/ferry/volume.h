@@ -264,10 +264,24 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // yet has remoteGen = the snapshot's generation | kSourceGen, read from the source
   // volume's object. hydrateOne copies the next such chunk into the volume's own
   // objects (like an upload: nothing else uploads the chunk meanwhile). kWait: none
-  // can be copied now (in use, or an error, in *error); kDone: none is left.
+  // can be copied now (in use, or an error, in *error); kDone: none is left. Each copy
+  // waits its turn behind clients' reads from the store, as an upload nobody waits
+  // for, unless a HydrationHurry is held.
   static constexpr uint64_t kSourceGen = uint64_t{1} << 63;
   enum class HydrateStep { kCopied, kWait, kDone };
   HydrateStep hydrateOne(Status* error);
+  // Held while someone waits for the rest of the hydration (Engine::hydrateRest, for
+  // a snapshot): the volume's copies go before clients' reads meanwhile.
+  class HydrationHurry {
+   public:
+    explicit HydrationHurry(Volume& v) : v_(v) { ++v_.hydrateHurry_; }
+    ~HydrationHurry() { --v_.hydrateHurry_; }
+    HydrationHurry(const HydrationHurry&) = delete;
+    HydrationHurry& operator=(const HydrationHurry&) = delete;
+
+   private:
+    Volume& v_;
+  };
   uint64_t hydrationLeft() const { return hydrationLeft_.load(); }
   const std::string& sourceVolume() const { return row_.sourceVolume; }
   const std::string& sourceSnapshot() const { return row_.sourceSnapshot; }
@@ -578,6 +592,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::atomic<int64_t> sourceCreated_{0};
   std::atomic<uint64_t> changes_{0};
   uint64_t hydrateCursor_ = 0;  // GUARDED_BY(mu_)
+  std::atomic<int> hydrateHurry_{0};  // HydrationHurry guards held
 };
 
 }  // namespace ferry

@@ -1,11 +1,18 @@
 // Hydration of a volume made from a snapshot: each chunk still read from the source
 // volume's object is copied into an object of its own (Volume::hydrateOne).
 
+#include <optional>
+
 #include "volume.h"
 
 namespace ferry {
 
 Volume::HydrateStep Volume::hydrateOne(Status* error) {
+  if (hydrationLeft_.load() == 0) return HydrateStep::kDone;
+  // Its turn at the store first, behind clients' reads, with no chunk held meanwhile
+  // (one chosen stays out of uploads, the journal and eviction until copied).
+  std::optional<StorePriority::Upload> turn;
+  turn.emplace(host_.storePriority().upload([this] { return fenced_.load() || hydrateHurry_.load() > 0; }));
   std::unique_lock lock(mu_);
   if (hydrationLeft_ == 0) return HydrateStep::kDone;
   if (fenced_) return HydrateStep::kWait;
@@ -32,9 +39,6 @@ Volume::HydrateStep Volume::hydrateOne(Status* error) {
   const uint64_t newGen = nextGeneration();
   lock.unlock();
 
-  // Its turn at the store behind clients' reads, as an upload nobody waits for (a
-  // snapshot waiting for the rest of the copies makes them urgent: Engine::snapshot).
-  StorePriority::Upload turn = uploadTurn();
   const uint64_t len = chunkLength(index);
   // A copy inside the store when it can (S3 CopyObject, a hard link): the bytes then
   // never cross the gateway's link and the bandwidth limits do not apply.
@@ -43,6 +47,7 @@ Volume::HydrateStep Volume::hydrateOne(Status* error) {
     return host_.store().copyFrom(storeOf(sourceGen), objectKey(index, sourceGen), chunkKey(row_.name, index, newGen),
                                   &serverSide);
   });
+  turn.reset();
   if (s && !serverSide) {
     host_.bandwidth().download(len);
     host_.bandwidth().upload(len);

@@ -189,6 +189,8 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       st.where = Where::kCached;
       st.referenced = true;
       markMeta(index, st);
+    } else {
+      st.rangeReads = 0;  // served from the store only: its small reads pay afresh
     }
     if (held) {
       held->ready = true;

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
+#include <optional>
 #include <thread>
 
 #include "engine.h"
@@ -214,9 +216,9 @@ TEST_F(CloneTest, HydrationWaitsBehindClientsReadsUnlessASnapshotNeedsIt) {
   StorePriority& priority = e->storePriority();
   std::shared_ptr<Volume> c;
   {
-    StorePriority::Client reading = priority.client();
-    StorePriority::Upload first = priority.upload();  // widthUnderLoad is 2
-    StorePriority::Upload second = priority.upload();
+    // A client reading, and the uploads' two turns (widthUnderLoad) taken.
+    std::optional<StorePriority::Client> reading(priority.client());
+    std::optional<StorePriority::Upload> first(priority.upload()), second(priority.upload());
     auto made = e->createVolume(cloneSpec());
     ASSERT_TRUE(made) << made.status().toString();
     c = made.value();
@@ -224,9 +226,18 @@ TEST_F(CloneTest, HydrationWaitsBehindClientsReadsUnlessASnapshotNeedsIt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_EQ(c->stats().hydrationLeft, 13u) << "hydration copied past the clients' reads";
     EXPECT_EQ(readAll(*c), snapshotContent());
-    // A snapshot waits for the copies: they go now.
-    auto snap = e->snapshot("copy", "mid", std::chrono::seconds(30));
-    ASSERT_TRUE(snap) << snap.status().toString();
+    // A snapshot waits for the copies: they go now (and if they do not, the clients
+    // stop, so that the test ends).
+    auto snap = std::async(std::launch::async, [&] { return e->snapshot("copy", "mid", std::chrono::seconds(30)); });
+    const bool prompt = snap.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+    EXPECT_TRUE(prompt) << "the snapshot's copies waited behind the clients";
+    if (!prompt) {
+      reading.reset();
+      first.reset();
+      second.reset();
+    }
+    auto taken = snap.get();
+    ASSERT_TRUE(taken) << taken.status().toString();
     EXPECT_EQ(c->stats().hydrationLeft, 0u);
   }
   EXPECT_GT(priority.heldBack(), 0u);

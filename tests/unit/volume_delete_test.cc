@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -167,6 +168,43 @@ TEST_F(VolumeDeleteTest, UploadsOnTheirWayAreWaitedOutBeforeTheListing) {
   control_->chunkPutLatencyMs = 0;
   e.reset();
   EXPECT_TRUE(dataObjects("s").empty()) << dataObjects("s").begin()->first << " outlived its volume";
+}
+
+// A delete removes its objects from the store with no engine lock held: meanwhile
+// other volumes are created and snapshotted; a create of its name waits for the end of
+// it, and is a new volume (zeros) whose objects stay.
+TEST_F(VolumeDeleteTest, WhileADeleteRemovesItsObjectsOnlyACreateOfItsNameWaits) {
+  TempDir dir;
+  auto e = open(dir.path(), "s", {{"vol", kSize, kChunk}, {"other", kSize, kChunk}});
+  ASSERT_NO_FATAL_FAILURE(seed(*e, randomBytes(kSize, 9)));
+  ASSERT_TRUE(e->find("other")->write(0, randomBytes(kChunk, 10), false));
+  control_->removeLatencyMs = 500;  // vol's eight chunks and its lease: about 5 s
+  std::atomic<bool> done{false};
+  Status deleted;
+  std::thread remover([&] {
+    deleted = e->deleteVolume("vol", false);
+    done = true;
+  });
+  // Gone from the engine: what is left is the removal of its objects.
+  ASSERT_TRUE(testing::waitUntil([&] { return !e->find("vol"); }));
+  auto made = e->createVolume(CreateSpec{"new", kSize, kChunk});
+  EXPECT_TRUE(made) << made.status().toString();
+  auto snap = e->snapshot("other", "o1", std::chrono::seconds(30));
+  EXPECT_TRUE(snap) << snap.status().toString();
+  EXPECT_FALSE(done) << "a create or snapshot of another volume waited for the delete";
+  auto again = e->createVolume(CreateSpec{"vol", kSize, kChunk});
+  EXPECT_TRUE(done) << "the name was created again while its old objects were being removed";
+  remover.join();
+  EXPECT_TRUE(deleted) << deleted.toString();
+  ASSERT_TRUE(again) << again.status().toString();
+  control_->removeLatencyMs = 0;
+  EXPECT_TRUE(readAll(*e) == std::vector<uint8_t>(kSize, 0));
+  const auto fresh = randomBytes(kChunk, 11);
+  ASSERT_TRUE(e->find("vol")->write(kChunk, fresh, false));
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  size_t chunks = 0;
+  for (const auto& [key, _] : dataObjects("s")) chunks += key.find("/chunks/") != std::string::npos;
+  EXPECT_EQ(chunks, 1u) << "the new volume's chunk, and none of the old one's";
 }
 
 // What a create deletes as leftovers is under the name's lease: a volume another
