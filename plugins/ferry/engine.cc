@@ -619,11 +619,18 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   deleting_.insert(name);
   snapshots.unlock();
   create.unlock();
-  Status s = removeObjects(name, *held.volume);
-  create.lock();
-  deleting_.erase(name);
-  deleted_.notify_all();
-  return s;
+  // However the removal ends (an exception too), a create of the name waits no longer.
+  struct Done {
+    Engine& engine;
+    const std::string& name;
+    std::unique_lock<std::mutex>& create;
+    ~Done() {
+      create.lock();
+      engine.deleting_.erase(name);
+      engine.deleted_.notify_all();
+    }
+  } done{*this, name, create};
+  return removeObjects(name, *held.volume);
 }
 
 Status Engine::removeObjects(const std::string& name, Volume& volume) {

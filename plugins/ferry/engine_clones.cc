@@ -4,6 +4,7 @@
 
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "engine.h"
@@ -213,6 +214,7 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
   const uint64_t left = v.hydrationLeft();
   std::mutex mu;
   Status failed;  // the first failure stops every worker; GUARDED_BY(mu)
+  std::optional<Drain> drain;  // GUARDED_BY(mu)
   auto fail = [&](Status s) {
     std::lock_guard lock(mu);
     if (failed) failed = std::move(s);
@@ -238,7 +240,13 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
           break;
         case Volume::HydrateStep::kWait:
           if (!error) return fail(error);
-          // The chunks left are being copied or uploaded by someone else.
+          // The chunks left are being copied or uploaded by someone else, or have changes
+          // in the journal: those go up whole (hydrateOne leaves them), at upload-max-age
+          // unless uploads hurry. They do from now on.
+          {
+            std::lock_guard lock(mu);
+            if (!drain) drain.emplace(*this);
+          }
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
           break;
       }

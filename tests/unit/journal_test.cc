@@ -653,6 +653,30 @@ TEST_F(JournalTest, AChunkStoredWholeAfterPageReadsIsReadInRangesAgain) {
   EXPECT_TRUE(readAll(*v) == image);
 }
 
+// A volume made from a snapshot, written and journaled before it is hydrated: a
+// snapshot of it copies the rest first, and its chunks with changes in the journal
+// (which hydration leaves to their upload) go up whole for it at once, not at
+// upload-max-age (ten minutes here).
+TEST_F(JournalTest, ASnapshotOfAVolumeBeingHydratedStoresItsJournaledChunksAtOnce) {
+  EngineOptions o = options("gw", kRoomy);
+  o.hydrateThreads = 0;
+  auto e = testing::startEngine(o);
+  std::vector<uint8_t> image(kSize, 0);
+  storeHalf(*e, image, 90);
+  ASSERT_TRUE(e->snapshot("vol", "s1", std::chrono::seconds(30)));
+  auto made = e->createVolume(CreateSpec{"copy", 0, 0, "vol", "s1", ""});
+  ASSERT_TRUE(made) << made.status().toString();
+  auto c = made.value();
+  scatter(*c, image, 91);
+  journalAll(*c);
+  ASSERT_GT(c->stats().journaledChunks, 0u);
+  ASSERT_GT(c->stats().hydrationLeft, 0u);
+  auto snap = e->snapshot("copy", "mid", std::chrono::seconds(20));
+  ASSERT_TRUE(snap) << snap.status().toString();
+  EXPECT_EQ(c->stats().hydrationLeft, 0u);
+  EXPECT_TRUE(readAll(*c) == image);
+}
+
 // Once the cache is full, writes of whole pages to chunks it does not hold land in the
 // cache file as they are (patched), without reading those chunks from the store; reads,
 // a write of part of a page, zeros, a restart, the journal, a snapshot and whole

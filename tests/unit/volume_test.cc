@@ -328,7 +328,11 @@ TEST_F(EngineTest, AVolumeTakenOverGivesBackItsShareOfTheUploadBuffer) {
 TEST_F(EngineTest, ALongStartKeepsTheLeasesItTookFirst) {
   auto o = options("one");
   o.creates = {{"a", 1 << 20, kChunk}, {"b", 1 << 20, kChunk}, {"c", 1 << 20, kChunk}};
-  auto first = open(o);
+  // Not started either: a renewal of its own racing a takeover's write (read, then
+  // write: the store has no conditional PUT) makes that takeover back off, which is
+  // right but not what this test is about (seen once under a loaded ctest run).
+  auto first = Engine::open(o);
+  ASSERT_TRUE(first) << first.status().toString();
   auto o2 = options("two");
   o2.creates = o.creates;
   o2.takeover = true;
