@@ -3,8 +3,9 @@
 // chunk rebuilt from the journal, a read-modify-write), uploads nobody waits for (a
 // chunk stored after upload-delay, a journaled one compacted at upload-max-age, a
 // hydration copy) send a few requests at a time instead of tens, so that the client's
-// GETs do not queue behind theirs at the store. An upload that writers, a checkpoint or a shutdown wait
-// for (urgent()) is never held back. docs/volume-engine.md, "Clients first at the store".
+// GETs do not queue behind theirs at the store. An upload that writers, a checkpoint
+// or a shutdown wait for (urgent()) is never held back, nor a hydration copy a
+// snapshot waits for. docs/volume-engine.md, "Clients first at the store".
 
 #include <chrono>
 #include <condition_variable>
