@@ -20,7 +20,7 @@ class FaultyStore : public ObjectStore {
     // Deletes that still succeed before every later one fails (a crash in the middle
     // of a sequence of deletes); -1 = no limit.
     std::atomic<int64_t> removeBudget{-1};
-    // Deletes take this long before they are done (counted in removes as they start).
+    // Deletes take this long before they are done.
     std::atomic<int> removeLatencyMs{0};
     // PUTs that still succeed before every later one fails as unavailable; -1 = no limit.
     std::atomic<int64_t> putBudget{-1};
@@ -36,7 +36,7 @@ class FaultyStore : public ObjectStore {
     std::atomic<int> chunkPutLatencyMs{0};
     // Every request on a lease (volumes/<name>/lease.json) fails as unavailable.
     std::atomic<bool> leaseDown{false};
-    std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0}, removes{0};
+    std::atomic<uint64_t> puts{0}, gets{0}, chunkPuts{0};
   };
 
   FaultyStore(std::unique_ptr<ObjectStore> inner, std::shared_ptr<Control> control)
@@ -78,7 +78,6 @@ class FaultyStore : public ObjectStore {
   }
   Status remove(const std::string& key) override {
     if (Status s = gate(key); !s) return s;
-    ++c_->removes;
     if (int ms = c_->removeLatencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     int64_t left = c_->removeBudget.load();
     while (left >= 0) {
