@@ -58,8 +58,7 @@ class CloneTest : public testing::StoreTest {
     return n;
   }
   static bool waitHydrated(Volume& v) {
-    for (int i = 0; i < 600 && v.hydrating(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    return !v.hydrating();
+    return testing::waitUntil([&] { return !v.hydrating(); }, std::chrono::seconds(30));
   }
   CreateSpec cloneSpec(const std::string& name = "copy") { return CreateSpec{name, 0, 0, "vol", "s1"}; }
   // What s1 holds: a_, then zeros.
