@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "ferry/digest.h"
 #include "ferry/fd.h"
 
 namespace ferry {
@@ -52,13 +54,10 @@ class FileStore : public ObjectStore {
   explicit FileStore(std::string root) : root_(std::move(root)) {}
 
   Status put(const std::string& key, std::span<const uint8_t> data) override {
-    if (Status s = checkKey(key); !s) return s;
-    if (Status s = rootStatus(root_); !s) return s;
+    auto made = dirFor(key);
+    if (!made) return made.status();
+    const std::string& dir = made.value();
     std::string path = root_ + "/" + key;
-    std::string dir = fs::path(path).parent_path();
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return errnoStatus("mkdir " + dir, ec.value());
     std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
                       std::to_string(counter_.fetch_add(1));
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -111,6 +110,38 @@ class FileStore : public ObjectStore {
     return data;
   }
 
+  Result<TaggedObject> getTagged(const std::string& key) override {
+    auto data = getAll(key);
+    if (!data) return data.status();
+    std::string tag = sha256Hex(bytesOf(data.value()));
+    return TaggedObject{std::move(data).value(), std::move(tag)};
+  }
+
+  // Conditional writes hold an exclusive flock on the object's directory from the
+  // read to the rename, so two of them (threads or processes, on a local file
+  // system) cannot both pass the same check. A plain put does not take the lock.
+  Result<std::string> putIfTag(const std::string& key, std::span<const uint8_t> data,
+                               const std::string& ifTag) override {
+    auto made = dirFor(key);
+    if (!made) return made.status();
+    const std::string& dir = made.value();
+    std::string path = root_ + "/" + key;
+    UniqueFd lock(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!lock.valid()) return errnoStatus("open " + dir, errno);
+    while (::flock(lock.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return errnoStatus("lock " + dir, errno);
+    }
+    auto current = getTagged(key);
+    if (!current && current.status().code() != Code::kNotFound) return current.status();
+    if (current ? current->tag != ifTag : !ifTag.empty()) {
+      return Status::conflict("conditional write of " + path + ": " +
+                              (ifTag.empty() ? "the object exists" : "the object is no longer " + ifTag) +
+                              " (another writer came first)");
+    }
+    if (Status s = put(key, data); !s) return s;
+    return sha256Hex(data);
+  }
+
   Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
     if (Status s = rootStatus(root_); !s) return s;
     // Walk only the directory the prefix names, not the whole store.
@@ -146,15 +177,12 @@ class FileStore : public ObjectStore {
                   bool* serverSide) override {
     auto* from = dynamic_cast<FileStore*>(&source);
     if (from == nullptr) return ObjectStore::copyFrom(source, sourceKey, key, serverSide);
-    if (Status s = checkKey(key); !s) return s;
     if (Status s = checkKey(sourceKey); !s) return s;
-    if (Status s = rootStatus(root_); !s) return s;
+    auto made = dirFor(key);
+    if (!made) return made.status();
+    const std::string& dir = made.value();
     std::string src = from->root_ + "/" + sourceKey;
     std::string path = root_ + "/" + key;
-    std::string dir = fs::path(path).parent_path();
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return errnoStatus("mkdir " + dir, ec.value());
     std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter_.fetch_add(1));
     if (::link(src.c_str(), tmp.c_str()) != 0) {
       int err = errno;
@@ -175,6 +203,18 @@ class FileStore : public ObjectStore {
   std::string describe() const override { return "file://" + root_; }
 
  private:
+  // The directory an object of key goes in, made if absent, once the key is checked
+  // and the store is reachable.
+  Result<std::string> dirFor(const std::string& key) const {
+    if (Status s = checkKey(key); !s) return s;
+    if (Status s = rootStatus(root_); !s) return s;
+    std::string dir = fs::path(root_ + "/" + key).parent_path();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return errnoStatus("mkdir " + dir, ec.value());
+    return dir;
+  }
+
   static Status checkKey(const std::string& key) {
     if (key.empty() || key.front() == '/' || key.find("..") != std::string::npos) {
       return Status::invalid("bad object key '" + key + "'");

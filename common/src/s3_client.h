@@ -36,6 +36,7 @@ struct Response {
   size_t bytes = 0;          // body bytes delivered to `into` / intoString
   std::string errorCode;     // <Code> of a non-2xx body ("NoSuchKey"), may be ""
   std::string errorMessage;  // <Message>, or the start of a body that is not S3 XML
+  std::string etag;          // the ETag header, without its quotes; "" if none
 };
 
 // Safe to use from many threads at once: each exchange takes an idle curl handle from

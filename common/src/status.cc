@@ -17,6 +17,7 @@ int Status::toErrno() const {
     case Code::kCorruption: return EIO;
     case Code::kFenced: return EROFS;
     case Code::kRateLimited: return EAGAIN;
+    case Code::kConflict: return EAGAIN;
   }
   return EIO;
 }
@@ -35,6 +36,7 @@ std::string Status::toString() const {
     case Code::kCorruption: name = "corruption"; break;
     case Code::kFenced: name = "fenced"; break;
     case Code::kRateLimited: name = "rate limited"; break;
+    case Code::kConflict: name = "conflict"; break;
   }
   return std::string(name) + ": " + message_;
 }

@@ -214,7 +214,6 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
   const uint64_t left = v.hydrationLeft();
   std::mutex mu;
   Status failed;  // the first failure stops every worker; GUARDED_BY(mu)
-  std::optional<Drain> drain;  // GUARDED_BY(mu)
   auto fail = [&](Status s) {
     std::lock_guard lock(mu);
     if (failed) failed = std::move(s);
@@ -224,6 +223,7 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
     return !failed;
   };
   auto work = [&] {
+    std::vector<uint8_t> buf;
     while (!stop()) {
       if (stopping_) return fail(Status::unavailable("the engine is stopping"));
       if (v.fenced()) return fail(Status::fenced("volume " + v.name() + " was deleted or fenced"));
@@ -233,20 +233,25 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
                                         v.sourceVolume() + " when the time ran out"));
       }
       Status error;
-      switch (v.hydrateOne(&error)) {
+      std::optional<uint64_t> storeWhole;
+      switch (v.hydrateOne(&error, &storeWhole)) {
         case Volume::HydrateStep::kDone:
           return;
         case Volume::HydrateStep::kCopied:
           break;
         case Volume::HydrateStep::kWait:
           if (!error) return fail(error);
-          // The chunks left are being copied or uploaded by someone else, or have changes
-          // in the journal: those go up whole (hydrateOne leaves them), at upload-max-age
-          // unless uploads hurry. They do from now on.
-          {
-            std::lock_guard lock(mu);
-            if (!drain) drain.emplace(*this);
+          // A chunk left with changes in the journal goes up whole, which the uploader
+          // leaves to upload-max-age: stored here now instead (with its due neighbours),
+          // before clients' reads as the copies go. Only this volume hurries.
+          if (storeWhole) {
+            const uint64_t before = v.hydrationLeft();
+            Status s = v.uploadChunk(*storeWhole, buf, UploadTurn{.fromQueue = false, .forHydration = true});
+            if (s.code() == Code::kFenced) return fail(s);
+            if (s && v.hydrationLeft() < before) break;
           }
+          // Or the chunks left are being copied or uploaded by someone else (or a
+          // store error): look again soon.
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
           break;
       }

@@ -58,11 +58,19 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
   std::map<std::string, std::optional<LeaseInfo>> before;
   // Only while the lease is still the purge's: a gateway may have taken it since.
   auto giveBack = [&](const std::string& name, const LeaseKeeper& lease) {
-    auto now = readLease(store, name);
-    Status r = now.status();
-    if (r && now.value() && now.value()->owner == gatewayId() && now.value()->epoch == lease.epoch()) {
+    auto now = store.getTagged(leaseKey(name));
+    Status r = now.status().code() == Code::kNotFound ? Status::ok() : now.status();
+    std::optional<LeaseInfo> ours;
+    if (now) {
+      auto l = decodeLease(now->data);
+      if (l && l->owner == gatewayId() && l->epoch == lease.epoch()) ours = l.value();
+    }
+    if (ours) {
       const std::optional<LeaseInfo>& was = before[name];
-      r = was ? store.put(leaseKey(name), bytesOf(encodeLease(*was))) : store.remove(leaseKey(name));
+      // Conditional: a gateway that took the lease since keeps it.
+      r = was ? store.putIfTag(leaseKey(name), bytesOf(encodeLease(*was)), now->tag).status()
+              : store.remove(leaseKey(name));
+      if (r.code() == Code::kConflict) r = Status::ok();
     }
     if (!r) logError("purge: give back the lease of " + name + ": " + r.toString());
   };

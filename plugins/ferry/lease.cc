@@ -22,9 +22,27 @@ std::string hostName() {
   return buf;
 }
 
-Status putLease(ObjectStore& store, const std::string& key, const LeaseInfo& l) {
+// Writes l only if the lease is still the version tagged `tag` ("": only if there is
+// none), and moves tag on to what was written. kConflict: another gateway wrote it in
+// between. A lease of l's owner and epoch found instead is this keeper's own earlier
+// write (a store request retried after its answer was lost, a failed write that
+// landed after all): its tag is taken and the write tried again.
+Status casLease(ObjectStore& store, const std::string& key, const LeaseInfo& l, std::string& tag) {
   std::string body = encodeLease(l);
-  return store.put(key, bytesOf(body));
+  for (int attempt = 0;; ++attempt) {
+    auto written = store.putIfTag(key, bytesOf(body), tag);
+    if (written) {
+      tag = std::move(written).value();
+      return Status::ok();
+    }
+    if (written.status().code() != Code::kConflict || attempt == 1) return written.status();
+    auto now = store.getTagged(key);
+    if (!now) return now.status().code() == Code::kNotFound ? written.status() : now.status();
+    auto there = decodeLease(now->data);
+    if (!there || there->owner != l.owner || there->epoch != l.epoch) return written.status();
+    tag = now->tag;
+    if (now->data == body) return Status::ok();
+  }
 }
 
 }  // namespace
@@ -65,41 +83,55 @@ Result<std::optional<LeaseInfo>> readLease(ObjectStore& store, const std::string
 
 Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string_view advice) {
   std::string key = leaseKey(volume_);
-  uint64_t epoch = minEpoch;
   // Another gateway's, not released: unexpired, or expired by this gateway's clock
   // (which may run ahead); its owner may still be changing the volume.
-  bool live = false, unreleased = false;
+  bool unreleased = false;
   int ownerTtl = 0;
-  auto cur = store_.getAll(key);
-  if (cur) {
-    auto l = decodeLease(cur.value());
-    if (!l) return l.status().withContext("volume " + volume_);
-    int64_t left = l->expiresUnix - nowUnix();
-    live = l->owner != gatewayId_ && left > 0;
-    unreleased = l->owner != gatewayId_ && l->expiresUnix != 0;
-    // An owner still waiting out the one before it (killed in that wait, perhaps):
-    // that one may still be changing the volume, for as long as its own ttl says.
-    ownerTtl = std::max(l->ttlSeconds, l->waitingOutTtl);
-    if (l->owner == gatewayId_ && l->waitingOutTtl > 0) {
-      // Its own, from a start that was waiting out another owner and did not finish
-      // (killed, restarted): wait again.
-      unreleased = true;
+  std::string tag;  // of the lease as read or last written, "" if there is none
+  LeaseInfo mine;
+  for (int attempt = 1;; ++attempt) {
+    uint64_t epoch = minEpoch;
+    unreleased = false;
+    ownerTtl = 0;
+    tag.clear();
+    auto cur = store_.getTagged(key);
+    if (cur) {
+      tag = cur->tag;
+      auto l = decodeLease(cur->data);
+      if (!l) return l.status().withContext("volume " + volume_);
+      int64_t left = l->expiresUnix - nowUnix();
+      bool live = l->owner != gatewayId_ && left > 0;
+      unreleased = l->owner != gatewayId_ && l->expiresUnix != 0;
+      // An owner still waiting out the one before it (killed in that wait, perhaps):
+      // that one may still be changing the volume, for as long as its own ttl says.
+      ownerTtl = std::max(l->ttlSeconds, l->waitingOutTtl);
+      if (l->owner == gatewayId_ && l->waitingOutTtl > 0) {
+        // Its own, from a start that was waiting out another owner and did not finish
+        // (killed, restarted): wait again.
+        unreleased = true;
+      }
+      if (live && !force) {
+        return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
+                            " (its lease expires in " + std::to_string(left) + " s); " + std::string(advice));
+      }
+      epoch = std::max(epoch, l->epoch);
+    } else if (cur.status().code() != Code::kNotFound) {
+      return cur.status().withContext("read lease of volume " + volume_);
     }
-    if (live && !force) {
-      return Status::busy("volume " + volume_ + " is in use by gateway " + l->owner + " on " + l->host +
-                          " (its lease expires in " + std::to_string(left) + " s); " + std::string(advice));
-    }
-    epoch = std::max(epoch, l->epoch);
-  } else if (cur.status().code() != Code::kNotFound) {
-    return cur.status().withContext("read lease of volume " + volume_);
+    // While it waits, the lease says whose ttl it waits out (unknown: its own, as
+    // takeoverWait assumes).
+    mine = LeaseInfo{gatewayId_,       hostName(), epoch + 1,
+                     nowUnix() + ttl_, ttl_,       unreleased ? (ownerTtl > 0 ? ownerTtl : ttl_) : 0};
+    Status s = casLease(store_, key, mine, tag);
+    if (s) break;
+    if (s.code() != Code::kConflict) return s.withContext("write lease of volume " + volume_);
+    // The lease changed between the read and the write: another gateway starting at
+    // the same time won (read again, it refuses this start, naming that one), or the
+    // owner a takeover is taking it from renewed it (taken on the next try).
+    if (attempt == 3) return lostWhileStarting(mine);
   }
-  // While it waits, the lease says whose ttl it waits out (unknown: its own, as
-  // takeoverWait assumes).
-  LeaseInfo mine{gatewayId_,       hostName(), epoch + 1,
-                 nowUnix() + ttl_, ttl_,       unreleased ? (ownerTtl > 0 ? ownerTtl : ttl_) : 0};
-  if (Status s = putLease(store_, key, mine); !s) return s.withContext("write lease of volume " + volume_);
-  // Two gateways starting at once both write; the later write wins and the other
-  // sees it here and backs off.
+  // A store that ignores the write's condition lets the later of two writes win: the
+  // other sees it here and backs off.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto started = std::chrono::steady_clock::now();
   if (Status s = checkOurs(mine); !s) return s;
@@ -119,10 +151,9 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
       std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, renewInterval()));
       // Taken by another gateway: given up. A store error: tried again at the next
       // interval (the read back after the wait must succeed).
-      Status s = checkOurs(mine);
-      if (s.code() == Code::kBusy) return s;
       mine.expiresUnix = nowUnix() + ttl_;
-      if (s) s = putLease(store_, key, mine);
+      Status s = casLease(store_, key, mine, tag);
+      if (s.code() == Code::kConflict) return lostWhileStarting(mine);
       if (!s) logError("volume " + volume_ + ": keep the lease while waiting: " + s.toString() + " (will retry)");
     }
     started = std::chrono::steady_clock::now();
@@ -131,7 +162,9 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
     // it does (the next renewal writes the lease without the mark anyway).
     mine.waitingOutTtl = 0;
     mine.expiresUnix = nowUnix() + ttl_;
-    if (Status s = putLease(store_, key, mine); !s) {
+    if (Status s = casLease(store_, key, mine, tag); s.code() == Code::kConflict) {
+      return lostWhileStarting(mine);
+    } else if (!s) {
       logError("volume " + volume_ + ": mark the takeover wait done: " + s.toString() + " (a restart waits again)");
     }
   }
@@ -152,6 +185,25 @@ Status LeaseKeeper::checkOurs(const LeaseInfo& mine) {
   return Status::ok();
 }
 
+Status LeaseKeeper::lostWhileStarting(const LeaseInfo& mine) {
+  Status s = checkOurs(mine);
+  if (s.code() == Code::kNotFound) {
+    return Status::busy("volume " + volume_ + ": its lease was removed while this gateway was starting");
+  }
+  if (s) return Status::busy("volume " + volume_ + ": its lease changed while this gateway was starting");
+  return s;
+}
+
+Status LeaseKeeper::stillOurs(std::string_view lease) const {
+  auto l = decodeLease(lease);
+  if (!l) return l.status();
+  if (l->owner != gatewayId_ || l->epoch != epoch_) {
+    return Status::fenced("volume " + volume_ + " was taken over by gateway " + l->owner + " on " + l->host +
+                          " (epoch " + std::to_string(l->epoch) + "); this gateway stops writing it");
+  }
+  return Status::ok();
+}
+
 void LeaseKeeper::confirmed(std::chrono::steady_clock::time_point started) {
   validUntil_ = (started + std::chrono::milliseconds(ttl_ * 1000 / 2)).time_since_epoch().count();
 }
@@ -166,30 +218,33 @@ Status LeaseKeeper::renew() {
   if (retired_) return Status::fenced("volume " + volume_ + " is being deleted");
   auto started = std::chrono::steady_clock::now();
   std::string key = leaseKey(volume_);
-  auto cur = store_.getAll(key);
-  if (!cur) {
-    if (cur.status().code() == Code::kNotFound) {
-      return Status::fenced("lease of volume " + volume_ + " disappeared from the store");
-    }
-    return cur.status();
+  auto disappeared = [&] { return Status::fenced("lease of volume " + volume_ + " disappeared from the store"); };
+  auto cur = store_.getTagged(key);
+  if (!cur) return cur.status().code() == Code::kNotFound ? disappeared() : cur.status();
+  if (Status s = stillOurs(cur->data); !s) return s;
+  // Written only if nobody wrote it since the read: a takeover in between fences
+  // this gateway, and is not overwritten by it.
+  std::string tag = cur->tag;
+  Status s = casLease(store_, key, LeaseInfo{gatewayId_, hostName(), epoch_, nowUnix() + ttl_, ttl_}, tag);
+  if (s.code() == Code::kConflict) {
+    auto now = store_.getAll(key);
+    if (!now) return now.status().code() == Code::kNotFound ? disappeared() : now.status();
+    if (Status f = stillOurs(now.value()); !f) return f;
   }
-  auto l = decodeLease(cur.value());
-  if (!l) return l.status();
-  if (l->owner != gatewayId_ || l->epoch != epoch_) {
-    return Status::fenced("volume " + volume_ + " was taken over by gateway " + l->owner + " on " + l->host +
-                          " (epoch " + std::to_string(l->epoch) + "); this gateway stops writing it");
-  }
-  if (Status s = putLease(store_, key, LeaseInfo{gatewayId_, hostName(), epoch_, nowUnix() + ttl_, ttl_}); !s) return s;
+  if (!s) return s;
   confirmed(started);
   return Status::ok();
 }
 
 Status LeaseKeeper::release() {
-  auto cur = store_.getAll(leaseKey(volume_));
+  std::lock_guard lock(renewMu_);
+  auto cur = store_.getTagged(leaseKey(volume_));
   if (!cur) return cur.status().code() == Code::kNotFound ? Status::ok() : cur.status();
-  auto l = decodeLease(cur.value());
-  if (!l || l->owner != gatewayId_ || l->epoch != epoch_) return Status::ok();  // not ours any more
-  return putLease(store_, leaseKey(volume_), LeaseInfo{gatewayId_, hostName(), epoch_, 0, ttl_});
+  if (!stillOurs(cur->data)) return Status::ok();  // not ours any more
+  std::string tag = cur->tag;
+  Status s = casLease(store_, leaseKey(volume_), LeaseInfo{gatewayId_, hostName(), epoch_, 0, ttl_}, tag);
+  // A conflict: another gateway wrote it since; it is not ours to release.
+  return s.code() == Code::kConflict ? Status::ok() : s;
 }
 
 }  // namespace ferry

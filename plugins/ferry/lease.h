@@ -3,7 +3,10 @@
 // write the volume, with a fencing epoch that grows at every take-over and forms the
 // high half of every chunk generation that gateway writes. A second gateway finds an
 // unexpired lease of another owner and refuses; an owner that finds its lease taken
-// over stops writing (fenced). See docs/FORMAT.md.
+// over stops writing (fenced). Every write of the lease is conditional on the version
+// last read (ObjectStore::putIfTag): a renewal cannot overwrite a takeover that came
+// between its read and its write, and of two gateways starting at once only one
+// wins. See docs/FORMAT.md.
 //
 // Timing: an owner renews every ttl/4, and changes the store (uploads, deletes) only
 // until ttl/2 after the start of its last confirmation (validUntil). A gateway that
@@ -93,6 +96,10 @@ class LeaseKeeper {
   void confirmed(std::chrono::steady_clock::time_point started);
   // Reads the lease back: ours at mine, or kBusy naming the gateway that has it.
   Status checkOurs(const LeaseInfo& mine);
+  // kBusy for a conditional write of mine that lost, naming the gateway that won.
+  Status lostWhileStarting(const LeaseInfo& mine);
+  // OK if the lease (as read) is this keeper's, else kFenced naming its owner.
+  Status stillOurs(std::string_view lease) const;
 
   uint64_t epoch_ = 0;
   std::atomic<std::chrono::steady_clock::rep> validUntil_{0};

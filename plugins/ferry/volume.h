@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -109,11 +110,16 @@ struct ChunkState {
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
 };
 
-// The uploader's waits (uploadWaitMs) for uploadChunk: a neighbour is taken along when
-// they are over for it too, or a checkpoint or shutdown drains (not when pressure
-// hurries uploads: storing chunks evicted into the journal frees no cache).
+// How uploadChunk goes. The uploader's waits (uploadWaitMs): a neighbour is taken
+// along when they are over for it too, or a checkpoint or shutdown drains (not when
+// pressure hurries uploads: storing chunks evicted into the journal frees no cache).
 struct UploadTurn {
   uint32_t idleMs = 0, maxAgeMs = 0;
+  // Taken from the uploader's queue; not for a chunk a snapshot needs stored now
+  // (Engine::hydrateRest), which leaves its queue entry be.
+  bool fromQueue = true;
+  // Before clients' reads while a HydrationHurry is held (uploadTurn).
+  bool forHydration = false;
 };
 
 struct VolumeStats {
@@ -266,10 +272,12 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // objects (like an upload: nothing else uploads the chunk meanwhile). kWait: none
   // can be copied now (in use, or an error, in *error); kDone: none is left. Each copy
   // waits its turn behind clients' reads from the store, as an upload nobody waits
-  // for, unless a HydrationHurry is held.
+  // for, unless a HydrationHurry is held. A chunk with changes in the journal is not
+  // copied (the copy would void them) but stored whole by an upload: with kWait and
+  // none to copy, *storeWhole names one such chunk no upload has under way.
   static constexpr uint64_t kSourceGen = uint64_t{1} << 63;
   enum class HydrateStep { kCopied, kWait, kDone };
-  HydrateStep hydrateOne(Status* error);
+  HydrateStep hydrateOne(Status* error, std::optional<uint64_t>* storeWhole = nullptr);
   // Held while someone waits for the rest of the hydration (Engine::hydrateRest, for
   // a snapshot): the volume's copies go before clients' reads meanwhile.
   class HydrationHurry {
@@ -323,9 +331,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // kUnavailable while the lease is not confirmed (lease.h).
   Status leaseCheck() const;
   // An upload request's turn at the store, behind clients' reads; at once when the
-  // volume is fenced (the request fails then, and a delete waits for it).
-  StorePriority::Upload uploadTurn() {
-    return host_.storePriority().upload([this] { return fenced_.load(); });
+  // volume is fenced (the request fails then, and a delete waits for it), and for the
+  // hydration's copies and uploads while a snapshot waits for them (HydrationHurry).
+  StorePriority::Upload uploadTurn(bool forHydration = false) {
+    return host_.storePriority().upload(
+        [this, forHydration] { return fenced_.load() || (forHydration && hydrateHurry_.load() > 0); });
   }
   // leaseCheck, then op, whose store requests must be done by the confirmation plus
   // its grace (StoreDeadline): an S3 request retried, or answered late, past that
@@ -494,7 +504,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status writePiece(uint64_t index, uint64_t inChunk, std::span<const uint8_t> data, bool zero);
   Status zeroWholeChunk(uint64_t index);
   // REQUIRES: mu_ held. Whether one of the `behind` chunks before this one was read
-  // from the store recently, whole (a sequential scan); noteStoreRead records one.
+  // from the store whole in the last kStreamWindowMs (a sequential scan: one read long
+  // ago is not); noteStoreRead records one, or refreshes the latest.
   bool isStream(uint64_t index, uint64_t behind) const;
   void noteStoreRead(uint64_t index);
   // REQUIRES: mu_ held. Starts fetching the chunks after `from` that a sequential
@@ -540,7 +551,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   PinCounts pins_;  // GUARDED_BY(mu_): the manifests pinning each chunk object
   uint64_t clockHand_ = 0;                       // GUARDED_BY(mu_)
   uint64_t dirtyChunks_ = 0;                     // GUARDED_BY(mu_): chunks with dirty set
-  std::array<uint64_t, 16> recentMisses_{};      // GUARDED_BY(mu_): index + 1 of recent whole-chunk misses
+  struct RecentRead {
+    uint64_t indexPlusOne = 0;  // 0: none
+    uint32_t atMs = 0;          // engineClockMs() when last noted
+  };
+  std::array<RecentRead, 16> recentMisses_{};    // GUARDED_BY(mu_): recent whole-chunk store reads
   size_t recentMissPos_ = 0;                     // GUARDED_BY(mu_)
   const uint64_t readAheadChunks_;               // chunks fetched ahead of a stream
   ReadWindow window_;                            // GUARDED_BY(mu_)

@@ -7,29 +7,34 @@
 
 namespace ferry {
 
-Volume::HydrateStep Volume::hydrateOne(Status* error) {
+Volume::HydrateStep Volume::hydrateOne(Status* error, std::optional<uint64_t>* storeWhole) {
   if (hydrationLeft_.load() == 0) return HydrateStep::kDone;
   // Its turn at the store first, behind clients' reads, with no chunk held meanwhile
   // (one chosen stays out of uploads, the journal and eviction until copied).
   std::optional<StorePriority::Upload> turn;
-  turn.emplace(host_.storePriority().upload([this] { return fenced_.load() || hydrateHurry_.load() > 0; }));
+  turn.emplace(uploadTurn(/*forHydration=*/true));
   std::unique_lock lock(mu_);
   if (hydrationLeft_ == 0) return HydrateStep::kDone;
   if (fenced_) return HydrateStep::kWait;
   const size_t n = states_.size();
-  uint64_t index = n;
+  uint64_t index = n, held = n;
   // From where the last one was taken: each pass over the volume costs O(chunks).
   for (size_t step = 0; step < n; ++step) {
     uint64_t i = (hydrateCursor_ + step) % n;
     const ChunkState& st = states_[i];
+    if (!(st.remoteGen & kSourceGen) || st.uploading || st.busy) continue;
     // A chunk with changes in the journal is stored whole by its upload instead: a
     // copy of the source would void those changes.
-    if ((st.remoteGen & kSourceGen) && !st.uploading && !st.busy && !journalHolds(i, st)) {
+    if (!journalHolds(i, st)) {
       index = i;
       break;
     }
+    if (held == n && st.dirty && !st.journaling) held = i;
   }
-  if (index == n) return HydrateStep::kWait;  // the rest are being uploaded or filled
+  if (index == n) {  // the rest are being uploaded or filled, or wait for their upload
+    if (storeWhole && held != n) *storeWhole = held;
+    return HydrateStep::kWait;
+  }
   hydrateCursor_ = index + 1;
   ChunkState& st = states_[index];
   const uint64_t sourceGen = st.remoteGen;

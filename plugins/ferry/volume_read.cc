@@ -16,6 +16,10 @@ thread_local std::vector<uint8_t> tlsChunkBuffer;
 // Reads of a cold chunk up to this size are served by a range GET the first time.
 constexpr size_t kRangeReadMax = 64 << 10;
 constexpr uint8_t kRangeReadsBeforeFetch = 3;
+// How recent a whole read of the chunk before must be for a read to count as the next
+// step of a sequential scan. A reader paused longer (or a random read next to a chunk
+// fetched minutes ago) starts over with range reads: three small GETs at most.
+constexpr uint32_t kStreamWindowMs = 3000;
 
 }  // namespace
 
@@ -327,16 +331,22 @@ void Volume::readAheadFetch(uint64_t index, uint64_t gen, const std::shared_ptr<
 }
 
 bool Volume::isStream(uint64_t index, uint64_t behind) const {
-  for (uint64_t m : recentMisses_) {
-    // m is index + 1 of a chunk read from the store: one of the chunks just before?
-    if (m != 0 && m <= index && index - m < behind) return true;
+  uint32_t now = engineClockMs();
+  for (const RecentRead& r : recentMisses_) {
+    // A chunk read from the store lately: one of the chunks just before?
+    uint64_t m = r.indexPlusOne;
+    if (m != 0 && m <= index && index - m < behind && now - r.atMs < kStreamWindowMs) return true;
   }
   return false;
 }
 
 void Volume::noteStoreRead(uint64_t index) {
-  if (recentMisses_[(recentMissPos_ + recentMisses_.size() - 1) % recentMisses_.size()] == index + 1) return;
-  recentMisses_[recentMissPos_] = index + 1;
+  RecentRead& last = recentMisses_[(recentMissPos_ + recentMisses_.size() - 1) % recentMisses_.size()];
+  if (last.indexPlusOne == index + 1) {
+    last.atMs = engineClockMs();
+    return;
+  }
+  recentMisses_[recentMissPos_] = RecentRead{index + 1, engineClockMs()};
   recentMissPos_ = (recentMissPos_ + 1) % recentMisses_.size();
 }
 

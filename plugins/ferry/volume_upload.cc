@@ -76,7 +76,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
   buf.resize(row_.chunkSize);
   std::unique_lock lock(mu_);
   ChunkState& st = states_[index];
-  st.queued = false;
+  if (turn.fromQueue) st.queued = false;
   // Whether there is nothing (more) to do.
   auto done = [&]() -> std::optional<Status> {
     cv_.wait(lock, [&] { return !st.busy; });
@@ -144,7 +144,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
       if (!read || (out.zero && c.zeroNeedsNoObject)) return read;
       out.gen = nextGeneration();
       std::span<const uint8_t> body = out.zero ? std::span<const uint8_t>() : chunkOf(i);
-      StorePriority::Upload held = uploadTurn();
+      StorePriority::Upload held = uploadTurn(turn.forHydration);
       host_.bandwidth().upload(body.size());
       // After any wait for bandwidth.
       return underLease([&] { return host_.store().put(chunkKey(row_.name, c.index, out.gen), body); });

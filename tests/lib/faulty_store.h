@@ -43,25 +43,15 @@ class FaultyStore : public ObjectStore {
       : inner_(std::move(inner)), c_(std::move(control)) {}
 
   Status put(const std::string& key, std::span<const uint8_t> data) override {
-    if (Status s = gate(key); !s) return s;
-    for (int64_t left = c_->putBudget.load(); left >= 0;) {
-      if (left == 0) return Status::unavailable("injected: PUT of " + key + " refused");
-      if (c_->putBudget.compare_exchange_weak(left, left - 1)) break;
-    }
-    if (c_->chunkPutsFail && key.find("/chunks/") != std::string::npos) {
-      return Status::unavailable("injected: PUT of " + key + " failed");
-    }
-    ++c_->puts;
-    if (key.find("/chunks/") != std::string::npos) {
-      ++c_->chunkPuts;
-      if (int ms = c_->chunkPutLatencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    }
-    Status s = inner_->put(key, data);
-    bool chunk = key.find("/chunks/") != std::string::npos;
-    if (s && (c_->putsLandButFail || (chunk && c_->chunkPutsLandButFail))) {
-      return Status::unavailable("injected: timed out after the PUT of " + key + " landed");
-    }
-    return s;
+    if (Status s = beforePut(key); !s) return s;
+    return afterPut(key, inner_->put(key, data));
+  }
+  Result<std::string> putIfTag(const std::string& key, std::span<const uint8_t> data,
+                               const std::string& ifTag) override {
+    if (Status s = beforePut(key); !s) return s;
+    auto tag = inner_->putIfTag(key, data, ifTag);
+    if (Status s = afterPut(key, tag.status()); !s) return s;
+    return tag;
   }
   Result<size_t> get(const std::string& key, uint64_t offset, std::span<uint8_t> out) override {
     if (Status s = gate(key); !s) return s;
@@ -71,6 +61,10 @@ class FaultyStore : public ObjectStore {
   Result<std::string> getAll(const std::string& key) override {
     if (Status s = gate(key); !s) return s;
     return inner_->getAll(key);
+  }
+  Result<TaggedObject> getTagged(const std::string& key) override {
+    if (Status s = gate(key); !s) return s;
+    return inner_->getTagged(key);
   }
   Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
     if (Status s = gate(); !s) return s;
@@ -89,6 +83,29 @@ class FaultyStore : public ObjectStore {
   std::string describe() const override { return "faulty(" + inner_->describe() + ")"; }
 
  private:
+  // What every PUT meets before it reaches the store, and the answer it gets after.
+  Status beforePut(const std::string& key) {
+    if (Status s = gate(key); !s) return s;
+    for (int64_t left = c_->putBudget.load(); left >= 0;) {
+      if (left == 0) return Status::unavailable("injected: PUT of " + key + " refused");
+      if (c_->putBudget.compare_exchange_weak(left, left - 1)) break;
+    }
+    bool chunk = key.find("/chunks/") != std::string::npos;
+    if (c_->chunkPutsFail && chunk) return Status::unavailable("injected: PUT of " + key + " failed");
+    ++c_->puts;
+    if (chunk) {
+      ++c_->chunkPuts;
+      if (int ms = c_->chunkPutLatencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    }
+    return Status::ok();
+  }
+  Status afterPut(const std::string& key, Status landed) {
+    bool chunk = key.find("/chunks/") != std::string::npos;
+    if (landed && (c_->putsLandButFail || (chunk && c_->chunkPutsLandButFail))) {
+      return Status::unavailable("injected: timed out after the PUT of " + key + " landed");
+    }
+    return landed;
+  }
   Status gate(const std::string& key = "") {
     if (c_->leaseDown && key.ends_with("/lease.json")) return Status::unavailable("injected: lease " + key + " unreachable");
     if (int ms = c_->latencyMs.load()) std::this_thread::sleep_for(std::chrono::milliseconds(ms));

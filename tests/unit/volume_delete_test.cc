@@ -161,9 +161,8 @@ TEST_F(VolumeDeleteTest, UploadsOnTheirWayAreWaitedOutBeforeTheListing) {
   auto e = open(dir.path(), "s");
   ASSERT_TRUE(e->find("vol")->write(0, randomBytes(4 * kChunk, 8), false));
   control_->chunkPutLatencyMs = 1500;
-  for (int i = 0; i < 200 && control_->chunkPuts.load() == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GT(control_->chunkPuts.load(), 0u) << "no upload started";
+  ASSERT_TRUE(testing::waitUntil([&] { return control_->chunkPuts.load() > 0; }, std::chrono::seconds(10)))
+      << "no upload started";
   ASSERT_TRUE(e->deleteVolume("vol", false));
   control_->chunkPutLatencyMs = 0;
   e.reset();

@@ -232,6 +232,30 @@ TEST_F(EngineTest, AColdSequentialScanDoesNotFillTheCacheUnlessAsked) {
   }
 }
 
+// A small read of the chunk after one just read whole from the store is taken as a
+// sequential scan and fetched whole; after a pause past the scan window it is a range
+// read, as any cold small read.
+TEST_F(EngineTest, OnlyARecentWholeReadOfTheChunkBeforeMakesAReadSequential) {
+  auto data = randomBytes(8 * kChunk, 15);
+  seedStore(0, data);
+  auto o = options("a");
+  o.readAheadBytes = 0;  // chunk 6 would be in the read-ahead window, fetched after chunk 3
+  auto e = open(o);
+  auto v = e->find("vol");
+  std::vector<uint8_t> whole(kChunk), small(4096);
+  auto smallReadOf = [&](uint64_t chunk) {
+    auto before = v->stats();
+    EXPECT_TRUE(v->read(chunk * kChunk + 8192, small));
+    EXPECT_TRUE(std::equal(small.begin(), small.end(), data.begin() + static_cast<long>(chunk * kChunk + 8192)));
+    return v->stats().rangeReads - before.rangeReads;
+  };
+  ASSERT_TRUE(v->read(2 * kChunk, whole));
+  EXPECT_EQ(smallReadOf(3), 0u) << "the read right after chunk 2 was not taken as a scan";
+  ASSERT_TRUE(v->read(5 * kChunk, whole));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3300));
+  EXPECT_EQ(smallReadOf(6), 1u) << "a read next to a chunk read long ago was taken as a scan";
+}
+
 TEST_F(EngineTest, SecondGatewayOnTheSameVolumeIsRefused) {
   auto first = open(options("one"));
   auto second = Engine::open(options("two"));

@@ -21,6 +21,13 @@ inline std::span<const uint8_t> bytesOf(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+// A small object's bytes with the tag a conditional write names that version by (on
+// S3 its ETag, unquoted; on a local directory a digest of the bytes).
+struct TaggedObject {
+  std::string data;
+  std::string tag;
+};
+
 struct ObjectInfo {
   std::string key;  // relative to the store root
   uint64_t size = 0;
@@ -40,6 +47,19 @@ class ObjectStore {
 
   // Reads a whole (small) object.
   virtual Result<std::string> getAll(const std::string& key) = 0;
+
+  // Reads a whole (small) object with its tag, for a later putIfTag.
+  virtual Result<TaggedObject> getTagged(const std::string& key) = 0;
+
+  // Compare-and-swap: stores data under key, as put does, only if the object is still
+  // the version tagged ifTag (ifTag empty: only if key is absent). kConflict when it
+  // is not: another writer came between the read and this write. Returns the tag of
+  // what it stored. A retried request whose first attempt landed also answers
+  // kConflict: a caller that must tell the two apart reads the object back.
+  // Leases are written this way (docs/FORMAT.md). An S3 server that ignores
+  // If-Match/If-None-Match on PUT makes it an ordinary put.
+  virtual Result<std::string> putIfTag(const std::string& key, std::span<const uint8_t> data,
+                                       const std::string& ifTag) = 0;
 
   // Every object whose key starts with prefix, in key order.
   virtual Result<std::vector<ObjectInfo>> list(const std::string& prefix) = 0;

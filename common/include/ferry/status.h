@@ -22,6 +22,7 @@ enum class Code {
   kCorruption,        // a file or object does not parse
   kFenced,            // another gateway took our volume over: stop writing
   kRateLimited,       // too many attempts (e.g. activation key guesses): try later
+  kConflict,          // a conditional write lost: the object changed since it was read
 };
 
 class Status {
@@ -38,6 +39,7 @@ class Status {
   static Status corruption(std::string m) { return Status(Code::kCorruption, std::move(m)); }
   static Status fenced(std::string m) { return Status(Code::kFenced, std::move(m)); }
   static Status rateLimited(std::string m) { return Status(Code::kRateLimited, std::move(m)); }
+  static Status conflict(std::string m) { return Status(Code::kConflict, std::move(m)); }
 
   bool isOk() const { return code_ == Code::kOk; }
   explicit operator bool() const { return isOk(); }
