@@ -117,19 +117,20 @@ class FileStore : public ObjectStore {
     return TaggedObject{std::move(data).value(), std::move(tag)};
   }
 
-  // Conditional writes hold an exclusive flock on the object's directory from the
-  // read to the rename, so two of them (threads or processes, on a local file
-  // system) cannot both pass the same check. A plain put does not take the lock.
+  // Conditional writes hold an exclusive flock on the store's lock file from the read
+  // to the rename, so two of them (threads or processes) cannot both pass the same
+  // check. The file is opened for writing: NFS emulates flock with byte-range locks,
+  // which need that. list skips it (".tmp."). A plain put does not take the lock.
   Result<std::string> putIfTag(const std::string& key, std::span<const uint8_t> data,
                                const std::string& ifTag) override {
     auto made = dirFor(key);
     if (!made) return made.status();
-    const std::string& dir = made.value();
     std::string path = root_ + "/" + key;
-    UniqueFd lock(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!lock.valid()) return errnoStatus("open " + dir, errno);
+    const std::string lockPath = root_ + "/.tmp.conditional-writes.lock";
+    UniqueFd lock(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock.valid()) return errnoStatus("open " + lockPath, errno);
     while (::flock(lock.get(), LOCK_EX) != 0) {
-      if (errno != EINTR) return errnoStatus("lock " + dir, errno);
+      if (errno != EINTR) return errnoStatus("lock " + lockPath, errno);
     }
     auto current = getTagged(key);
     if (!current && current.status().code() != Code::kNotFound) return current.status();

@@ -4,6 +4,7 @@
 
 #include "ferry/s3_store.h"
 
+#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -89,25 +90,42 @@ class S3Store final : public ObjectStore {
     return object;
   }
 
-  // If-Match carries the ETag unquoted: radosgw 16 compares the header with the bare
-  // tag, so the quoted form HEAD returns always fails there (412).
+  // If-Match carries the ETag unquoted, the form radosgw 16 takes (it compares the
+  // header with the bare tag, so the quoted form always fails there). A server that
+  // wants it quoted (RFC 7232's form) answers 412 although the object is unchanged:
+  // then the quoted form is tried, and kept for later writes if it works.
   Result<std::string> putIfTag(const std::string& key, std::span<const uint8_t> data,
                                const std::string& ifTag) override {
     if (key.empty()) return Status::invalid("s3 PUT: empty key");
-    s3::Request req = objectRequest("PUT", key);
-    req.body = data;
-    req.headers.push_back(ifTag.empty() ? "If-None-Match: *" : "If-Match: " + ifTag);
-    Result<s3::Response> r = client_.execute(req);
-    if (!r) return r.status();
-    // 409 ConditionalRequestConflict: AWS's answer to two conditional writes at once.
-    if (r->httpStatus == 412 || (r->httpStatus == 409 && r->errorCode == "ConditionalRequestConflict")) {
+    bool quoted = quoteIfMatch_.load();
+    for (int attempt = 0;; ++attempt) {
+      s3::Request req = objectRequest("PUT", key);
+      req.body = data;
+      req.headers.push_back(ifTag.empty() ? "If-None-Match: *" : "If-Match: " + (quoted ? "\"" + ifTag + "\"" : ifTag));
+      Result<s3::Response> r = client_.execute(req);
+      if (!r) return r.status();
+      if (isSuccess(*r)) {
+        if (r->etag.empty()) return Status::corruption(req.what + ": the answer has no ETag");
+        if (attempt > 0) quoteIfMatch_ = quoted;
+        return r->etag;
+      }
+      // 409 ConditionalRequestConflict: AWS's answer to two conditional writes at
+      // once; 404 to If-Match on a key that is gone.
+      bool lost = r->httpStatus == 412 || (r->httpStatus == 409 && r->errorCode == "ConditionalRequestConflict") ||
+                  (r->httpStatus == 404 && !ifTag.empty() && r->errorCode != "NoSuchBucket");
+      if (!lost) return failure(req, *r);
+      if (r->httpStatus == 412 && !ifTag.empty() && attempt == 0) {
+        s3::Request head = objectRequest("HEAD", key);
+        Result<s3::Response> now = client_.execute(head);
+        if (now && isSuccess(*now) && now->etag == ifTag) {
+          quoted = !quoted;  // unchanged: the server wants the tag in the other form
+          continue;
+        }
+      }
       return Status::conflict(req.what + ": " +
                               (ifTag.empty() ? "the object exists" : "the object is no longer " + ifTag) +
                               " (another writer came first)");
     }
-    if (!isSuccess(*r)) return failure(req, *r);
-    if (r->etag.empty()) return Status::corruption(req.what + ": the answer has no ETag");
-    return r->etag;
   }
 
   Result<std::vector<ObjectInfo>> list(const std::string& prefix) override {
@@ -252,6 +270,7 @@ class S3Store final : public ObjectStore {
 
   const S3Config config_;
   s3::Client client_;
+  std::atomic<bool> quoteIfMatch_{false};  // this server wants If-Match's tag quoted
 };
 
 Status validate(S3Config& config) {

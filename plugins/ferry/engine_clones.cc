@@ -247,8 +247,9 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
           if (storeWhole) {
             const uint64_t before = v.hydrationLeft();
             Status s = v.uploadChunk(*storeWhole, buf, UploadTurn{.fromQueue = false, .forHydration = true});
-            if (s.code() == Code::kFenced) return fail(s);
-            if (s && v.hydrationLeft() < before) break;
+            // As a failed copy: the snapshot fails (the uploader tries again later).
+            if (!s) return fail(s);
+            if (v.hydrationLeft() < before) break;
           }
           // Or the chunks left are being copied or uploaded by someone else (or a
           // store error): look again soon.

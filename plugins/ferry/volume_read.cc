@@ -185,6 +185,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     if (s && !whole) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
     lock.lock();
     st.busy = false;
+    noteStoreRead(index);     // the scan window counts from the end of a slow fetch too
     if (cached && fenced_) {  // deleted meanwhile: its budget was given back without this
       host_.budget().releaseCached(chunk.size());
       cached = false;

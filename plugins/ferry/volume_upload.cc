@@ -165,6 +165,9 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
     lock.unlock();
     if (i == 0) {
       result = s;
+      // Not from the queue: the uploader may have found it ours meanwhile and let its
+      // entry go (queued cleared), so a failure queues it again.
+      if (!s && !turn.fromQueue) requeue(index);
     } else if (!s) {
       requeue(claims[i].index);  // unless its queue entry is still there
     }

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <span>
 #include <string>
@@ -86,10 +87,20 @@ class CannedServer {
   }
   std::string endpoint() const { return socket_.endpoint(); }
   int requests() const { return requests_; }
+  // The request line and headers of every request so far, in order.
+  std::vector<std::string> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
 
   static std::string response(int status, const std::string& body) {
     return "HTTP/1.1 " + std::to_string(status) + " Canned\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\nConnection: close\r\n\r\n" + body;
+  }
+  // An empty answer carrying an ETag (as S3 quotes it).
+  static std::string tagged(int status, const std::string& etag) {
+    return "HTTP/1.1 " + std::to_string(status) + " Canned\r\nETag: \"" + etag +
+           "\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
   }
   static std::string error(int status, const std::string& code, const std::string& message) {
     return response(status, "<Error><Code>" + code + "</Code><Message>" + message + "</Message></Error>");
@@ -110,6 +121,10 @@ class CannedServer {
       while (request.find("\r\n\r\n") == std::string::npos && (n = read(fd, buf, sizeof buf)) > 0) {
         request.append(buf, n);
       }
+      {
+        std::lock_guard lock(mu_);
+        seen_.push_back(request.substr(0, request.find("\r\n\r\n")));
+      }
       const std::string& reply = responses_[std::min<size_t>(requests_++, responses_.size() - 1)];
       [[maybe_unused]] ssize_t written = write(fd, reply.data(), reply.size());
       close(fd);
@@ -120,6 +135,8 @@ class CannedServer {
   std::vector<std::string> responses_;
   std::atomic<bool> stop_{false};
   std::atomic<int> requests_{0};
+  std::mutex mu_;
+  std::vector<std::string> seen_;  // GUARDED_BY(mu_)
   std::thread thread_;
 };
 
@@ -135,6 +152,38 @@ S3Config offlineConfig(const std::string& endpoint) {
 }
 
 const char kEmptyListing[] = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+
+bool hasHeader(const std::string& request, const std::string& header) {
+  return request.find("\r\n" + header + "\r\n") != std::string::npos || request.ends_with("\r\n" + header);
+}
+
+// A conditional PUT: radosgw's unquoted If-Match first; a 412 on an object whose ETag
+// is still the one sent means the server wants it quoted, which is then kept. A 412
+// on a changed object, and a 404 on a vanished one, are conflicts.
+TEST(S3StoreFaultTest, ConditionalPutsFindTheIfMatchFormTheServerTakes) {
+  CannedServer server(
+      {CannedServer::response(200, kEmptyListing),
+       CannedServer::error(412, "PreconditionFailed", "At least one precondition failed"),
+       CannedServer::tagged(200, "abc"), CannedServer::tagged(200, "def"), CannedServer::tagged(200, "ghi"),
+       CannedServer::error(412, "PreconditionFailed", "At least one precondition failed"),
+       CannedServer::tagged(200, "zzz"), CannedServer::error(404, "NoSuchKey", "The specified key does not exist.")});
+  Result<std::unique_ptr<ObjectStore>> store = makeS3Store(offlineConfig(server.endpoint()));
+  ASSERT_TRUE(store) << store.status().toString();
+  auto first = (*store)->putIfTag("k", bytes("x"), "abc");
+  ASSERT_TRUE(first) << first.status().toString();
+  EXPECT_EQ(first.value(), "def");
+  auto second = (*store)->putIfTag("k", bytes("y"), "def");
+  ASSERT_TRUE(second) << second.status().toString();
+  EXPECT_EQ(second.value(), "ghi");
+  EXPECT_EQ((*store)->putIfTag("k", bytes("z"), "ghi").status().code(), Code::kConflict) << "changed (zzz)";
+  EXPECT_EQ((*store)->putIfTag("k", bytes("z"), "ghi").status().code(), Code::kConflict) << "gone (404)";
+  std::vector<std::string> seen = server.seen();
+  ASSERT_EQ(seen.size(), 8u);
+  EXPECT_TRUE(hasHeader(seen[1], "If-Match: abc")) << seen[1];
+  EXPECT_TRUE(seen[2].starts_with("HEAD ")) << seen[2];
+  EXPECT_TRUE(hasHeader(seen[3], "If-Match: \"abc\"")) << seen[3];
+  EXPECT_TRUE(hasHeader(seen[4], "If-Match: \"def\"")) << "the quoted form was not kept: " << seen[4];
+}
 
 TEST(S3StoreFaultTest, ThrottlingAndServerErrorsAreRetriedUntilSuccess) {
   CannedServer server({CannedServer::error(503, "SlowDown", "Please reduce your request rate."),

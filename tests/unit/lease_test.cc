@@ -100,6 +100,7 @@ class InterposingStore : public testing::FaultyStore {
   using FaultyStore::FaultyStore;
   std::function<void()> between;
   int lostAnswers = 0;
+  int conflicts = 0;  // conditional lease writes that lost
 
   Result<TaggedObject> getTagged(const std::string& key) override {
     auto read = FaultyStore::getTagged(key);
@@ -109,6 +110,7 @@ class InterposingStore : public testing::FaultyStore {
   Result<std::string> putIfTag(const std::string& key, std::span<const uint8_t> data,
                                const std::string& ifTag) override {
     auto put = FaultyStore::putIfTag(key, data, ifTag);
+    if (put.status().code() == Code::kConflict) ++conflicts;
     if (put && key.ends_with("/lease.json") && lostAnswers > 0) {
       --lostAnswers;
       return Status::conflict("injected: a retry of a PUT that landed");
@@ -176,10 +178,16 @@ TEST_F(LeaseStoreTest, ATakeoverThatARenewalOvertakesReadsAgainAndTakesTheVolume
   InterposingStore racing(std::move(inner), control_);
   LeaseKeeper b(racing, "vol", "bbbb", 3);
   Status renewed;
-  racing.between = [&] { renewed = a.renew(); };
+  racing.between = [&] {
+    // Into the next second: a renewal in the same one writes the same bytes (expires
+    // is in seconds), and the same bytes have the same tag.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    renewed = a.renew();
+  };
   auto taken = b.acquire(0, true);
   ASSERT_TRUE(renewed) << "the owner's renewal failed: " << renewed.toString();
   ASSERT_TRUE(taken) << "the takeover gave up: " << taken.status().toString();
+  EXPECT_GE(racing.conflicts, 1) << "the takeover's first write did not lose to the renewal";
   EXPECT_GT(taken.value(), epoch.value());
   EXPECT_EQ(a.renew().code(), Code::kFenced);
   EXPECT_TRUE(b.renew());
