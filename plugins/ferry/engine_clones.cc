@@ -242,8 +242,9 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
         case Volume::HydrateStep::kWait:
           if (!error) return fail(error);
           // A chunk left with changes in the journal goes up whole, which the uploader
-          // leaves to upload-max-age: stored here now instead (with its due neighbours),
-          // before clients' reads as the copies go. Only this volume hurries.
+          // leaves to upload-max-age: stored here now instead (with the queued journaled
+          // chunks of its group), before clients' reads as the copies go. Only this
+          // volume hurries.
           if (storeWhole) {
             const uint64_t before = v.hydrationLeft();
             Status s = v.uploadChunk(*storeWhole, buf, UploadTurn{.fromQueue = false, .forHydration = true});
@@ -251,8 +252,8 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
             if (!s) return fail(s);
             if (v.hydrationLeft() < before) break;
           }
-          // Or the chunks left are being copied or uploaded by someone else (or a
-          // store error): look again soon.
+          // Or the chunks left are being copied or uploaded by someone else: look
+          // again soon.
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
           break;
       }
