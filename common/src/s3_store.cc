@@ -67,27 +67,15 @@ class S3Store final : public ObjectStore {
   }
 
   Result<std::string> getAll(const std::string& key) override {
-    if (key.empty()) return Status::invalid("s3 GET: empty key");
-    std::string body;
-    s3::Request req = objectRequest("GET", key);
-    req.intoString = &body;
-    Result<s3::Response> r = client_.execute(req);
-    if (!r) return r.status();
-    if (isSuccess(*r)) return body;
-    return failure(req, *r);
+    auto got = getWhole(key);
+    if (!got) return got.status();
+    return std::move(got->data);
   }
 
   Result<TaggedObject> getTagged(const std::string& key) override {
-    if (key.empty()) return Status::invalid("s3 GET: empty key");
-    TaggedObject object;
-    s3::Request req = objectRequest("GET", key);
-    req.intoString = &object.data;
-    Result<s3::Response> r = client_.execute(req);
-    if (!r) return r.status();
-    if (!isSuccess(*r)) return failure(req, *r);
-    if (r->etag.empty()) return Status::corruption(req.what + ": the answer has no ETag");
-    object.tag = r->etag;
-    return object;
+    auto got = getWhole(key);
+    if (got && got->tag.empty()) return Status::corruption(objectRequest("GET", key).what + ": the answer has no ETag");
+    return got;
   }
 
   // If-Match carries the ETag unquoted, the form radosgw 16 takes (it compares the
@@ -214,6 +202,19 @@ class S3Store final : public ObjectStore {
   }
 
  private:
+  // A whole object and its ETag ("" if the answer had none).
+  Result<TaggedObject> getWhole(const std::string& key) {
+    if (key.empty()) return Status::invalid("s3 GET: empty key");
+    TaggedObject object;
+    s3::Request req = objectRequest("GET", key);
+    req.intoString = &object.data;
+    Result<s3::Response> r = client_.execute(req);
+    if (!r) return r.status();
+    if (!isSuccess(*r)) return failure(req, *r);
+    object.tag = std::move(r->etag);
+    return object;
+  }
+
   Status createBucket() {
     s3::Request req = bucketRequest("PUT", "");
     // Outside us-east-1, AWS wants the region repeated in the body.

@@ -57,22 +57,10 @@ Result<Engine::PurgeResult> Engine::purgeStore(const std::string& url) {
   // comes back must not find it taken over, and its copy stale).
   std::map<std::string, std::optional<LeaseInfo>> before;
   // Only while the lease is still the purge's: a gateway may have taken it since.
-  auto giveBack = [&](const std::string& name, const LeaseKeeper& lease) {
-    auto now = store.getTagged(leaseKey(name));
-    Status r = now.status().code() == Code::kNotFound ? Status::ok() : now.status();
-    std::optional<LeaseInfo> ours;
-    if (now) {
-      auto l = decodeLease(now->data);
-      if (l && l->owner == gatewayId() && l->epoch == lease.epoch()) ours = l.value();
+  auto giveBack = [&](const std::string& name, LeaseKeeper& lease) {
+    if (Status r = lease.giveBack(before[name]); !r) {
+      logError("purge: give back the lease of " + name + ": " + r.toString());
     }
-    if (ours) {
-      const std::optional<LeaseInfo>& was = before[name];
-      // Conditional: a gateway that took the lease since keeps it.
-      r = was ? store.putIfTag(leaseKey(name), bytesOf(encodeLease(*was)), now->tag).status()
-              : store.remove(leaseKey(name));
-      if (r.code() == Code::kConflict) r = Status::ok();
-    }
-    if (!r) logError("purge: give back the lease of " + name + ": " + r.toString());
   };
   for (const auto& entry : volumes.value()) {
     const std::string& name = entry.first;

@@ -237,13 +237,22 @@ Status LeaseKeeper::renew() {
 }
 
 Status LeaseKeeper::release() {
+  return replaceIfOurs(LeaseInfo{gatewayId_, hostName(), epoch_, 0, ttl_});
+}
+
+Status LeaseKeeper::giveBack(const std::optional<LeaseInfo>& was) {
+  return replaceIfOurs(was);
+}
+
+Status LeaseKeeper::replaceIfOurs(const std::optional<LeaseInfo>& with) {
   std::lock_guard lock(renewMu_);
-  auto cur = store_.getTagged(leaseKey(volume_));
+  const std::string key = leaseKey(volume_);
+  auto cur = store_.getTagged(key);
   if (!cur) return cur.status().code() == Code::kNotFound ? Status::ok() : cur.status();
   if (!stillOurs(cur->data)) return Status::ok();  // not ours any more
   std::string tag = cur->tag;
-  Status s = casLease(store_, leaseKey(volume_), LeaseInfo{gatewayId_, hostName(), epoch_, 0, ttl_}, tag);
-  // A conflict: another gateway wrote it since; it is not ours to release.
+  Status s = with ? casLease(store_, key, *with, tag) : store_.remove(key);
+  // A conflict: another gateway wrote it since; it is not ours to replace.
   return s.code() == Code::kConflict ? Status::ok() : s;
 }
 

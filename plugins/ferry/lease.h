@@ -61,6 +61,10 @@ class LeaseKeeper {
   Status renew();
   // Lets another gateway take over at once (clean shutdown, volume deleted).
   Status release();
+  // Puts the lease back as it was before acquire (none: removes it), as a purge that
+  // refuses a volume does. Like release, only while the lease is still this keeper's
+  // (the write is conditional; the removal is a plain DELETE).
+  Status giveBack(const std::optional<LeaseInfo>& was);
   // No renewal writes the lease from now on (the volume is being deleted, or an
   // adoption's first lease is done with); waits for one under way.
   void retire();
@@ -100,6 +104,8 @@ class LeaseKeeper {
   Status lostWhileStarting(const LeaseInfo& mine);
   // OK if the lease (as read) is this keeper's, else kFenced naming its owner.
   Status stillOurs(std::string_view lease) const;
+  // If the lease is still this keeper's, writes `with` over it (none: removes it).
+  Status replaceIfOurs(const std::optional<LeaseInfo>& with);
 
   uint64_t epoch_ = 0;
   std::atomic<std::chrono::steady_clock::rep> validUntil_{0};
