@@ -44,6 +44,7 @@ json volumeJson(const VolumeStats& v) {
            {"journaled_chunks", v.journaledChunks},
            {"journal_segments", v.journalSegments},
            {"journal_only_chunks", v.journalOnlyChunks},
+           {"cache_only_chunks", v.cacheOnlyChunks},
            {"patched_chunks", v.patchedChunks},
            {"journal_writes", v.journalWrites},
            {"journal_bytes", v.journalBytes},

@@ -195,6 +195,8 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   auto running = e->meta_->getMeta(kRunningKey);
   if (!running) return running.status();
   if (!running.value().empty()) {
+    // Writes after a chunk's last commit may be in its cache and not in its row.
+    if (Status s = e->meta_->markChangesUnsure(); !s) return s.withContext("after a crash");
     // Every volume's mark before any is opened: it stays until a collection of that
     // volume succeeds, whatever happens to this start.
     auto all = e->meta_->volumes();
@@ -980,8 +982,14 @@ void Engine::shutdown() {
     std::lock_guard lock(mu_);
     for (auto& [_, h] : volumes_) held.emplace_back(h.volume, h.lease);
   }
+  // A row not committed here may lack writes its cache holds: the running mark then
+  // stays, and the next start takes the dirty cached chunks as such (as after a crash).
+  bool persisted = true;
   for (auto& [v, lease] : held) {
-    if (Status s = v->persist(); !s) logError(s.toString());
+    if (Status s = v->persist(); !s) {
+      logError(s.toString() + "; the next start takes this stop as a crash");
+      persisted = false;
+    }
     v->deleteSuperseded();
   }
   // Renewals stop only now: the deletes above still needed a confirmed lease.
@@ -993,7 +1001,7 @@ void Engine::shutdown() {
   }
   // Every upload has ended, given up on or not: nothing is in flight to land unrecorded.
   // Not after an open that failed (not started): its volumes were not all marked.
-  if (started_) {
+  if (started_ && persisted) {
     if (Status s = meta_->deleteMeta(kRunningKey); !s) logError("clear the running mark: " + s.toString());
   }
 }

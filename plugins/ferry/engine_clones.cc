@@ -210,7 +210,7 @@ void Engine::hydrateLoop() {
 
 Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point deadline) {
   // The hydration threads' copies waiting behind clients' reads go now, as do ours.
-  Volume::HydrationHurry hurry(v);
+  Volume::SnapshotHurry hurry(v);
   const uint64_t left = v.hydrationLeft();
   std::mutex mu;
   Status failed;  // the first failure stops every worker; GUARDED_BY(mu)
@@ -247,7 +247,7 @@ Status Engine::hydrateRest(Volume& v, std::chrono::steady_clock::time_point dead
           // volume hurries.
           if (storeWhole) {
             const uint64_t before = v.hydrationLeft();
-            Status s = v.uploadChunk(*storeWhole, buf, UploadTurn{.fromQueue = false, .forHydration = true});
+            Status s = v.uploadChunk(*storeWhole, buf, UploadTurn{.fromQueue = false, .forSnapshot = true});
             // As a failed copy: the snapshot fails (the uploader tries again later).
             if (!s) return fail(s);
             if (v.hydrationLeft() < before) break;

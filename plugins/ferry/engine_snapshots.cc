@@ -58,8 +58,10 @@ Result<SnapshotManifest> Engine::snapshot(const std::string& name, const std::st
   m.createdUnix = static_cast<int64_t>(::time(nullptr));
   Status s;
   {
-    Drain drain(*this);  // the frozen chunks that were dirty go up at once
-    // A few threads upload the copies of chunks rewritten since the freeze.
+    // A few threads store the frozen chunks: the copies of those rewritten since the
+    // freeze, and the others as they are, before clients' reads. Only this volume
+    // hurries: other volumes' uploads keep their upload-delay.
+    Volume::SnapshotHurry hurry(*v);
     std::vector<std::thread> helpers;
     std::vector<Status> results(kSnapshotUploaders);
     for (size_t i = 1; i < results.size(); ++i)

@@ -49,6 +49,13 @@ Result<std::vector<uint64_t>> decodePages(const std::string& s) {
   return bits;
 }
 
+// Dirty cached rows get kFlagCacheOnly (Metadata::markChangesUnsure).
+std::string markUnsureSql() {
+  const uint32_t dirtyCached = kFlagCached | kFlagDirty;
+  return "UPDATE chunks SET flags = flags | " + std::to_string(kFlagCacheOnly) + " WHERE (flags & " +
+         std::to_string(dirtyCached) + ") = " + std::to_string(dirtyCached);
+}
+
 std::string randomId() {
   std::random_device rd;
   static const char kHex[] = "0123456789abcdef";
@@ -123,6 +130,16 @@ Status Metadata::migrate() {
     if (!s) {
       db_.exec("ROLLBACK");
       return s.withContext("migrate ferry.db to schema 3");
+    }
+  }
+  if (version < 4) {
+    // 4: kFlagCacheOnly, which a start after a crash sets (markChangesUnsure); before,
+    // every start took every dirty cached chunk as such. Set on those of this database:
+    // the run that wrote it may have started after a crash.
+    Status s = db_.exec("BEGIN; " + markUnsureSql() + "; PRAGMA user_version=4; COMMIT");
+    if (!s) {
+      db_.exec("ROLLBACK");
+      return s.withContext("migrate ferry.db to schema 4");
     }
   }
   auto id = db_.prepare("SELECT value FROM meta WHERE key='gateway_id'");
@@ -211,6 +228,11 @@ Status Metadata::setMeta(const std::string& key, const std::string& value) {
   auto st = db_.prepare("INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value=$2");
   if (!st) return st.status();
   return st->bind(1, key).bind(2, value).run();
+}
+
+Status Metadata::markChangesUnsure() {
+  std::lock_guard lock(mu_);
+  return db_.exec(markUnsureSql());
 }
 
 Status Metadata::deleteMeta(const std::string& key) {

@@ -16,7 +16,7 @@
 
 namespace ferry {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct VolumeRow {
   int64_t id = 0;
@@ -39,6 +39,10 @@ enum ChunkFlags : uint32_t {
   // dirty and not cached whole: that generation, the changes in the journal, then the
   // pages in ChunkRow::pages from the cache file (Where::kPatched)
   kFlagPatched = 16,
+  // dirty and cached: the cache file may hold writes the page map lacks (set on every
+  // such row by the start after a crash: markChangesUnsure), so it leaves the cache
+  // only stored whole (4)
+  kFlagCacheOnly = 32,
 };
 
 struct ChunkRow {
@@ -80,6 +84,9 @@ class Metadata {
   // Upserts every row in one transaction; rows with no flags and no generation are
   // deleted. Durable (fsync) when it returns OK.
   Status writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows);
+  // After a crash, the cache of a dirty cached chunk may hold writes its row lacks
+  // (they came after its last commit): every such row gets kFlagCacheOnly. Durable.
+  Status markChangesUnsure();
 
  private:
   explicit Metadata(SqliteDb db) : db_(std::move(db)) {}

@@ -126,8 +126,8 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
       const uint64_t pages = pageCount(r.index);
       // A cached chunk changed and not journaled: the pages its row says changed, or
-      // all of them (a row written before page maps were kept). Its cache may also
-      // hold later writes (a crash before their commit), which its whole upload
+      // all of them (a row written before page maps were kept). One a crash left
+      // (kFlagCacheOnly) may hold later writes in its cache too, which its whole upload
       // stores: it stays in the cache until then (cacheOnly, below).
       if (st.dirty && !st.journaled && !patched && journal_) {
         if ((r.flags & kFlagCached) && r.pages.size() == (pages + 63) / 64 && countBits(r.pages) != 0) {
@@ -147,9 +147,10 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
         recount(r.index, kNotCounted, st);
         settlePatch(r.index, st);
       } else if (r.flags & kFlagCached) {
-        // Its cache may hold writes newer than the row (a crash before the commit):
-        // only its whole upload may leave the cache.
-        st.cacheOnly = st.dirty;
+        // Its cache may hold writes newer than the row (a crash before their commit:
+        // Metadata::markChangesUnsure): only its whole upload may leave the cache.
+        // Rows a clean stop committed, once writes had ended, are exact.
+        st.cacheOnly = st.dirty && (r.flags & kFlagCacheOnly) != 0;
         st.where = Where::kCached;
         host_.budget().forceCached(chunkLength(r.index));
         recount(r.index, kNotCounted, st);
@@ -189,6 +190,7 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.dirty) flags |= kFlagDirty;
   if (st.remoteZero) flags |= kFlagRemoteZero;
   if (st.journaled) flags |= kFlagJournaled;
+  if (st.where == Where::kCached && st.dirty && st.cacheOnly) flags |= kFlagCacheOnly;
   // Cached, changed and not journaled: which pages changed, for a start after a crash
   // to count only those in the upload buffer (and let the journal take them).
   if (st.where == Where::kCached && st.dirty && !st.journaled && journal_) {
@@ -988,6 +990,7 @@ VolumeStats Volume::stats() {
     for (const ChunkState& st : states_) {
       v.journaledChunks += st.journaled ? 1 : 0;
       v.journalOnlyChunks += st.where == Where::kJournal ? 1 : 0;
+      v.cacheOnlyChunks += st.where == Where::kCached && st.dirty && st.cacheOnly ? 1 : 0;
     }
     if (hydrating()) {
       v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;

@@ -118,8 +118,8 @@ struct UploadTurn {
   // Taken from the uploader's queue; not for a chunk a snapshot needs stored now
   // (Engine::hydrateRest), which leaves its queue entry be.
   bool fromQueue = true;
-  // Before clients' reads while a HydrationHurry is held (uploadTurn).
-  bool forHydration = false;
+  // Before clients' reads while a SnapshotHurry is held (uploadTurn).
+  bool forSnapshot = false;
 };
 
 struct VolumeStats {
@@ -145,6 +145,7 @@ struct VolumeStats {
   uint64_t readAheadHits = 0;     // reads served from those
   uint64_t journaledChunks = 0;   // dirty chunks whose changes are all in the journal
   uint64_t journalOnlyChunks = 0;  // of those, evicted: read back from object + segments
+  uint64_t cacheOnlyChunks = 0;    // dirty, cached, leaving the cache only stored whole
   uint64_t patchedChunks = 0;      // not cached whole: their newest pages in the cache
   uint64_t journalSegments = 0;   // segments in the store still needed
   uint64_t journalWrites = 0;     // segments written
@@ -245,7 +246,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // Until the snapshot has it, a write to a frozen chunk first copies the chunk to
   // the copy-on-write file (cowPath); an upload that started after the freeze stores
   // the frozen content itself. completeFreeze: uploads the copies under their
-  // reserved generations and waits for the rest, until deadline; endFreeze: the
+  // reserved generations, and stores the frozen chunks not copied whole as the
+  // volume's next generation, uploadChunk's way (with a SnapshotHurry held, before
+  // clients' reads; the volume's other chunks keep their upload-delay), until
+  // deadline; a failed upload fails it (the chunk stays queued). endFreeze: the
   // snapshot's chunks (all pinned); abortFreeze: unpins, returns the keys the freeze
   // uploaded, which the caller deletes.
   struct FreezeStats {
@@ -272,20 +276,21 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // objects (like an upload: nothing else uploads the chunk meanwhile). kWait: none
   // can be copied now (in use, or an error, in *error); kDone: none is left. Each copy
   // waits its turn behind clients' reads from the store, as an upload nobody waits
-  // for, unless a HydrationHurry is held. A chunk with changes in the journal is not
+  // for, unless a SnapshotHurry is held. A chunk with changes in the journal is not
   // copied (the copy would void them) but stored whole by an upload: with kWait and
   // none to copy, *storeWhole names one such chunk no upload has under way.
   static constexpr uint64_t kSourceGen = uint64_t{1} << 63;
   enum class HydrateStep { kCopied, kWait, kDone };
   HydrateStep hydrateOne(Status* error, std::optional<uint64_t>* storeWhole = nullptr);
-  // Held while someone waits for the rest of the hydration (Engine::hydrateRest, for
-  // a snapshot): the volume's copies go before clients' reads meanwhile.
-  class HydrationHurry {
+  // Held while a snapshot waits for the volume's store requests (Engine::hydrateRest's
+  // copies, completeFreeze's uploads): those go before clients' reads meanwhile, and
+  // only this volume's.
+  class SnapshotHurry {
    public:
-    explicit HydrationHurry(Volume& v) : v_(v) { ++v_.hydrateHurry_; }
-    ~HydrationHurry() { --v_.hydrateHurry_; }
-    HydrationHurry(const HydrationHurry&) = delete;
-    HydrationHurry& operator=(const HydrationHurry&) = delete;
+    explicit SnapshotHurry(Volume& v) : v_(v) { ++v_.snapshotHurry_; }
+    ~SnapshotHurry() { --v_.snapshotHurry_; }
+    SnapshotHurry(const SnapshotHurry&) = delete;
+    SnapshotHurry& operator=(const SnapshotHurry&) = delete;
 
    private:
     Volume& v_;
@@ -332,10 +337,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status leaseCheck() const;
   // An upload request's turn at the store, behind clients' reads; at once when the
   // volume is fenced (the request fails then, and a delete waits for it), and for the
-  // hydration's copies and uploads while a snapshot waits for them (HydrationHurry).
-  StorePriority::Upload uploadTurn(bool forHydration = false) {
+  // copies and uploads a snapshot waits for (SnapshotHurry).
+  StorePriority::Upload uploadTurn(bool forSnapshot = false) {
     return host_.storePriority().upload(
-        [this, forHydration] { return fenced_.load() || (forHydration && hydrateHurry_.load() > 0); });
+        [this, forSnapshot] { return fenced_.load() || (forSnapshot && snapshotHurry_.load() > 0); });
   }
   // leaseCheck, then op, whose store requests must be done by the confirmation plus
   // its grace (StoreDeadline): an S3 request retried, or answered late, past that
@@ -518,6 +523,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   bool preserveFrozen(uint64_t index, std::unique_lock<std::mutex>& lock);
   // REQUIRES: mu_ held. An upload of seq stored the chunk as gen (0: zeros).
   void frozenUploaded(uint64_t index, uint32_t seq, uint64_t gen);
+  struct Freeze;
+  // REQUIRES: mu_ held. A frozen chunk neither copied nor stored yet that no upload has
+  // under way, taken in turn (threads calling completeFreeze take different ones).
+  std::optional<uint64_t> nextPendingFrozen(Freeze& f);
   // REQUIRES: mu_ held. Whether a snapshot's copy of the chunk may be in the store
   // under a generation above its newest one: then even an all-zero chunk needs a
   // tombstone, or a gateway adopting the volume would read the copy as its content.
@@ -560,7 +569,6 @@ class Volume : public std::enable_shared_from_this<Volume> {
   const uint64_t readAheadChunks_;               // chunks fetched ahead of a stream
   ReadWindow window_;                            // GUARDED_BY(mu_)
   std::string lastError_;                        // GUARDED_BY(mu_)
-  struct Freeze;
   std::shared_ptr<Freeze> freeze_;  // GUARDED_BY(mu_): the snapshot being taken
   // GUARDED_BY(mu_): index → generation of an object above remoteGen that may exist (a
   // snapshot's copy, or an upload given up on)
@@ -607,7 +615,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::atomic<int64_t> sourceCreated_{0};
   std::atomic<uint64_t> changes_{0};
   uint64_t hydrateCursor_ = 0;  // GUARDED_BY(mu_)
-  std::atomic<int> hydrateHurry_{0};  // HydrationHurry guards held
+  std::atomic<int> snapshotHurry_{0};  // SnapshotHurry guards held
 };
 
 }  // namespace ferry

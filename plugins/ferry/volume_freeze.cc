@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
+#include <optional>
 #include <unordered_map>
 
 #include "volume.h"
@@ -30,6 +32,7 @@ struct Volume::Freeze {
   CacheFile cow;                               // copies of rewritten frozen chunks
   std::unordered_map<uint64_t, Chunk> chunks;  // the frozen ones; no insertions after the freeze
   std::vector<uint64_t> toUpload;              // copied, waiting for completeFreeze
+  std::deque<uint64_t> pending;                // frozen, not known to be copied or stored
   std::vector<ChunkKey> keys;                  // the snapshot's chunks so far, each pinned
   uint64_t open = 0;                           // frozen chunks not kDone
   Status error;                                // a copy that failed: the snapshot fails
@@ -52,6 +55,7 @@ Result<Volume::FreezeStats> Volume::beginFreeze(const std::string& cowPath) {
     ChunkState& st = states_[i];
     if (st.dirty && (st.where == Where::kCached || st.where == Where::kJournal || st.where == Where::kPatched)) {
       f->chunks.emplace(i, Freeze::Chunk{nextGeneration(), st.writeSeq, Freeze::State::kPending});
+      f->pending.push_back(i);
       st.frozen = true;
     } else if (!st.dirty && st.remoteGen != 0 && !st.remoteZero) {
       f->keys.push_back({i, st.remoteGen});
@@ -165,8 +169,18 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
       cv_.notify_all();
       continue;
     }
-    // Pending chunks go up with the volume's own uploads (the engine drains meanwhile).
     if (host_.stopping()) return Status::unavailable("gateway is shutting down");
+    // A frozen chunk still as it was at the freeze: stored now, as an upload of the
+    // volume would store it (its queue entry stays and later finds it clean; an upload
+    // of it by the uploader meanwhile serves the snapshot as well).
+    if (std::optional<uint64_t> index = nextPendingFrozen(*f)) {
+      lock.unlock();
+      Status s = uploadChunk(*index, buf, UploadTurn{.fromQueue = false, .forSnapshot = true});
+      lock.lock();
+      if (!s) return s.withContext("for a snapshot");  // uploadChunk queued it again
+      continue;
+    }
+    // The rest are being copied or uploaded by others.
     auto until = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
     cv_.wait_until(lock, until);
     if (std::chrono::steady_clock::now() >= deadline && f->open != 0 && f->toUpload.empty()) {
@@ -175,6 +189,18 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
                                  (lastError_.empty() ? "" : " (last error: " + lastError_ + ")"));
     }
   }
+}
+
+std::optional<uint64_t> Volume::nextPendingFrozen(Freeze& f) {
+  for (size_t n = f.pending.size(); n > 0; --n) {
+    const uint64_t index = f.pending.front();
+    f.pending.pop_front();
+    if (f.chunks.at(index).state != Freeze::State::kPending) continue;  // copied or stored
+    f.pending.push_back(index);  // until it is: an upload may fail, or be another's
+    const ChunkState& st = states_[index];
+    if (!st.uploading && !st.busy) return index;
+  }
+  return std::nullopt;
 }
 
 std::vector<ChunkKey> Volume::endFreeze(FreezeStats* stats) {

@@ -12,7 +12,7 @@ Volume::HydrateStep Volume::hydrateOne(Status* error, std::optional<uint64_t>* s
   // Its turn at the store first, behind clients' reads, with no chunk held meanwhile
   // (one chosen stays out of uploads, the journal and eviction until copied).
   std::optional<StorePriority::Upload> turn;
-  turn.emplace(uploadTurn(/*forHydration=*/true));
+  turn.emplace(uploadTurn(/*forSnapshot=*/true));
   std::unique_lock lock(mu_);
   if (hydrationLeft_ == 0) return HydrateStep::kDone;
   if (fenced_) return HydrateStep::kWait;

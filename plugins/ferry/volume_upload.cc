@@ -144,7 +144,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
       if (!read || (out.zero && c.zeroNeedsNoObject)) return read;
       out.gen = nextGeneration();
       std::span<const uint8_t> body = out.zero ? std::span<const uint8_t>() : chunkOf(i);
-      StorePriority::Upload held = uploadTurn(turn.forHydration);
+      StorePriority::Upload held = uploadTurn(turn.forSnapshot);
       host_.bandwidth().upload(body.size());
       // After any wait for bandwidth.
       return underLease([&] { return host_.store().put(chunkKey(row_.name, c.index, out.gen), body); });

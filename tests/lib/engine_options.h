@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "faulty_store.h"
+#include "metadata.h"
 
 namespace ferry::testing {
 
@@ -28,6 +29,13 @@ inline EngineOptions smallEngine(const std::string& stateDir, const std::string&
     };
   }
   return o;
+}
+
+// What a kill leaves in a state dir: its running mark still set.
+inline Status markCrashed(const std::string& stateDir) {
+  auto meta = Metadata::open(stateDir, false);
+  if (!meta) return meta.status();
+  return meta.value()->setMeta("running", "1");
 }
 
 // Opens and starts the engine; throws (failing the test) with the reason if it cannot.

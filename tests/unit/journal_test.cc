@@ -323,6 +323,54 @@ TEST_F(JournalTest, ARestartCountsOnlyTheChangedPagesOfCachedChunks) {
   EXPECT_TRUE(readAll(*fresh->find("vol")) == image);
 }
 
+// After a clean stop the rows are exact: a dirty cached chunk's pages go to the journal
+// and it may leave the cache. After a crash its cache may hold writes its row lacks: it
+// stays cached until stored whole, and still after a clean stop in between (the mark
+// is in its row).
+TEST_F(JournalTest, OnlyAStartAfterACrashKeepsChangedChunksCachedUntilStoredWhole) {
+  std::vector<uint8_t> image(kSize, 0);
+  auto stopWithStoreDown = [&](std::unique_ptr<Engine> e) {
+    control_->down = true;  // nothing goes up
+    e->shutdown();
+    control_->down = false;
+  };
+  {
+    auto e = open("gw", kRoomy);
+    scatter(*e->find("vol"), image, 11);
+    stopWithStoreDown(std::move(e));
+  }
+  {
+    auto e = open("gw", kRoomy);
+    auto v = e->find("vol");
+    EXPECT_EQ(v->stats().dirtyChunks, kChunks);
+    EXPECT_EQ(v->stats().cacheOnlyChunks, 0u) << "a clean stop was taken for a crash";
+    journalAll(*v);
+    EXPECT_EQ(e->stats().journaledBytes, kChunks * kChunk) << "journaled chunks are not evictable";
+    scatter(*v, image, 12);  // plain dirty again, with the new pages
+    stopWithStoreDown(std::move(e));
+  }
+  ASSERT_TRUE(testing::markCrashed(dir_ / "gw"));
+  {
+    auto e = open("gw", kRoomy);
+    auto v = e->find("vol");
+    EXPECT_EQ(v->stats().cacheOnlyChunks, kChunks) << "a crash's chunks were taken as exact";
+    scatter(*v, image, 13);           // their rows written again
+    stopWithStoreDown(std::move(e));  // cleanly, before any of them went up whole
+  }
+  auto e = open("gw", kRoomy);
+  auto v = e->find("vol");
+  EXPECT_EQ(v->stats().cacheOnlyChunks, kChunks) << "a clean stop forgot what the crash before it left";
+  journalAll(*v);
+  EXPECT_EQ(v->stats().journaledChunks, kChunks);
+  EXPECT_EQ(e->stats().journaledBytes, 0u) << "chunks a crash left became evictable";
+  EXPECT_TRUE(readAll(*v) == image);
+  ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+  EXPECT_EQ(v->stats().cacheOnlyChunks, 0u);
+  e->shutdown();
+  auto fresh = open("fresh", kRoomy);
+  EXPECT_TRUE(readAll(*fresh->find("vol")) == image);
+}
+
 // With the journal on, the upload buffer holds changed pages, not whole chunks: a
 // 4 KiB write into each of 64 chunks takes 256 KiB of it, not 4 MiB, and rewriting
 // the same pages adds nothing. Journaling and uploading give it all back.

@@ -239,6 +239,33 @@ TEST_F(SnapshotFreezeTest, SnapshotsUnderAWriteLoadHoldExactlyOneMomentOfIt) {
   }
 }
 
+// Frozen chunks not rewritten go up with the snapshot itself, at once, with
+// upload-delay far away; another volume's dirty chunks are not hurried along.
+TEST_F(SnapshotFreezeTest, ASnapshotStoresItsFrozenChunksItselfAndHurriesNoOtherVolume) {
+  EngineOptions o = testing::smallEngine(dir_ / "state", stores_.url("store"), control_);
+  o.creates = {{"vol", kChunk * kChunks, kChunk}, {"other", kChunk * kChunks, kChunk}};
+  o.uploadBuffer = 4 * kChunk * kChunks;  // room for both: nothing goes up to make room
+  o.uploadDelayMs = 600000;
+  o.uploadMaxAgeMs = 600000;
+  auto e = testing::startEngine(o);
+  auto v = e->find("vol");
+  auto other = e->find("other");
+  auto a = randomBytes(6 * kChunk, 8);
+  ASSERT_TRUE(v->write(kChunk, a, false));  // chunks 1..6
+  ASSERT_TRUE(other->write(0, randomBytes(5 * kChunk, 9), false));
+  auto m = e->snapshot("vol", "s", std::chrono::seconds(30));
+  ASSERT_TRUE(m) << m.status().toString();
+  ASSERT_EQ(m.value().chunks.size(), 6u);
+  std::vector<uint8_t> want(kChunk * kChunks, 0);
+  std::copy(a.begin(), a.end(), want.begin() + kChunk);
+  EXPECT_EQ(content(m.value()), want);
+  // Stored as the volume's newest generations: vol is clean, other untouched.
+  EXPECT_EQ(v->stats().dirtyChunks, 0u);
+  EXPECT_EQ(other->stats().dirtyChunks, 5u) << "the snapshot of vol hurried other's uploads";
+  EXPECT_TRUE(stores_.keys("store", "volumes/other/chunks/").empty());
+  EXPECT_EQ(chunkObjects(), 6u) << "each frozen chunk stored once";
+}
+
 TEST_F(SnapshotFreezeTest, ASnapshotTheStoreCannotTakeFailsAndLeavesNothing) {
   auto e = open(60000, 60000);
   auto v = e->find("vol");

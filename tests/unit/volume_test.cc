@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine.h"
+#include "engine_options.h"
 #include "faulty_store.h"
 #include "format.h"
 #include "lease.h"
@@ -65,12 +66,6 @@ class EngineTest : public ::testing::Test {
     e->shutdown();
   }
   std::vector<std::string> storeChunks() { return testing::listFiles(dir_ / "store", "/chunks/"); }
-  // What a kill leaves in a state dir: its running mark still set.
-  static Status markCrashed(const std::string& stateDir) {
-    auto meta = Metadata::open(stateDir, false);
-    if (!meta) return meta.status();
-    return meta.value()->setMeta("running", "1");
-  }
   // Until an upload of v has failed (20 s at most).
   static void waitForUploadError(Volume& v) {
     for (int i = 0; i < 400 && v.stats().uploadErrors == 0; ++i)
@@ -445,7 +440,7 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
   {
     std::ofstream(stray) << std::string(leaked.begin(), leaked.end());
     ASSERT_TRUE(std::filesystem::exists(stray));
-    ASSERT_TRUE(markCrashed(o.stateDir));
+    ASSERT_TRUE(testing::markCrashed(o.stateDir));
   }
   { open(o)->shutdown(); }  // the start after the crash stops cleanly, before any collection
   {
@@ -467,7 +462,7 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
   o2.collectIntervalSeconds = 0;
   std::ofstream(stray) << std::string(leaked.begin(), leaked.end());
   ASSERT_TRUE(std::filesystem::exists(stray));
-  ASSERT_TRUE(markCrashed(o2.stateDir));
+  ASSERT_TRUE(testing::markCrashed(o2.stateDir));
   auto e = open(o2);
   auto c = e->collect("vol");
   ASSERT_TRUE(c) << c.status().toString();
@@ -479,7 +474,7 @@ TEST_F(EngineTest, AfterACrashZerosReachTheStoreUntilACollectionHasRun) {
 
   // A mark left by a volume deleted before its collection does not outlive it.
   e->shutdown();
-  ASSERT_TRUE(markCrashed(o2.stateDir));
+  ASSERT_TRUE(testing::markCrashed(o2.stateDir));
   e = open(o2);
   ASSERT_TRUE(e->deleteVolume("vol", true));
   ASSERT_TRUE(e->createVolume({"vol", 8 << 20, kChunk}));
