@@ -12,6 +12,8 @@
 # adopts before it serves, so "start s" is how long that took.
 # STOP=term: the first gateway is stopped cleanly instead (SIGTERM, shutdown-timeout=0:
 # what is dirty stays dirty for the next start), as for a planned restart.
+# STOP=none: no stop at all, the second writes go to the same gateway: the control, what
+# the second RUNTIME seconds give with no restart in between.
 #   bench/restart.sh [VOLUME_MB=2048] [BUFFER_MB=32] [RUNTIME=15]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,18 +43,22 @@ run() {
   PLUGIN=$plugin start_ferry "$st" "$store" "${first[@]}"
   local before after dirty
   before=$(writes)
-  if [ "${STOP:-}" = term ]; then kill -TERM "$NPID"; else kill -9 "$NPID"; fi
-  wait "$NPID" 2>/dev/null || true
-  NPID=
   local t0 t1 segments unsure
-  if [ -n "${ADOPT:-}" ]; then
-    st="$W/$label-adopt"
-    args+=(takeover=true)
-    export START_WAIT=900
-  fi
   t0=$(now)
-  PLUGIN=$plugin start_ferry "$st" "$store" "${args[@]}"
-  t1=$(now)
+  t1=$t0
+  if [ "${STOP:-}" != none ]; then
+    if [ "${STOP:-}" = term ]; then kill -TERM "$NPID"; else kill -9 "$NPID"; fi
+    wait "$NPID" 2>/dev/null || true
+    NPID=
+    if [ -n "${ADOPT:-}" ]; then
+      st="$W/$label-adopt"
+      args+=(takeover=true)
+      export START_WAIT=900
+    fi
+    t0=$(now)
+    PLUGIN=$plugin start_ferry "$st" "$store" "${args[@]}"
+    t1=$(now)
+  fi
   dirty=$(stat_of "$st" dirty_bytes)
   segments=$(vol_stat "$st" journal_segments)
   unsure=$(vol_stat "$st" cache_only_chunks 2>/dev/null || echo -)  # (older builds lack it)

@@ -110,6 +110,7 @@ std::string Volume::objectKey(uint64_t index, uint64_t gen) const {
 
 Status Volume::load(const std::vector<ChunkRow>& rows) {
   std::vector<uint64_t> toQueue;
+  const uint32_t loadedMs = engineClockMs();
   {
     std::lock_guard lock(mu_);
     for (const ChunkRow& r : rows) {
@@ -163,6 +164,10 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       if (st.dirty) {
         toQueue.push_back(r.index);
         ++dirtyChunks_;
+        // Its upload-delay and upload-max-age count from now (they counted from the
+        // clock's zero: every dirty chunk went up whole at once after each start, the
+        // journaled ones too, competing with the writes for the store).
+        st.dirtySinceMs = st.lastWriteMs = loadedMs;
         // An upload of it given up on, or in flight when the gateway stopped, may have
         // stored an object nobody recorded, of a generation below this run's: zeros
         // then need a tombstone over it. The next upload, above it, clears this.

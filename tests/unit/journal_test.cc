@@ -371,6 +371,39 @@ TEST_F(JournalTest, OnlyAStartAfterACrashKeepsChangedChunksCachedUntilStoredWhol
   EXPECT_TRUE(readAll(*fresh->find("vol")) == image);
 }
 
+// A start queues the dirty chunks it finds for upload with their upload-delay and
+// upload-max-age counting from the start: a journaled one waits for upload-max-age, as
+// it would have before the stop, instead of going up whole at once next to the writers.
+TEST_F(JournalTest, DirtyChunksFoundAtAStartWaitTheirUploadDelayFromThere) {
+  std::vector<uint8_t> image(kSize, 0);
+  constexpr uint64_t kPlain = kChunks / 2;  // chunks 0..31 written again after the journal took them
+  {
+    auto e = open("gw", kRoomy);
+    auto v = e->find("vol");
+    scatter(*v, image, 14);
+    journalAll(*v);
+    for (uint64_t i = 0; i < kPlain; ++i) {
+      auto data = randomBytes(4096, 15000 + static_cast<int>(i));
+      ASSERT_TRUE(v->write(i * kChunk + 20 * 4096, data, false));
+      std::copy(data.begin(), data.end(), image.begin() + static_cast<std::ptrdiff_t>(i * kChunk + 20 * 4096));
+    }
+    EXPECT_EQ(v->stats().journaledChunks, kChunks - kPlain);
+    control_->down = true;  // they stay dirty
+    e->shutdown();
+    control_->down = false;
+  }
+  EngineOptions o = options("gw", kRoomy);
+  o.uploadDelayMs = 200;  // upload-max-age stays 10 minutes
+  auto e = testing::startEngine(o);
+  auto v = e->find("vol");
+  EXPECT_TRUE(testing::waitUntil([&] { return v->stats().dirtyChunks <= kChunks - kPlain; }))
+      << "the chunks not journaled, queued at the start, never went up";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(v->stats().dirtyChunks, kChunks - kPlain) << "a start stored its journaled chunks whole at once";
+  EXPECT_EQ(v->stats().journaledChunks, kChunks - kPlain);
+  EXPECT_TRUE(readAll(*v) == image);
+}
+
 // With the journal on, the upload buffer holds changed pages, not whole chunks: a
 // 4 KiB write into each of 64 chunks takes 256 KiB of it, not 4 MiB, and rewriting
 // the same pages adds nothing. Journaling and uploading give it all back.
