@@ -172,8 +172,11 @@ Status Volume::completeFreeze(std::chrono::steady_clock::time_point deadline) {
     if (host_.stopping()) return Status::unavailable("gateway is shutting down");
     // A frozen chunk still as it was at the freeze: stored now, as an upload of the
     // volume would store it (its queue entry stays and later finds it clean; an upload
-    // of it by the uploader meanwhile serves the snapshot as well).
-    if (std::optional<uint64_t> index = nextPendingFrozen(*f)) {
+    // of it by the uploader meanwhile serves the snapshot as well). None is started
+    // past the deadline.
+    std::optional<uint64_t> index;
+    if (std::chrono::steady_clock::now() < deadline) index = nextPendingFrozen(*f);
+    if (index) {
       lock.unlock();
       Status s = uploadChunk(*index, buf, UploadTurn{.fromQueue = false, .forSnapshot = true});
       lock.lock();
