@@ -11,6 +11,7 @@
 
 namespace ferry {
 
+// Where one change of a chunk lies in a stored journal segment.
 struct JournalPiece {
   uint64_t segment;     // its generation
   uint64_t dataOffset;  // of the bytes in the segment's body

@@ -195,7 +195,7 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.dirty) flags |= kFlagDirty;
   if (st.remoteZero) flags |= kFlagRemoteZero;
   if (st.journaled) flags |= kFlagJournaled;
-  if (st.where == Where::kCached && st.dirty && st.cacheOnly) flags |= kFlagCacheOnly;
+  if (st.pinnedUntilStored()) flags |= kFlagCacheOnly;
   // Cached, changed and not journaled: which pages changed, for a start after a crash
   // to count only those in the upload buffer (and let the journal take them).
   if (st.where == Where::kCached && st.dirty && !st.journaled && journal_) {
@@ -995,7 +995,7 @@ VolumeStats Volume::stats() {
     for (const ChunkState& st : states_) {
       v.journaledChunks += st.journaled ? 1 : 0;
       v.journalOnlyChunks += st.where == Where::kJournal ? 1 : 0;
-      v.cacheOnlyChunks += st.where == Where::kCached && st.dirty && st.cacheOnly ? 1 : 0;
+      v.cacheOnlyChunks += st.pinnedUntilStored() ? 1 : 0;
     }
     if (hydrating()) {
       v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;

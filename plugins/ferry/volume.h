@@ -84,7 +84,7 @@ class VolumeHost {
 // journal takes those pages, and the chunk is then kJournal again.
 enum class Where : uint8_t { kZero, kRemote, kCached, kJournal, kPatched };
 
-// Where one change of a chunk lies in a stored journal segment.
+// What the engine knows of one chunk (its metadata row, in memory).
 struct ChunkState {
   uint64_t remoteGen = 0;           // newest generation in the store (0 = none)
   uint32_t writeSeq = 0;            // bumped by every change of content
@@ -108,6 +108,9 @@ struct ChunkState {
   // evicted into the journal until it is stored whole.
   bool cacheOnly = false;
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
+
+  // Leaves the cache only once stored whole (its row says so: kFlagCacheOnly).
+  bool pinnedUntilStored() const { return where == Where::kCached && dirty && cacheOnly; }
 };
 
 // How uploadChunk goes. The uploader's waits (uploadWaitMs): a neighbour is taken

@@ -111,6 +111,13 @@ class JournalTest : public testing::StoreTest {
     o.leaseTtlSeconds = 10;
     return o;
   }
+  // Stops the engine with nothing reaching the store (a crash or a lost gateway, as far
+  // as the store can tell): what is dirty stays dirty.
+  void stopWithStoreDown(Engine& e) {
+    control_->down = true;
+    e.shutdown();
+    control_->down = false;
+  }
   static std::vector<uint8_t> readAll(Volume& v) {
     std::vector<uint8_t> out(v.size());
     EXPECT_TRUE(v.read(0, out));
@@ -206,10 +213,8 @@ TEST_F(JournalTest, ALostGatewaysJournalIsAppliedByTheNextOne) {
     EXPECT_EQ(st.journaledChunks, kChunks) << "every chunk changed in two pages is journaled";
     EXPECT_GE(st.journalWrites, 1u);
     EXPECT_FALSE(segments().empty());
-    control_->down = true;  // lost: nothing more reaches the store
-    a->shutdown();
+    stopWithStoreDown(*a);  // lost: nothing more reaches the store
   }
-  control_->down = false;
   std::filesystem::remove_all(dir_ / "a");
 
   const uint64_t gets = control_->gets;
@@ -244,10 +249,8 @@ TEST_F(JournalTest, AnAdoptionThatFailsHalfwayIsRetriedWhole) {
     scatter(*v, image, 6);
     journalAll(*v);
     EXPECT_EQ(v->stats().journaledChunks, kChunks);
-    control_->down = true;  // lost
-    a->shutdown();
+    stopWithStoreDown(*a);  // lost
   }
-  control_->down = false;
   control_->putBudget = 20;  // the leases, then a few chunks of the journal
   auto failed = Engine::open(options("b", kRoomy));
   ASSERT_FALSE(failed);
@@ -274,10 +277,8 @@ TEST_F(JournalTest, PressureGoesToTheJournalAndWholeUploadsDeleteIt) {
     journalAll(*v);
     EXPECT_GT(v->stats().journaledChunks, 0u);
     EXPECT_FALSE(segments().empty());
-    control_->down = true;  // a crash, as far as the store can tell
-    e->shutdown();
+    stopWithStoreDown(*e);  // a crash, as far as the store can tell
   }
-  control_->down = false;
   auto e = open("gw", 8 * kChunk);
   auto v = e->find("vol");
   auto st = v->stats();
@@ -305,10 +306,8 @@ TEST_F(JournalTest, ARestartCountsOnlyTheChangedPagesOfCachedChunks) {
     scatter(*v, image, 9);
     EXPECT_EQ(e->stats().dirtyBytes, kChunks * 4096);
     EXPECT_EQ(v->stats().journaledChunks, 0u);
-    control_->down = true;
-    e->shutdown();
+    stopWithStoreDown(*e);
   }
-  control_->down = false;
   auto e = open("gw", kRoomy);
   auto v = e->find("vol");
   EXPECT_EQ(e->stats().dirtyBytes, kChunks * 4096) << "the changed pages of cached chunks were not kept";
@@ -329,15 +328,10 @@ TEST_F(JournalTest, ARestartCountsOnlyTheChangedPagesOfCachedChunks) {
 // is in its row).
 TEST_F(JournalTest, OnlyAStartAfterACrashKeepsChangedChunksCachedUntilStoredWhole) {
   std::vector<uint8_t> image(kSize, 0);
-  auto stopWithStoreDown = [&](std::unique_ptr<Engine> e) {
-    control_->down = true;  // nothing goes up
-    e->shutdown();
-    control_->down = false;
-  };
   {
     auto e = open("gw", kRoomy);
     scatter(*e->find("vol"), image, 11);
-    stopWithStoreDown(std::move(e));
+    stopWithStoreDown(*e);
   }
   {
     auto e = open("gw", kRoomy);
@@ -347,7 +341,7 @@ TEST_F(JournalTest, OnlyAStartAfterACrashKeepsChangedChunksCachedUntilStoredWhol
     journalAll(*v);
     EXPECT_EQ(e->stats().journaledBytes, kChunks * kChunk) << "journaled chunks are not evictable";
     scatter(*v, image, 12);  // plain dirty again, with the new pages
-    stopWithStoreDown(std::move(e));
+    stopWithStoreDown(*e);
   }
   ASSERT_TRUE(testing::markCrashed(dir_ / "gw"));
   {
@@ -355,7 +349,7 @@ TEST_F(JournalTest, OnlyAStartAfterACrashKeepsChangedChunksCachedUntilStoredWhol
     auto v = e->find("vol");
     EXPECT_EQ(v->stats().cacheOnlyChunks, kChunks) << "a crash's chunks were taken as exact";
     scatter(*v, image, 13);           // their rows written again
-    stopWithStoreDown(std::move(e));  // cleanly, before any of them went up whole
+    stopWithStoreDown(*e);            // cleanly, before any of them went up whole
   }
   auto e = open("gw", kRoomy);
   auto v = e->find("vol");
@@ -388,9 +382,7 @@ TEST_F(JournalTest, DirtyChunksFoundAtAStartWaitTheirUploadDelayFromThere) {
       std::copy(data.begin(), data.end(), image.begin() + static_cast<std::ptrdiff_t>(i * kChunk + 20 * 4096));
     }
     EXPECT_EQ(v->stats().journaledChunks, kChunks - kPlain);
-    control_->down = true;  // they stay dirty
-    e->shutdown();
-    control_->down = false;
+    stopWithStoreDown(*e);  // they stay dirty
   }
   EngineOptions o = options("gw", kRoomy);
   o.uploadDelayMs = 200;  // upload-max-age stays 10 minutes
@@ -530,10 +522,8 @@ TEST_F(JournalTest, AdoptingKeepsTheObjectsOfSnapshots) {
     ASSERT_TRUE(v->write(4096, randomBytes(4096, 14), false));
     journalAll(*v);
     ASSERT_EQ(v->stats().journaledChunks, 1u);
-    control_->down = true;  // lost
-    a->shutdown();
+    stopWithStoreDown(*a);  // lost
   }
-  control_->down = false;
   std::filesystem::remove_all(dir_ / "a");
   auto b = open("b", kRoomy);
   EXPECT_TRUE(segments().empty());
@@ -566,10 +556,8 @@ TEST_F(JournalTest, ZerosDuringAnUploadThenAPageAreNotJournaledOverTheOldContent
     ASSERT_TRUE(upload.get());
     control_->latencyMs = 0;
     journalAll(*v);
-    control_->down = true;  // lost
-    a->shutdown();
+    stopWithStoreDown(*a);  // lost
   }
-  control_->down = false;
   std::filesystem::remove_all(dir_ / "a");
   auto b = open("b", kRoomy);
   auto back = readAll(*b->find("vol"));
@@ -605,10 +593,8 @@ TEST_F(JournalTest, JournaledChunksLeaveASmallCacheAndAreRebuilt) {
     journalAll(*v);
     // (How many are in the journal only now depends on what the uploader hurried
     // meanwhile: the known race above. The reads after the restart check them.)
-    control_->down = true;  // a crash, as far as the store can tell
-    e->shutdown();
+    stopWithStoreDown(*e);  // a crash, as far as the store can tell
   }
-  control_->down = false;
   auto e = testing::startEngine(small);
   auto v = e->find("vol");
   EXPECT_TRUE(readAll(*v) == image) << "an evicted chunk read back wrong after a restart";
@@ -800,10 +786,8 @@ TEST_F(JournalTest, WritesOfWholePagesPatchChunksWithoutReadingThem) {
     scatter(*v, image, 36);
     EXPECT_GT(v->stats().patchedChunks + v->stats().journalOnlyChunks, kChunks / 2);
     ASSERT_TRUE(v->flush());
-    control_->down = true;  // a crash, as far as the store can tell
-    e->shutdown();
+    stopWithStoreDown(*e);  // a crash, as far as the store can tell
   }
-  control_->down = false;
   auto e = testing::startEngine(small);
   auto v = e->find("vol");
   // (Their pages are in the cache file only, as their rows say; the restart also starts
@@ -969,10 +953,8 @@ TEST_F(JournalTest, AnEvictedChunkWhoseSegmentsAreGoneIsAnError) {
     ASSERT_GT(v->stats().journalOnlyChunks, 0u);
     scatter(*v, image, 25);  // patched over their pieces: those need them too
     ASSERT_EQ(v->stats().journalOnlyChunks, 0u);
-    control_->down = true;
-    e->shutdown();
+    stopWithStoreDown(*e);
   }
-  control_->down = false;
   for (const std::string& key : segments()) ASSERT_TRUE(stores_.client("s").remove(key));
   auto failed = Engine::open(small);
   ASSERT_FALSE(failed);
