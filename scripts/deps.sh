@@ -4,8 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(
-  # toolchain
-  build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
+  # toolchain (ccache: CMakeLists.txt compiles through it)
+  build-essential ccache cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
   # libraries
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   # the control server: Poco (application frame, HTTP, Data with SQLite and PostgreSQL)

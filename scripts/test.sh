@@ -4,12 +4,20 @@
 # build over the unit and integration tests. Ends with ctest's summary.
 #   FERRY_SKIP_SANITIZE=1  skip the sanitizer build (quicker local runs)
 #   FERRY_JOBS=N           build parallelism (default: number of cores)
+#   CCACHE_DISABLE=1       compile everything again (no objects from ccache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=${FERRY_JOBS:-$(nproc)}
 
 bash scripts/deps.sh
+
+# ccache (CMakeLists.txt uses it when installed): paths under the clone are hashed
+# relative to it and the build directory is left out of the hash, so a clone at another
+# path (each CI run's) finds what an earlier one compiled. The objects are the same but
+# for the directory their debug information names. 12 GB by default holds both builds
+# of a few trees.
+export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-12G}"
 
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
