@@ -195,6 +195,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   auto running = e->meta_->getMeta(kRunningKey);
   if (!running) return running.status();
   if (!running.value().empty()) {
+    e->afterCrash_ = true;
     // Writes after a chunk's last commit may be in its cache and not in its row.
     if (Status s = e->meta_->markChangesUnsure(); !s) return s.withContext("after a crash");
     // Every volume's mark before any is opened: it stays until a collection of that
@@ -392,7 +393,10 @@ Status Engine::loadRows(Volume& v, const VolumeRow& row, const std::vector<Chunk
     if (!source) return source.status().withContext("volume " + row.name + ": the store of its snapshot");
     v.setSourceStore(source.value());
   }
-  return v.load(rows);
+  if (Status s = v.load(rows); !s) return s;
+  // The chunks markChangesUnsure took out of the cache leave their bytes behind.
+  if (afterCrash_) v.punchUncached();
+  return Status::ok();
 }
 
 Result<CacheFile> Engine::openCache(const VolumeRow& row, const std::vector<ChunkRow>& rows, bool fresh) {

@@ -289,6 +289,7 @@ class Engine : public VolumeHost {
   std::atomic<bool> reserveHeld_{false};  // STATE/space.reserve is allocated
   bool started_ = false;
   bool shutDown_ = false;
+  bool afterCrash_ = false;  // this start found the running mark: the last run crashed
   // A volume opened with objects of an earlier run unknown (a crash): collect soon.
   bool collectSoon_ = false;
   // Clears a volume's unknown-objects mark once a collection of it found everything.

@@ -232,7 +232,13 @@ Status Metadata::setMeta(const std::string& key, const std::string& value) {
 
 Status Metadata::markChangesUnsure() {
   std::lock_guard lock(mu_);
-  return db_.exec(markUnsureSql());
+  // Clean cached rows stop saying "cached": their bytes are read from the store again.
+  const std::string dropClean = "UPDATE chunks SET flags = flags & ~" + std::to_string(kFlagCached) +
+                                " WHERE (flags & " + std::to_string(kFlagCached | kFlagDirty) +
+                                ") = " + std::to_string(kFlagCached);
+  Status s = db_.exec("BEGIN; " + markUnsureSql() + "; " + dropClean + "; COMMIT");
+  if (!s) db_.exec("ROLLBACK");
+  return s;
 }
 
 Status Metadata::deleteMeta(const std::string& key) {

@@ -84,8 +84,10 @@ class Metadata {
   // Upserts every row in one transaction; rows with no flags and no generation are
   // deleted. Durable (fsync) when it returns OK.
   Status writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows);
-  // After a crash, the cache of a dirty cached chunk may hold writes its row lacks
-  // (they came after its last commit): every such row gets kFlagCacheOnly. Durable.
+  // After a crash, a cached chunk's cache may hold writes its row lacks (they came
+  // after its last commit). Every dirty cached row gets kFlagCacheOnly (its whole
+  // upload stores them); every clean cached row stops saying "cached" (read from the
+  // store, it cannot show such a write and later lose it to an eviction). Durable.
   Status markChangesUnsure();
 
  private:

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 
+#include "ferry/log.h"
 #include "format.h"
 #include "journal_format.h"
 
@@ -187,6 +188,27 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
     host_.enqueueUpload(shared_from_this(), idx);
   }
   return Status::ok();
+}
+
+void Volume::punchUncached() {
+  std::lock_guard lock(mu_);
+  // One punch per run of such chunks: as many as there are cached runs, however large
+  // the volume.
+  auto holds = [&](uint64_t i) { return states_[i].where == Where::kCached || states_[i].where == Where::kPatched; };
+  uint64_t i = 0;
+  while (i < states_.size()) {
+    if (holds(i)) {
+      ++i;
+      continue;
+    }
+    uint64_t end = i;
+    while (end < states_.size() && !holds(end)) ++end;
+    const uint64_t from = i * row_.chunkSize;
+    const uint64_t to = std::min(end * row_.chunkSize, row_.size);
+    // A failed punch only leaves stale bytes, which are overwritten before use.
+    if (Status s = cache_.punch(from, to - from); !s) logError("volume " + row_.name + ": " + s.toString());
+    i = end;
+  }
 }
 
 ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {

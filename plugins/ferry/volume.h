@@ -178,6 +178,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
   // Loads persisted chunk rows; queues dirty chunks for upload. Call once, before use.
   Status load(const std::vector<ChunkRow>& rows);
+  // Punches the cache file's ranges of chunks that are neither cached nor patched
+  // (bytes a crash left behind there, outside the cache budget). After load, before use.
+  void punchUncached();
 
   const std::string& name() const { return row_.name; }
   int64_t id() const { return row_.id; }
