@@ -14,6 +14,7 @@
 #include "ferry/strings.h"
 #include "format.h"
 #include "journal_format.h"
+#include "written_map.h"
 
 namespace ferry {
 namespace {
@@ -196,13 +197,21 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
   if (!running) return running.status();
   if (!running.value().empty()) {
     e->afterCrash_ = true;
-    // Writes after a chunk's last commit may be in its cache and not in its row.
-    if (Status s = e->meta_->markChangesUnsure(); !s) return s.withContext("after a crash");
-    // Every volume's mark before any is opened: it stays until a collection of that
-    // volume succeeds, whatever happens to this start.
     auto all = e->meta_->volumes();
     if (!all) return all.status();
     for (const VolumeRow& row : all.value()) {
+      // Writes after a chunk's last commit may be in its cache and not in its row: in
+      // the chunks its written map marks, or in any when nothing tells (another boot).
+      const uint64_t chunks = (row.size + row.chunkSize - 1) / row.chunkSize;
+      auto only = WrittenMap::marked(e->writtenPath(row.name), chunks);
+      if (Status s = e->meta_->markChangesUnsure(row.id, only); !s) return s.withContext("volume " + row.name);
+      logInfo("volume " + row.name + ": after a crash, " +
+              (only ? std::to_string(only->size()) + " chunks written since their last commit are"
+                    : std::string("no map of the chunks written since their last commit (another boot): every "
+                                  "cached chunk is")) +
+              " taken as holding writes their rows lack");
+      // Every volume's mark before any is opened: it stays until a collection of that
+      // volume succeeds, whatever happens to this start.
       if (Status s = e->meta_->setMeta(kUnknownObjectsPrefix + row.name, "1"); !s) return s;
     }
   }
@@ -244,6 +253,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
       if (Status s = e->meta_->removeVolume(row.id); !s) return s;
       std::error_code ec;
       std::filesystem::remove(e->cachePath(row.name), ec);
+      std::filesystem::remove(e->writtenPath(row.name), ec);
       std::filesystem::remove(e->cowPath(row.name), ec);
       continue;
     }
@@ -291,6 +301,9 @@ std::string Engine::adoptKey(const std::string& name) {
 
 std::string Engine::cachePath(const std::string& name) const {
   return options_.stateDir + "/" + name + ".cache";
+}
+std::string Engine::writtenPath(const std::string& name) const {
+  return options_.stateDir + "/" + name + ".written";
 }
 std::string Engine::cowPath(const std::string& name) const {
   return options_.stateDir + "/" + name + ".cow";
@@ -347,6 +360,10 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   std::filesystem::remove(cowPath(row.name), ec);  // a snapshot a crash interrupted
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
+  // Emptied: a crash start has already marked the rows its bits named.
+  auto written = WrittenMap::open(writtenPath(row.name), (row.size + row.chunkSize - 1) / row.chunkSize);
+  if (!written) return written.status().withContext("volume " + row.name);
+  held.volume->useWrittenMap(std::move(written).value());
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
   if (!fresh) {
     auto unknown = meta_->getMeta(kUnknownObjectsPrefix + row.name);
@@ -613,6 +630,7 @@ Status Engine::deleteVolume(const std::string& name, bool force) {
   }
   std::error_code ec;
   std::filesystem::remove(cachePath(name), ec);
+  std::filesystem::remove(writtenPath(name), ec);
   std::filesystem::remove(cowPath(name), ec);
   if (lost) {
     logInfo("volume " + name + " removed from this gateway; it was fenced (another gateway holds it, or a delete " +

@@ -249,6 +249,8 @@ class Engine : public VolumeHost {
   Result<std::vector<std::string>> holders(ObjectStore& store, const std::string& volume, const std::string& snapshot);
   static std::string adoptKey(const std::string& name);
   std::string cachePath(const std::string& name) const;
+  // The volume's WrittenMap.
+  std::string writtenPath(const std::string& name) const;
   // Copies of chunks rewritten while a snapshot of the volume is taken.
   std::string cowPath(const std::string& name) const;
   // Keeps kReserveBytes allocated in STATE/space.reserve while the disk has room.

@@ -230,15 +230,41 @@ Status Metadata::setMeta(const std::string& key, const std::string& value) {
   return st->bind(1, key).bind(2, value).run();
 }
 
-Status Metadata::markChangesUnsure() {
+Status Metadata::markChangesUnsure(int64_t volumeId, const std::optional<std::vector<uint64_t>>& only) {
   std::lock_guard lock(mu_);
-  // Clean cached rows stop saying "cached": their bytes are read from the store again.
-  const std::string dropClean = "UPDATE chunks SET flags = flags & ~" + std::to_string(kFlagCached) +
-                                " WHERE (flags & " + std::to_string(kFlagCached | kFlagDirty) +
-                                ") = " + std::to_string(kFlagCached);
-  Status s = db_.exec("BEGIN; " + markUnsureSql() + "; " + dropClean + "; COMMIT");
-  if (!s) db_.exec("ROLLBACK");
-  return s;
+  const std::string cached = std::to_string(kFlagCached), dirtyCached = std::to_string(kFlagCached | kFlagDirty);
+  const std::string which = only ? " AND idx=$2" : "";
+  // Dirty cached rows: kFlagCacheOnly. Clean cached rows stop saying "cached": their
+  // bytes are read from the store again.
+  auto unsure = db_.prepare("UPDATE chunks SET flags = flags | " + std::to_string(kFlagCacheOnly) +
+                            " WHERE volume_id=$1" + which + " AND (flags & " + dirtyCached + ") = " + dirtyCached);
+  if (!unsure) return unsure.status();
+  auto drop = db_.prepare("UPDATE chunks SET flags = flags & ~" + cached + " WHERE volume_id=$1" + which +
+                          " AND (flags & " + dirtyCached + ") = " + cached);
+  if (!drop) return drop.status();
+  if (Status s = db_.exec("BEGIN IMMEDIATE"); !s) return s;
+  auto both = [&](std::optional<uint64_t> index) -> Status {
+    for (auto* st : {&unsure.value(), &drop.value()}) {
+      st->bind(1, volumeId);
+      if (index) st->bind(2, static_cast<int64_t>(*index));
+      if (Status s = st->run(); !s) return s;
+    }
+    return Status::ok();
+  };
+  Status s;
+  if (!only) {
+    s = both(std::nullopt);
+  } else {
+    for (uint64_t index : *only) {
+      if (s = both(index); !s) break;
+    }
+  }
+  if (s) s = db_.exec("COMMIT");
+  if (!s) {
+    db_.exec("ROLLBACK");
+    return s.withContext("mark chunks written before a crash");
+  }
+  return Status::ok();
 }
 
 Status Metadata::deleteMeta(const std::string& key) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,10 +86,11 @@ class Metadata {
   // deleted. Durable (fsync) when it returns OK.
   Status writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows);
   // After a crash, a cached chunk's cache may hold writes its row lacks (they came
-  // after its last commit). Every dirty cached row gets kFlagCacheOnly (its whole
-  // upload stores them); every clean cached row stops saying "cached" (read from the
-  // store, it cannot show such a write and later lose it to an eviction). Durable.
-  Status markChangesUnsure();
+  // after its last commit): the volume's chunks `only` lists (WrittenMap), or all of
+  // them when nothing tells. Each such dirty cached row gets kFlagCacheOnly (its whole
+  // upload stores them); each such clean cached row stops saying "cached" (read from
+  // the store, it cannot show such a write and later lose it to an eviction). Durable.
+  Status markChangesUnsure(int64_t volumeId, const std::optional<std::vector<uint64_t>>& only);
 
  private:
   explicit Metadata(SqliteDb db) : db_(std::move(db)) {}

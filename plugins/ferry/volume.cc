@@ -598,6 +598,9 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     setJournaled(index, st, false);
     st.referenced = true;
     st.ioRefs.fetch_add(1);
+    // Before the bytes can be there: a kill from here on leaves the mark (a patch's
+    // pages count only once in its committed page map, so it needs none).
+    if (!patch && written_) written_->mark(index);
     lock.unlock();
     Status s =
         zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
@@ -747,14 +750,17 @@ Status Volume::persist() {
   std::lock_guard plock(persistMu_);
   std::vector<ChunkRow> rows;
   std::vector<uint64_t> indexes;
+  std::vector<uint32_t> seqs;  // each chunk's writeSeq in the rows committed
   std::vector<std::string> superseded;
   {
     std::lock_guard lock(mu_);
     indexes.swap(metaPendingList_);
     rows.reserve(indexes.size());
+    seqs.reserve(indexes.size());
     for (uint64_t i : indexes) {
       states_[i].metaPending = false;
       rows.push_back(rowOf(i, states_[i]));
+      seqs.push_back(states_[i].writeSeq);
     }
     superseded.swap(supersededPending_);
   }
@@ -774,6 +780,14 @@ Status Volume::persist() {
     return s.withContext("persist volume " + row_.name);
   }
   supersededReady_.insert(supersededReady_.end(), superseded.begin(), superseded.end());
+  if (written_) {
+    // The rows hold every write of a chunk with no write since (writeSeq) and none in
+    // flight (ioRefs, readers too: those only keep the mark to the next commit).
+    for (size_t n = 0; n < indexes.size(); ++n) {
+      const ChunkState& st = states_[indexes[n]];
+      if (st.writeSeq == seqs[n] && st.ioRefs.load() == 0) written_->clear(indexes[n]);
+    }
+  }
   // Evicted chunks whose rows now say "not cached": their space on the cache disk goes.
   // (One cached again meanwhile holds its content there; one changed since this
   // commit waits for the next.) A failed punch only leaves stale bytes, which are

@@ -35,6 +35,7 @@
 #include "read_window.h"
 #include "rebuild_plan.h"
 #include "store_priority.h"
+#include "written_map.h"
 
 namespace ferry {
 
@@ -178,6 +179,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
 
   // Loads persisted chunk rows; queues dirty chunks for upload. Call once, before use.
   Status load(const std::vector<ChunkRow>& rows);
+  // Marks each chunk in `map` before its cache is written, clears it once a commit
+  // holds the write. Before load.
+  void useWrittenMap(WrittenMap map) { written_.emplace(std::move(map)); }
   // Punches the cache file's ranges of chunks that are neither cached nor patched
   // (bytes a crash left behind there, outside the cache budget). After load, before use.
   void punchUncached();
@@ -547,6 +551,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   VolumeHost& host_;
   const VolumeRow row_;
   CacheFile cache_;
+  std::optional<WrittenMap> written_;  // set before load (useWrittenMap), then constant
   const uint64_t epoch_;
   std::atomic<uint64_t> genCounter_{0};
   std::atomic<bool> fenced_{false};

@@ -447,6 +447,7 @@ Status Volume::openJournal(bool adopt) {
         return s.withContext("store chunk " + std::to_string(t.index) + " of " + row_.name + " from its journal");
       }
       if (cached[n]) {
+        if (written_) written_->mark(t.index);  // its row, committed below, says the old generation
         if (Status s = cache_.write(t.index * row_.chunkSize, t.buf.data(), t.buf.size()); !s) return s;
       }
       newGens[n] = gen;

@@ -3,6 +3,7 @@
 // threads, short lease and commit timers), optionally behind the fault seam, and
 // opening one that must open. Header-only.
 
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -31,10 +32,15 @@ inline EngineOptions smallEngine(const std::string& stateDir, const std::string&
   return o;
 }
 
-// What a kill leaves in a state dir: its running mark still set.
+// What a crash that nothing can tell more about (a machine crash: another boot) leaves
+// in a state dir: its running mark still set, and no map of the chunks written last
+// (WrittenMap), so every cached chunk is distrusted.
 inline Status markCrashed(const std::string& stateDir) {
   auto meta = Metadata::open(stateDir, false);
   if (!meta) return meta.status();
+  for (const auto& f : std::filesystem::directory_iterator(stateDir)) {
+    if (f.path().extension() == ".written") std::filesystem::remove(f.path());
+  }
   return meta.value()->setMeta("running", "1");
 }
 
