@@ -598,9 +598,10 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     setJournaled(index, st, false);
     st.referenced = true;
     st.ioRefs.fetch_add(1);
-    // Before the bytes can be there: a kill from here on leaves the mark (a patch's
-    // pages count only once in its committed page map, so it needs none).
-    if (!patch && written_) written_->mark(index);
+    // Before the bytes can be there: a kill from here on leaves the mark. A patch too:
+    // its pages count only once in its committed page map, but the row of a chunk
+    // evicted since its last commit still says "cached" over them.
+    if (written_) written_->mark(index);
     lock.unlock();
     Status s =
         zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());

@@ -85,16 +85,21 @@ class PluginTest : public ::testing::Test {
     ASSERT_TRUE(c.pread(buf.data(), kChunk, 0)) << c.error();
     ASSERT_TRUE(c.flush()) << c.error();
   }
-  // Reads chunks 8..31 (24 MiB through the 16 MiB cache, in an order no stream
-  // detection skips), then chunk 0 into `out`, which must have left the cache (or be
-  // kept there until stored whole, which is as good: nothing else reads it).
-  void readChunkZeroAfterEviction(NbdClient& c, std::vector<uint8_t>& out) {
+  // Reads chunks 8..31: 24 MiB through the 16 MiB cache, in an order no stream
+  // detection skips, so that the cache evicts all it can.
+  void readThroughTheCache(NbdClient& c) {
     constexpr uint64_t kChunk = 1 << 20;
     std::vector<uint8_t> buf(kChunk);
     for (uint64_t i = 0; i < 24; ++i) {
       uint64_t chunk = 8 + (i * 7) % 24;
       ASSERT_TRUE(c.pread(buf.data(), kChunk, chunk * kChunk)) << c.error();
     }
+  }
+  // readThroughTheCache, then chunk 0 into `out`, which must have left the cache (or be
+  // kept there until stored whole, which is as good: nothing else reads it).
+  void readChunkZeroAfterEviction(NbdClient& c, std::vector<uint8_t>& out) {
+    constexpr uint64_t kChunk = 1 << 20;
+    ASSERT_NO_FATAL_FAILURE(readThroughTheCache(c));
     auto stats = [&] {
       auto st = nlohmann::json::parse(adminRequest((dir_ / "gw") + "/admin.sock", R"({"op":"stats","name":"vol"})"));
       return st["volumes"][0];
@@ -578,6 +583,46 @@ void PluginTest::unflushedWriteToACachedChunkThenKill(bool anotherBoot) {
   std::vector<uint8_t> one(kChunk);
   ASSERT_TRUE(c.pread(one.data(), kChunk, kChunk)) << c.error();
   EXPECT_TRUE(one == chunk1) << "chunk 1, flushed, came back otherwise";
+}
+
+// A stored chunk the cache held clean, evicted (its row says "cached" until the next
+// commit), then a page written to it as a patch, never flushed, and kill -9: the
+// cache file holds that page over the chunk's old bytes, under a row that still says
+// "cached, clean". Chunk 0 must read the same before and after it leaves the cache.
+TEST_F(PluginTest, AnUnflushedPatchOfAChunkEvictedSinceItsLastCommitReadsTheSameAfterAKill) {
+  constexpr uint64_t kChunk = 1 << 20, kPage = 4096;
+  const std::vector<std::string> opts = {"create=vol:32M:1M",     "cache-size=16M",        "upload-delay=600000",
+                                         "upload-max-age=600000", "commit-interval=60000", "cache-streams=true"};
+  auto model = randomBytes(32 * kChunk, 37);
+  auto page = randomBytes(kPage, 38);
+  const std::string admin = (dir_ / "gw") + "/admin.sock";
+  auto stats = [&] {
+    return nlohmann::json::parse(adminRequest(admin, R"({"op":"stats","name":"vol"})"))["volumes"][0];
+  };
+  {
+    auto n = start("gw", opts);
+    NbdClient c;
+    ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+    ASSERT_NO_FATAL_FAILURE(storeAndCacheChunkZero(c, model));
+    ASSERT_NO_FATAL_FAILURE(readThroughTheCache(c));  // chunk 0 evicted, not committed
+    ASSERT_TRUE(c.pwrite(page.data(), kPage, 5 * kPage)) << c.error();
+    ASSERT_EQ(stats().value("patched_chunks", -1), 1) << "chunk 0 was not patched: this test needs it";
+    n->kill9();
+  }
+  auto written = model;
+  std::copy(page.begin(), page.end(), written.begin() + 5 * kPage);
+  auto n = start("gw", opts);
+  NbdClient c;
+  ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
+  std::vector<uint8_t> first(kChunk), again(kChunk);
+  ASSERT_TRUE(c.pread(first.data(), kChunk, 0)) << c.error();
+  const bool old = std::equal(first.begin(), first.end(), model.begin());
+  EXPECT_TRUE(old || std::equal(first.begin(), first.end(), written.begin()))
+      << "chunk 0 is neither what it was nor what was written";
+  ASSERT_NO_FATAL_FAILURE(readChunkZeroAfterEviction(c, again));
+  EXPECT_TRUE(again == first) << "chunk 0 read " << (old ? "as it was" : "as written") << " after the kill, then "
+                              << (std::equal(again.begin(), again.end(), model.begin()) ? "as it was" : "otherwise")
+                              << " once out of the cache";
 }
 
 TEST_F(PluginTest, UnflushedWritesToACachedChunkReadTheSameBeforeAndAfterEviction) {
