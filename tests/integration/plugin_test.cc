@@ -112,6 +112,21 @@ class PluginTest : public ::testing::Test {
         << "chunk 0 was still cached: this test needs it evicted";
   }
 
+  // After a kill that left an unflushed change of chunk 0 (1 MiB): it reads as it was
+  // (`before`) or as changed (`after`), and the same again once out of the cache.
+  void expectChunkZeroStable(NbdClient& c, const std::vector<uint8_t>& before, const std::vector<uint8_t>& after) {
+    constexpr size_t kChunk = 1 << 20;
+    auto is = [](const std::vector<uint8_t>& got, const std::vector<uint8_t>& model) {
+      return std::equal(got.begin(), got.end(), model.begin());
+    };
+    std::vector<uint8_t> first(kChunk), again(kChunk);
+    ASSERT_TRUE(c.pread(first.data(), kChunk, 0)) << c.error();
+    const bool old = is(first, before);
+    EXPECT_TRUE(old || is(first, after)) << "chunk 0 is neither what it was nor what was written";
+    ASSERT_NO_FATAL_FAILURE(readChunkZeroAfterEviction(c, again));
+    EXPECT_TRUE(again == first) << "chunk 0 read " << (old ? "as it was" : "as written") << " after the kill, then "
+                                << (is(again, before) ? "as it was" : "otherwise") << " once out of the cache";
+  }
   void unflushedWriteToACachedChunkThenKill(bool anotherBoot);
 
   TempDir dir_;
@@ -496,15 +511,7 @@ TEST_F(PluginTest, UnflushedZerosOverACachedChunkReadTheSameBeforeAndAfterEvicti
   auto n = start("gw", opts);
   NbdClient c;
   ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
-  std::vector<uint8_t> first(kChunk), again(kChunk);
-  ASSERT_TRUE(c.pread(first.data(), kChunk, 0)) << c.error();
-  const bool old = std::equal(first.begin(), first.end(), model.begin());
-  EXPECT_TRUE(old || first == std::vector<uint8_t>(kChunk, 0)) << "chunk 0 is neither what it was nor zeros";
-  ASSERT_NO_FATAL_FAILURE(readChunkZeroAfterEviction(c, again));
-  EXPECT_TRUE(again == first) << "chunk 0 read " << (old ? "as it was" : "zeros") << " after the kill, then "
-                              << (std::equal(again.begin(), again.end(), model.begin()) ? "as it was"
-                                                                                        : "something else")
-                              << " once out of the cache";
+  expectChunkZeroStable(c, model, std::vector<uint8_t>(kChunk, 0));
 }
 
 // The same for a write into a stored chunk the cache holds clean: acknowledged, never
@@ -571,15 +578,7 @@ void PluginTest::unflushedWriteToACachedChunkThenKill(bool anotherBoot) {
       EXPECT_LE(now.st_blocks, was.st_blocks - static_cast<blkcnt_t>(kChunk / 512 - kFsSlack));
     }
   }
-  std::vector<uint8_t> first(kChunk), again(kChunk);
-  ASSERT_TRUE(c.pread(first.data(), kChunk, 0)) << c.error();
-  const bool old = std::equal(first.begin(), first.end(), model.begin());
-  EXPECT_TRUE(old || std::equal(first.begin(), first.end(), written.begin()))
-      << "chunk 0 is neither what it was nor what was written";
-  ASSERT_NO_FATAL_FAILURE(readChunkZeroAfterEviction(c, again));
-  EXPECT_TRUE(again == first) << "chunk 0 read " << (old ? "as it was" : "as written") << " after the kill, then "
-                              << (std::equal(again.begin(), again.end(), model.begin()) ? "as it was" : "otherwise")
-                              << " once out of the cache";
+  ASSERT_NO_FATAL_FAILURE(expectChunkZeroStable(c, model, written));
   std::vector<uint8_t> one(kChunk);
   ASSERT_TRUE(c.pread(one.data(), kChunk, kChunk)) << c.error();
   EXPECT_TRUE(one == chunk1) << "chunk 1, flushed, came back otherwise";
@@ -614,15 +613,7 @@ TEST_F(PluginTest, AnUnflushedPatchOfAChunkEvictedSinceItsLastCommitReadsTheSame
   auto n = start("gw", opts);
   NbdClient c;
   ASSERT_TRUE(c.connect(n->socket(), "vol")) << c.error();
-  std::vector<uint8_t> first(kChunk), again(kChunk);
-  ASSERT_TRUE(c.pread(first.data(), kChunk, 0)) << c.error();
-  const bool old = std::equal(first.begin(), first.end(), model.begin());
-  EXPECT_TRUE(old || std::equal(first.begin(), first.end(), written.begin()))
-      << "chunk 0 is neither what it was nor what was written";
-  ASSERT_NO_FATAL_FAILURE(readChunkZeroAfterEviction(c, again));
-  EXPECT_TRUE(again == first) << "chunk 0 read " << (old ? "as it was" : "as written") << " after the kill, then "
-                              << (std::equal(again.begin(), again.end(), model.begin()) ? "as it was" : "otherwise")
-                              << " once out of the cache";
+  ASSERT_NO_FATAL_FAILURE(expectChunkZeroStable(c, model, written));
 }
 
 TEST_F(PluginTest, UnflushedWritesToACachedChunkReadTheSameBeforeAndAfterEviction) {
