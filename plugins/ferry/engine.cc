@@ -362,8 +362,16 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
   // Emptied: a crash start has already marked the rows its bits named.
   auto written = WrittenMap::open(writtenPath(row.name), (row.size + row.chunkSize - 1) / row.chunkSize);
-  if (!written) return written.status().withContext("volume " + row.name);
-  held.volume->useWrittenMap(std::move(written).value());
+  if (written) {
+    held.volume->useWrittenMap(std::move(written).value());
+  } else {
+    // (A full disk.) Without a map a start after a crash distrusts every cached chunk:
+    // safe, only colder. An old map left in place would be trusted: it must go.
+    std::filesystem::remove(writtenPath(row.name), ec);
+    if (ec) return written.status().withContext("volume " + row.name);
+    logError("volume " + row.name + ": " + written.status().toString() +
+             "; without it a start after a crash distrusts every cached chunk");
+  }
   if (Status s = loadRows(*held.volume, row, rows); !s) return s;
   if (!fresh) {
     auto unknown = meta_->getMeta(kUnknownObjectsPrefix + row.name);

@@ -598,11 +598,12 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     setJournaled(index, st, false);
     st.referenced = true;
     st.ioRefs.fetch_add(1);
+    lock.unlock();
     // Before the bytes can be there: a kill from here on leaves the mark. A patch too:
     // its pages count only once in its committed page map, but the row of a chunk
-    // evicted since its last commit still says "cached" over them.
+    // evicted since its last commit still says "cached" over them. (Outside the lock,
+    // a page fault of the map's; no commit clears it while ioRefs counts this write.)
     if (written_) written_->mark(index);
-    lock.unlock();
     Status s =
         zero ? cache_.punch(base + inChunk, data.size()) : cache_.write(base + inChunk, data.data(), data.size());
     if (s.code() == Code::kNoSpace && !zero) {

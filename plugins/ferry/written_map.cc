@@ -46,9 +46,11 @@ Result<WrittenMap> WrittenMap::open(const std::string& path, uint64_t chunks) {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return errnoStatus("open " + path, errno);
   const size_t length = fileLength(chunks);
-  // Emptied first: no bit of an earlier run survives the resize.
-  if (::ftruncate(fd.get(), 0) != 0 || ::ftruncate(fd.get(), static_cast<off_t>(length)) != 0) {
-    return errnoStatus("size " + path, errno);
+  // Emptied first: no bit of an earlier run survives. Then its blocks allocated: a
+  // write into a mapped page of a sparse file on a full disk would be a SIGBUS.
+  if (::ftruncate(fd.get(), 0) != 0) return errnoStatus("empty " + path, errno);
+  if (int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(length)); err != 0) {
+    return errnoStatus("allocate " + path, err);
   }
   void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (p == MAP_FAILED) return errnoStatus("map " + path, errno);
