@@ -15,8 +15,8 @@ bash scripts/deps.sh
 # ccache (CMakeLists.txt uses it when installed): paths under the clone are hashed
 # relative to it and the build directory is left out of the hash, so a clone at another
 # path (each CI run's) finds what an earlier one compiled. The objects are the same but
-# for the directory their debug information names. 12 GB by default holds both builds
-# of a few trees.
+# for the directory their debug information names. Both builds of this tree took
+# 0.55 GB of cache (compressed) on 2026-12-03; 12 GB leaves room for many trees.
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-12G}"
 
 echo "== build (RelWithDebInfo)"
