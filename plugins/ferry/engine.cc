@@ -361,7 +361,7 @@ Result<Engine::Held> Engine::openVolume(const VolumeRow& row, const std::vector<
   held.volume = std::make_shared<Volume>(*this, row, std::move(cache).value(), epoch.value());
   held.volume->setLeaseValidUntil(held.lease->validUntil(), held.lease->requestGrace());
   // Emptied: a crash start has already marked the rows its bits named.
-  auto written = WrittenMap::open(writtenPath(row.name), (row.size + row.chunkSize - 1) / row.chunkSize);
+  auto written = WrittenMap::open(writtenPath(row.name), held.volume->chunkCount());
   if (written) {
     held.volume->useWrittenMap(std::move(written).value());
   } else {
