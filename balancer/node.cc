@@ -110,13 +110,20 @@ std::string Node::metricsText() {
       m.sample("ferry_balancer_backend_bytes_total", double(counters->backends[i].bytes),
                {{"backend", cfg_.backends[i].name}});
   }
+  // The format wants each family's samples together, after its own HELP and TYPE.
   m.family("ferry_balancer_backend_up", "gauge", "1 when the health checks take the backend in.");
-  m.family("ferry_balancer_backend_ring_slots", "gauge", "Maglev ring slots the backend owns.");
   for (size_t i = 0; i < cfg_.backends.size(); ++i) {
     bool up = i < health.size() && health[i].up;
     m.sample("ferry_balancer_backend_up", up ? 1 : 0, {{"backend", cfg_.backends[i].name}});
-    m.sample("ferry_balancer_backend_ring_slots", slots[i], {{"backend", cfg_.backends[i].name}});
   }
+  m.family("ferry_balancer_backend_transitions_total", "counter",
+           "Times the health checks took the backend in or out after its first check.");
+  for (size_t i = 0; i < cfg_.backends.size() && i < health.size(); ++i)
+    m.sample("ferry_balancer_backend_transitions_total", double(health[i].transitions),
+             {{"backend", cfg_.backends[i].name}});
+  m.family("ferry_balancer_backend_ring_slots", "gauge", "Maglev ring slots the backend owns.");
+  for (size_t i = 0; i < cfg_.backends.size(); ++i)
+    m.sample("ferry_balancer_backend_ring_slots", slots[i], {{"backend", cfg_.backends[i].name}});
   m.family("ferry_balancer_ring_updates_total", "counter", "Times a changed ring was programmed.");
   m.sample("ferry_balancer_ring_updates_total", double(updates));
   return m.text();

@@ -232,8 +232,13 @@ def run(tmp):
                         {"name": "channel", "vip": VIP, "port": 8445, "host_port": 18445}],
            "backends": [{"name": h, "address": a} for h, a in sorted(HOSTS.items())],
            "nodes": list(NODES.values()),
-           "health": {"scheme": "https", "path": "/healthz", "interval_ms": 300, "timeout_ms": 1000,
-                      "rise": 2, "fall": 2}}
+           # A generous timeout and three failures in a row. In CI (2026-12-03, sanitizer
+           # suite, beside another test on two cores) every connection on h1 and h3 broke
+           # after h2's kill; the likely cause, not proven, is checks of the live servers
+           # timing out at 1 s and taking them out. A killed server refuses at once, so it
+           # still goes out within a second. The failure message now shows the transitions.
+           "health": {"scheme": "https", "path": "/healthz", "interval_ms": 300, "timeout_ms": 3000,
+                      "rise": 2, "fall": 3}}
     with open(tmp + "/balancer.json", "w") as f:
         json.dump(cfg, f)
     bal = os.path.join(BUILD, "balancer", "ferry-balancer")
@@ -326,7 +331,10 @@ def run(tmp):
     if DATAPLANE == "xdp":
         check(kept == len(others), "every connection on h1 and h3 kept going (%d)" % kept)
     else:
-        check(kept >= len(others) * 0.7, "%d of %d connections on h1 and h3 kept going" % (kept, len(others)))
+        flaps = {n: {b: metrics(n).get(("ferry_balancer_backend_transitions_total", 'backend="%s"' % b))
+                     for b in HOSTS} for n in NODES}
+        check(kept >= len(others) * 0.7, "%d of %d connections on h1 and h3 kept going: %s -> %s; "
+              "health transitions per node (h3 joined, h2 left: 1 each): %s" % (kept, len(others), held, after, flaps))
     for i, g in enumerate(gws):
         def moved(g=g):
             gw = api.call("GET", "/v1/gateways/" + g)["gateway"]
