@@ -202,7 +202,7 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
     for (const VolumeRow& row : all.value()) {
       // Writes after a chunk's last commit may be in its cache and not in its row: in
       // the chunks its written map marks, or in any when nothing tells (another boot).
-      const uint64_t chunks = (row.size + row.chunkSize - 1) / row.chunkSize;
+      const uint64_t chunks = chunksFor(row.size, row.chunkSize);
       auto only = WrittenMap::marked(e->writtenPath(row.name), chunks);
       if (Status s = e->meta_->markChangesUnsure(row.id, only); !s) return s.withContext("volume " + row.name);
       logInfo("volume " + row.name + ": after a crash, " +
@@ -538,7 +538,7 @@ Result<std::shared_ptr<Volume>> Engine::createLocked(const CreateSpec& in) {
 
 Status Engine::listForAdoption(const std::string& name, const VolumeHeader& h, std::vector<ChunkRow>* rows,
                                uint64_t* minEpoch, VolumeRow* source) {
-  auto listed = rowsFromStore(*store_, name, (h.size + h.chunkSize - 1) / h.chunkSize, minEpoch);
+  auto listed = rowsFromStore(*store_, name, chunksFor(h.size, h.chunkSize), minEpoch);
   if (!listed) return listed.status();
   *rows = std::move(listed).value();
   if (Status s = addSourceRows(name, *rows, source); !s) return s;

@@ -78,5 +78,9 @@ std::string encodeHeader(const VolumeHeader& h);
 Result<VolumeHeader> decodeHeader(std::string_view json);
 
 Status checkGeometry(uint64_t size, uint64_t chunkSize);
+// The chunks a volume of `size` bytes has (the last one may be short).
+inline uint64_t chunksFor(uint64_t size, uint64_t chunkSize) {
+  return (size + chunkSize - 1) / chunkSize;
+}
 
 }  // namespace ferry

@@ -174,10 +174,10 @@ Result<uint64_t> LeaseKeeper::acquire(uint64_t minEpoch, bool force, std::string
 }
 
 Status LeaseKeeper::checkOurs(const LeaseInfo& mine) {
-  auto check = store_.getAll(leaseKey(volume_));
-  if (!check) return check.status().withContext("read back lease of volume " + volume_);
-  auto l = decodeLease(check.value());
-  if (!l) return l.status();
+  auto read = readLease(store_, volume_);
+  if (!read) return read.status().withContext("read back");
+  if (!*read) return Status::notFound("the lease of volume " + volume_ + " is gone");
+  const LeaseInfo* l = &read->value();
   if (l->owner != gatewayId_ || l->epoch != mine.epoch) {
     return Status::busy("volume " + volume_ + " was taken by gateway " + l->owner + " on " + l->host +
                         " while this gateway was starting");

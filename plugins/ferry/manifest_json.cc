@@ -193,7 +193,7 @@ Result<SnapshotManifest> decodeManifest(std::string_view json) {
         "created and chunks are required)");
   }
   if (Status s = checkGeometry(m.size, m.chunkSize); !s) return Status::corruption("snapshot manifest: " + s.message());
-  uint64_t count = (m.size + m.chunkSize - 1) / m.chunkSize;
+  uint64_t count = chunksFor(m.size, m.chunkSize);
   for (size_t i = 0; i < m.chunks.size(); ++i) {
     const ChunkKey& k = m.chunks[i];
     if (k.index >= count || k.generation == 0 || (k.generation >> 63) != 0 ||

@@ -49,11 +49,12 @@ Result<std::vector<uint64_t>> decodePages(const std::string& s) {
   return bits;
 }
 
-// Dirty cached rows get kFlagCacheOnly (Metadata::markChangesUnsure).
-std::string markUnsureSql() {
+// Dirty cached rows get kFlagCacheOnly (Metadata::markChangesUnsure); `andWhere` narrows
+// the rows.
+std::string markUnsureSql(const std::string& andWhere = "") {
   const uint32_t dirtyCached = kFlagCached | kFlagDirty;
   return "UPDATE chunks SET flags = flags | " + std::to_string(kFlagCacheOnly) + " WHERE (flags & " +
-         std::to_string(dirtyCached) + ") = " + std::to_string(dirtyCached);
+         std::to_string(dirtyCached) + ") = " + std::to_string(dirtyCached) + andWhere;
 }
 
 std::string randomId() {
@@ -236,8 +237,7 @@ Status Metadata::markChangesUnsure(int64_t volumeId, const std::optional<std::ve
   const std::string which = only ? " AND idx=$2" : "";
   // Dirty cached rows: kFlagCacheOnly. Clean cached rows stop saying "cached": their
   // bytes are read from the store again.
-  auto unsure = db_.prepare("UPDATE chunks SET flags = flags | " + std::to_string(kFlagCacheOnly) +
-                            " WHERE volume_id=$1" + which + " AND (flags & " + dirtyCached + ") = " + dirtyCached);
+  auto unsure = db_.prepare(markUnsureSql(" AND volume_id=$1" + which));
   if (!unsure) return unsure.status();
   auto drop = db_.prepare("UPDATE chunks SET flags = flags & ~" + cached + " WHERE volume_id=$1" + which +
                           " AND (flags & " + dirtyCached + ") = " + cached);

@@ -86,6 +86,15 @@ namespace {
 uint64_t readAheadChunksFor(uint64_t bytes, uint64_t chunkSize) {
   return bytes == 0 ? 0 : std::max<uint64_t>(1, bytes / chunkSize);
 }
+
+// Whether a page bitmap has the bit of every page that bytes [inChunk, inChunk + length)
+// touch; length > 0.
+bool allPagesSet(const std::vector<uint64_t>& bits, uint64_t inChunk, uint64_t length) {
+  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
+    if (!(bits[p / 64] >> (p % 64) & 1)) return false;
+  }
+  return true;
+}
 }  // namespace
 
 Volume::Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch)
@@ -93,7 +102,7 @@ Volume::Volume(VolumeHost& host, VolumeRow row, CacheFile cache, uint64_t epoch)
       row_(std::move(row)),
       cache_(std::move(cache)),
       epoch_(epoch),
-      states_((row_.size + row_.chunkSize - 1) / row_.chunkSize),
+      states_(chunksFor(row_.size, row_.chunkSize)),
       readAheadChunks_(readAheadChunksFor(host.readAheadBytes(), row_.chunkSize)),
       // Room for the chunks ahead of the reader and as many being read, and for the
       // chunk a stream reads in pieces even with read-ahead off.
@@ -276,10 +285,7 @@ void Volume::recharge(uint64_t index, ChunkState& st) {
 bool Volume::pagesMarked(uint64_t index, uint64_t inChunk, uint64_t length) const {
   auto it = pages_.find(index);
   if (it == pages_.end() || length == 0) return length == 0;
-  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
-    if (!(it->second[p / 64] >> (p % 64) & 1)) return false;
-  }
-  return true;
+  return allPagesSet(it->second, inChunk, length);
 }
 
 // REQUIRES: mu_ held. Keeps the upload buffer equal to the charges of cached dirty
@@ -343,12 +349,7 @@ std::vector<uint64_t> Volume::keepPages(uint64_t index) const {
 }
 
 bool Volume::patchCovers(uint64_t index, uint64_t inChunk, uint64_t length) const {
-  if (length == 0) return true;
-  const std::vector<uint64_t> bits = patchPages(index);
-  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
-    if (!(bits[p / 64] >> (p % 64) & 1)) return false;
-  }
-  return true;
+  return length == 0 || allPagesSet(patchPages(index), inChunk, length);
 }
 
 bool Volume::patchable(uint64_t index, uint64_t inChunk, uint64_t length, const ChunkState& st,

@@ -526,8 +526,13 @@ TEST_F(PluginTest, UnflushedZerosOverACachedChunkReadTheSameBeforeAndAfterEvicti
 void PluginTest::unflushedWriteToACachedChunkThenKill(bool anotherBoot) {
   constexpr uint64_t kChunk = 1 << 20, kPage = 4096;
   constexpr blkcnt_t kFsSlack = 64;  // blocks of the file system's own (extent tree)
+  // No journal: chunk 1's write waits for room in a cache full of clean chunks, which is
+  // journal pressure, and the journal could take chunk 1 (then evicted) or chunk 0's
+  // write become a patch, depending on timing (seen once in the suite). Patches have a
+  // test of their own below.
   const std::vector<std::string> opts = {"create=vol:32M:1M",     "cache-size=16M",        "upload-delay=600000",
-                                         "upload-max-age=600000", "commit-interval=60000", "cache-streams=true"};
+                                         "upload-max-age=600000", "commit-interval=60000", "cache-streams=true",
+                                         "journal=false"};
   auto model = randomBytes(32 * kChunk, 34);
   auto page = randomBytes(2 * kPage, 35);
   auto chunk1 = randomBytes(kChunk, 36);
