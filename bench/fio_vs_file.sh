@@ -6,6 +6,7 @@
 #   bench/fio_vs_file.sh [SIZE=1G] [RUNTIME=10] [ROUNDS=2]
 #   FERRY_ARGS="upload-delay=…"         extra nbdkit ferry parameters
 #   FERRY_WORKLOADS=randwrite:4k:32:iops  a subset (rw:bs:iodepth:iops|bw, comma-separated)
+#   PLUGIN=path/to/nbdkit-ferry-plugin.so  another build (an older commit's, to compare)
 # Results go to docs/PERFORMANCE.md by hand, with the command line used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ ROOT=$(pwd)
 SIZE=${1:-1G}
 RUNTIME=${2:-10}
 ROUNDS=${3:-2}
-PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
+PLUGIN=${PLUGIN:-$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so}
 [ -f "$PLUGIN" ] || { echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 1; }
 command -v fio >/dev/null || { echo "fio is missing: scripts/deps.sh" >&2; exit 1; }
 

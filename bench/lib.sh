@@ -2,7 +2,7 @@
 # one nbdkit ferry at a time, the admin socket, fio's JSON.
 # Needs before sourcing: ROOT (the checkout). Sets: W, RGW, EP, PLUGIN, BASE, NPID.
 
-PLUGIN="$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so"
+PLUGIN=${PLUGIN:-$ROOT/build/plugins/ferry/nbdkit-ferry-plugin.so}  # or another build, to compare
 BASE="$ROOT/build/bench/s3_baseline"
 [ -x "$BASE" ] && [ -f "$PLUGIN" ] || { echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 1; }
 

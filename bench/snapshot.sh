@@ -47,12 +47,16 @@ print(round(c["percentile"]["99.000000"]/1e6,2), round(c["max"]/1e6,2), round(w[
 read -r P99_ALONE MAX_ALONE IOPS_ALONE < <(randwrite)
 randwrite >"$W/with.txt" &
 FIO=$!
+FIO_T0=$(now)
+EACH=()  # per snapshot: when it was asked (s after fio started), its latency, frozen, copied
 GAP=$(python3 -c "print($RUNTIME/($SNAPS+1))")
 LAT=()
 PAUSE=()
 COPIED=0
 for i in $(seq 1 "$SNAPS"); do
-  sleep "$GAP"
+  # Asked at i × GAP after fio started, or as soon as the one before is answered: the
+  # first, with every chunk dirty, can take longer than GAP.
+  sleep "$(python3 -c "print(max(0, $FIO_T0 + $i * $GAP - $(now)))")"
   t0=$(now)
   ans=$(admin "$W/s/admin.sock" "{\"op\":\"snapshot\",\"name\":\"vol\",\"snapshot\":\"s$i\",\"timeout\":600}")
   t1=$(now)
@@ -60,6 +64,9 @@ for i in $(seq 1 "$SNAPS"); do
   LAT+=("$(ms "$t0" "$t1")")
   PAUSE+=("$(echo "$ans" | python3 -c 'import json,sys; print(json.load(sys.stdin)["freeze"]["pause_us"])')")
   COPIED=$((COPIED + $(echo "$ans" | python3 -c 'import json,sys; print(json.load(sys.stdin)["freeze"]["copied"])')))
+  EACH+=("$(echo "$ans" | python3 -c 'import json,sys; f=json.load(sys.stdin)["freeze"]
+print("s%s at +%.1f s: %s ms, %d frozen, %d copied" % (sys.argv[1], float(sys.argv[2]), sys.argv[3], f["frozen"], f["copied"]))' \
+    "$i" "$(python3 -c "print($t0-$FIO_T0)")" "${LAT[-1]}")")
 done
 wait "$FIO"
 read -r P99_WITH MAX_WITH IOPS_WITH <"$W/with.txt"
@@ -99,8 +106,10 @@ printf '%-40s %12s %12s %8s\n' measure alone with-snaps ratio
 printf '%-40s %12s %12s %8s\n' "write clat p99 (ms)" "$P99_ALONE" "$P99_WITH" "$(ratio "$P99_WITH" "$P99_ALONE")"
 printf '%-40s %12s %12s %8s\n' "write clat max (ms)" "$MAX_ALONE" "$MAX_WITH" "$(ratio "$MAX_WITH" "$MAX_ALONE")"
 printf '%-40s %12s %12s %8s\n' "write IOPS" "$IOPS_ALONE" "$IOPS_WITH" "$(ratio "$IOPS_WITH" "$IOPS_ALONE")"
-echo "snapshot latency under load: median ${LAT_MED} ms, max ${LAT_MAX} ms; writers paused at most ${PAUSE_MAX} us;" \
+echo "snapshot latency: median ${LAT_MED} ms, max ${LAT_MAX} ms (fio writes for the first ${RUNTIME} s; below, which" \
+  "snapshot overlapped them); writers paused at most ${PAUSE_MAX} us;" \
   "$COPIED chunks copied before a rewrite"
+printf '  %s\n' "${EACH[@]}"
 echo "volume from a snapshot: first byte ${TTFB} ms after the request (one 1 MiB GET alone: ${ONE_GET} ms)"
 echo "hydration: ${HYD} MB/s with $HT threads; store parallel GET ($HT threads, 1 MiB): ${GET} MB/s;" \
   "ratio $(ratio "$HYD" "$GET")"
