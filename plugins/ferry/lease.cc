@@ -177,9 +177,9 @@ Status LeaseKeeper::checkOurs(const LeaseInfo& mine) {
   auto read = readLease(store_, volume_);
   if (!read) return read.status().withContext("read back");
   if (!*read) return Status::notFound("the lease of volume " + volume_ + " is gone");
-  const LeaseInfo* l = &read->value();
-  if (l->owner != gatewayId_ || l->epoch != mine.epoch) {
-    return Status::busy("volume " + volume_ + " was taken by gateway " + l->owner + " on " + l->host +
+  const LeaseInfo& l = read->value();
+  if (l.owner != gatewayId_ || l.epoch != mine.epoch) {
+    return Status::busy("volume " + volume_ + " was taken by gateway " + l.owner + " on " + l.host +
                         " while this gateway was starting");
   }
   return Status::ok();
