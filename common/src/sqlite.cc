@@ -77,6 +77,11 @@ SqliteStmt& SqliteStmt::bind(int i, int64_t v) {
   return *this;
 }
 
+SqliteStmt& SqliteStmt::bindNull(int i) {
+  sqlite3_bind_null(st_, i);
+  return *this;
+}
+
 SqliteStmt& SqliteStmt::bind(int i, std::string_view v) {
   sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;

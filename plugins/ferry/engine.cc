@@ -209,7 +209,8 @@ Result<std::unique_ptr<Engine>> Engine::open(const EngineOptions& in) {
               (only ? std::to_string(only->size()) + " chunks written since their last commit are"
                     : std::string("no map of the chunks written since their last commit (another boot): every "
                                   "cached chunk is")) +
-              " taken as holding writes their rows lack");
+              " taken as holding writes their rows lack (clean ones stay cached if their bytes match their "
+              "checksums)");
       // Every volume's mark before any is opened: it stays until a collection of that
       // volume succeeds, whatever happens to this start.
       if (Status s = e->meta_->setMeta(kUnknownObjectsPrefix + row.name, "1"); !s) return s;
@@ -419,7 +420,8 @@ Status Engine::loadRows(Volume& v, const VolumeRow& row, const std::vector<Chunk
     v.setSourceStore(source.value());
   }
   if (Status s = v.load(rows); !s) return s;
-  // The chunks markChangesUnsure took out of the cache leave their bytes behind.
+  // The chunks markChangesUnsure took out of the cache leave their bytes behind (but
+  // those it left to verify: verifyLoop).
   if (afterCrash_) v.punchUncached();
   return Status::ok();
 }
@@ -838,7 +840,19 @@ Status Engine::start() {
   if (options_.recoveryIntervalSeconds > 0 || options_.collectIntervalSeconds > 0) {
     maintenance_ = std::thread([this] { maintenanceLoop(); });
   }
+  if (afterCrash_) verifier_ = std::thread([this] { verifyLoop(); });
   return Status::ok();
+}
+
+void Engine::verifyLoop() {
+  for (auto& v : volumes()) {
+    if (stopping_) return;
+    const VolumeStats before = v->stats();
+    if (before.unverifiedChunks == 0) continue;
+    const uint64_t kept = v->verifyUnverified();
+    logInfo("volume " + v->name() + ": " + std::to_string(kept) + " of " + std::to_string(before.unverifiedChunks) +
+            " clean chunks the crash left in the cache matched their checksums and stay cached");
+  }
 }
 
 void Engine::backgroundLoop() {
@@ -1002,6 +1016,7 @@ void Engine::shutdown() {
   for (std::thread& t : hydrators_) t.join();
   for (std::thread& t : journalers_) t.join();
   if (maintenance_.joinable()) maintenance_.join();
+  if (verifier_.joinable()) verifier_.join();
   hydrators_.clear();
   journalers_.clear();
   // Store and disk I/O below: not under mu_. createMu_ keeps the Held entries (and

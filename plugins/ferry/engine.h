@@ -336,6 +336,9 @@ class Engine : public VolumeHost {
   std::thread leases_;  // renewals (leaseLoop)
   std::vector<std::thread> hydrators_;
   std::thread maintenance_;
+  // After a crash: checks the clean chunks it left in the cache files (verifyLoop).
+  std::thread verifier_;
+  void verifyLoop();
   // Journal writers (options_.journal): segments of changed pages while the upload
   // buffer is under pressure.
   std::vector<std::thread> journalers_;

@@ -143,6 +143,14 @@ Status Metadata::migrate() {
       return s.withContext("migrate ferry.db to schema 4");
     }
   }
+  if (version < 5) {
+    // 5: the CRC-32C of a chunk's stored generation, to verify its cache after a crash.
+    Status s = db_.exec("BEGIN; ALTER TABLE chunks ADD COLUMN crc INTEGER; PRAGMA user_version=5; COMMIT");
+    if (!s) {
+      db_.exec("ROLLBACK");
+      return s.withContext("migrate ferry.db to schema 5");
+    }
+  }
   auto id = db_.prepare("SELECT value FROM meta WHERE key='gateway_id'");
   if (!id) return id.status();
   auto r = id->step();
@@ -239,8 +247,12 @@ Status Metadata::markChangesUnsure(int64_t volumeId, const std::optional<std::ve
   // bytes are read from the store again.
   auto unsure = db_.prepare(markUnsureSql(" AND volume_id=$1" + which));
   if (!unsure) return unsure.status();
-  auto drop = db_.prepare("UPDATE chunks SET flags = flags & ~" + cached + " WHERE volume_id=$1" + which +
-                          " AND (flags & " + dirtyCached + ") = " + cached);
+  // (kFlagVerify: when its crc tells, of a stored generation, what the cache should
+  // hold.)
+  auto drop =
+      db_.prepare("UPDATE chunks SET flags = (flags & ~" + cached + ") | CASE WHEN crc IS NOT NULL AND (flags & " +
+                  std::to_string(kFlagRemoteZero) + ") = 0 AND remote_gen != 0 THEN " + std::to_string(kFlagVerify) +
+                  " ELSE 0 END WHERE volume_id=$1" + which + " AND (flags & " + dirtyCached + ") = " + cached);
   if (!drop) return drop.status();
   if (Status s = db_.exec("BEGIN IMMEDIATE"); !s) return s;
   auto both = [&](std::optional<uint64_t> index) -> Status {
@@ -290,7 +302,7 @@ Result<std::vector<std::pair<std::string, std::string>>> Metadata::metaWithPrefi
 
 Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
   std::lock_guard lock(mu_);
-  auto st = db_.prepare("SELECT idx, remote_gen, flags, pages FROM chunks WHERE volume_id=$1 ORDER BY idx");
+  auto st = db_.prepare("SELECT idx, remote_gen, flags, pages, crc FROM chunks WHERE volume_id=$1 ORDER BY idx");
   if (!st) return st.status();
   st->bind(1, volumeId);
   std::vector<ChunkRow> out;
@@ -305,6 +317,7 @@ Result<std::vector<ChunkRow>> Metadata::chunks(int64_t volumeId) {
     auto pages = decodePages(st->text(3));
     if (!pages) return pages.status().withContext("chunk " + std::to_string(row.index));
     row.pages = std::move(pages).value();
+    if (!st->isNull(4)) row.crc = static_cast<uint32_t>(st->int64(4));
     out.push_back(std::move(row));
   }
   return out;
@@ -328,9 +341,9 @@ Status Metadata::writeChunks(int64_t volumeId, const std::vector<ChunkRow>& rows
 Status Metadata::upsertChunks(int64_t volumeId, const std::vector<ChunkRow>& rows) {
   if (rows.empty()) return Status::ok();
   auto up = db_.prepare(
-      "INSERT INTO chunks(volume_id, idx, remote_gen, flags, pages) VALUES($1, $2, $3, $4, $5) "
+      "INSERT INTO chunks(volume_id, idx, remote_gen, flags, pages, crc) VALUES($1, $2, $3, $4, $5, $6) "
       "ON CONFLICT(volume_id, idx) DO UPDATE SET remote_gen=excluded.remote_gen, flags=excluded.flags, "
-      "pages=excluded.pages");
+      "pages=excluded.pages, crc=excluded.crc");
   if (!up) return up.status();
   auto del = db_.prepare("DELETE FROM chunks WHERE volume_id=$1 AND idx=$2");
   if (!del) return del.status();
@@ -339,12 +352,16 @@ Status Metadata::upsertChunks(int64_t volumeId, const std::vector<ChunkRow>& row
     if (r.remoteGen == 0 && r.flags == 0) {
       s = del->bind(1, volumeId).bind(2, static_cast<int64_t>(r.index)).run();
     } else {
-      s = up->bind(1, volumeId)
-              .bind(2, static_cast<int64_t>(r.index))
-              .bind(3, static_cast<int64_t>(r.remoteGen))
-              .bind(4, static_cast<int64_t>(r.flags))
-              .bind(5, encodePages(r.pages))
-              .run();
+      up->bind(1, volumeId)
+          .bind(2, static_cast<int64_t>(r.index))
+          .bind(3, static_cast<int64_t>(r.remoteGen))
+          .bind(4, static_cast<int64_t>(r.flags))
+          .bind(5, encodePages(r.pages));
+      if (r.crc)
+        up->bind(6, static_cast<int64_t>(*r.crc));
+      else
+        up->bindNull(6);
+      s = up->run();
     }
     if (!s) return s.withContext("write chunk metadata");
   }

@@ -17,7 +17,7 @@
 
 namespace ferry {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct VolumeRow {
   int64_t id = 0;
@@ -44,6 +44,10 @@ enum ChunkFlags : uint32_t {
   // such row by the start after a crash: markChangesUnsure), so it leaves the cache
   // only stored whole (4)
   kFlagCacheOnly = 32,
+  // clean and stored, not cached: the cache file may still hold its content, which a
+  // start after a crash could not trust; cached again if its bytes there match `crc`
+  // (set by markChangesUnsure on a clean cached row with a crc; 5)
+  kFlagVerify = 64,
 };
 
 struct ChunkRow {
@@ -54,6 +58,9 @@ struct ChunkRow {
   // without kFlagJournaled: of the pages changed since the store had them (empty from
   // a gateway that did not keep them: all of them)
   std::vector<uint64_t> pages;
+  // The CRC-32C of generation remoteGen's content, when this gateway knows it (it
+  // stored or fetched that generation whole); nullopt otherwise (5).
+  std::optional<uint32_t> crc;
 };
 
 class Metadata {
@@ -89,7 +96,9 @@ class Metadata {
   // after its last commit): the volume's chunks `only` lists (WrittenMap), or all of
   // them when nothing tells. Each such dirty cached row gets kFlagCacheOnly (its whole
   // upload stores them); each such clean cached row stops saying "cached" (read from
-  // the store, it cannot show such a write and later lose it to an eviction). Durable.
+  // the store, it cannot show such a write and later lose it to an eviction), and gets
+  // kFlagVerify if it has a crc (cached again once its bytes are found to match it).
+  // Durable.
   Status markChangesUnsure(int64_t volumeId, const std::optional<std::vector<uint64_t>>& only);
 
  private:

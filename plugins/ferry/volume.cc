@@ -132,6 +132,8 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       st.remoteGen = r.remoteGen;
       st.remoteZero = (r.flags & kFlagRemoteZero) != 0;
       st.dirty = (r.flags & kFlagDirty) != 0;
+      st.crc = r.crc.value_or(0);
+      st.crcKnown = r.crc.has_value();
       const bool patched = st.dirty && (r.flags & kFlagPatched) != 0;
       st.journaled = st.dirty && !patched && (r.flags & kFlagJournaled) != 0;
       if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
@@ -170,6 +172,8 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       } else {
         // Dirty and not cached: zeroed, its tombstone not stored yet.
         st.where = (!st.dirty && r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
+        // A clean cached chunk a crash left unsure: its slot is kept until checked.
+        st.unverified = st.where == Where::kRemote && st.crcKnown && (r.flags & kFlagVerify) != 0;
       }
       if (st.dirty) {
         toQueue.push_back(r.index);
@@ -203,7 +207,10 @@ void Volume::punchUncached() {
   std::lock_guard lock(mu_);
   // One punch per run of such chunks: as many as there are cached runs, however large
   // the volume.
-  auto holds = [&](uint64_t i) { return states_[i].where == Where::kCached || states_[i].where == Where::kPatched; };
+  auto holds = [&](uint64_t i) {
+    const ChunkState& st = states_[i];
+    return st.where == Where::kCached || st.where == Where::kPatched || st.unverified;
+  };
   uint64_t i = 0;
   while (i < states_.size()) {
     if (holds(i)) {
@@ -227,16 +234,19 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.remoteZero) flags |= kFlagRemoteZero;
   if (st.journaled) flags |= kFlagJournaled;
   if (st.pinnedUntilStored()) flags |= kFlagCacheOnly;
+  if (st.unverified && st.where == Where::kRemote) flags |= kFlagVerify;
+  ChunkRow row{index, st.remoteGen, flags, {}, st.crcKnown ? std::optional(st.crc) : std::nullopt};
   // Cached, changed and not journaled: which pages changed, for a start after a crash
   // to count only those in the upload buffer (and let the journal take them).
-  if (st.where == Where::kCached && st.dirty && !st.journaled && journal_) {
-    return ChunkRow{index, st.remoteGen, flags, patchPages(index)};
+  if (st.where == Where::kCached && st.dirty && !st.journaled && journal_) row.pages = patchPages(index);
+  if (st.where == Where::kPatched) {
+    // Patched: kFlagJournaled says it has pieces in the journal (a start checks they
+    // are there).
+    if (journalPieces_.count(index) != 0) row.flags |= kFlagJournaled;
+    row.flags |= kFlagPatched;
+    row.pages = patchPages(index);
   }
-  if (st.where != Where::kPatched) return ChunkRow{index, st.remoteGen, flags, {}};
-  // Patched: kFlagJournaled says it has pieces in the journal (a start checks they are
-  // there).
-  if (journalPieces_.count(index) != 0) flags |= kFlagJournaled;
-  return ChunkRow{index, st.remoteGen, flags | kFlagPatched, patchPages(index)};
+  return row;
 }
 
 void Volume::markMeta(uint64_t index, ChunkState& st) {
@@ -494,6 +504,10 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
+    if (st.unverified && st.where == Where::kRemote) {
+      verifyCached(index, lock);  // from the cache file if it holds it, not the store
+      continue;
+    }
     // Adds to the upload buffer: a chunk not yet dirty, or with the journal on, pages
     // not yet changed.
     bool addsDirty = !chargesDirty(countedAs(st)) || (journal_ && !pagesMarked(index, inChunk, data.size()));
@@ -664,6 +678,11 @@ Status Volume::zeroWholeChunk(uint64_t index) {
     bool remoteHasData = (st.remoteGen != 0 && !st.remoteZero) || lateCopyAbove(index, st.remoteGen) ||
                          journalHolds(index, st) || st.uploading;
     if (st.where == Where::kZero && st.dirty == remoteHasData) return Status::ok();  // already zero
+    if (st.unverified) {
+      // Its slot's bytes will never be checked now: they go after the next commit.
+      st.unverified = false;
+      punchPending_.push_back(index);
+    }
     if (st.where == Where::kCached) {
       // Its bytes in the cache file go once the row saying "zero" is committed (as an
       // evicted chunk's do): a crash before that finds the row saying "cached" over
@@ -1035,6 +1054,7 @@ VolumeStats Volume::stats() {
       v.journaledChunks += st.journaled ? 1 : 0;
       v.journalOnlyChunks += st.where == Where::kJournal ? 1 : 0;
       v.cacheOnlyChunks += st.pinnedUntilStored() ? 1 : 0;
+      v.unverifiedChunks += st.unverified && st.where == Where::kRemote ? 1 : 0;
     }
     if (hydrating()) {
       v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;
@@ -1052,6 +1072,8 @@ VolumeStats Volume::stats() {
   v.zeroReads = zeroReads_;
   v.readAheadFetches = readAheadFetches_;
   v.readAheadHits = readAheadHits_;
+  v.verifiedChunks = verified_;
+  v.verifyFailures = verifyFailures_;
   v.journalWrites = journalWrites_;
   v.journalBytes = journalBytes_;
   v.fenced = fenced_;

@@ -93,6 +93,7 @@ struct ChunkState {
   uint32_t dirtySinceMs = 0;        // engine clock (ms) when it last became dirty
   uint32_t charged = 0;             // bytes it counts in the upload buffer (recount)
   uint32_t patchBytes = 0;          // kPatched: the cache its pages take (settlePatch)
+  uint32_t crc = 0;                 // crcKnown: the CRC-32C of generation remoteGen's content
   std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
   Where where = Where::kZero;
   bool dirty = false;
@@ -109,6 +110,10 @@ struct ChunkState {
   // evicted into the journal until it is stored whole.
   bool cacheOnly = false;
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
+  bool crcKnown = false;     // crc holds (set where that generation was stored or fetched whole)
+  // kRemote after a crash, its cache file slot perhaps still holding that generation
+  // (kFlagVerify): cached again if the bytes there match crc (verifyCached).
+  bool unverified = false;
 
   // Leaves the cache only once stored whole (its row says so: kFlagCacheOnly).
   bool pinnedUntilStored() const { return where == Where::kCached && dirty && cacheOnly; }
@@ -151,6 +156,9 @@ struct VolumeStats {
   uint64_t journalOnlyChunks = 0;  // of those, evicted: read back from object + segments
   uint64_t cacheOnlyChunks = 0;    // dirty, cached, leaving the cache only stored whole
   uint64_t patchedChunks = 0;      // not cached whole: their newest pages in the cache
+  uint64_t unverifiedChunks = 0;   // after a crash: their cache not checked against its crc yet
+  uint64_t verifiedChunks = 0;     // of those, found to match and cached again
+  uint64_t verifyFailures = 0;     // of those, not matching (or no room): read from the store
   uint64_t journalSegments = 0;   // segments in the store still needed
   uint64_t journalWrites = 0;     // segments written
   uint64_t journalBytes = 0;      // page bytes written to the journal
@@ -183,8 +191,12 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // holds the write. Before load.
   void useWrittenMap(WrittenMap map) { written_.emplace(std::move(map)); }
   // Punches the cache file's ranges of chunks that are neither cached nor patched
-  // (bytes a crash left behind there, outside the cache budget). After load, before use.
+  // (bytes a crash left behind there, outside the cache budget), nor unverified. After
+  // load, before use.
   void punchUncached();
+  // After a start that distrusted clean cached chunks: checks each unverified one
+  // (verifyCached), until the engine stops. Returns how many it cached again.
+  uint64_t verifyUnverified();
 
   const std::string& name() const { return row_.name; }
   int64_t id() const { return row_.id; }
@@ -500,7 +512,9 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<uint64_t> dueNeighbours(uint64_t index, const UploadTurn& turn) const;
   // REQUIRES: lock holds mu_. Records how the claimed upload went (s; the generation
   // stored and whether it was zeros); returns s with its context.
-  Status finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, std::unique_lock<std::mutex>& lock);
+  // crc: of the content stored (not for zeros).
+  Status finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, uint32_t crc,
+                      std::unique_lock<std::mutex>& lock);
   // REQUIRES: mu_ held. uploadWaitMs of a chunk.
   uint32_t uploadWait(const ChunkState& st, uint32_t idleMs, uint32_t maxAgeMs) const;
   // Reads the chunk's newest generation into buf (at least the chunk's length).
@@ -510,6 +524,15 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // This thread's chunk-sized buffer, as long as the chunk.
   std::span<uint8_t> threadChunkBuffer(uint64_t index);
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
+  // REQUIRES: mu_ held (by lock); the chunk unverified, kRemote, not busy. Reads its
+  // slot in the cache file (busy meanwhile) and caches it again if the bytes match its
+  // crc and there is room; otherwise punches the slot (it is read from the store as
+  // any remote chunk). Either way it is no longer unverified. Returns whether cached.
+  bool verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock);
+  // REQUIRES: mu_ held. Generation gen of the chunk was just fetched or stored whole,
+  // its content's CRC-32C crc: kept if gen is still its newest (a start after a crash
+  // verifies the cache with it).
+  void noteContent(ChunkState& st, uint64_t gen, uint32_t crc);
   // REQUIRES: mu_ held (by lock), the chunk in the journal and not busy. Rebuilds it,
   // serves the read, and keeps it in the cache if there is room.
   Status readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t> out, std::unique_lock<std::mutex>& lock);
@@ -619,6 +642,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // stored.
   std::unordered_set<uint64_t> soloUploads_;
   std::atomic<uint64_t> readAheadFetches_{0}, readAheadHits_{0};
+  std::atomic<uint64_t> verified_{0}, verifyFailures_{0};  // unverified chunks checked
   std::atomic<uint64_t> hydrationLeft_{0};  // chunks still read from the source
   std::atomic<uint64_t> hydratedBytes_{0};
   std::atomic<bool> sourceReleased_{false};

@@ -63,7 +63,7 @@ Volume::HydrateStep Volume::hydrateOne(Status* error, std::optional<uint64_t>* s
   if (s) {
     // Nothing changed remoteGen meanwhile: uploads of the chunk waited for us.
     st.remoteGen = newGen;
-    st.remoteZero = false;
+    st.remoteZero = false;  // (its crc, if known, holds: the copy has the same content)
     markMeta(index, st);
     --hydrationLeft_;
     hydratedBytes_ += len;

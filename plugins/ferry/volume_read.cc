@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "crc32c.h"
+#include "ferry/log.h"
 #include "format.h"
 #include "volume.h"
 
@@ -62,7 +64,12 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
       return s;
     }
     if (st.where == Where::kJournal || st.where == Where::kPatched) return readJournaled(index, inChunk, out, lock);
-    // Remote. Fetched ahead of a sequential reader?
+    // Remote. Left in the cache file by the run before a crash?
+    if (st.unverified) {
+      verifyCached(index, lock);
+      continue;
+    }
+    // Fetched ahead of a sequential reader?
     if (auto entry = window_.find(index, st.remoteGen)) {
       if (!entry->ready && entry->started) {
         if (host_.stopping()) return Status::unavailable("gateway is shutting down");
@@ -87,6 +94,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
           host_.budget().releaseCached(entry->data.size());
           cached = false;
         }
+        const uint32_t crc = cached ? crc32c(entry->data) : 0;
         lock.lock();
         noteStoreRead(index);
         if (keep) {
@@ -100,6 +108,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
         if (cached) {
           st.where = Where::kCached;
           st.referenced = true;
+          noteContent(st, entry->gen, crc);
           markMeta(index, st);
           window_.erase(index);
         } else {
@@ -183,6 +192,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     }
     // (With no room in the cache — all dirty or in use — the read is served uncached.)
     if (s && !whole) std::memcpy(out.data(), chunk.data() + inChunk, out.size());
+    const uint32_t crc = cached ? crc32c(chunk) : 0;
     lock.lock();
     st.busy = false;
     noteStoreRead(index);     // the scan window counts from the end of a slow fetch too
@@ -193,6 +203,7 @@ Status Volume::readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> ou
     if (cached) {
       st.where = Where::kCached;
       st.referenced = true;
+      noteContent(st, gen, crc);
       markMeta(index, st);
     } else {
       st.rangeReads = 0;  // served from the store only: its small reads pay afresh
@@ -288,6 +299,65 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   return s;
 }
 
+bool Volume::verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock) {
+  ChunkState& st = states_[index];
+  st.busy = true;  // readers and writers wait: this is quicker than the store
+  const uint32_t want = st.crc;
+  const bool known = st.crcKnown && !st.remoteZero && !fenced_;
+  lock.unlock();
+  const uint64_t base = index * row_.chunkSize;
+  const uint64_t len = chunkLength(index);
+  bool ok = known && host_.reserveCache(len);
+  if (ok) {
+    std::span<uint8_t> chunk = threadChunkBuffer(index);
+    ok = cache_.read(base, chunk.data(), len) && crc32c(chunk) == want;
+    if (!ok) host_.budget().releaseCached(len);
+  }
+  // Nobody reads the slot of a remote chunk: its bytes go now.
+  if (!ok) {
+    if (Status p = cache_.punch(base, len); !p) logError("volume " + row_.name + ": " + p.toString());
+  }
+  lock.lock();
+  st.busy = false;
+  st.unverified = false;  // (counted as such until now: stats)
+  cv_.notify_all();
+  if (ok && fenced_) {  // deleted meanwhile: its budget was given back without this
+    host_.budget().releaseCached(len);
+    ok = false;
+  }
+  if (ok) {
+    st.where = Where::kCached;
+    st.referenced = true;
+    ++verified_;
+  } else {
+    ++verifyFailures_;
+  }
+  markMeta(index, st);  // its row: cached again, or no longer kFlagVerify
+  return ok;
+}
+
+uint64_t Volume::verifyUnverified() {
+  uint64_t cached = 0;
+  std::unique_lock lock(mu_);
+  for (uint64_t i = 0; i < states_.size() && !host_.stopping(); ++i) {
+    ChunkState& st = states_[i];
+    if (!st.unverified) continue;
+    if (st.where != Where::kRemote) {
+      st.unverified = false;  // written or zeroed since: its slot is in use, or punched
+      continue;
+    }
+    if (st.busy) continue;  // a reader or writer is verifying it
+    if (verifyCached(i, lock)) ++cached;
+  }
+  return cached;
+}
+
+void Volume::noteContent(ChunkState& st, uint64_t gen, uint32_t crc) {
+  if (st.remoteGen != gen || st.remoteZero) return;
+  st.crc = crc;
+  st.crcKnown = true;
+}
+
 uint32_t Volume::wholeRebuildGets(uint64_t index) const {
   uint32_t gets = 1;  // its object (or the span of it no piece holds)
   auto it = journalPieces_.find(index);
@@ -304,7 +374,8 @@ void Volume::scheduleReadAhead(uint64_t from) {
   uint64_t end = std::min<uint64_t>(from + readAheadChunks_, states_.size());
   for (uint64_t i = from; i < end; ++i) {
     const ChunkState& st = states_[i];
-    if (st.where != Where::kRemote || st.busy || window_.contains(i)) continue;
+    // (An unverified chunk is read from the cache file when its turn comes.)
+    if (st.where != Where::kRemote || st.busy || st.unverified || window_.contains(i)) continue;
     auto entry = window_.add(i, st.remoteGen, engineClockMs());
     if (!entry) return;  // the window is full of chunks not read yet
     uint64_t gen = st.remoteGen;

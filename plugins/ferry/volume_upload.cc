@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "crc32c.h"
 #include "page_buffer.h"
 #include "parallel.h"
 #include "volume.h"
@@ -107,6 +108,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
     uint64_t gen = 0;
     bool zero = false;
     bool tried = false;
+    uint32_t crc = 0;
   };
   std::vector<Stored> stored(1 + near.size());
   claims.push_back(claimUpload(index));
@@ -144,6 +146,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
       if (!read || (out.zero && c.zeroNeedsNoObject)) return read;
       out.gen = nextGeneration();
       std::span<const uint8_t> body = out.zero ? std::span<const uint8_t>() : chunkOf(i);
+      if (!out.zero) out.crc = crc32c(body);
       StorePriority::Upload held = uploadTurn(turn.forSnapshot);
       host_.bandwidth().upload(body.size());
       // After any wait for bandwidth.
@@ -161,7 +164,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
     if (!out.tried) out = {firstError, claims[i].oldGen, false, true};
     lock.lock();
     if (solo) soloUploads_.insert(claims[i].index);
-    Status s = finishUpload(claims[i], out.status, out.gen, out.zero, lock);
+    Status s = finishUpload(claims[i], out.status, out.gen, out.zero, out.crc, lock);
     lock.unlock();
     if (i == 0) {
       result = s;
@@ -175,7 +178,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
   return result;
 }
 
-Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero,
+Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, uint32_t crc,
                             std::unique_lock<std::mutex>& lock) {
   const uint64_t index = c.index;
   ChunkState& st = states_[index];
@@ -199,6 +202,8 @@ Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, boo
     }
     st.remoteGen = newGen;
     st.remoteZero = isZero;
+    st.crcKnown = false;
+    if (!isZero) noteContent(st, newGen, crc);
     soloUploads_.erase(index);
     releaseJournalRefs(index);
     if (!lateCopyAbove(index, newGen)) lateCopies_.erase(index);

@@ -47,6 +47,39 @@ TEST(MetadataTest, ChunkRowsUpsertAndDelete) {
   EXPECT_EQ(m.value()->chunks(v->id).value().size(), 0u);  // cascade
 }
 
+// A start after a crash: dirty cached rows keep their cache until stored whole; clean
+// cached ones leave it, to be checked against their checksums if they have one (5).
+TEST(MetadataTest, AfterACrashCleanCachedRowsWithAChecksumAreLeftToVerify) {
+  testing::TempDir dir;
+  auto m = Metadata::open(dir.path(), true);
+  ASSERT_TRUE(m);
+  auto v = m.value()->addVolume("v", 1 << 30, 1 << 20, 1);
+  ASSERT_TRUE(v);
+  ASSERT_TRUE(m.value()->writeChunks(v->id, {{0, 5, kFlagCached, {}, 0xdeadbeef},
+                                             {1, 6, kFlagCached, {}, std::nullopt},
+                                             {2, 7, kFlagCached | kFlagRemoteZero, {}, 1},
+                                             {3, 8, kFlagCached | kFlagDirty, {}, 2},
+                                             {4, 9, 0, {}, 3},
+                                             {5, 10, kFlagCached, {}, 0}}));
+  ASSERT_TRUE(m.value()->markChangesUnsure(v->id, std::nullopt));
+  auto rows = m.value()->chunks(v->id).value();
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows[0].flags, uint32_t{kFlagVerify});
+  EXPECT_EQ(rows[0].crc, 0xdeadbeefu) << "the checksum did not come back as written";
+  EXPECT_EQ(rows[1].flags, 0u) << "no checksum: nothing to verify with";
+  EXPECT_FALSE(rows[1].crc);
+  EXPECT_EQ(rows[2].flags, uint32_t{kFlagRemoteZero});
+  EXPECT_EQ(rows[3].flags, uint32_t{kFlagCached | kFlagDirty | kFlagCacheOnly});
+  EXPECT_EQ(rows[4].flags, 0u);
+  EXPECT_EQ(rows[5].flags, uint32_t{kFlagVerify}) << "a checksum of 0 is one";
+  // With the chunks a written map names, only those.
+  ASSERT_TRUE(m.value()->writeChunks(v->id, {{0, 5, kFlagCached, {}, 1}, {1, 6, kFlagCached, {}, 2}}));
+  ASSERT_TRUE(m.value()->markChangesUnsure(v->id, std::vector<uint64_t>{1}));
+  rows = m.value()->chunks(v->id).value();
+  EXPECT_EQ(rows[0].flags, uint32_t{kFlagCached});
+  EXPECT_EQ(rows[1].flags, uint32_t{kFlagVerify});
+}
+
 TEST(MetadataTest, MetaValuesAreSetReplacedAndDeletedDurably) {
   testing::TempDir dir;
   {
@@ -103,6 +136,7 @@ TEST(MetadataTest, MigratesASchemaOneDatabase) {
   EXPECT_EQ(rows[0].flags, uint32_t{kFlagCached});
   EXPECT_EQ(rows[1].flags, uint32_t{kFlagCached | kFlagDirty | kFlagCacheOnly});
   EXPECT_EQ(rows[2].flags, uint32_t{kFlagDirty});
+  EXPECT_FALSE(rows[0].crc) << "5: no checksum is known of a generation stored before";
   auto made = m.value()->addVolume("copy", 1 << 20, 1 << 16, 2, "old", "snap-1");
   ASSERT_TRUE(made);
   EXPECT_EQ(m.value()->volumes().value().at(0).sourceSnapshot, "snap-1");  // "copy" sorts first

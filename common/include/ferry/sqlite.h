@@ -47,12 +47,14 @@ class SqliteStmt {
 
   SqliteStmt& bind(int i, int64_t v);
   SqliteStmt& bind(int i, std::string_view v);
+  SqliteStmt& bindNull(int i);
   // SQLITE_ROW -> true, SQLITE_DONE -> false, otherwise an error status.
   Result<bool> step();
   Status run();  // step to completion, expecting no rows
   void reset();
   int64_t int64(int col) const { return sqlite3_column_int64(st_, col); }
   std::string text(int col) const;
+  bool isNull(int col) const { return sqlite3_column_type(st_, col) == SQLITE_NULL; }
 
  private:
   sqlite3* db_;
