@@ -840,7 +840,8 @@ Status Engine::start() {
   if (options_.recoveryIntervalSeconds > 0 || options_.collectIntervalSeconds > 0) {
     maintenance_ = std::thread([this] { maintenanceLoop(); });
   }
-  if (afterCrash_) verifier_ = std::thread([this] { verifyLoop(); });
+  // (Also after a clean stop that came before every chunk a crash left was checked.)
+  verifier_ = std::thread([this] { verifyLoop(); });
   return Status::ok();
 }
 

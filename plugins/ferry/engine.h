@@ -336,7 +336,8 @@ class Engine : public VolumeHost {
   std::thread leases_;  // renewals (leaseLoop)
   std::vector<std::thread> hydrators_;
   std::thread maintenance_;
-  // After a crash: checks the clean chunks it left in the cache files (verifyLoop).
+  // Checks the clean chunks a crash left in the cache files (verifyLoop); ends at once
+  // when there are none.
   std::thread verifier_;
   void verifyLoop();
   // Journal writers (options_.journal): segments of changed pages while the upload

@@ -194,8 +194,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // (bytes a crash left behind there, outside the cache budget), nor unverified. After
   // load, before use.
   void punchUncached();
-  // After a start that distrusted clean cached chunks: checks each unverified one
-  // (verifyCached), until the engine stops. Returns how many it cached again.
+  // After a start that distrusted clean cached chunks (or one that followed a stop
+  // before they were all checked): checks each unverified one (verifyCached, in room
+  // the cache has free: chunks clients brought in meanwhile are not evicted for them),
+  // until the engine stops. Returns how many it cached again.
   uint64_t verifyUnverified();
 
   const std::string& name() const { return row_.name; }
@@ -512,8 +514,8 @@ class Volume : public std::enable_shared_from_this<Volume> {
   std::vector<uint64_t> dueNeighbours(uint64_t index, const UploadTurn& turn) const;
   // REQUIRES: lock holds mu_. Records how the claimed upload went (s; the generation
   // stored and whether it was zeros); returns s with its context.
-  // crc: of the content stored (not for zeros).
-  Status finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, uint32_t crc,
+  // crc: of the content stored, if computed.
+  Status finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, std::optional<uint32_t> crc,
                       std::unique_lock<std::mutex>& lock);
   // REQUIRES: mu_ held. uploadWaitMs of a chunk.
   uint32_t uploadWait(const ChunkState& st, uint32_t idleMs, uint32_t maxAgeMs) const;
@@ -526,9 +528,10 @@ class Volume : public std::enable_shared_from_this<Volume> {
   Status readPiece(uint64_t index, uint64_t inChunk, std::span<uint8_t> out);
   // REQUIRES: mu_ held (by lock); the chunk unverified, kRemote, not busy. Reads its
   // slot in the cache file (busy meanwhile) and caches it again if the bytes match its
-  // crc and there is room; otherwise punches the slot (it is read from the store as
+  // crc and there is room (evict: made by evicting others, as for a fill; otherwise
+  // only room already free); otherwise punches the slot (it is read from the store as
   // any remote chunk). Either way it is no longer unverified. Returns whether cached.
-  bool verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock);
+  bool verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock, bool evict = true);
   // REQUIRES: mu_ held. Generation gen of the chunk was just fetched or stored whole,
   // its content's CRC-32C crc: kept if gen is still its newest (a start after a crash
   // verifies the cache with it).

@@ -299,7 +299,7 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
   return s;
 }
 
-bool Volume::verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock) {
+bool Volume::verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock, bool evict) {
   ChunkState& st = states_[index];
   st.busy = true;  // readers and writers wait: this is quicker than the store
   const uint32_t want = st.crc;
@@ -307,7 +307,7 @@ bool Volume::verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   const uint64_t base = index * row_.chunkSize;
   const uint64_t len = chunkLength(index);
-  bool ok = known && host_.reserveCache(len);
+  bool ok = known && (evict ? host_.reserveCache(len) : host_.budget().tryReserveCached(len));
   if (ok) {
     std::span<uint8_t> chunk = threadChunkBuffer(index);
     ok = cache_.read(base, chunk.data(), len) && crc32c(chunk) == want;
@@ -344,10 +344,13 @@ uint64_t Volume::verifyUnverified() {
     if (!st.unverified) continue;
     if (st.where != Where::kRemote) {
       st.unverified = false;  // written or zeroed since: its slot is in use, or punched
+      // (One an adoption's journal made zeros, or one in the journal only: its slot's
+      // bytes go after the next commit.)
+      if (st.where == Where::kZero || st.where == Where::kJournal) punchPending_.push_back(i);
       continue;
     }
     if (st.busy) continue;  // a reader or writer is verifying it
-    if (verifyCached(i, lock)) ++cached;
+    if (verifyCached(i, lock, false)) ++cached;
   }
   return cached;
 }

@@ -108,7 +108,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
     uint64_t gen = 0;
     bool zero = false;
     bool tried = false;
-    uint32_t crc = 0;
+    std::optional<uint32_t> crc;
   };
   std::vector<Stored> stored(1 + near.size());
   claims.push_back(claimUpload(index));
@@ -146,7 +146,8 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
       if (!read || (out.zero && c.zeroNeedsNoObject)) return read;
       out.gen = nextGeneration();
       std::span<const uint8_t> body = out.zero ? std::span<const uint8_t>() : chunkOf(i);
-      if (!out.zero) out.crc = crc32c(body);
+      // (Of a chunk that stays cached: one rebuilt from the journal is not.)
+      if (!out.zero && c.where == Where::kCached) out.crc = crc32c(body);
       StorePriority::Upload held = uploadTurn(turn.forSnapshot);
       host_.bandwidth().upload(body.size());
       // After any wait for bandwidth.
@@ -178,7 +179,7 @@ Status Volume::uploadChunk(uint64_t index, std::vector<uint8_t>& buf, const Uplo
   return result;
 }
 
-Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, uint32_t crc,
+Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, bool isZero, std::optional<uint32_t> crc,
                             std::unique_lock<std::mutex>& lock) {
   const uint64_t index = c.index;
   ChunkState& st = states_[index];
@@ -203,7 +204,7 @@ Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, boo
     st.remoteGen = newGen;
     st.remoteZero = isZero;
     st.crcKnown = false;
-    if (!isZero) noteContent(st, newGen, crc);
+    if (!isZero && crc) noteContent(st, newGen, *crc);
     soloUploads_.erase(index);
     releaseJournalRefs(index);
     if (!lateCopyAbove(index, newGen)) lateCopies_.erase(index);

@@ -90,7 +90,7 @@ TEST_F(CacheVerifyTest, MatchingChunksStayCachedAndADamagedOneIsReadFromTheStore
   const VolumeStats st = v->stats();
   EXPECT_EQ(st.verifiedChunks, kChunks - 2);
   EXPECT_EQ(st.verifyFailures, 1u);
-  EXPECT_EQ(st.cachedBytes, kSize - kChunk) << "chunk 3, fetched again, was not cached either";
+  EXPECT_EQ(st.cachedBytes, kSize - kChunk) << "all but chunk 5 (zeros) should be cached, chunk 3 fetched again";
   std::vector<uint8_t> all(kSize);
   ASSERT_TRUE(v->read(0, all));
   EXPECT_TRUE(all == model_);
@@ -109,6 +109,77 @@ TEST_F(CacheVerifyTest, MatchingChunksStayCachedAndADamagedOneIsReadFromTheStore
   auto other = testing::startEngine(fresh);
   ASSERT_TRUE(other->find("vol")->read(0, all));
   EXPECT_TRUE(all == model_);
+}
+
+// A clean stop before the checks were done leaves the rest to verify: the next start
+// checks them, crash or not.
+TEST_F(CacheVerifyTest, ChecksCutShortByACleanStopGoOnAtTheNextStart) {
+  ASSERT_NO_FATAL_FAILURE(storeAllThenCrash());
+  {
+    auto opened = Engine::open(options());
+    ASSERT_TRUE(opened) << opened.status().toString();
+    std::vector<uint8_t> back(kChunk);
+    ASSERT_TRUE(opened.value()->find("vol")->read(0, back));  // chunk 0 checked, no other
+    EXPECT_EQ(opened.value()->find("vol")->stats().unverifiedChunks, kChunks - 1);
+    opened.value()->shutdown();
+  }
+  auto e = testing::startEngine(options());
+  auto v = e->find("vol");
+  ASSERT_TRUE(testing::waitUntil([&] { return v->stats().unverifiedChunks == 0; }))
+      << v->stats().unverifiedChunks << " chunks left unchecked";
+  EXPECT_EQ(v->stats().verifiedChunks, kChunks - 1);
+  EXPECT_EQ(v->stats().cachedBytes, kSize);
+  const uint64_t getsBefore = control_->gets.load();
+  std::vector<uint8_t> all(kSize);
+  ASSERT_TRUE(v->read(0, all));
+  EXPECT_TRUE(all == model_);
+  EXPECT_EQ(control_->gets.load(), getsBefore);
+}
+
+// The background checks take only room the cache has free: chunks clients brought in
+// since the start are not evicted for them.
+TEST_F(CacheVerifyTest, BackgroundChecksEvictNothing) {
+  constexpr uint64_t kBig = 512 * kChunk, kCache = 16 << 20;  // room for 256 chunks
+  EngineOptions o = options();
+  o.creates = {{"vol", kBig, kChunk}};
+  o.cacheSize = kCache;
+  const auto big = randomBytes(kBig, 73);
+  std::vector<uint8_t> back(kChunk);
+  {
+    auto e = testing::startEngine(o);
+    auto v = e->find("vol");
+    // Chunks 200.. first, then 0..199, which push most of the others out.
+    const auto head = std::span(big).first(200 * kChunk);
+    ASSERT_TRUE(v->write(head.size(), std::span(big).subspan(head.size()), false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    ASSERT_TRUE(v->write(0, head, false));
+    ASSERT_TRUE(e->checkpoint("vol", std::chrono::seconds(30)));
+    e->shutdown();
+    ASSERT_TRUE(testing::markCrashed(dir_ / "gw"));
+  }
+  auto opened = Engine::open(o);
+  ASSERT_TRUE(opened) << opened.status().toString();
+  std::unique_ptr<Engine> e = std::move(opened).value();
+  auto v = e->find("vol");
+  // 100 chunks a client reads before the checks: checked or fetched, cached either way
+  // (backwards: a sequential scan would not be cached).
+  for (uint64_t i = 399; i >= 300; --i) ASSERT_TRUE(v->read(i * kChunk, back));
+  const VolumeStats before = v->stats();
+  ASSERT_EQ(before.cachedBytes, 100 * kChunk);
+  constexpr uint64_t kRoom = kCache / kChunk - 100;
+  ASSERT_GT(before.unverifiedChunks, kRoom) << "this test needs more chunks to check than the cache has room for";
+  ASSERT_TRUE(e->start());
+  ASSERT_TRUE(testing::waitUntil([&] { return v->stats().unverifiedChunks == 0; }));
+  const VolumeStats after = v->stats();
+  EXPECT_EQ(after.cachedBytes, kCache) << "the checks did not fill the free room";
+  EXPECT_EQ(after.verifiedChunks - before.verifiedChunks, kRoom);
+  EXPECT_EQ(after.verifyFailures - before.verifyFailures, before.unverifiedChunks - kRoom) << "no room: not kept";
+  const uint64_t getsBefore = control_->gets.load();
+  for (uint64_t i = 300; i < 400; ++i) ASSERT_TRUE(v->read(i * kChunk, back));
+  EXPECT_EQ(control_->gets.load(), getsBefore) << "a chunk read after the start was evicted for the checks";
+  std::vector<uint8_t> all(kBig);
+  ASSERT_TRUE(v->read(0, all));
+  EXPECT_TRUE(all == big);
 }
 
 // Rows from before checksums were kept (or of a chunk whose generation this gateway
