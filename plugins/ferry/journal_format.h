@@ -24,6 +24,14 @@
 namespace ferry {
 
 inline constexpr uint64_t kJournalPage = 4096;  // the unit of change the journal tracks
+// The pages that the bytes before `end` touch (the last one may be partial).
+inline constexpr uint64_t pagesFor(uint64_t end) {
+  return (end + kJournalPage - 1) / kJournalPage;
+}
+// The 64-bit words of a page map of `pages` pages.
+inline constexpr uint64_t pageMapWords(uint64_t pages) {
+  return (pages + 63) / 64;
+}
 
 struct JournalEntry {
   uint64_t index = 0;   // chunk

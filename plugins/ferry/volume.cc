@@ -143,7 +143,7 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       // (kFlagCacheOnly) may hold later writes in its cache too, which its whole upload
       // stores: it stays in the cache until then (cacheOnly, below).
       if (st.dirty && !st.journaled && !patched && journal_) {
-        if ((r.flags & kFlagCached) && r.pages.size() == (pages + 63) / 64 && countBits(r.pages) != 0) {
+        if ((r.flags & kFlagCached) && r.pages.size() == pageMapWords(pages) && countBits(r.pages) != 0) {
           pages_[r.index] = r.pages;
         } else {
           markAllPages(r.index);
@@ -151,7 +151,7 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       }
       if (patched) {
         // Its newest pages are in the cache file, as the row's page map says.
-        if (r.pages.size() != (pages + 63) / 64) {
+        if (r.pages.size() != pageMapWords(pages)) {
           return Status::corruption("volume " + row_.name + ": chunk " + std::to_string(r.index) +
                                     " has a page map of the wrong size");
         }
@@ -327,7 +327,7 @@ void Volume::markPages(uint64_t index, uint64_t inChunk, uint64_t length) {
   if (!journal_ || length == 0) return;
   uint64_t pages = pageCount(index);
   auto& bits = pages_[index];
-  if (bits.empty()) bits.assign((pages + 63) / 64, 0);
+  if (bits.empty()) bits.assign(pageMapWords(pages), 0);
   for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
     bits[p / 64] |= uint64_t{1} << (p % 64);
   }
@@ -340,7 +340,7 @@ void Volume::markAllPages(uint64_t index) {
 
 std::vector<uint64_t> Volume::patchPages(uint64_t index) const {
   const uint64_t pages = pageCount(index);
-  std::vector<uint64_t> bits((pages + 63) / 64, 0);
+  std::vector<uint64_t> bits(pageMapWords(pages), 0);
   for (const auto* map : {&pages_, &journalingPages_}) {
     auto it = map->find(index);
     if (it == map->end()) continue;
@@ -522,9 +522,8 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
     // Whole pages of a chunk not cached: written to the cache file as they are (the
     // chunk patched), without reading the rest of it from the store.
     const bool patch = patchable(index, inChunk, data.size(), st, room.bytes);
-    const std::pair<uint64_t, uint64_t> pages{inChunk / kJournalPage,
-                                              (inChunk + data.size() + kJournalPage - 1) / kJournalPage};
-    uint64_t need = patch ? (data.size() + kJournalPage - 1) / kJournalPage * kJournalPage : len;
+    const std::pair<uint64_t, uint64_t> pages{inChunk / kJournalPage, pagesFor(inChunk + data.size())};
+    uint64_t need = patch ? pagesFor(data.size()) * kJournalPage : len;
     if (patch && st.where == Where::kPatched && patchCovers(index, inChunk, data.size())) need = 0;  // its pages
     if (st.where != Where::kCached && room.bytes < need) {
       // Room first, without holding the chunk busy: an upload of it (one in the

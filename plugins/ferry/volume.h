@@ -398,7 +398,7 @@ class Volume : public std::enable_shared_from_this<Volume> {
  private:
   uint64_t chunkLength(uint64_t index) const;
   // Its 4 KiB pages (the last one short in a volume's last chunk).
-  uint64_t pageCount(uint64_t index) const { return (chunkLength(index) + kJournalPage - 1) / kJournalPage; }
+  uint64_t pageCount(uint64_t index) const { return pagesFor(chunkLength(index)); }
   // The object holding generation gen of the chunk: the volume's, or its source's,
   // and the store it is in.
   std::string objectKey(uint64_t index, uint64_t gen) const;

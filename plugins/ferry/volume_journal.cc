@@ -40,7 +40,7 @@ constexpr size_t kAdoptPutsAtOnce = 4;
 
 // The pages that hold bytes [from, to) of a chunk (a rebuild's wanted bytes).
 std::pair<uint64_t, uint64_t> wantedPages(uint64_t from, uint64_t to) {
-  return {from / kJournalPage, to == UINT64_MAX ? UINT64_MAX : (to + kJournalPage - 1) / kJournalPage};
+  return {from / kJournalPage, to == UINT64_MAX ? UINT64_MAX : pagesFor(to)};
 }
 
 }  // namespace
