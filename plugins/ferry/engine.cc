@@ -848,10 +848,9 @@ Status Engine::start() {
 void Engine::verifyLoop() {
   for (auto& v : volumes()) {
     if (stopping_) return;
-    const VolumeStats before = v->stats();
-    if (before.unverifiedChunks == 0) continue;
-    const uint64_t kept = v->verifyUnverified();
-    logInfo("volume " + v->name() + ": " + std::to_string(kept) + " of " + std::to_string(before.unverifiedChunks) +
+    const Volume::Checked done = v->verifyUnverified();
+    if (done.checked == 0) continue;
+    logInfo("volume " + v->name() + ": " + std::to_string(done.kept) + " of " + std::to_string(done.checked) +
             " clean chunks the crash left in the cache matched their checksums and stay cached");
   }
 }

@@ -90,7 +90,7 @@ uint64_t readAheadChunksFor(uint64_t bytes, uint64_t chunkSize) {
 // Whether a page bitmap has the bit of every page that bytes [inChunk, inChunk + length)
 // touch; length > 0.
 bool allPagesSet(const std::vector<uint64_t>& bits, uint64_t inChunk, uint64_t length) {
-  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
+  for (uint64_t p = inChunk / kJournalPage; p < pagesFor(inChunk + length); ++p) {
     if (!(bits[p / 64] >> (p % 64) & 1)) return false;
   }
   return true;
@@ -132,8 +132,7 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
       st.remoteGen = r.remoteGen;
       st.remoteZero = (r.flags & kFlagRemoteZero) != 0;
       st.dirty = (r.flags & kFlagDirty) != 0;
-      st.crc = r.crc.value_or(0);
-      st.crcKnown = r.crc.has_value();
+      st.crc = r.crc;
       const bool patched = st.dirty && (r.flags & kFlagPatched) != 0;
       st.journaled = st.dirty && !patched && (r.flags & kFlagJournaled) != 0;
       if (patched && (r.flags & kFlagJournaled)) patchedWithPieces_.push_back(r.index);
@@ -173,7 +172,7 @@ Status Volume::load(const std::vector<ChunkRow>& rows) {
         // Dirty and not cached: zeroed, its tombstone not stored yet.
         st.where = (!st.dirty && r.remoteGen != 0 && !st.remoteZero) ? Where::kRemote : Where::kZero;
         // A clean cached chunk a crash left unsure: its slot is kept until checked.
-        st.unverified = st.where == Where::kRemote && st.crcKnown && (r.flags & kFlagVerify) != 0;
+        st.unverified = st.where == Where::kRemote && st.crc && (r.flags & kFlagVerify) != 0;
       }
       if (st.dirty) {
         toQueue.push_back(r.index);
@@ -234,8 +233,8 @@ ChunkRow Volume::rowOf(uint64_t index, const ChunkState& st) const {
   if (st.remoteZero) flags |= kFlagRemoteZero;
   if (st.journaled) flags |= kFlagJournaled;
   if (st.pinnedUntilStored()) flags |= kFlagCacheOnly;
-  if (st.unverified && st.where == Where::kRemote) flags |= kFlagVerify;
-  ChunkRow row{index, st.remoteGen, flags, {}, st.crcKnown ? std::optional(st.crc) : std::nullopt};
+  if (st.awaitsCheck()) flags |= kFlagVerify;
+  ChunkRow row{index, st.remoteGen, flags, {}, st.crc};
   // Cached, changed and not journaled: which pages changed, for a start after a crash
   // to count only those in the upload buffer (and let the journal take them).
   if (st.where == Where::kCached && st.dirty && !st.journaled && journal_) row.pages = patchPages(index);
@@ -328,7 +327,7 @@ void Volume::markPages(uint64_t index, uint64_t inChunk, uint64_t length) {
   uint64_t pages = pageCount(index);
   auto& bits = pages_[index];
   if (bits.empty()) bits.assign(pageMapWords(pages), 0);
-  for (uint64_t p = inChunk / kJournalPage; p <= (inChunk + length - 1) / kJournalPage; ++p) {
+  for (uint64_t p = inChunk / kJournalPage; p < pagesFor(inChunk + length); ++p) {
     bits[p / 64] |= uint64_t{1} << (p % 64);
   }
   recharge(index, states_[index]);
@@ -504,7 +503,7 @@ Status Volume::writePiece(uint64_t index, uint64_t inChunk, std::span<const uint
       continue;
     }
     if (preserveFrozen(index, lock)) continue;  // a snapshot needs its content first
-    if (st.unverified && st.where == Where::kRemote) {
+    if (st.awaitsCheck()) {
       verifyCached(index, lock);  // from the cache file if it holds it, not the store
       continue;
     }
@@ -1053,7 +1052,7 @@ VolumeStats Volume::stats() {
       v.journaledChunks += st.journaled ? 1 : 0;
       v.journalOnlyChunks += st.where == Where::kJournal ? 1 : 0;
       v.cacheOnlyChunks += st.pinnedUntilStored() ? 1 : 0;
-      v.unverifiedChunks += st.unverified && st.where == Where::kRemote ? 1 : 0;
+      v.unverifiedChunks += st.awaitsCheck() ? 1 : 0;
     }
     if (hydrating()) {
       v.source = row_.sourceVolume + "/" + row_.sourceSnapshot;

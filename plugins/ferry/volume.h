@@ -93,7 +93,6 @@ struct ChunkState {
   uint32_t dirtySinceMs = 0;        // engine clock (ms) when it last became dirty
   uint32_t charged = 0;             // bytes it counts in the upload buffer (recount)
   uint32_t patchBytes = 0;          // kPatched: the cache its pages take (settlePatch)
-  uint32_t crc = 0;                 // crcKnown: the CRC-32C of generation remoteGen's content
   std::atomic<uint16_t> ioRefs{0};  // readers inside the cache file: not evictable
   Where where = Where::kZero;
   bool dirty = false;
@@ -110,13 +109,18 @@ struct ChunkState {
   // evicted into the journal until it is stored whole.
   bool cacheOnly = false;
   uint8_t rangeReads = 0;    // small reads served from the store by range GETs
-  bool crcKnown = false;     // crc holds (set where that generation was stored or fetched whole)
-  // kRemote after a crash, its cache file slot perhaps still holding that generation
-  // (kFlagVerify): cached again if the bytes there match crc (verifyCached).
+  // The CRC-32C of generation remoteGen's content, where this gateway had it whole
+  // (stored it, or fetched it into the cache).
+  std::optional<uint32_t> crc;
+  // After a crash, its cache file slot perhaps still holding that generation
+  // (kFlagVerify): cached again if the bytes there match crc (verifyCached). Counts
+  // while the chunk is remote (awaitsCheck).
   bool unverified = false;
 
   // Leaves the cache only once stored whole (its row says so: kFlagCacheOnly).
   bool pinnedUntilStored() const { return where == Where::kCached && dirty && cacheOnly; }
+  // Remote, its slot in the cache file still to be checked against crc.
+  bool awaitsCheck() const { return unverified && where == Where::kRemote; }
 };
 
 // How uploadChunk goes. The uploader's waits (uploadWaitMs): a neighbour is taken
@@ -197,8 +201,11 @@ class Volume : public std::enable_shared_from_this<Volume> {
   // After a start that distrusted clean cached chunks (or one that followed a stop
   // before they were all checked): checks each unverified one (verifyCached, in room
   // the cache has free: chunks clients brought in meanwhile are not evicted for them),
-  // until the engine stops. Returns how many it cached again.
-  uint64_t verifyUnverified();
+  // until the engine stops. Returns how many it checked, and cached again.
+  struct Checked {
+    uint64_t checked = 0, kept = 0;
+  };
+  Checked verifyUnverified();
 
   const std::string& name() const { return row_.name; }
   int64_t id() const { return row_.id; }

@@ -465,7 +465,7 @@ Status Volume::openJournal(bool adopt) {
       }
       st.remoteGen = newGens[n];
       st.remoteZero = zeros[n];
-      st.crcKnown = false;  // (not computed on this rare path: a crash then distrusts its cache)
+      st.crc.reset();  // (not computed on this rare path: a crash then distrusts its cache)
       if (st.where != Where::kCached) st.where = zeros[n] ? Where::kZero : Where::kRemote;
       markMeta(index, st);
     }

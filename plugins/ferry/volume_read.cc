@@ -302,8 +302,8 @@ Status Volume::readJournaled(uint64_t index, uint64_t inChunk, std::span<uint8_t
 bool Volume::verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock, bool evict) {
   ChunkState& st = states_[index];
   st.busy = true;  // readers and writers wait: this is quicker than the store
-  const uint32_t want = st.crc;
-  const bool known = st.crcKnown && !st.remoteZero && !fenced_;
+  const bool known = st.crc && !st.remoteZero && !fenced_;
+  const uint32_t want = st.crc.value_or(0);
   lock.unlock();
   const uint64_t base = index * row_.chunkSize;
   const uint64_t len = chunkLength(index);
@@ -336,8 +336,8 @@ bool Volume::verifyCached(uint64_t index, std::unique_lock<std::mutex>& lock, bo
   return ok;
 }
 
-uint64_t Volume::verifyUnverified() {
-  uint64_t cached = 0;
+Volume::Checked Volume::verifyUnverified() {
+  Checked done;
   std::unique_lock lock(mu_);
   for (uint64_t i = 0; i < states_.size() && !host_.stopping(); ++i) {
     ChunkState& st = states_[i];
@@ -350,15 +350,15 @@ uint64_t Volume::verifyUnverified() {
       continue;
     }
     if (st.busy) continue;  // a reader or writer is verifying it
-    if (verifyCached(i, lock, false)) ++cached;
+    ++done.checked;
+    if (verifyCached(i, lock, false)) ++done.kept;
   }
-  return cached;
+  return done;
 }
 
 void Volume::noteContent(ChunkState& st, uint64_t gen, uint32_t crc) {
   if (st.remoteGen != gen || st.remoteZero) return;
   st.crc = crc;
-  st.crcKnown = true;
 }
 
 uint32_t Volume::wholeRebuildGets(uint64_t index) const {

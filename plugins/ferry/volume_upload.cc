@@ -203,7 +203,7 @@ Status Volume::finishUpload(const UploadClaim& c, Status s, uint64_t newGen, boo
     }
     st.remoteGen = newGen;
     st.remoteZero = isZero;
-    st.crcKnown = false;
+    st.crc.reset();
     if (!isZero && crc) noteContent(st, newGen, *crc);
     soloUploads_.erase(index);
     releaseJournalRefs(index);
